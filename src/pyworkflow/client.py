@@ -1,0 +1,277 @@
+"""Start, inspect, await and cancel runs: sync functions and ``a``-prefixed async twins."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import attrs
+
+from pyworkflow.errors import (
+    ConcurrencyError,
+    SerializationError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+)
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
+from pyworkflow.runtime import Runtime, get_runtime
+from pyworkflow.serialization import dumps_limited
+from pyworkflow.workflow import definition_of
+
+__all__ = [
+    "RunInfo",
+    "acancel",
+    "aget_events",
+    "aget_result",
+    "aget_run",
+    "astart",
+    "astart_workflow",
+    "cancel",
+    "get_events",
+    "get_result",
+    "get_run",
+    "start",
+    "start_workflow",
+]
+
+
+@attrs.frozen
+class RunInfo:
+    """A run as users see it: status, decoded result or error, timestamps."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    result: Any = None
+    error: BaseException | None = None
+    error_message: str | None = None
+    version: str | None = None
+    idempotency_key: str | None = None
+    wake_at: datetime | None = None
+
+
+def _info(runtime: Runtime, run: Run) -> RunInfo:
+    result: Any = None
+    error: BaseException | None = None
+    try:
+        if run.result is not None:
+            result = runtime.serializer.loads(run.result)
+        if run.error is not None:
+            loaded = runtime.serializer.loads(run.error)
+            error = loaded if isinstance(loaded, BaseException) else None
+    except SerializationError as exc:
+        error = exc
+    return RunInfo(
+        run_id=run.run_id,
+        workflow=run.workflow_name,
+        status=run.status,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        completed_at=run.completed_at,
+        result=result,
+        error=error,
+        error_message=run.error_message,
+        version=run.workflow_version,
+        idempotency_key=run.idempotency_key,
+        wake_at=run.wake_at,
+    )
+
+
+async def _create(
+    runtime: Runtime,
+    target: Any,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    idempotency_key: str | None,
+    run_id: str | None,
+) -> str:
+    definition = definition_of(target)
+    data = dumps_limited(
+        runtime.serializer,
+        {"args": tuple(args), "kwargs": dict(kwargs)},
+        limit=runtime.settings.max_payload_bytes,
+        what=f"input of workflow {definition.name!r}",
+    )
+    now = utcnow()
+    run = Run(
+        run_id=run_id or uuid.uuid4().hex,
+        workflow_name=definition.name,
+        workflow_version=definition.version,
+        status=RunStatus.PENDING,
+        input=data,
+        serializer=runtime.serializer.name,
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        wake_at=now,
+    )
+    started = NewEvent(
+        EventType.WORKFLOW_STARTED,
+        None,
+        {"workflow": definition.name, "version": definition.version},
+    )
+    stored, created = await runtime.storage.create_run(run, [started])
+    if created:
+        runtime.events_appended(stored.run_id, [started])
+        runtime.executor.notify(stored.run_id)
+    return stored.run_id
+
+
+async def astart_workflow(
+    workflow: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Start a run with options.
+
+    With an ``idempotency_key``, starting again returns the first run's id.
+    """
+    runtime = get_runtime()
+    return await runtime.acall(
+        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id
+    )
+
+
+def start_workflow(
+    workflow: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Sync form of :func:`astart_workflow`."""
+    runtime = get_runtime()
+    return runtime.call(_create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id)
+
+
+async def astart(workflow: Any, *args: Any, **kwargs: Any) -> str:
+    """Start a run of ``workflow`` (``@workflow``, ``Workflow`` class or name); returns its id."""
+    return await astart_workflow(workflow, args, kwargs)
+
+
+def start(workflow: Any, *args: Any, **kwargs: Any) -> str:
+    """Start a run of ``workflow`` from sync code; returns the run id at once."""
+    return start_workflow(workflow, args, kwargs)
+
+
+async def _get_run(runtime: Runtime, run_id: str) -> RunInfo:
+    return _info(runtime, await runtime.storage.get_run(run_id))
+
+
+async def aget_run(run_id: str) -> RunInfo:
+    """The run's status, decoded result or error, and timestamps."""
+    runtime = get_runtime()
+    return await runtime.acall(_get_run, runtime, run_id)
+
+
+def get_run(run_id: str) -> RunInfo:
+    """Sync form of :func:`aget_run`."""
+    runtime = get_runtime()
+    return runtime.call(_get_run, runtime, run_id)
+
+
+async def _wait(runtime: Runtime, run_id: str, timeout: float | None) -> RunInfo:
+    delay = 0.005
+    with anyio.fail_after(timeout):
+        while True:
+            info = await _get_run(runtime, run_id)
+            if info.status.is_terminal:
+                return info
+            await anyio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+
+def _outcome(info: RunInfo) -> Any:
+    if info.status == RunStatus.COMPLETED:
+        return info.result
+    if info.status == RunStatus.CANCELLED:
+        raise WorkflowCancelledError(f"run {info.run_id} was cancelled")
+    if info.error is not None:
+        raise info.error
+    raise WorkflowFailedError(info.error_message or f"run {info.run_id} failed", run_id=info.run_id)
+
+
+async def _result(runtime: Runtime, run_id: str, timeout: float | None) -> Any:
+    try:
+        info = await _wait(runtime, run_id, timeout)
+    except TimeoutError:
+        status = (await _get_run(runtime, run_id)).status.value
+        raise TimeoutError(f"run {run_id} is still {status} after {timeout}s") from None
+    return _outcome(info)
+
+
+async def aget_result(run_id: str, timeout: float | None = None) -> Any:
+    """Wait for the run to end; return its result or raise its error.
+
+    A failed run raises the workflow's own exception type where it can be
+    rebuilt (else :class:`WorkflowFailedError`); a cancelled run raises
+    :class:`WorkflowCancelledError`; ``timeout`` (seconds) raises
+    ``TimeoutError``.
+    """
+    runtime = get_runtime()
+    return await runtime.acall(_result, runtime, run_id, timeout)
+
+
+def get_result(run_id: str, timeout: float | None = None) -> Any:
+    """Sync form of :func:`aget_result`."""
+    runtime = get_runtime()
+    return runtime.call(_result, runtime, run_id, timeout)
+
+
+async def _events(runtime: Runtime, run_id: str) -> list[Event]:
+    return await runtime.storage.get_events(run_id)
+
+
+async def aget_events(run_id: str) -> list[Event]:
+    """The run's event log, in order."""
+    runtime = get_runtime()
+    return await runtime.acall(_events, runtime, run_id)
+
+
+def get_events(run_id: str) -> list[Event]:
+    """Sync form of :func:`aget_events`."""
+    runtime = get_runtime()
+    return runtime.call(_events, runtime, run_id)
+
+
+async def _cancel(runtime: Runtime, run_id: str, reason: str | None) -> bool:
+    while True:
+        run = await runtime.storage.get_run(run_id)
+        if run.status.is_terminal:
+            return False
+        event = NewEvent(EventType.CANCEL_REQUESTED, None, {"reason": reason})
+        try:
+            await runtime.storage.append_events(
+                run_id, run.last_seq, [event], RunPatch(set_wake=True, wake_at=utcnow())
+            )
+        except ConcurrencyError:
+            continue
+        runtime.events_appended(run_id, [event])
+        runtime.executor.notify(run_id)
+        return True
+
+
+async def acancel(run_id: str, reason: str | None = None) -> bool:
+    """Ask the run to stop: a cancellation is delivered into the workflow.
+
+    Returns False if the run had already ended. The workflow may catch the
+    cancellation to compensate; otherwise the run ends ``cancelled``.
+    """
+    runtime = get_runtime()
+    return await runtime.acall(_cancel, runtime, run_id, reason)
+
+
+def cancel(run_id: str, reason: str | None = None) -> bool:
+    """Sync form of :func:`acancel`."""
+    runtime = get_runtime()
+    return runtime.call(_cancel, runtime, run_id, reason)

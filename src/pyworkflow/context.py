@@ -1,0 +1,168 @@
+"""The current run and step, and the deterministic helpers workflow code uses."""
+
+from __future__ import annotations
+
+import random as _random
+import uuid as _uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import attrs
+from loguru import logger
+
+from pyworkflow.durations import Duration, parse_duration
+from pyworkflow.models import utcnow
+
+if TYPE_CHECKING:
+    from pyworkflow.step import StepDefinition
+
+__all__ = [
+    "StepContext",
+    "WorkflowContext",
+    "current_workflow",
+    "get_step_context",
+    "now",
+    "random",
+    "sleep",
+    "uuid4",
+    "workflow_logger",
+]
+
+
+class WorkflowContext(Protocol):
+    """What the engine offers to workflow code of the activation running it."""
+
+    run_id: str
+    workflow_name: str
+
+    @property
+    def is_replaying(self) -> bool: ...
+
+    def call_step(
+        self,
+        definition: StepDefinition,
+        body: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Awaitable[Any]: ...
+
+    def call_sleep(self, delta: timedelta | None, until: datetime | None) -> Awaitable[None]: ...
+
+    def record_value(self, kind: str, produce: Callable[[], Any]) -> Any: ...
+
+
+@attrs.frozen
+class StepContext:
+    """What a running step knows about itself (``get_step_context()``).
+
+    ``idempotency_key`` is stable across retries and recoveries of the same
+    step call: pass it to external APIs so a repeated attempt is deduplicated.
+    """
+
+    run_id: str
+    step_id: str
+    step_name: str
+    attempt: int
+    idempotency_key: str
+
+
+_workflow: ContextVar[WorkflowContext | None] = ContextVar("pyworkflow_workflow", default=None)
+_step: ContextVar[StepContext | None] = ContextVar("pyworkflow_step", default=None)
+
+
+def current_workflow() -> WorkflowContext | None:
+    """The workflow activation running the calling code, or None."""
+    return _workflow.get()
+
+
+def get_step_context() -> StepContext:
+    """The context of the step whose body is running; error outside a step."""
+    ctx = _step.get()
+    if ctx is None:
+        raise RuntimeError("get_step_context() called outside a step body")
+    return ctx
+
+
+def now() -> datetime:
+    """The current UTC time; inside a workflow, recorded once and replayed."""
+    ctx = _workflow.get()
+    if ctx is None:
+        return utcnow()
+    value: datetime = ctx.record_value("now", utcnow)
+    return value
+
+
+def random() -> float:
+    """A float in [0, 1); inside a workflow, recorded once and replayed."""
+    ctx = _workflow.get()
+    if ctx is None:
+        return _random.random()
+    value: float = ctx.record_value("random", _random.random)
+    return value
+
+
+def uuid4() -> _uuid.UUID:
+    """A random UUID; inside a workflow, recorded once and replayed."""
+    ctx = _workflow.get()
+    if ctx is None:
+        return _uuid.uuid4()
+    value: _uuid.UUID = ctx.record_value("uuid4", _uuid.uuid4)
+    return value
+
+
+def sleep(duration: Duration | datetime) -> Awaitable[None]:
+    """Wait durably: ``await sleep("5m")``, ``"2h"``, ``"3d"``, a timedelta or a datetime.
+
+    Inside a workflow the run suspends (the process may exit) and resumes
+    when the time comes. Outside a workflow it is an ordinary sleep.
+    """
+    until: datetime | None = None
+    delta: timedelta | None = None
+    if isinstance(duration, datetime):
+        until = duration if duration.tzinfo else duration.replace(tzinfo=UTC)
+    else:
+        delta = parse_duration(duration, what="sleep duration")
+    ctx = _workflow.get()
+    if ctx is None:
+        seconds = delta.total_seconds() if delta is not None else 0.0
+        if until is not None:
+            seconds = (until - utcnow()).total_seconds()
+        return anyio.sleep(max(0.0, seconds))
+    return ctx.call_sleep(delta, until)
+
+
+class _WorkflowLogger:
+    """loguru logging for workflow code that stays silent while replaying.
+
+    Lines are bound with ``run_id`` and ``workflow``; a line logged before a
+    ``sleep`` is printed once, not again when the run resumes.
+    """
+
+    def _log(self, level: str, message: str, *args: Any, **kwargs: Any) -> None:
+        ctx = _workflow.get()
+        if ctx is None:
+            logger.opt(depth=2).log(level, message, *args, **kwargs)
+            return
+        if ctx.is_replaying:
+            return
+        logger.bind(run_id=ctx.run_id, workflow=ctx.workflow_name).opt(depth=2).log(
+            level, message, *args, **kwargs
+        )
+
+    def debug(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._log("DEBUG", message, *args, **kwargs)
+
+    def info(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._log("INFO", message, *args, **kwargs)
+
+    def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._log("WARNING", message, *args, **kwargs)
+
+    def error(self, message: str, *args: Any, **kwargs: Any) -> None:
+        self._log("ERROR", message, *args, **kwargs)
+
+
+workflow_logger = _WorkflowLogger()

@@ -1,0 +1,648 @@
+"""Activations: replay the log, run new work, suspend or finish the run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import math
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from loguru import logger
+
+from pyworkflow import context as ctxmod
+from pyworkflow.errors import (
+    ConcurrencyError,
+    CorruptDataError,
+    NonDeterminismError,
+    PayloadTooLargeError,
+    SerializationError,
+    StepFailedError,
+    WorkflowNotFoundError,
+)
+from pyworkflow.models import (
+    EXTERNAL_EVENTS,
+    Event,
+    EventType,
+    NewEvent,
+    Run,
+    RunPatch,
+    RunStatus,
+    utcnow,
+)
+from pyworkflow.sandbox import WorkflowLoop
+from pyworkflow.serialization import dumps_limited
+from pyworkflow.step import StepDefinition
+from pyworkflow.workflow import get_workflow
+
+if TYPE_CHECKING:
+    from pyworkflow.runtime import Runtime
+
+__all__ = ["activate"]
+
+#: Events that settle an operation; replay delivers them in log order.
+_RESOLUTIONS = frozenset(
+    {
+        EventType.STEP_COMPLETED,
+        EventType.STEP_FAILED,
+        EventType.WAIT_COMPLETED,
+        EventType.CANCEL_REQUESTED,
+    }
+)
+#: Outcomes of work done by a step body: worth keeping when a flush must be redone.
+_STEP_FACTS = frozenset({EventType.STEP_COMPLETED, EventType.STEP_FAILED, EventType.STEP_RETRYING})
+#: Events that do not mean an earlier activation ran the workflow code.
+_NOT_DECISIONS = EXTERNAL_EVENTS | {EventType.WORKFLOW_STARTED}
+
+
+class _Restart(Exception):
+    """External events (cancel, hook) interleaved: replay again from the log."""
+
+
+class _LostOwnership(Exception):
+    """Another worker appended to the run: stop without touching it."""
+
+
+class _Discarded(BaseException):
+    """Raised in workflow code that runs after its activation was discarded."""
+
+
+class _Diverged(BaseException):
+    """Raised in workflow code whose call does not match the log."""
+
+
+@attrs.define(eq=False)
+class _Op:
+    cid: str
+    kind: str
+    future: asyncio.Future[Any]
+    definition: StepDefinition | None = None
+    body: Callable[..., Any] | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+    input: str | None = None
+    due: datetime | None = None
+    attempt: int = 0
+    running: bool = False
+
+
+def _describe(event: Event) -> str:
+    name = event.payload.get("name") or event.payload.get("kind")
+    what = {
+        EventType.STEP_STARTED: "step",
+        EventType.WAIT_CREATED: "sleep",
+        EventType.VALUE_RECORDED: "value",
+    }.get(event.type, event.type.value)
+    return f"{what} {name!r}" if name else what
+
+
+class Activation:
+    """One activation of one run: replay, then live work until suspension or the end."""
+
+    def __init__(self, runtime: Runtime, run: Run, history: Sequence[Event], owner: str) -> None:
+        self.runtime = runtime
+        self.storage = runtime.storage
+        self.serializer = runtime.serializer
+        self.limit = runtime.settings.max_payload_bytes
+        self.run = run
+        self.run_id = run.run_id
+        self.workflow_name = run.workflow_name
+        self.owner = owner
+        self.seq = history[-1].seq if history else 0
+        self.history = history
+        self.by_cid: dict[str, list[Event]] = {}
+        for event in history:
+            if event.correlation_id is not None:
+                self.by_cid.setdefault(event.correlation_id, []).append(event)
+        self.replaying = any(e.type not in _NOT_DECISIONS for e in history)
+        self.counter = 0
+        self.ops: dict[str, _Op] = {}
+        self.open: dict[str, _Op] = {}
+        self.buffer: list[NewEvent] = []
+        self.pending_patch: RunPatch | None = None
+        self.diverged: str | None = None
+        self.discarded = False
+        self.loop = WorkflowLoop()
+        self.root: asyncio.Task[Any] | None = None
+        self.log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)
+        send, receive = anyio.create_memory_object_stream[tuple[_Op, NewEvent]](math.inf)
+        self.facts_tx: MemoryObjectSendStream[tuple[_Op, NewEvent]] = send
+        self.facts_rx: MemoryObjectReceiveStream[tuple[_Op, NewEvent]] = receive
+
+    # ----- what workflow code calls (WorkflowContext) -----
+
+    @property
+    def is_replaying(self) -> bool:
+        return self.replaying
+
+    def _next(self, kind: str, name: str, decision: EventType) -> tuple[str, list[Event]]:
+        if self.discarded:
+            raise _Discarded
+        self.counter += 1
+        cid = str(self.counter)
+        recorded = self.by_cid.get(cid, [])
+        if recorded:
+            first = recorded[0]
+            same = first.type == decision and (
+                first.payload.get("name") == name or first.payload.get("kind") == name
+            )
+            if not same:
+                self._diverge(
+                    f"operation {cid}: the log has {_describe(first)} (event seq {first.seq}) "
+                    f"but the workflow now calls {kind} {name!r}"
+                )
+        return cid, recorded
+
+    def _diverge(self, message: str) -> None:
+        if self.diverged is None:
+            self.diverged = message
+        raise _Diverged(message)
+
+    def call_step(
+        self,
+        definition: StepDefinition,
+        body: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> asyncio.Future[Any]:
+        cid, recorded = self._next("step", definition.name, EventType.STEP_STARTED)
+        op = _Op(cid, "step", self.loop.create_future(), definition, body, args, kwargs)
+        resolved = False
+        for event in recorded:
+            if event.type == EventType.STEP_STARTED:
+                op.attempt = int(event.payload.get("attempt", 1))
+                op.due = None
+            elif event.type == EventType.STEP_RETRYING:
+                op.due = datetime.fromisoformat(event.payload["due_at"])
+            elif event.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED):
+                resolved = True
+        if not resolved:
+            op.input = dumps_limited(
+                self.serializer,
+                {"args": args, "kwargs": kwargs},
+                limit=self.limit,
+                what=f"input of step {definition.name!r}",
+            )
+            self.open[cid] = op
+        self.ops[cid] = op
+        return op.future
+
+    def call_sleep(self, delta: timedelta | None, until: datetime | None) -> asyncio.Future[Any]:
+        cid, recorded = self._next("sleep", "sleep", EventType.WAIT_CREATED)
+        op = _Op(cid, "sleep", self.loop.create_future())
+        if recorded:
+            op.due = datetime.fromisoformat(recorded[0].payload["due_at"])
+        else:
+            op.due = until if until is not None else utcnow() + (delta or timedelta())
+            self.buffer.append(
+                NewEvent(
+                    EventType.WAIT_CREATED,
+                    cid,
+                    {"name": "sleep", "due_at": op.due.isoformat()},
+                )
+            )
+        if not any(e.type == EventType.WAIT_COMPLETED for e in recorded):
+            self.open[cid] = op
+        self.ops[cid] = op
+        return op.future
+
+    def record_value(self, kind: str, produce: Callable[[], Any]) -> Any:
+        cid, recorded = self._next("value", kind, EventType.VALUE_RECORDED)
+        if recorded:
+            return self._load(recorded[0], "value")
+        value = produce()
+        data = self.serializer.dumps(value)
+        self.buffer.append(NewEvent(EventType.VALUE_RECORDED, cid, {"kind": kind, "value": data}))
+        return value
+
+    # ----- helpers -----
+
+    def _load(self, event: Event, key: str) -> Any:
+        try:
+            return self.serializer.loads(event.payload[key])
+        except (SerializationError, KeyError, TypeError) as exc:
+            raise CorruptDataError(
+                f"run {self.run_id}: cannot decode {key!r} of event seq {event.seq} "
+                f"({event.type.value}): {exc}"
+            ) from exc
+
+    def _dump_error(self, exc: BaseException, what: str) -> tuple[str, BaseException]:
+        """Serialize ``exc``; an oversize or unserializable error is replaced."""
+        try:
+            return dumps_limited(self.serializer, exc, limit=self.limit, what=what), exc
+        except PayloadTooLargeError as too_big:
+            return self.serializer.dumps(too_big), too_big
+        except SerializationError:
+            tb = "".join(traceback.format_exception(exc))
+            fallback = StepFailedError(
+                str(exc),
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                traceback=tb[-4000:],
+            )
+            return self.serializer.dumps(fallback), fallback
+
+    def _deliver(self, event: Event | NewEvent) -> None:
+        """Settle the operation ``event`` resolves, inside the workflow."""
+        assert self.root is not None
+        if event.type == EventType.CANCEL_REQUESTED:
+            if not self.root.done():
+                self.log.info("cancellation delivered into the workflow")
+                self.root.cancel()
+            return
+        cid = event.correlation_id or ""
+        op = self.ops.get(cid)
+        if op is None:
+            if self.root.done():
+                return
+            self.diverged = self.diverged or (
+                f"operation {cid}: the log has a {event.type.value} event but the workflow "
+                "did not call that operation"
+            )
+            return
+        self.open.pop(cid, None)
+        op.running = False
+        if op.future.done():
+            return
+        if event.type == EventType.STEP_COMPLETED:
+            op.future.set_result(self._load_event(event, "result"))
+        elif event.type == EventType.STEP_FAILED:
+            error = self._load_event(event, "error")
+            if not isinstance(error, BaseException):
+                error = StepFailedError(str(event.payload.get("error_message", "")))
+            op.future.set_exception(error)
+        elif event.type == EventType.WAIT_COMPLETED:
+            op.future.set_result(None)
+
+    def _load_event(self, event: Event | NewEvent, key: str) -> Any:
+        if isinstance(event, Event):
+            return self._load(event, key)
+        return self.serializer.loads(event.payload[key])
+
+    def _step_ready(self) -> None:
+        self.loop.run_ready()
+        if self.diverged is not None:
+            raise NonDeterminismError(self.diverged)
+
+    # ----- the activation -----
+
+    async def execute(self) -> None:
+        definition = get_workflow(self.workflow_name)
+        payload = self.serializer.loads(self.run.input) if self.run.input else {}
+        args = tuple(payload.get("args", ()))
+        kwargs = dict(payload.get("kwargs", {}))
+        body = definition.make_body()
+        context = contextvars.copy_context()
+        context.run(ctxmod._workflow.set, self)
+        self.root = self.loop.create_task(body(*args, **kwargs), context=context)
+        if self.run.status == RunStatus.SUSPENDED:
+            self.buffer.append(NewEvent(EventType.WORKFLOW_RESUMED))
+        if self.run.status != RunStatus.RUNNING:
+            self.pending_patch = RunPatch(status=RunStatus.RUNNING)
+        try:
+            self._step_ready()
+            for event in self.history:
+                if event.type in _RESOLUTIONS:
+                    self._deliver(event)
+                    self._step_ready()
+            self.replaying = False
+            failure: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                try:
+                    await self._live(tg)
+                except Exception as exc:  # re-raised below, unwrapped from the task group
+                    failure = exc
+                tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            await self._finish()
+        except NonDeterminismError as exc:
+            self.log.error("non-determinism: {}", exc)
+            await self._fail(exc)
+        finally:
+            self._discard()
+
+    async def _live(self, tg: anyio.abc.TaskGroup) -> None:
+        assert self.root is not None
+        while not self.root.done():
+            now = utcnow()
+            fired, launch, next_due = self._advance(now)
+            if fired:
+                for op in fired:
+                    event = NewEvent(EventType.WAIT_COMPLETED, op.cid, {"name": "sleep"})
+                    self.buffer.append(event)
+                    self._deliver(event)
+                    self._step_ready()
+                continue
+            if launch:
+                await self._flush()
+                for op in launch:
+                    tg.start_soon(self._run_step, op)
+            if not any(op.running for op in self.open.values()):
+                await self._suspend(next_due)
+                return
+            await self._flush()
+            timeout = self.runtime.settings.poll_interval * 5
+            if next_due is not None:
+                timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
+            with anyio.move_on_after(timeout):
+                item = await self.facts_rx.receive()
+                self._take_fact(*item)
+                while True:
+                    try:
+                        item = self.facts_rx.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+                    self._take_fact(*item)
+                continue
+            await self._check_external()
+
+    def _advance(self, now: datetime) -> tuple[list[_Op], list[_Op], datetime | None]:
+        fired: list[_Op] = []
+        launch: list[_Op] = []
+        next_due: datetime | None = None
+        for op in list(self.open.values()):
+            if op.future.done():
+                self.open.pop(op.cid)
+                continue
+            if op.running:
+                continue
+            if op.due is not None and op.due > now:
+                next_due = op.due if next_due is None else min(next_due, op.due)
+                continue
+            if op.kind == "sleep":
+                fired.append(op)
+                continue
+            assert op.definition is not None
+            op.attempt += 1
+            op.due = None
+            op.running = True
+            self.buffer.append(
+                NewEvent(
+                    EventType.STEP_STARTED,
+                    op.cid,
+                    {
+                        "name": op.definition.name,
+                        "attempt": op.attempt,
+                        "input": op.input,
+                        "worker": self.owner,
+                    },
+                )
+            )
+            launch.append(op)
+        return fired, launch, next_due
+
+    def _take_fact(self, op: _Op, event: NewEvent) -> None:
+        if op.future.done():
+            op.running = False
+            self.open.pop(op.cid, None)
+            return
+        self.buffer.append(event)
+        if event.type == EventType.STEP_RETRYING:
+            op.running = False
+            op.due = datetime.fromisoformat(event.payload["due_at"])
+            return
+        self._deliver(event)
+        self._step_ready()
+
+    async def _run_step(self, op: _Op) -> None:
+        assert op.definition is not None and op.body is not None
+        definition = op.definition
+        step_ctx = ctxmod.StepContext(
+            run_id=self.run_id,
+            step_id=op.cid,
+            step_name=definition.name,
+            attempt=op.attempt,
+            idempotency_key=f"{self.run_id}:{op.cid}",
+        )
+        ctxmod._step.set(step_ctx)
+        log = self.log.bind(step_id=op.cid, step=definition.name, attempt=op.attempt)
+        base = {"name": definition.name, "attempt": op.attempt}
+        try:
+            timeout = definition.timeout.total_seconds() if definition.timeout else None
+            with anyio.fail_after(timeout):
+                if inspect.iscoroutinefunction(op.body):
+                    result = await op.body(*op.args, **op.kwargs)
+                else:
+                    call = functools.partial(op.body, *op.args, **op.kwargs)
+                    result = await anyio.to_thread.run_sync(call)
+                    if inspect.isawaitable(result):
+                        result = await result
+            data = dumps_limited(
+                self.serializer,
+                result,
+                limit=self.limit,
+                what=f"result of step {definition.name!r}",
+            )
+            event = NewEvent(EventType.STEP_COMPLETED, op.cid, {**base, "result": data})
+            log.debug("step completed")
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and timeout is not None:
+                exc = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
+            data, exc = self._dump_error(exc, f"error of step {definition.name!r}")
+            detail = {**base, "error": data, "error_message": f"{type(exc).__name__}: {exc}"}
+            if definition.retry.should_retry(exc, op.attempt):
+                delay = definition.retry.delay_for(exc, op.attempt)
+                due = utcnow() + delay
+                detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
+                event = NewEvent(EventType.STEP_RETRYING, op.cid, detail)
+                log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), exc)
+            else:
+                event = NewEvent(EventType.STEP_FAILED, op.cid, detail)
+                log.error("step failed: {}", exc)
+        self.facts_tx.send_nowait((op, event))
+
+    async def _flush(self, patch: RunPatch | None = None) -> None:
+        if self.pending_patch is not None:
+            patch = patch or self.pending_patch
+            if patch.status is None:
+                patch = attrs.evolve(patch, status=self.pending_patch.status)
+            self.pending_patch = None
+        if not self.buffer and patch is None:
+            return
+        events, self.buffer = self.buffer, []
+        try:
+            self.seq = await self.storage.append_events(
+                self.run_id, self.seq, events, patch, owner=self.owner
+            )
+        except ConcurrencyError:
+            await self._rebase(events)
+        self.runtime.events_appended(self.run_id, events)
+
+    async def _rebase(self, events: list[NewEvent]) -> None:
+        """After a conflict: keep step outcomes if only external events came in."""
+        while True:
+            newer = await self.storage.get_events(self.run_id, after_seq=self.seq)
+            if any(e.type not in EXTERNAL_EVENTS for e in newer):
+                raise _LostOwnership
+            self.seq = newer[-1].seq if newer else self.seq
+            facts = [e for e in events if e.type in _STEP_FACTS]
+            if not facts:
+                raise _Restart
+            try:
+                self.seq = await self.storage.append_events(
+                    self.run_id, self.seq, facts, owner=self.owner
+                )
+            except ConcurrencyError:
+                continue
+            raise _Restart
+
+    async def _check_external(self) -> None:
+        run = await self.storage.get_run(self.run_id)
+        if run.last_seq != self.seq:
+            await self._rebase(self.buffer)
+
+    async def _suspend(self, wake_at: datetime | None) -> None:
+        assert self.root is not None
+        if wake_at is None and not self.open:
+            if self.loop.has_timers():
+                error: BaseException = RuntimeError(
+                    "workflow code awaited asyncio.sleep() or a timeout; "
+                    "use pyworkflow.sleep() for durable waits"
+                )
+            else:
+                error = RuntimeError(
+                    "workflow is blocked on something that is not a PyWorkflow operation "
+                    "(steps, sleep, hooks); it can never resume"
+                )
+            await self._fail(error)
+            return
+        self.buffer.append(
+            NewEvent(
+                EventType.WORKFLOW_SUSPENDED,
+                None,
+                {"wake_at": wake_at.isoformat() if wake_at else None},
+            )
+        )
+        await self._flush(
+            RunPatch(status=RunStatus.SUSPENDED, set_wake=True, wake_at=wake_at, release_lease=True)
+        )
+        self.runtime.wake_hint(wake_at)
+        self.log.debug("suspended until {}", wake_at)
+
+    async def _finish(self) -> None:
+        root = self.root
+        if root is None or not root.done():
+            return
+        if root.cancelled():
+            await self._end(EventType.WORKFLOW_CANCELLED, RunStatus.CANCELLED, {}, RunPatch())
+            return
+        exc = root.exception()
+        if exc is not None:
+            await self._fail(exc)
+            return
+        try:
+            data = dumps_limited(
+                self.serializer, root.result(), limit=self.limit, what="workflow result"
+            )
+        except SerializationError as error:
+            await self._fail(error)
+            return
+        await self._end(
+            EventType.WORKFLOW_COMPLETED,
+            RunStatus.COMPLETED,
+            {"result": data},
+            RunPatch(result=data),
+        )
+
+    async def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, _Diverged | NonDeterminismError):
+            exc = NonDeterminismError(str(exc))
+        data, exc = self._dump_error(exc, "workflow error")
+        message = f"{type(exc).__name__}: {exc}"
+        self.buffer = [e for e in self.buffer if e.type in _STEP_FACTS]
+        await self._end(
+            EventType.WORKFLOW_FAILED,
+            RunStatus.FAILED,
+            {"error": data, "error_message": message},
+            RunPatch(error=data, error_message=message),
+        )
+
+    async def _end(
+        self, kind: EventType, status: RunStatus, payload: dict[str, Any], patch: RunPatch
+    ) -> None:
+        self.buffer.append(NewEvent(kind, None, payload))
+        await self._flush(
+            attrs.evolve(
+                patch,
+                status=status,
+                completed_at=utcnow(),
+                set_wake=True,
+                wake_at=None,
+                release_lease=True,
+            )
+        )
+        self.runtime.run_finished(self.run_id, self.workflow_name, status)
+        self.log.info("workflow {}", status.value)
+
+    def _discard(self) -> None:
+        """Drop the workflow's coroutines: a suspended run holds nothing in memory."""
+        self.discarded = True
+        for task in asyncio.all_tasks(self.loop):
+            if not task.done():
+                try:
+                    task.get_coro().close()  # type: ignore[union-attr]  # tasks wrap coroutines
+                except BaseException:
+                    pass
+        self.loop.close()
+        self.ops.clear()
+        self.open.clear()
+
+
+async def activate(runtime: Runtime, run: Run, owner: str) -> None:
+    """Run activations of ``run`` until it suspends, ends, or another owner appears."""
+    log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)
+    while True:
+        try:
+            history = await runtime.storage.get_events(run.run_id)
+            activation = Activation(runtime, run, history, owner)
+            await activation.execute()
+            return
+        except _Restart:
+            run = await runtime.storage.get_run(run.run_id)
+            log.debug("external events arrived; replaying again")
+        except _LostOwnership:
+            log.warning("another worker appended to this run; stopping this activation")
+            return
+        except WorkflowNotFoundError as exc:
+            log.error("{}", exc)
+            retry_at = utcnow() + timedelta(seconds=max(5.0, runtime.settings.poll_interval))
+            await runtime.storage.append_events(
+                run.run_id,
+                run.last_seq,
+                [],
+                RunPatch(set_wake=True, wake_at=retry_at, release_lease=True),
+                owner=owner,
+            )
+            return
+        except (CorruptDataError, SerializationError) as exc:
+            log.error("corrupt data: {}", exc)
+            await _fail_corrupt(runtime, run, owner, exc)
+            return
+
+
+async def _fail_corrupt(runtime: Runtime, run: Run, owner: str, exc: Exception) -> None:
+    """Mark a run whose stored data cannot be decoded as failed, naming why."""
+    message = f"CorruptDataError: {exc}"
+    fresh = await runtime.storage.get_run(run.run_id)
+    await runtime.storage.append_events(
+        run.run_id,
+        fresh.last_seq,
+        [NewEvent(EventType.WORKFLOW_FAILED, None, {"error_message": message})],
+        RunPatch(
+            status=RunStatus.FAILED,
+            error_message=message,
+            completed_at=utcnow(),
+            set_wake=True,
+            wake_at=None,
+            release_lease=True,
+        ),
+        owner=owner,
+    )
+    runtime.run_finished(run.run_id, run.workflow_name, RunStatus.FAILED)

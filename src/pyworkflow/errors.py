@@ -1,0 +1,124 @@
+"""The PyWorkflow exception family: what users raise, catch, and see."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+__all__ = [
+    "ConcurrencyError",
+    "ConfigError",
+    "CorruptDataError",
+    "FatalError",
+    "NonDeterminismError",
+    "PayloadTooLargeError",
+    "PluginError",
+    "PyWorkflowError",
+    "RetryableError",
+    "RunNotFoundError",
+    "SerializationError",
+    "StepFailedError",
+    "WorkflowCancelledError",
+    "WorkflowFailedError",
+    "WorkflowNotFoundError",
+]
+
+
+class PyWorkflowError(Exception):
+    """Base class of every error PyWorkflow raises."""
+
+
+class FatalError(PyWorkflowError):
+    """Raised in a step to fail it at once, without retrying."""
+
+
+class RetryableError(PyWorkflowError):
+    """Raised in a step to ask for a retry, optionally after ``retry_after``.
+
+    ``retry_after`` is a duration string (``"30s"``), a number of seconds or a
+    ``timedelta``; it overrides the step's backoff for this attempt.
+    """
+
+    def __init__(self, message: str = "", retry_after: str | float | timedelta | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.retry_after))
+
+
+class StepFailedError(PyWorkflowError):
+    """A step's final failure whose original exception type could not be rebuilt.
+
+    Carries the original ``error_type``, ``message`` and ``traceback`` text.
+    """
+
+    def __init__(self, message: str, *, error_type: str = "", traceback: str = "", step: str = ""):
+        super().__init__(message)
+        self.error_type = error_type
+        self.traceback = traceback
+        self.step = step
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_step_failed, (str(self), self.error_type, self.traceback, self.step))
+
+
+def _rebuild_step_failed(message: str, error_type: str, tb: str, step: str) -> StepFailedError:
+    return StepFailedError(message, error_type=error_type, traceback=tb, step=step)
+
+
+class NonDeterminismError(PyWorkflowError):
+    """Replay met an operation that does not match the recorded event log."""
+
+
+class WorkflowFailedError(PyWorkflowError):
+    """``get_result`` on a failed run whose error type could not be rebuilt."""
+
+    def __init__(self, message: str, *, run_id: str = "", error_type: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.error_type = error_type
+
+
+class WorkflowCancelledError(PyWorkflowError):
+    """``get_result`` on a run that ended ``cancelled``."""
+
+
+class RunNotFoundError(PyWorkflowError, KeyError):
+    """No run with this id exists in the configured storage."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "run not found"
+
+
+class WorkflowNotFoundError(PyWorkflowError, LookupError):
+    """No workflow with this name is registered in this process."""
+
+
+class ConcurrencyError(PyWorkflowError):
+    """An append carried a stale ``expected_seq``: another writer got there first."""
+
+    def __init__(self, run_id: str, expected_seq: int, actual_seq: int) -> None:
+        super().__init__(f"run {run_id}: expected last seq {expected_seq}, found {actual_seq}")
+        self.run_id = run_id
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+
+
+class SerializationError(PyWorkflowError, TypeError):
+    """A value could not be serialized or deserialized."""
+
+
+class PayloadTooLargeError(FatalError, SerializationError):
+    """A serialized input, result or error is over the configured size limit."""
+
+
+class CorruptDataError(PyWorkflowError):
+    """A stored row or event payload could not be decoded."""
+
+
+class ConfigError(PyWorkflowError, ValueError):
+    """Invalid configuration: an unknown key, plugin name or bad value."""
+
+
+class PluginError(PyWorkflowError):
+    """A plugin registered something invalid (for example a duplicate name)."""

@@ -1,0 +1,225 @@
+"""The local executor: a worker loop that claims due runs and activates them in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import importlib
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import anyio
+from loguru import logger
+
+from pyworkflow.config import Settings
+from pyworkflow.engine import activate
+from pyworkflow.executors.base import Executor
+from pyworkflow.hookspecs import hookimpl
+from pyworkflow.models import Run, utcnow
+
+if TYPE_CHECKING:
+    from pyworkflow.runtime import Runtime
+
+__all__ = ["LocalExecutor", "Worker", "import_modules"]
+
+
+def import_modules(modules: tuple[str, ...] | list[str]) -> None:
+    """Import the workflow modules named in config so their workflows register."""
+    for name in modules:
+        importlib.import_module(name)
+
+
+class Worker:
+    """Claims due runs from storage and activates them, up to ``concurrency`` at once.
+
+    Runs whose lease expired (their worker died) are due again and get
+    recovered here like any other due run.
+    """
+
+    def __init__(
+        self, runtime: Runtime, *, concurrency: int | None = None, owner: str | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.concurrency = concurrency or self.settings.worker_concurrency
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = timedelta(seconds=self.settings.lease_seconds)
+        self.active: dict[str, anyio.CancelScope] = {}
+        self.log = logger.bind(worker=self.owner)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event = anyio.Event()
+        self._dirty = True
+        self._stopping = False
+        self._hints: list[datetime] = []
+        self._idle = anyio.Event()
+
+    # ----- thread-safe signals -----
+
+    def wake(self) -> None:
+        """Claim again now (thread-safe)."""
+        loop = self._loop
+        if loop is None:
+            self._dirty = True
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                self._set()
+                return
+        except RuntimeError:
+            pass
+        loop.call_soon_threadsafe(self._set)
+
+    def hint(self, at: datetime | None) -> None:
+        """Remember that a run is due at ``at``, to wake exactly then."""
+        if at is not None:
+            heapq.heappush(self._hints, at)
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight activations get ``drain_timeout`` to finish."""
+        self._stopping = True
+        self.wake()
+
+    def _set(self) -> None:
+        self._dirty = True
+        self._event.set()
+
+    # ----- the loop -----
+
+    async def run(self) -> None:
+        """Claim and activate due runs until ``stop()``."""
+        self._loop = asyncio.get_running_loop()
+        self.log.info("worker started (concurrency {})", self.concurrency)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew_leases)
+            while not self._stopping:
+                self._dirty = False
+                free = self.concurrency - len(self.active)
+                claimed: list[Run] = []
+                if free > 0:
+                    claimed = await self.runtime.storage.claim_runs(
+                        self.owner, utcnow(), free, self.lease
+                    )
+                    for run in claimed:
+                        scope = anyio.CancelScope()
+                        self.active[run.run_id] = scope
+                        tg.start_soon(self._activate, run, scope)
+                if (claimed and len(claimed) == free) or self._dirty:
+                    await anyio.sleep(0)
+                    continue
+                await self._wait(await self._sleep_time())
+            await self._drain()
+            tg.cancel_scope.cancel()
+        self.log.info("worker stopped")
+
+    async def _wait(self, timeout: float) -> None:
+        if self._dirty or self._stopping:
+            return
+        self._event = anyio.Event()
+        with anyio.move_on_after(timeout):
+            await self._event.wait()
+
+    async def _sleep_time(self) -> float:
+        now = utcnow()
+        timeout = self.settings.poll_interval
+        while self._hints and self._hints[0] <= now - timedelta(seconds=1):
+            heapq.heappop(self._hints)
+        if self._hints:
+            timeout = min(timeout, (self._hints[0] - now).total_seconds())
+            if self._hints[0] <= now:
+                heapq.heappop(self._hints)
+        return max(0.0, timeout)
+
+    async def _drain(self) -> None:
+        if not self.active:
+            return
+        self.log.info("waiting for {} activation(s) to finish", len(self.active))
+        self._idle = anyio.Event()
+        with anyio.move_on_after(self.settings.drain_timeout):
+            await self._idle.wait()
+        for scope in self.active.values():
+            scope.cancel()
+
+    async def _activate(self, run: Run, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                await activate(self.runtime, run, self.owner)
+        except Exception:
+            logger.bind(run_id=run.run_id).exception("activation crashed; releasing the run")
+            with anyio.CancelScope(shield=True):
+                await self.runtime.storage.release_lease(run.run_id, self.owner)
+        finally:
+            self.active.pop(run.run_id, None)
+            if not self.active:
+                self._idle.set()
+            self._set()
+
+    async def _renew_leases(self) -> None:
+        interval = max(0.05, self.settings.lease_seconds / 3)
+        while True:
+            await anyio.sleep(interval)
+            until = utcnow() + self.lease
+            for run_id, scope in list(self.active.items()):
+                if not await self.runtime.storage.renew_lease(run_id, self.owner, until):
+                    if run_id in self.active:
+                        logger.bind(run_id=run_id).warning("lease lost; stopping activation")
+                        scope.cancel()
+
+
+class LocalExecutor(Executor):
+    """Runs activations and steps in this process on anyio.
+
+    With ``embedded_worker`` (the default) a worker runs in the background of
+    any process that uses PyWorkflow; ``pyworkflow worker`` runs one as a
+    long-lived process.
+    """
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker: Worker | None = None
+        self._done: anyio.Event | None = None
+
+    async def start(self, runtime: Runtime) -> None:
+        if not self.settings.embedded_worker:
+            return
+        import_modules(self.settings.modules)
+        worker = Worker(runtime)
+        runtime.add_wake_listener(self._hint)
+        self.worker = worker
+        self._done = anyio.Event()
+        done = self._done
+
+        async def run_worker() -> None:
+            try:
+                await worker.run()
+            finally:
+                done.set()
+
+        runtime.task_group.start_soon(run_worker)
+
+    def _hint(self, at: datetime | None) -> None:
+        if self.worker is not None:
+            self.worker.hint(at)
+            self.worker.wake()
+
+    async def stop(self) -> None:
+        if self.worker is not None and self._done is not None:
+            self.worker.stop()
+            await self._done.wait()
+
+    def notify(self, run_id: str | None = None) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+
+@hookimpl
+def pyworkflow_register_executors(
+    register: Callable[[str, Callable[[Settings], Executor]], None],
+) -> None:
+    """Provide the ``local`` executor."""
+    register("local", LocalExecutor)

@@ -1,0 +1,137 @@
+"""Frozen records stored and returned by PyWorkflow: runs, events, pages."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+__all__ = ["Event", "EventType", "NewEvent", "Run", "RunPage", "RunPatch", "RunStatus", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class RunStatus(enum.StrEnum):
+    """Lifecycle of a run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class EventType(enum.StrEnum):
+    """Every event type the log may hold."""
+
+    WORKFLOW_STARTED = "workflow_started"
+    WORKFLOW_SUSPENDED = "workflow_suspended"
+    WORKFLOW_RESUMED = "workflow_resumed"
+    WORKFLOW_COMPLETED = "workflow_completed"
+    WORKFLOW_FAILED = "workflow_failed"
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    CANCEL_REQUESTED = "cancel_requested"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_RETRYING = "step_retrying"
+    WAIT_CREATED = "wait_created"
+    WAIT_COMPLETED = "wait_completed"
+    VALUE_RECORDED = "value_recorded"
+    HOOK_CREATED = "hook_created"
+    HOOK_RECEIVED = "hook_received"
+    HOOK_DISPOSED = "hook_disposed"
+    CHILD_WORKFLOW_STARTED = "child_workflow_started"
+    CHILD_WORKFLOW_COMPLETED = "child_workflow_completed"
+
+
+#: Events written by someone other than the run's owner (clients, hooks).
+EXTERNAL_EVENTS = frozenset({EventType.CANCEL_REQUESTED, EventType.HOOK_RECEIVED})
+
+
+@attrs.frozen
+class NewEvent:
+    """An event not yet appended: storage assigns its ``seq``.
+
+    ``payload`` holds JSON-compatible values only (str, int, float, bool,
+    None, lists and dicts of those); user values inside it are already
+    serialized strings.
+    """
+
+    type: EventType
+    correlation_id: str | None = None
+    payload: Mapping[str, Any] = attrs.field(factory=dict)
+    timestamp: datetime = attrs.field(factory=utcnow)
+
+
+@attrs.frozen
+class Event:
+    """One entry of a run's append-only log; ``seq`` is dense from 1."""
+
+    run_id: str
+    seq: int
+    type: EventType
+    correlation_id: str | None
+    timestamp: datetime
+    payload: Mapping[str, Any]
+
+
+@attrs.frozen
+class Run:
+    """A run's status row: a projection of its event log."""
+
+    run_id: str
+    workflow_name: str
+    status: RunStatus
+    input: str
+    serializer: str
+    created_at: datetime
+    updated_at: datetime
+    workflow_version: str | None = None
+    result: str | None = None
+    error: str | None = None
+    error_message: str | None = None
+    completed_at: datetime | None = None
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    wake_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    last_seq: int = 0
+
+
+@attrs.frozen
+class RunPatch:
+    """Changes to a run's row, applied in the same transaction as an append.
+
+    ``None`` leaves a field as it is, except ``wake_at`` which is applied
+    whenever ``set_wake`` is true (``None`` then clears it).
+    """
+
+    status: RunStatus | None = None
+    result: str | None = None
+    error: str | None = None
+    error_message: str | None = None
+    completed_at: datetime | None = None
+    set_wake: bool = False
+    wake_at: datetime | None = None
+    release_lease: bool = False
+
+
+@attrs.frozen
+class RunPage:
+    """One page of ``list_runs``; pass ``next_cursor`` back for the next."""
+
+    runs: list[Run]
+    next_cursor: str | None = None

@@ -1,0 +1,198 @@
+"""The process's PyWorkflow runtime: settings, storage, executor, and their event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from anyio.from_thread import BlockingPortal
+from loguru import logger
+
+from pyworkflow import plugins
+from pyworkflow.config import Settings, load_settings
+from pyworkflow.models import NewEvent, RunStatus
+
+__all__ = ["Runtime", "configure", "get_runtime", "shutdown"]
+
+T = TypeVar("T")
+
+
+class Runtime:
+    """Owns one event loop on a daemon thread where storage and the executor live.
+
+    Sync API calls hop onto that loop through a blocking portal; async API
+    calls from another loop hop through a worker thread. Storage objects are
+    therefore only ever used from one loop.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.serializer = plugins.get_serializer(settings.serializer)
+        self.storage = plugins.create_storage(settings.storage, settings)
+        self.executor = plugins.create_executor(settings.executor, settings)
+        self._wake_listeners: list[Callable[[datetime | None], None]] = []
+        self._portal: BlockingPortal | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: anyio.Event | None = None
+        self.task_group: anyio.abc.TaskGroup
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    # ----- lifecycle -----
+
+    def start(self) -> None:
+        """Start the loop thread, open storage and start the executor."""
+        self._thread = threading.Thread(target=self._thread_main, name="pyworkflow", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _thread_main(self) -> None:
+        try:
+            anyio.run(self._main)
+        except BaseException as exc:  # reported to the thread that called start()
+            self._error = exc
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = anyio.Event()
+        async with BlockingPortal() as portal, anyio.create_task_group() as tg:
+            self.task_group = tg
+            await self.storage.open()
+            try:
+                await self.executor.start(self)
+                self._portal = portal
+                self._started.set()
+                await self._stop.wait()
+                await self.executor.stop()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.storage.close()
+            tg.cancel_scope.cancel()
+            await portal.stop(cancel_remaining=True)
+
+    def shutdown(self) -> None:
+        """Stop the executor (draining in-flight work), close storage, end the thread."""
+        portal, thread, stop = self._portal, self._thread, self._stop
+        if portal is None or thread is None or stop is None:
+            return
+        self._portal = None
+        try:
+            portal.call(stop.set)
+        except RuntimeError:  # the loop already ended
+            pass
+        thread.join(timeout=self.settings.drain_timeout + 10)
+
+    # ----- calling into the runtime loop -----
+
+    @property
+    def in_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the runtime loop from synchronous code."""
+        if self._portal is None:
+            raise RuntimeError("the PyWorkflow runtime is not running")
+        if self.in_loop:
+            raise RuntimeError("use the async API (a-prefixed functions) inside async code")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._portal.call(fn, *args)
+        raise RuntimeError(
+            "a synchronous PyWorkflow function was called from async code; "
+            "await the async form instead (e.g. `await astart(...)`)"
+        )
+
+    async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the runtime loop from any async code."""
+        if self.in_loop:
+            return await fn(*args)
+        portal = self._portal
+        if portal is None:
+            raise RuntimeError("the PyWorkflow runtime is not running")
+        return await anyio.to_thread.run_sync(lambda: portal.call(fn, *args))
+
+    # ----- notifications from the engine -----
+
+    def add_wake_listener(self, listener: Callable[[datetime | None], None]) -> None:
+        """Be told when a run of this process suspends until a time."""
+        self._wake_listeners.append(listener)
+
+    def wake_hint(self, at: datetime | None) -> None:
+        for listener in self._wake_listeners:
+            listener(at)
+
+    def events_appended(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        plugins.notify_events_appended(run_id, events)
+
+    def run_finished(self, run_id: str, workflow: str, status: RunStatus) -> None:
+        plugins.notify_run_status_changed(run_id, workflow, status)
+
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+_overrides: dict[str, Any] = {}
+
+
+def configure(**settings: Any) -> Settings:
+    """Set configuration for this process (wins over pyproject.toml and env vars).
+
+    Restarts the runtime if one is running. Keys are those of
+    ``[tool.pyworkflow]``: ``storage``, ``executor``, ``serializer``,
+    ``modules``, ``max_payload_bytes``, ...; unknown keys are an error.
+    """
+    global _runtime
+    with _lock:
+        merged = {**_overrides, **settings}
+        result = load_settings(merged)
+        _overrides.clear()
+        _overrides.update(merged)
+        if _runtime is not None:
+            old, _runtime = _runtime, None
+            old.shutdown()
+        return result
+
+
+def get_runtime() -> Runtime:
+    """The running runtime of this process, started on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            runtime = Runtime(load_settings(_overrides))
+            runtime.start()
+            _runtime = runtime
+            logger.bind(storage=runtime.settings.storage).debug("pyworkflow runtime started")
+        return _runtime
+
+
+def shutdown() -> None:
+    """Stop this process's runtime (in-flight activations get ``drain_timeout``)."""
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            old, _runtime = _runtime, None
+            old.shutdown()
+
+
+def reset() -> None:
+    """Shut down and forget ``configure()`` overrides (for tests)."""
+    shutdown()
+    with _lock:
+        _overrides.clear()
+
+
+atexit.register(shutdown)

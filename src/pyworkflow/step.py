@@ -1,0 +1,225 @@
+"""Steps: ``@step`` functions and ``Step`` classes, and their retry policy."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random as _random
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
+
+import attrs
+
+from pyworkflow.context import current_workflow
+from pyworkflow.durations import Duration, parse_duration
+from pyworkflow.errors import FatalError, RetryableError
+
+__all__ = ["RetryPolicy", "Step", "StepDefinition", "StepFunction", "step"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How often and how fast a failing step is retried.
+
+    ``max_retries`` counts retries after the first attempt (so a step runs at
+    most ``max_retries + 1`` times). ``retry_delay`` is ``"exponential"``
+    (``base * 2**(attempt-1)``), ``"fixed"`` (``base``) or a duration.
+    ``jitter`` spreads each delay by up to that fraction; ``max_delay`` caps it.
+    """
+
+    max_retries: int = 3
+    retry_delay: str | float | timedelta = "exponential"
+    base: timedelta = timedelta(seconds=1)
+    max_delay: timedelta = timedelta(hours=1)
+    jitter: float = 0.1
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if not isinstance(self.retry_delay, str) or self.retry_delay not in (
+            "exponential",
+            "fixed",
+        ):
+            parse_duration(self.retry_delay, what="retry_delay")
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        """Whether attempt number ``attempt`` failing with ``exc`` is retried."""
+        if isinstance(exc, FatalError):
+            return False
+        return attempt <= self.max_retries
+
+    def delay_for(self, exc: BaseException, attempt: int) -> timedelta:
+        """The wait before the attempt after ``attempt``."""
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return parse_duration(exc.retry_after, what="retry_after")
+        if self.retry_delay == "exponential":
+            delay = self.base * (2 ** (attempt - 1))
+        elif self.retry_delay == "fixed":
+            delay = self.base
+        else:
+            delay = parse_duration(self.retry_delay, what="retry_delay")
+        delay = min(delay, self.max_delay)
+        if self.jitter:
+            delay *= 1 + _random.uniform(-self.jitter, self.jitter)
+        return delay
+
+
+@attrs.frozen
+class StepDefinition:
+    """A step's name, policy and timeout."""
+
+    name: str
+    retry: RetryPolicy
+    timeout: timedelta | None = None
+
+
+def _policy(
+    max_retries: int,
+    retry_delay: Duration,
+    retry_base: Duration,
+    max_retry_delay: Duration,
+    jitter: float,
+) -> RetryPolicy:
+    delay: str | float | timedelta
+    if isinstance(retry_delay, str) and retry_delay in ("exponential", "fixed"):
+        delay = retry_delay
+    else:
+        delay = parse_duration(retry_delay, what="retry_delay")
+    return RetryPolicy(
+        max_retries=max_retries,
+        retry_delay=delay,
+        base=parse_duration(retry_base, what="retry_base"),
+        max_delay=parse_duration(max_retry_delay, what="max_retry_delay"),
+        jitter=jitter,
+    )
+
+
+def _invoke(
+    definition: StepDefinition,
+    body: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Coroutine[Any, Any, Any]:
+    """Inside a workflow: a durable step call. Outside: the plain body."""
+    ctx = current_workflow()
+    if ctx is None:
+        return _call_plain(body, args, kwargs)
+    future = ctx.call_step(definition, body, args, kwargs)
+    return _await(future)
+
+
+async def _await(future: Awaitable[Any]) -> Any:
+    return await future
+
+
+async def _call_plain(
+    body: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    result = body(*args, **kwargs)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class StepFunction(Generic[P, R]):
+    """What ``@step`` returns: call it inside a workflow and await the result."""
+
+    def __init__(self, fn: Callable[P, Awaitable[R]] | Callable[P, R], definition: StepDefinition):
+        self.fn = fn
+        self.definition = definition
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return _invoke(self.definition, self.fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<step {self.definition.name}>"
+
+
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> StepFunction[P, R]: ...
+@overload
+def step(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    max_retries: int = 3,
+    retry_delay: Duration = "exponential",
+    retry_base: Duration = "1s",
+    max_retry_delay: Duration = "1h",
+    jitter: float = 0.1,
+    timeout: Duration | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], StepFunction[P, R]]: ...
+
+
+def step(
+    fn: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    max_retries: int = 3,
+    retry_delay: Duration = "exponential",
+    retry_base: Duration = "1s",
+    max_retry_delay: Duration = "1h",
+    jitter: float = 0.1,
+    timeout: Duration | None = None,
+) -> StepFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], StepFunction[P, R]]:
+    """Declare a step: a unit of work run at least once, recorded exactly once.
+
+    Use as ``@step``, ``@step()`` or ``@step(max_retries=5,
+    retry_delay="exponential", timeout="30s")``. Sync functions run in a
+    worker thread.
+    """
+    policy = _policy(max_retries, retry_delay, retry_base, max_retry_delay, jitter)
+    limit = parse_duration(timeout, what="timeout") if timeout is not None else None
+
+    def decorate(func: Callable[P, Awaitable[R]]) -> StepFunction[P, R]:
+        definition = StepDefinition(name or func.__name__, policy, limit)
+        return StepFunction(func, definition)
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+class Step:
+    """Base class of class-based steps: override ``async def execute``.
+
+    Retry policy via class attributes (``max_retries``, ``retry_delay``,
+    ``retry_base``, ``max_retry_delay``, ``jitter``, ``timeout``); ``name``
+    defaults to the class name. Inside a workflow: ``await MyStep()(args)``.
+    """
+
+    name: ClassVar[str | None] = None
+    max_retries: ClassVar[int] = 3
+    retry_delay: ClassVar[Duration] = "exponential"
+    retry_base: ClassVar[Duration] = "1s"
+    max_retry_delay: ClassVar[Duration] = "1h"
+    jitter: ClassVar[float] = 0.1
+    timeout: ClassVar[Duration | None] = None
+
+    _definition: ClassVar[StepDefinition]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        policy = _policy(
+            cls.max_retries, cls.retry_delay, cls.retry_base, cls.max_retry_delay, cls.jitter
+        )
+        limit = parse_duration(cls.timeout, what="timeout") if cls.timeout is not None else None
+        cls._definition = StepDefinition(cls.name or cls.__name__, policy, limit)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """The step's body; override it."""
+        raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return _invoke(self._definition, self.execute, args, kwargs)

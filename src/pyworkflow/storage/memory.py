@@ -1,0 +1,189 @@
+"""In-process storage (``memory://``): for tests and throw-away runs."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import attrs
+
+from pyworkflow.errors import ConcurrencyError, RunNotFoundError
+from pyworkflow.hookspecs import hookimpl
+from pyworkflow.models import Event, NewEvent, Run, RunPage, RunPatch, RunStatus, utcnow
+from pyworkflow.storage.base import Storage
+
+__all__ = ["MemoryStorage"]
+
+
+def apply_patch(run: Run, patch: RunPatch | None, owner: str | None, now: datetime) -> Run:
+    """Return ``run`` with ``patch`` applied (shared by simple backends)."""
+    if patch is None:
+        return attrs.evolve(run, updated_at=now)
+    changes: dict[str, Any] = {"updated_at": now}
+    for name in ("status", "result", "error", "error_message", "completed_at"):
+        value = getattr(patch, name)
+        if value is not None:
+            changes[name] = value
+    if patch.set_wake:
+        changes["wake_at"] = patch.wake_at
+    if patch.release_lease and run.lease_owner == owner:
+        changes["lease_owner"] = None
+        changes["lease_expires_at"] = None
+    return attrs.evolve(run, **changes)
+
+
+def encode_cursor(run: Run) -> str:
+    raw = f"{run.created_at.timestamp()!r}|{run.run_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        ts, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return float(ts), run_id
+    except Exception as exc:
+        raise ValueError(f"invalid cursor {cursor!r}") from exc
+
+
+class MemoryStorage(Storage):
+    """Runs and events in dicts, guarded by a lock; lost when the process ends."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._keys: dict[str, str] = {}
+
+    def _run(self, run_id: str) -> Run:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}") from None
+
+    async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
+        with self._lock:
+            key = run.idempotency_key
+            if key is not None and key in self._keys:
+                return self._runs[self._keys[key]], False
+            stored = attrs.evolve(run, last_seq=len(events))
+            self._runs[run.run_id] = stored
+            self._events[run.run_id] = [
+                _to_event(run.run_id, i, e) for i, e in enumerate(events, start=1)
+            ]
+            if key is not None:
+                self._keys[key] = run.run_id
+            return stored, True
+
+    async def get_run(self, run_id: str) -> Run:
+        with self._lock:
+            return self._run(run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> RunPage:
+        with self._lock:
+            runs = list(self._runs.values())
+        runs.sort(key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
+        if status is not None:
+            runs = [r for r in runs if r.status == status]
+        if workflow is not None:
+            runs = [r for r in runs if r.workflow_name == workflow]
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
+        page = runs[:limit]
+        more = len(runs) > limit
+        return RunPage(page, encode_cursor(page[-1]) if more and page else None)
+
+    async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        with self._lock:
+            self._run(run_id)
+            return self._events[run_id][after_seq:]
+
+    async def append_events(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        patch: RunPatch | None = None,
+        *,
+        owner: str | None = None,
+    ) -> int:
+        with self._lock:
+            run = self._run(run_id)
+            if run.last_seq != expected_seq:
+                raise ConcurrencyError(run_id, expected_seq, run.last_seq)
+            log = self._events[run_id]
+            log.extend(_to_event(run_id, expected_seq + i, e) for i, e in enumerate(events, 1))
+            run = apply_patch(run, patch, owner, utcnow())
+            self._runs[run_id] = attrs.evolve(run, last_seq=len(log))
+            return len(log)
+
+    async def claim_runs(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Run]:
+        with self._lock:
+            due = sorted(
+                (
+                    r
+                    for r in self._runs.values()
+                    if r.wake_at is not None
+                    and r.wake_at <= now
+                    and (r.lease_owner is None or (r.lease_expires_at or now) < now)
+                ),
+                key=lambda r: r.wake_at or now,
+            )[:limit]
+            claimed = []
+            for run in due:
+                run = attrs.evolve(run, lease_owner=owner, lease_expires_at=now + lease_for)
+                self._runs[run.run_id] = run
+                claimed.append(run)
+            return claimed
+
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        with self._lock:
+            run = self._run(run_id)
+            if run.lease_owner != owner:
+                return False
+            self._runs[run_id] = attrs.evolve(run, lease_expires_at=until)
+            return True
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        with self._lock:
+            run = self._run(run_id)
+            if run.lease_owner == owner:
+                self._runs[run_id] = attrs.evolve(run, lease_owner=None, lease_expires_at=None)
+
+    async def next_wake_at(self) -> datetime | None:
+        with self._lock:
+            wakes = [r.wake_at for r in self._runs.values() if r.wake_at is not None]
+        return min(wakes, default=None)
+
+    async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        with self._lock:
+            due = [
+                (r.run_id, r.wake_at)
+                for r in self._runs.values()
+                if r.wake_at is not None and r.wake_at <= now
+            ]
+        due.sort(key=lambda item: item[1])
+        return due[:limit]
+
+
+def _to_event(run_id: str, seq: int, event: NewEvent) -> Event:
+    return Event(run_id, seq, event.type, event.correlation_id, event.timestamp, event.payload)
+
+
+@hookimpl
+def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
+    """Serve ``memory://``."""
+    register("memory", lambda url, settings: MemoryStorage(url))

@@ -1,0 +1,170 @@
+"""Workflows: ``@workflow`` functions, ``Workflow`` classes, and the registry."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, overload
+
+import attrs
+
+from pyworkflow.errors import WorkflowNotFoundError
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowFunction",
+    "get_workflow",
+    "registered_workflows",
+    "workflow",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@attrs.frozen
+class WorkflowDefinition:
+    """A registered workflow: its name, version and how to run it."""
+
+    name: str
+    version: str | None
+    make_body: Callable[[], Callable[..., Awaitable[Any]]]
+    origin: str
+
+
+_registry: dict[str, WorkflowDefinition] = {}
+
+
+def _register(definition: WorkflowDefinition) -> None:
+    existing = _registry.get(definition.name)
+    if existing is not None and existing.origin != definition.origin:
+        raise ValueError(
+            f"workflow name {definition.name!r} is already used by {existing.origin}; "
+            f"pass another name for {definition.origin}"
+        )
+    _registry[definition.name] = definition
+
+
+def get_workflow(name: str) -> WorkflowDefinition:
+    """The workflow registered as ``name`` in this process."""
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry)) or "none"
+        raise WorkflowNotFoundError(
+            f"no workflow named {name!r} is registered in this process (registered: {known}); "
+            "add its module to the 'modules' config key so workers import it"
+        ) from None
+
+
+def registered_workflows() -> dict[str, WorkflowDefinition]:
+    """All workflows registered in this process, by name."""
+    return dict(_registry)
+
+
+class WorkflowFunction(Generic[P, R]):
+    """What ``@workflow`` returns: pass it to ``start()``; calling it runs the body plainly."""
+
+    def __init__(self, fn: Callable[P, Awaitable[R]], name: str, version: str | None) -> None:
+        self.fn = fn
+        self.definition = WorkflowDefinition(
+            name, version, lambda: fn, f"{fn.__module__}.{fn.__qualname__}"
+        )
+        functools.update_wrapper(self, fn)
+        _register(self.definition)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.definition.name}>"
+
+
+@overload
+def workflow(fn: Callable[P, Awaitable[R]], /) -> WorkflowFunction[P, R]: ...
+@overload
+def workflow(
+    fn: None = None, /, *, name: str | None = None, version: str | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
+
+
+def workflow(
+    fn: Callable[P, Awaitable[R]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
+    """Declare a durable workflow: ``@workflow`` or ``@workflow(name=..., version=...)``.
+
+    The body must be deterministic: do I/O in steps and take time, randomness
+    and ids from ``pyworkflow.now()``, ``random()`` and ``uuid4()``.
+    """
+
+    def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
+        return WorkflowFunction(func, name or func.__name__, version)
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+class Workflow:
+    """Base class of class-based workflows: set ``name`` and override ``async def run``.
+
+    ``run_id = await MyWorkflow().start(args)`` starts a run; a new instance
+    is made for every activation, so keep state in local variables.
+    """
+
+    name: ClassVar[str | None] = None
+    version: ClassVar[str | None] = None
+    definition: ClassVar[WorkflowDefinition]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name") is None:
+            cls.name = cls.__name__
+        origin = f"{cls.__module__}.{cls.__qualname__}"
+        cls.definition = WorkflowDefinition(
+            cls.name or cls.__name__, cls.version, lambda: cls().run, origin
+        )
+        _register(cls.definition)
+
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The workflow body; override it."""
+        raise NotImplementedError(f"{type(self).__name__}.run is not implemented")
+
+    async def start(self, *args: Any, **kwargs: Any) -> str:
+        """Start a run of this workflow; returns its run id at once."""
+        from pyworkflow.client import astart
+
+        return await astart(type(self), *args, **kwargs)
+
+    def start_sync(self, *args: Any, **kwargs: Any) -> str:
+        """``start`` for synchronous code."""
+        from pyworkflow.client import start
+
+        return start(type(self), *args, **kwargs)
+
+
+def definition_of(target: Any) -> WorkflowDefinition:
+    """The definition behind a workflow function, class, instance or name."""
+    if isinstance(target, str):
+        return get_workflow(target)
+    if isinstance(target, WorkflowFunction):
+        return target.definition
+    if isinstance(target, type) and issubclass(target, Workflow):
+        return target.definition
+    if isinstance(target, Workflow):
+        return type(target).definition
+    raise TypeError(
+        f"expected a @workflow function, a Workflow subclass or a workflow name, got {target!r}"
+    )
