@@ -118,7 +118,7 @@ async def _create(
     )
     stored, created = await runtime.storage.create_run(run, [started])
     if created:
-        runtime.events_appended(stored.run_id, [started])
+        runtime.events_appended(stored.run_id, 1, [started])
         runtime.executor.notify(stored.run_id)
     return stored.run_id
 
@@ -251,12 +251,12 @@ async def _cancel(runtime: Runtime, run_id: str, reason: str | None) -> bool:
             return False
         event = NewEvent(EventType.CANCEL_REQUESTED, None, {"reason": reason})
         try:
-            await runtime.storage.append_events(
+            seq = await runtime.storage.append_events(
                 run_id, run.last_seq, [event], RunPatch(set_wake=True, wake_at=utcnow())
             )
         except ConcurrencyError:
             continue
-        runtime.events_appended(run_id, [event])
+        runtime.events_appended(run_id, seq, [event])
         runtime.executor.notify(run_id)
         return True
 

@@ -473,7 +473,7 @@ class Activation:
             )
         except ConcurrencyError:
             await self._rebase(events)
-        self.runtime.events_appended(self.run_id, events)
+        self.runtime.events_appended(self.run_id, self.seq, events)
 
     async def _rebase(self, events: list[NewEvent]) -> None:
         """After a conflict: keep step outcomes if only external events came in."""

@@ -17,7 +17,7 @@ from loguru import logger
 
 from pyworkflow import plugins
 from pyworkflow.config import Settings, load_settings
-from pyworkflow.models import NewEvent, RunStatus
+from pyworkflow.models import Event, NewEvent, RunStatus
 
 __all__ = ["Runtime", "configure", "get_runtime", "shutdown"]
 
@@ -136,8 +136,16 @@ class Runtime:
         for listener in self._wake_listeners:
             listener(at)
 
-    def events_appended(self, run_id: str, events: Sequence[NewEvent]) -> None:
-        plugins.notify_events_appended(run_id, events)
+    def events_appended(self, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> None:
+        """Tell observers that ``events`` were appended, ending at ``last_seq``."""
+        first = last_seq - len(events) + 1
+        plugins.notify_events_appended(
+            run_id,
+            [
+                Event(run_id, first + i, e.type, e.correlation_id, e.timestamp, e.payload)
+                for i, e in enumerate(events)
+            ],
+        )
 
     def run_finished(self, run_id: str, workflow: str, status: RunStatus) -> None:
         plugins.notify_run_status_changed(run_id, workflow, status)

@@ -1,0 +1,85 @@
+"""Turning PyWorkflow's loguru logs on and off (the library is silent until asked)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Logger, Record
+
+__all__ = ["BOUND_KEYS", "disable_logging", "enable_logging", "get_library_logger"]
+
+#: Ids bound to log records (``logger.bind(run_id=...)``) that the text format shows.
+BOUND_KEYS = ("workflow", "run_id", "step_id")
+
+_LIBRARY = "pyworkflow"
+_lock = threading.Lock()
+_handlers: list[int] = []
+_default_removed = False
+
+
+def _text_format(record: Record) -> str:
+    """Time, level, logger name, message, then the bound ids present on this record."""
+    ids = " ".join(f"{key}={{extra[{key}]}}" for key in BOUND_KEYS if key in record["extra"])
+    return (
+        "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <8}</level> | "
+        "<cyan>{name}</cyan> | <level>{message}</level>"
+        + (f" | <dim>{ids}</dim>" if ids else "")
+        + "\n{exception}"
+    )
+
+
+def enable_logging(level: str = "INFO", *, json: bool = False, sink: Any = sys.stderr) -> int:
+    """Show PyWorkflow's logs at ``level`` and above on ``sink``; returns the handler id.
+
+    Text lines show time, level, message and the bound ``workflow``,
+    ``run_id`` and ``step_id`` when present; ``json=True`` writes one JSON
+    object per line instead (loguru's ``serialize``, ids under
+    ``record.extra``). ``sink`` is anything ``loguru.logger.add`` accepts.
+
+    The first call removes loguru's stock stderr handler if it is still
+    installed, since it would print every line a second time; the new sink
+    takes every loguru record at ``level`` or above, the application's too.
+    """
+    global _default_removed
+    with _lock:
+        if not _default_removed:
+            _default_removed = True
+            try:
+                logger.remove(0)
+            except ValueError:  # the application already removed or replaced it
+                pass
+        logger.enable(_LIBRARY)
+        if json:
+            handler_id = logger.add(sink, level=level.upper(), serialize=True)
+        else:
+            handler_id = logger.add(sink, level=level.upper(), format=_text_format)
+        _handlers.append(handler_id)
+        return handler_id
+
+
+def disable_logging(handler_id: int | None = None) -> None:
+    """Remove a sink added by :func:`enable_logging` (all of them when ``None``).
+
+    PyWorkflow's logs are silenced again once none of those sinks remain.
+    """
+    with _lock:
+        targets = list(_handlers) if handler_id is None else [handler_id]
+        for target in targets:
+            try:
+                logger.remove(target)
+            except ValueError:  # already removed by the application
+                pass
+            if target in _handlers:
+                _handlers.remove(target)
+        if not _handlers:
+            logger.disable(_LIBRARY)
+
+
+def get_library_logger(**bind: Any) -> Logger:
+    """PyWorkflow's logger with ``bind`` ids attached (``run_id=..., workflow=...``)."""
+    return logger.bind(**bind)

@@ -1,0 +1,46 @@
+"""Every example in examples/ (the seed README's, sleeps shortened) runs to completion."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+EXPECTED = {
+    "quickstart.py": "result: Processed 123",
+    "basic.py": "Processed 123",
+    "oop_basic.py": "Hello, Alice!",
+    "parallel.py": "'status': 'shipped'",
+    "onboarding.py": "onboarded",
+    "error_handling.py": "not found: Resource not found",
+}
+
+
+def test_every_example_is_covered() -> None:
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_on_the_embedded_default(name: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    began = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=tmp_path,  # default storage: .pyworkflow/pyworkflow.db under the cwd
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - began
+    assert out.returncode == 0, out.stderr
+    assert EXPECTED[name] in out.stdout, out.stdout
+    assert (tmp_path / ".pyworkflow" / "pyworkflow.db").exists()
+    if name == "quickstart.py":
+        assert elapsed < 15, f"quickstart took {elapsed:.1f}s"
