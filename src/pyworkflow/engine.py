@@ -8,7 +8,7 @@ import functools
 import inspect
 import math
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -300,7 +300,8 @@ class Activation:
         body = definition.make_body()
         context = contextvars.copy_context()
         context.run(ctxmod._workflow.set, self)
-        self.root = self.loop.create_task(body(*args, **kwargs), context=context)
+        coro: Coroutine[Any, Any, Any] = body(*args, **kwargs)  # type: ignore[assignment]  # workflow bodies are async functions
+        self.root = self.loop.create_task(coro, context=context)
         if self.run.status == RunStatus.SUSPENDED:
             self.buffer.append(NewEvent(EventType.WORKFLOW_RESUMED))
         if self.run.status != RunStatus.RUNNING:
@@ -442,20 +443,21 @@ class Activation:
             )
             event = NewEvent(EventType.STEP_COMPLETED, op.cid, {**base, "result": data})
             log.debug("step completed")
-        except Exception as exc:
-            if isinstance(exc, TimeoutError) and timeout is not None:
-                exc = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
-            data, exc = self._dump_error(exc, f"error of step {definition.name!r}")
-            detail = {**base, "error": data, "error_message": f"{type(exc).__name__}: {exc}"}
-            if definition.retry.should_retry(exc, op.attempt):
-                delay = definition.retry.delay_for(exc, op.attempt)
+        except Exception as raised:
+            error: BaseException = raised
+            if isinstance(raised, TimeoutError) and timeout is not None:
+                error = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
+            data, error = self._dump_error(error, f"error of step {definition.name!r}")
+            detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
+            if definition.retry.should_retry(error, op.attempt):
+                delay = definition.retry.delay_for(error, op.attempt)
                 due = utcnow() + delay
                 detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
                 event = NewEvent(EventType.STEP_RETRYING, op.cid, detail)
-                log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), exc)
+                log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
             else:
                 event = NewEvent(EventType.STEP_FAILED, op.cid, detail)
-                log.error("step failed: {}", exc)
+                log.error("step failed: {}", error)
         self.facts_tx.send_nowait((op, event))
 
     async def _flush(self, patch: RunPatch | None = None) -> None:
@@ -587,7 +589,7 @@ class Activation:
         for task in asyncio.all_tasks(self.loop):
             if not task.done():
                 try:
-                    task.get_coro().close()  # type: ignore[union-attr]  # tasks wrap coroutines
+                    task.get_coro().close()
                 except BaseException:
                     pass
         self.loop.close()

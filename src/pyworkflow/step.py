@@ -57,15 +57,15 @@ class RetryPolicy:
         if isinstance(exc, RetryableError) and exc.retry_after is not None:
             return parse_duration(exc.retry_after, what="retry_after")
         if self.retry_delay == "exponential":
-            delay = self.base * (2 ** (attempt - 1))
+            delay = self.base * float(2 ** (attempt - 1))
         elif self.retry_delay == "fixed":
             delay = self.base
         else:
             delay = parse_duration(self.retry_delay, what="retry_delay")
         delay = min(delay, self.max_delay)
         if self.jitter:
-            delay *= 1 + _random.uniform(-self.jitter, self.jitter)
-        return delay
+            delay = delay * (1 + _random.uniform(-self.jitter, self.jitter))
+        return timedelta(seconds=delay.total_seconds())
 
 
 @attrs.frozen

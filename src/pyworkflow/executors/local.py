@@ -41,7 +41,12 @@ class Worker:
     """
 
     def __init__(
-        self, runtime: Runtime, *, concurrency: int | None = None, owner: str | None = None
+        self,
+        runtime: Runtime,
+        *,
+        concurrency: int | None = None,
+        owner: str | None = None,
+        claim_on_stop: bool = False,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -49,6 +54,7 @@ class Worker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = timedelta(seconds=self.settings.lease_seconds)
         self.active: dict[str, anyio.CancelScope] = {}
+        self.claim_on_stop = claim_on_stop
         self.log = logger.bind(worker=self.owner)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event = anyio.Event()
@@ -95,7 +101,12 @@ class Worker:
         self.log.info("worker started (concurrency {})", self.concurrency)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew_leases)
-            while not self._stopping:
+            while True:
+                # an embedded worker makes one claim pass after stop(): runs its process
+                # just started get activated (up to their first suspension) before exit
+                stopping = self._stopping
+                if stopping and not self.claim_on_stop:
+                    break
                 self._dirty = False
                 free = self.concurrency - len(self.active)
                 claimed: list[Run] = []
@@ -107,6 +118,8 @@ class Worker:
                         scope = anyio.CancelScope()
                         self.active[run.run_id] = scope
                         tg.start_soon(self._activate, run, scope)
+                if stopping:
+                    break
                 if (claimed and len(claimed) == free) or self._dirty:
                     await anyio.sleep(0)
                     continue
@@ -147,6 +160,10 @@ class Worker:
         try:
             with scope:
                 await activate(self.runtime, run, self.owner)
+            if scope.cancelled_caught:
+                # stopped mid-activation: let another worker recover the run at once
+                with anyio.CancelScope(shield=True):
+                    await self.runtime.storage.release_lease(run.run_id, self.owner)
         except Exception:
             logger.bind(run_id=run.run_id).exception("activation crashed; releasing the run")
             with anyio.CancelScope(shield=True):
@@ -188,7 +205,7 @@ class LocalExecutor(Executor):
         if not self.settings.embedded_worker:
             return
         import_modules(self.settings.modules)
-        worker = Worker(runtime)
+        worker = Worker(runtime, claim_on_stop=True)
         runtime.add_wake_listener(self._hint)
         self.worker = worker
         self._done = anyio.Event()
