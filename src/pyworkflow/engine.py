@@ -343,8 +343,14 @@ class Activation:
                 continue
             if launch:
                 await self._flush()
-                for op in launch:
-                    tg.start_soon(self._run_step, op)
+                if len(launch) == 1 and len(self.open) == 1:
+                    # the workflow waits on this step alone: run it inline, no task needed
+                    await self._run_step(launch[0])
+                else:
+                    for op in launch:
+                        tg.start_soon(self._run_step, op)
+            if self._take_ready_facts():
+                continue
             if not any(op.running for op in self.open.values()):
                 await self._suspend(next_due)
                 return
@@ -353,16 +359,21 @@ class Activation:
             if next_due is not None:
                 timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
             with anyio.move_on_after(timeout):
-                item = await self.facts_rx.receive()
-                self._take_fact(*item)
-                while True:
-                    try:
-                        item = self.facts_rx.receive_nowait()
-                    except anyio.WouldBlock:
-                        break
-                    self._take_fact(*item)
+                self._take_fact(*await self.facts_rx.receive())
+                self._take_ready_facts()
                 continue
             await self._check_external()
+
+    def _take_ready_facts(self) -> bool:
+        """Take every outcome already reported, without waiting; True if any."""
+        took = False
+        while True:
+            try:
+                item = self.facts_rx.receive_nowait()
+            except anyio.WouldBlock:
+                return took
+            self._take_fact(*item)
+            took = True
 
     def _advance(self, now: datetime) -> tuple[list[_Op], list[_Op], datetime | None]:
         fired: list[_Op] = []
@@ -427,14 +438,11 @@ class Activation:
         base = {"name": definition.name, "attempt": op.attempt}
         try:
             timeout = definition.timeout.total_seconds() if definition.timeout else None
-            with anyio.fail_after(timeout):
-                if inspect.iscoroutinefunction(op.body):
-                    result = await op.body(*op.args, **op.kwargs)
-                else:
-                    call = functools.partial(op.body, *op.args, **op.kwargs)
-                    result = await anyio.to_thread.run_sync(call)
-                    if inspect.isawaitable(result):
-                        result = await result
+            if timeout is None:
+                result = await self._call_body(op)
+            else:
+                with anyio.fail_after(timeout):
+                    result = await self._call_body(op)
             data = dumps_limited(
                 self.serializer,
                 result,
@@ -459,6 +467,16 @@ class Activation:
                 event = NewEvent(EventType.STEP_FAILED, op.cid, detail)
                 log.error("step failed: {}", error)
         self.facts_tx.send_nowait((op, event))
+
+    @staticmethod
+    async def _call_body(op: _Op) -> Any:
+        assert op.body is not None
+        if inspect.iscoroutinefunction(op.body):
+            return await op.body(*op.args, **op.kwargs)
+        result = await anyio.to_thread.run_sync(functools.partial(op.body, *op.args, **op.kwargs))
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     async def _flush(self, patch: RunPatch | None = None) -> None:
         if self.pending_patch is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "get_serializer",
     "list_plugins",
     "make_plugin_manager",
+    "has_event_observers",
     "notify_events_appended",
     "notify_run_status_changed",
     "reset_plugin_manager",
@@ -394,6 +395,11 @@ def get_serializer(name: str) -> Serializer:
             f"with a stored payload); available: {_available(registry.names())}"
         )
     return serializer
+
+
+def has_event_observers() -> bool:
+    """Whether any plugin implements ``pyworkflow_events_appended``."""
+    return bool(get_plugin_manager().hook.pyworkflow_events_appended.get_hookimpls())
 
 
 def notify_events_appended(run_id: str, events: Sequence[Event]) -> None:

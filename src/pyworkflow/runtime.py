@@ -38,6 +38,7 @@ class Runtime:
         self.storage = plugins.create_storage(settings.storage, settings)
         self.executor = plugins.create_executor(settings.executor, settings)
         self._wake_listeners: list[Callable[[datetime | None], None]] = []
+        self._observed = plugins.has_event_observers()
         self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -138,6 +139,8 @@ class Runtime:
 
     def events_appended(self, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> None:
         """Tell observers that ``events`` were appended, ending at ``last_seq``."""
+        if not self._observed:
+            return
         first = last_seq - len(events) + 1
         plugins.notify_events_appended(
             run_id,

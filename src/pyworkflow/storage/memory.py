@@ -18,11 +18,13 @@ from pyworkflow.storage.base import Storage
 __all__ = ["MemoryStorage"]
 
 
-def apply_patch(run: Run, patch: RunPatch | None, owner: str | None, now: datetime) -> Run:
+def apply_patch(
+    run: Run, patch: RunPatch | None, owner: str | None, now: datetime, last_seq: int
+) -> Run:
     """Return ``run`` with ``patch`` applied (shared by simple backends)."""
+    changes: dict[str, Any] = {"updated_at": now, "last_seq": last_seq}
     if patch is None:
-        return attrs.evolve(run, updated_at=now)
-    changes: dict[str, Any] = {"updated_at": now}
+        return attrs.evolve(run, **changes)
     for name in ("status", "result", "error", "error_message", "completed_at"):
         value = getattr(patch, name)
         if value is not None:
@@ -124,8 +126,7 @@ class MemoryStorage(Storage):
                 raise ConcurrencyError(run_id, expected_seq, run.last_seq)
             log = self._events[run_id]
             log.extend(_to_event(run_id, expected_seq + i, e) for i, e in enumerate(events, 1))
-            run = apply_patch(run, patch, owner, utcnow())
-            self._runs[run_id] = attrs.evolve(run, last_seq=len(log))
+            self._runs[run_id] = apply_patch(run, patch, owner, utcnow(), len(log))
             return len(log)
 
     async def claim_runs(
