@@ -1,4 +1,4 @@
-"""Serializers: type-preserving JSON (default, cattrs) and cloudpickle (opt-in)."""
+"""Serializers: type-preserving JSON (the default, built on cattrs) and cloudpickle (opt-in)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import decimal
 import enum
 import importlib
 import json
+import math
 import traceback
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+import cattrs
+import cattrs.gen
 import cattrs.preconf.json
 import cloudpickle  # type: ignore[import-untyped]  # cloudpickle ships no type hints
 
@@ -23,7 +27,9 @@ from pyworkflow.hookspecs import hookimpl
 
 __all__ = ["JsonSerializer", "PickleSerializer", "Serializer", "dumps_limited"]
 
-_TAG = "__pw__"
+#: Key marking a tagged envelope: ``{"__pw__": "<kind>", "v": ...}``.
+TAG = "__pw__"
+_PLAIN = (type(None), bool, int, str)
 
 
 @runtime_checkable
@@ -32,214 +38,296 @@ class Serializer(Protocol):
 
     name: str
 
-    def dumps(self, value: Any) -> str: ...
+    def dumps(self, value: Any) -> str:
+        """Serialize ``value`` to text; raise :class:`SerializationError` if unsupported."""
+        ...
 
-    def loads(self, data: str) -> Any: ...
+    def loads(self, data: str) -> Any:
+        """Rebuild a value from ``dumps`` output; raise :class:`SerializationError` if invalid."""
+        ...
 
 
-def type_path(cls: type) -> str:
-    """``module:QualName`` of a class, the form stored in payloads."""
-    return f"{cls.__module__}:{cls.__qualname__}"
+def type_name(cls: type) -> str:
+    """Dotted name of a class for messages: ``socket.socket``, ``int``."""
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def load_type(path: str) -> type:
-    """Import the class at ``module:QualName``."""
+def load_class(path: str) -> type:
+    """Import the class stored as ``module:QualName``."""
     module_name, _, qualname = path.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise SerializationError(f"cannot load type {path!r}: {exc}") from exc
+    except Exception as exc:
+        raise SerializationError(f"cannot load class {path!r}: {exc}") from exc
     if not isinstance(target, type):
-        raise SerializationError(f"{path!r} is not a class")
+        raise SerializationError(f"cannot load class {path!r}: it is not a class")
     return target
 
 
-class JsonSerializer:
-    """JSON that round-trips Python types: loads(dumps(v)) equals v and has its type.
+def _class_path(cls: type) -> str:
+    """``module:QualName`` of ``cls``, checked to import back to the same class."""
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    try:
+        ok = load_class(path) is cls
+    except SerializationError:
+        ok = False
+    if not ok:
+        raise SerializationError(
+            f"cannot serialize value of type {type_name(cls)!r} with the 'json' serializer: "
+            f"its class cannot be imported back as {path!r}; define it at module level"
+        )
+    return path
 
-    Handles JSON natives, tuples, sets, frozensets, bytes, dicts with any
-    hashable keys, datetime/date/time/timedelta, Decimal, UUID, Enum members,
-    attrs classes and dataclasses (through a cattrs converter, field types
-    respected) and exceptions (type, args, message and traceback).
+
+def _is_record(cls: Any) -> bool:
+    return isinstance(cls, type) and (attrs.has(cls) or dataclasses.is_dataclass(cls))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _make_converter() -> cattrs.Converter:
+    """A cattrs JSON converter that leaves leaf values alone and structures by field types.
+
+    Field values are encoded by their runtime type (so ``Any`` and union fields keep
+    their types); on load they arrive already rebuilt, so structuring keeps any value
+    that is already an instance of its field's type and converts the rest.
+    """
+    conv = cattrs.preconf.json.make_converter()
+    fallback = cattrs.preconf.json.make_converter()
+    conv.register_unstructure_hook_func(lambda _: True, _identity)
+    for cls in (bytes, str, dt.datetime, dt.date):  # the converter's class-keyed hooks
+        conv.register_unstructure_hook(cls, _identity)
+    record_fns: dict[type, Callable[[Any, Any], Any]] = {}
+
+    def structure_class(value: Any, cls: Any) -> Any:
+        if cls is Any or isinstance(value, cls) or (cls is float and type(value) is int):
+            return value
+        if _is_record(cls):
+            if cls not in record_fns:
+                record_fns[cls] = cattrs.gen.make_dict_structure_fn(cls, conv)
+            return record_fns[cls](value, cls)
+        return fallback.structure(value, cls)
+
+    for cls in (object, str, bytes, int, float, dt.datetime, dt.date):
+        conv.register_structure_hook(cls, structure_class)
+    # Generic aliases, unions, Literal...: the decoded value already has its exact type.
+    conv.register_structure_hook_func(lambda t: not isinstance(t, type), lambda v, _: v)
+    return conv
+
+
+class JsonSerializer:
+    """Type-preserving JSON: ``loads(dumps(v)) == v`` with the same type at every level.
+
+    JSON natives are written as themselves. Everything else is a tagged envelope
+    ``{"__pw__": kind, "v": ...}``: tuples, sets, frozensets, bytes (base64), dicts
+    with non-``str`` keys (or holding the tag key), non-finite floats, ``datetime``,
+    ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID``, enum members, named
+    tuples, attrs classes and dataclasses (fields structured with cattrs by their
+    declared types) and exceptions (type, args, message, traceback text). Classes
+    are recorded as ``module:QualName`` and must be importable.
     """
 
     name = "json"
 
     def __init__(self) -> None:
-        self.converter = cattrs.preconf.json.make_converter()
-
-    # ----- encoding -----
+        self.converter = _make_converter()
+        self._unstructure_fns: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
     def dumps(self, value: Any) -> str:
         try:
-            return json.dumps(self._encode(value), separators=(",", ":"), allow_nan=True)
+            encoded = self._encode(value)
+        except RecursionError as exc:
+            raise SerializationError(
+                f"cannot serialize value of type {type_name(type(value))!r} with the 'json' "
+                "serializer: it is circular or nested too deeply"
+            ) from exc
+        return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    def loads(self, data: str) -> Any:
+        try:
+            return self._decode(json.loads(data))
         except SerializationError:
             raise
-        except (TypeError, ValueError, RecursionError) as exc:
+        except RecursionError as exc:
+            raise SerializationError("cannot decode JSON payload: nested too deeply") from exc
+        except Exception as exc:
             raise SerializationError(
-                f"cannot serialize value of type {_type_name(value)!r} with the 'json' "
-                f"serializer: {exc}"
+                f"cannot decode JSON payload: {type(exc).__name__}: {exc}"
             ) from exc
 
+    # ----- encoding -----
+
     def _encode(self, value: Any) -> Any:
-        if value is None or isinstance(value, bool | str):
+        cls = type(value)
+        if cls in _PLAIN:
             return value
-        if isinstance(value, enum.Enum):
-            return {_TAG: "enum", "t": type_path(type(value)), "v": self._encode(value.value)}
-        if isinstance(value, int | float) and type(value) in (int, float):
-            return value
-        encoder = _ENCODERS.get(type(value))
+        if cls is float:
+            return value if math.isfinite(value) else {TAG: "float", "v": str(value)}
+        if cls is list:
+            return [self._encode(item) for item in value]
+        if cls is dict:
+            if _TAG_FREE_STR_KEYS(value):
+                return {key: self._encode(item) for key, item in value.items()}
+            pairs = [[self._encode(k), self._encode(v)] for k, v in value.items()]
+            return {TAG: "dict", "v": pairs}
+        if cls is tuple:
+            return {TAG: "tuple", "v": [self._encode(item) for item in value]}
+        if cls is set or cls is frozenset:
+            items = sorted((self._encode(item) for item in value), key=_sort_key)
+            return {TAG: cls.__name__, "v": items}
+        encoder = _LEAF_ENCODERS.get(cls)
         if encoder is not None:
-            return encoder(self, value)
-        if isinstance(value, dict) and type(value) is dict:
-            if all(isinstance(k, str) for k in value) and _TAG not in value:
-                return {k: self._encode(v) for k, v in value.items()}
-            return {_TAG: "dict", "v": [[self._encode(k), self._encode(v)] for k, v in value.items()]}
+            return {TAG: cls.__name__, **encoder(value)}
+        if isinstance(value, enum.Enum):
+            return {TAG: "enum", "t": _class_path(cls), "v": self._encode(value.value)}
         if isinstance(value, BaseException):
             return self._encode_exception(value)
-        if attrs.has(type(value)) or dataclasses.is_dataclass(value):
-            kind = "attrs" if attrs.has(type(value)) else "dataclass"
-            cls = type(value)
-            return {_TAG: kind, "t": type_path(cls), "v": self._encode(self.converter.unstructure(value))}
+        if _is_record(cls):
+            path = _class_path(cls)
+            if cls not in self._unstructure_fns:
+                fn = cattrs.gen.make_dict_unstructure_fn(cls, self.converter)
+                self._unstructure_fns[cls] = fn
+            kind = "attrs" if attrs.has(cls) else "dataclass"
+            return {TAG: kind, "t": path, "v": self._encode(self._unstructure_fns[cls](value))}
+        if isinstance(value, tuple) and hasattr(cls, "_fields"):
+            items = [self._encode(item) for item in value]
+            return {TAG: "namedtuple", "t": _class_path(cls), "v": items}
         raise SerializationError(
-            f"cannot serialize value of type {_type_name(value)!r} with the 'json' serializer; "
-            "use an attrs class or dataclass, or the 'pickle' serializer"
+            f"cannot serialize value of type {type_name(cls)!r} with the 'json' serializer: "
+            "it is not a JSON type, attrs class, dataclass or other supported type; "
+            "use an attrs class/dataclass or the 'pickle' serializer"
         )
 
-    def _encode_exception(self, exc: BaseException) -> Any:
+    def _encode_exception(self, exc: BaseException) -> dict[str, Any]:
         tb = getattr(exc, "__pyworkflow_traceback__", None)
-        if tb is None:
+        if not isinstance(tb, str):
             tb = "".join(traceback.format_exception(exc))
         try:
             args = self._encode(list(exc.args))
         except SerializationError:
-            args = [str(exc)]
+            args = None  # the class cannot be rebuilt from its args: load gives StepFailedError
+        try:
+            state = self._encode({k: v for k, v in vars(exc).items() if not k.startswith("__")})
+        except SerializationError:
+            state = {}
         return {
-            _TAG: "exception",
-            "t": type_path(type(exc)),
+            TAG: "exception",
+            "t": f"{type(exc).__module__}:{type(exc).__qualname__}",
             "args": args,
             "message": str(exc),
             "traceback": tb,
-            "state": self._encode_state(exc),
+            "state": state,
         }
-
-    def _encode_state(self, exc: BaseException) -> Any:
-        state = {k: v for k, v in vars(exc).items() if not k.startswith("__")}
-        try:
-            return self._encode(state)
-        except SerializationError:
-            return {}
 
     # ----- decoding -----
 
-    def loads(self, data: str) -> Any:
-        try:
-            raw = json.loads(data)
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(f"cannot decode JSON payload: {exc}") from exc
-        try:
-            return self._decode(raw)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(f"cannot decode JSON payload: {exc!r}") from exc
-
     def _decode(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self._decode(v) for v in value]
+            return [self._decode(item) for item in value]
         if not isinstance(value, dict):
             return value
-        tag = value.get(_TAG)
-        if tag is None:
-            return {k: self._decode(v) for k, v in value.items()}
-        decoder = _DECODERS.get(tag)
-        if decoder is None:
-            raise SerializationError(f"unknown type tag {tag!r} in JSON payload")
-        return decoder(self, value)
+        if TAG not in value:
+            return {key: self._decode(item) for key, item in value.items()}
+        kind = value[TAG]
+        if kind in _LEAF_DECODERS:
+            return _LEAF_DECODERS[kind](value)
+        if kind == "exception":
+            return self._decode_exception(value)
+        if kind == "dict":
+            return {self._decode(k): self._decode(v) for k, v in value["v"]}
+        if kind in ("tuple", "set", "frozenset"):
+            return _CONTAINERS[kind](self._decode(item) for item in value["v"])
+        cls = load_class(value["t"])
+        if kind == "enum" and issubclass(cls, enum.Enum):
+            return cls(self._decode(value["v"]))
+        if kind == "namedtuple" and issubclass(cls, tuple):
+            return cls(*self._decode(value["v"]))
+        if kind in ("attrs", "dataclass") and _is_record(cls):
+            fields = self._decode(value["v"])
+            try:
+                return self.converter.structure(fields, cls)
+            except Exception as exc:
+                raise SerializationError(
+                    f"cannot rebuild {value['t']!r} from its stored fields: {exc!r}"
+                ) from exc
+        raise SerializationError(f"unknown or mismatched type tag {kind!r} for {value['t']!r}")
 
     def _decode_exception(self, value: dict[str, Any]) -> BaseException:
-        message = str(value.get("message", ""))
-        tb = str(value.get("traceback", ""))
-        path = str(value.get("t", ""))
+        path, message, tb = str(value["t"]), str(value["message"]), str(value["traceback"])
+        exc: BaseException
         try:
-            cls = load_type(path)
-            if not issubclass(cls, BaseException):
-                raise SerializationError(f"{path!r} is not an exception")
-            exc = cls(*self._decode(value.get("args", [])))
-            for key, item in self._decode(value.get("state", {})).items():
+            cls = load_class(path)
+            if not issubclass(cls, BaseException) or value["args"] is None:
+                raise TypeError(f"{path!r} cannot be rebuilt")
+            exc = cls(*self._decode(value["args"]))
+            for key, item in self._decode(value["state"]).items():
                 setattr(exc, key, item)
         except Exception:
-            exc = StepFailedError(message, error_type=path.replace(":", "."), traceback=tb)
+            error_type = path.replace(":", ".")
+            exc = StepFailedError(message, error_type=error_type, traceback=tb)
         try:
-            exc.__pyworkflow_traceback__ = tb  # type: ignore[attr-defined]  # carried for display
+            exc.__pyworkflow_traceback__ = tb  # type: ignore[attr-defined]  # dynamic extra
         except AttributeError:
-            pass
+            pass  # a class with __slots__ and no __dict__: the traceback text is dropped
         return exc
 
 
-def _type_name(value: Any) -> str:
-    cls = type(value)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+def _TAG_FREE_STR_KEYS(value: dict[Any, Any]) -> bool:  # noqa: N802
+    return TAG not in value and all(type(key) is str for key in value)
 
 
-def _tagged(tag: str, v: Any) -> dict[str, Any]:
-    return {_TAG: tag, "v": v}
+def _sort_key(encoded: Any) -> str:
+    return json.dumps(encoded, sort_keys=True, ensure_ascii=False)
 
 
-_Encoder = Callable[[JsonSerializer, Any], Any]
-_Decoder = Callable[[JsonSerializer, dict[str, Any]], Any]
+def _encode_clock(value: dt.datetime | dt.time) -> dict[str, Any]:
+    """ISO text; a ``zoneinfo`` zone is kept by key, with ``fold``, not as an offset."""
+    tz = value.tzinfo
+    if isinstance(tz, zoneinfo.ZoneInfo) and tz.key:
+        return {"v": value.replace(tzinfo=None).isoformat(), "tz": tz.key, "fold": value.fold}
+    return {"v": value.isoformat(), "fold": value.fold} if value.fold else {"v": value.isoformat()}
 
-_ENCODERS: dict[type, _Encoder] = {
-    list: lambda s, v: [s._encode(x) for x in v],
-    tuple: lambda s, v: _tagged("tuple", [s._encode(x) for x in v]),
-    set: lambda s, v: _tagged("set", [s._encode(x) for x in v]),
-    frozenset: lambda s, v: _tagged("frozenset", [s._encode(x) for x in v]),
-    bytes: lambda s, v: _tagged("bytes", base64.b64encode(v).decode()),
-    dt.datetime: lambda s, v: _tagged("datetime", v.isoformat()),
-    dt.date: lambda s, v: _tagged("date", v.isoformat()),
-    dt.time: lambda s, v: _tagged("time", v.isoformat()),
-    dt.timedelta: lambda s, v: _tagged("timedelta", [v.days, v.seconds, v.microseconds]),
-    decimal.Decimal: lambda s, v: _tagged("decimal", str(v)),
-    uuid.UUID: lambda s, v: _tagged("uuid", str(v)),
+
+def _decode_clock(cls: type[dt.datetime] | type[dt.time], value: dict[str, Any]) -> Any:
+    parsed = cls.fromisoformat(value["v"])
+    tz = zoneinfo.ZoneInfo(value["tz"]) if "tz" in value else parsed.tzinfo
+    return parsed.replace(tzinfo=tz, fold=value.get("fold", 0))
+
+
+_LEAF_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    bytes: lambda v: {"v": base64.b64encode(v).decode("ascii")},
+    dt.datetime: _encode_clock,
+    dt.date: lambda v: {"v": v.isoformat()},
+    dt.time: _encode_clock,
+    dt.timedelta: lambda v: {"v": [v.days, v.seconds, v.microseconds]},
+    decimal.Decimal: lambda v: {"v": str(v)},
+    uuid.UUID: lambda v: {"v": str(v)},
 }
 
-
-def _decode_structured(s: JsonSerializer, value: dict[str, Any]) -> Any:
-    cls = load_type(str(value.get("t")))
-    return s.converter.structure(s._decode(value["v"]), cls)
-
-
-def _decode_enum(s: JsonSerializer, value: dict[str, Any]) -> Any:
-    cls = load_type(str(value.get("t")))
-    return cls(s._decode(value["v"]))
-
-
-_DECODERS: dict[str, _Decoder] = {
-    "tuple": lambda s, v: tuple(s._decode(v["v"])),
-    "set": lambda s, v: set(s._decode(v["v"])),
-    "frozenset": lambda s, v: frozenset(s._decode(v["v"])),
-    "bytes": lambda s, v: base64.b64decode(v["v"]),
-    "datetime": lambda s, v: dt.datetime.fromisoformat(v["v"]),
-    "date": lambda s, v: dt.date.fromisoformat(v["v"]),
-    "time": lambda s, v: dt.time.fromisoformat(v["v"]),
-    "timedelta": lambda s, v: dt.timedelta(*v["v"]),
-    "decimal": lambda s, v: decimal.Decimal(v["v"]),
-    "uuid": lambda s, v: uuid.UUID(v["v"]),
-    "dict": lambda s, v: {s._decode(k): s._decode(x) for k, x in v["v"]},
-    "enum": _decode_enum,
-    "attrs": _decode_structured,
-    "dataclass": _decode_structured,
-    "exception": lambda s, v: s._decode_exception(v),
+_LEAF_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "float": lambda e: float(e["v"]),
+    "bytes": lambda e: base64.b64decode(e["v"], validate=True),
+    "datetime": lambda e: _decode_clock(dt.datetime, e),
+    "date": lambda e: dt.date.fromisoformat(e["v"]),
+    "time": lambda e: _decode_clock(dt.time, e),
+    "timedelta": lambda e: dt.timedelta(*e["v"]),
+    "Decimal": lambda e: decimal.Decimal(e["v"]),
+    "UUID": lambda e: uuid.UUID(e["v"]),
 }
+
+_CONTAINERS: dict[str, Callable[[Any], Any]] = {"tuple": tuple, "set": set, "frozenset": frozenset}
 
 
 class PickleSerializer:
-    """cloudpickle, base64 text. Opt-in and UNSAFE for untrusted data.
+    """cloudpickle, as base64 text: opt-in, and UNSAFE for untrusted data.
 
-    Loading a pickle runs arbitrary code: use it only when every writer of
-    the storage is trusted. It serializes almost anything, lambdas included.
+    Loading a pickle runs arbitrary code, so use it only when every writer of the
+    storage is trusted. It serializes almost anything, lambdas and closures included,
+    but payloads break when the pickled code changes.
     """
 
     name = "pickle"
@@ -249,21 +337,23 @@ class PickleSerializer:
             return base64.b64encode(cloudpickle.dumps(value)).decode("ascii")
         except Exception as exc:
             raise SerializationError(
-                f"cannot serialize value of type {_type_name(value)!r} with the 'pickle' "
+                f"cannot serialize value of type {type_name(type(value))!r} with the 'pickle' "
                 f"serializer: {exc}"
             ) from exc
 
     def loads(self, data: str) -> Any:
         try:
-            return cloudpickle.loads(base64.b64decode(data.encode("ascii"), validate=True))
+            return cloudpickle.loads(base64.b64decode(data, validate=True))
         except Exception as exc:
-            raise SerializationError(f"cannot decode pickle payload: {exc!r}") from exc
+            raise SerializationError(
+                f"cannot decode pickle payload: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def dumps_limited(serializer: Serializer, value: Any, *, limit: int, what: str) -> str:
-    """Serialize ``value``; over ``limit`` bytes raise :class:`PayloadTooLargeError`."""
+    """Serialize ``value``; over ``limit`` UTF-8 bytes raise :class:`PayloadTooLargeError`."""
     text = serializer.dumps(value)
-    size = len(text.encode("utf-8"))
+    size = len(text.encode())
     if size > limit:
         raise PayloadTooLargeError(
             f"{what} is {size} bytes, over the payload limit of {limit} bytes "
@@ -274,6 +364,6 @@ def dumps_limited(serializer: Serializer, value: Any, *, limit: int, what: str) 
 
 @hookimpl
 def pyworkflow_register_serializers(register: Callable[[str, Serializer], None]) -> None:
-    """Provide ``json`` (the default) and ``pickle``."""
+    """Provide ``json`` (the default) and ``pickle`` through the plugin hook."""
     register("json", JsonSerializer())
     register("pickle", PickleSerializer())

@@ -1,0 +1,120 @@
+"""SQL tables of runs and events (SQLModel), shared by the SQL backends."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from pyworkflow.errors import CorruptDataError
+from pyworkflow.models import Event, EventType, Run, RunStatus
+
+__all__ = ["EVENT_COLUMNS", "RUN_COLUMNS", "EventRow", "RunRow", "event_from_row", "run_from_row"]
+
+
+class RunRow(SQLModel, table=True):
+    """One row per run: the projection of its event log. Times are epoch seconds."""
+
+    __tablename__ = "pyworkflow_runs"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_pyworkflow_runs_idempotency_key"),
+        Index("ix_pyworkflow_runs_wake_at", "wake_at"),
+        Index("ix_pyworkflow_runs_created", "created_at", "run_id"),
+        Index("ix_pyworkflow_runs_status", "status"),
+        Index("ix_pyworkflow_runs_workflow", "workflow_name"),
+    )
+
+    run_id: str = Field(primary_key=True)
+    workflow_name: str
+    workflow_version: str | None = None
+    status: str
+    input: str
+    serializer: str
+    result: str | None = None
+    error: str | None = None
+    error_message: str | None = None
+    created_at: float
+    updated_at: float
+    completed_at: float | None = None
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    wake_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    last_seq: int = 0
+
+
+class EventRow(SQLModel, table=True):
+    """One row per event; ``(run_id, seq)`` is the key, ``payload`` JSON text."""
+
+    __tablename__ = "pyworkflow_events"
+
+    run_id: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    type: str
+    correlation_id: str | None = None
+    timestamp: float
+    payload: str
+
+
+RUN_COLUMNS = tuple(RunRow.model_fields)
+EVENT_COLUMNS = tuple(EventRow.model_fields)
+_TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
+
+
+def to_epoch(value: datetime | None) -> float | None:
+    """An aware datetime as epoch seconds (None stays None)."""
+    return None if value is None else value.timestamp()
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (rounded to the microsecond)."""
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+def run_to_values(run: Run) -> tuple[Any, ...]:
+    """The row values of ``run`` in ``RUN_COLUMNS`` order."""
+    values = []
+    for name in RUN_COLUMNS:
+        value = getattr(run, name)
+        if name in _TIMES:
+            value = to_epoch(value)
+        elif name == "status":
+            value = value.value
+        values.append(value)
+    return tuple(values)
+
+
+def run_from_row(row: tuple[Any, ...]) -> Run:
+    """Build a Run from a row in ``RUN_COLUMNS`` order."""
+    data = dict(zip(RUN_COLUMNS, row, strict=True))
+    try:
+        for name in _TIMES:
+            data[name] = from_epoch(data[name])
+        data["status"] = RunStatus(data["status"])
+        return Run(**data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(f"run {data.get('run_id')!r}: corrupt run row: {exc}") from exc
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    """Build an Event from a row in ``EVENT_COLUMNS`` order."""
+    run_id, seq, kind, correlation_id, timestamp, payload = row
+    try:
+        decoded = json.loads(payload)
+        if not isinstance(decoded, dict):
+            raise ValueError("payload is not a JSON object")
+        return Event(
+            run_id, seq, EventType(kind), correlation_id, from_epoch(timestamp) or _never(), decoded
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: event seq {seq} ({kind}) cannot be decoded: {exc}"
+        ) from exc
+
+
+def _never() -> datetime:
+    raise ValueError("event has no timestamp")
