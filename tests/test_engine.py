@@ -85,7 +85,9 @@ def test_gather_runs_steps_concurrently_with_stable_ids(pw: str) -> None:
     assert joined == "a+b"
     assert float(elapsed) < 1.6, f"two 1 s steps under gather took {elapsed}s"
     events = get_events(run_id)
-    started = {e.payload["name"]: e.correlation_id for e in events if e.type == EventType.STEP_STARTED}
+    started = {
+        e.payload["name"]: e.correlation_id for e in events if e.type == EventType.STEP_STARTED
+    }
     completed = [
         (e.payload["name"], e.correlation_id) for e in events if e.type == EventType.STEP_COMPLETED
     ]

@@ -198,6 +198,8 @@ def test_sleeping_runs_cost_no_worker_memory(tmp_path: Path, procs: Procs) -> No
     time.sleep(0.5)
     after = psutil.Process(worker.pid).memory_info().rss
     growth_mb = (after - before) / 2**20
-    print(f"worker RSS before {before / 2**20:.1f} MiB, after 1,000 sleeping runs "
-          f"{after / 2**20:.1f} MiB (growth {growth_mb:.1f} MiB)")
-    assert growth_mb < 15, f"worker memory grew by {growth_mb:.1f} MiB for 1,000 sleeping runs"
+    print(
+        f"worker RSS before {before / 2**20:.1f} MiB, after 1,000 sleeping runs "
+        f"{after / 2**20:.1f} MiB (growth {growth_mb:.1f} MiB)"
+    )
+    assert growth_mb < 10, f"worker memory grew by {growth_mb:.1f} MiB for 1,000 sleeping runs"

@@ -49,7 +49,8 @@ class Serializer(Protocol):
 
 def type_name(cls: type) -> str:
     """Dotted name of a class for messages: ``socket.socket``, ``int``."""
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = cls.__qualname__
+    return name if cls.__module__ == "builtins" else f"{cls.__module__}.{name}"
 
 
 def load_class(path: str) -> type:
@@ -69,6 +70,8 @@ def load_class(path: str) -> type:
 def _class_path(cls: type) -> str:
     """``module:QualName`` of ``cls``, checked to import back to the same class."""
     path = f"{cls.__module__}:{cls.__qualname__}"
+    if _CHECKED_PATHS.get(cls) == path:
+        return path
     try:
         ok = load_class(path) is cls
     except SerializationError:
@@ -78,7 +81,11 @@ def _class_path(cls: type) -> str:
             f"cannot serialize value of type {type_name(cls)!r} with the 'json' serializer: "
             f"its class cannot be imported back as {path!r}; define it at module level"
         )
+    _CHECKED_PATHS[cls] = path
     return path
+
+
+_CHECKED_PATHS: dict[type, str] = {}
 
 
 def _is_record(cls: Any) -> bool:
@@ -90,33 +97,30 @@ def _identity(value: Any) -> Any:
 
 
 def _make_converter() -> cattrs.Converter:
-    """A cattrs JSON converter that leaves leaf values alone and structures by field types.
+    """A cattrs JSON converter for records whose field values keep their own types.
 
     Field values are encoded by their runtime type (so ``Any`` and union fields keep
-    their types); on load they arrive already rebuilt, so structuring keeps any value
-    that is already an instance of its field's type and converts the rest.
+    them) and arrive at ``structure`` already rebuilt; the converter maps the stored
+    fields onto the class by its declared fields (aliases, defaults for fields added
+    since, nested records stored as plain dicts) and leaves every other value as is.
     """
     conv = cattrs.preconf.json.make_converter()
-    fallback = cattrs.preconf.json.make_converter()
     conv.register_unstructure_hook_func(lambda _: True, _identity)
-    for cls in (bytes, str, dt.datetime, dt.date):  # the converter's class-keyed hooks
+    conv.register_structure_hook_func(lambda _: True, _keep)
+    for cls in (bytes, str, int, float, dt.datetime, dt.date):  # its class-keyed hooks
         conv.register_unstructure_hook(cls, _identity)
-    record_fns: dict[type, Callable[[Any, Any], Any]] = {}
+        conv.register_structure_hook(cls, _keep)
 
-    def structure_class(value: Any, cls: Any) -> Any:
-        if cls is Any or isinstance(value, cls) or (cls is float and type(value) is int):
-            return value
-        if _is_record(cls):
-            if cls not in record_fns:
-                record_fns[cls] = cattrs.gen.make_dict_structure_fn(cls, conv)
-            return record_fns[cls](value, cls)
-        return fallback.structure(value, cls)
+    def record_hook(cls: type) -> Callable[[Any, Any], Any]:
+        from_dict: Callable[[Any, Any], Any] = cattrs.gen.make_dict_structure_fn(cls, conv)
+        return lambda value, t: from_dict(value, t) if isinstance(value, dict) else value
 
-    for cls in (object, str, bytes, int, float, dt.datetime, dt.date):
-        conv.register_structure_hook(cls, structure_class)
-    # Generic aliases, unions, Literal...: the decoded value already has its exact type.
-    conv.register_structure_hook_func(lambda t: not isinstance(t, type), lambda v, _: v)
+    conv.register_structure_hook_factory(_is_record, record_hook)
     return conv
+
+
+def _keep(value: Any, _cls: Any) -> Any:
+    return value
 
 
 class JsonSerializer:
@@ -145,7 +149,7 @@ class JsonSerializer:
                 f"cannot serialize value of type {type_name(type(value))!r} with the 'json' "
                 "serializer: it is circular or nested too deeply"
             ) from exc
-        return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return json.dumps(encoded, separators=(",", ":"), allow_nan=False)
 
     def loads(self, data: str) -> Any:
         try:
@@ -170,7 +174,7 @@ class JsonSerializer:
         if cls is list:
             return [self._encode(item) for item in value]
         if cls is dict:
-            if _TAG_FREE_STR_KEYS(value):
+            if TAG not in value and all(type(key) is str for key in value):
                 return {key: self._encode(item) for key, item in value.items()}
             pairs = [[self._encode(k), self._encode(v)] for k, v in value.items()]
             return {TAG: "dict", "v": pairs}
@@ -179,9 +183,9 @@ class JsonSerializer:
         if cls is set or cls is frozenset:
             items = sorted((self._encode(item) for item in value), key=_sort_key)
             return {TAG: cls.__name__, "v": items}
-        encoder = _LEAF_ENCODERS.get(cls)
-        if encoder is not None:
-            return {TAG: cls.__name__, **encoder(value)}
+        if cls in _LEAF_ENCODERS:
+            tag, encode = _LEAF_ENCODERS[cls]
+            return {TAG: tag, **encode(value)}
         if isinstance(value, enum.Enum):
             return {TAG: "enum", "t": _class_path(cls), "v": self._encode(value.value)}
         if isinstance(value, BaseException):
@@ -239,8 +243,10 @@ class JsonSerializer:
             return self._decode_exception(value)
         if kind == "dict":
             return {self._decode(k): self._decode(v) for k, v in value["v"]}
-        if kind in ("tuple", "set", "frozenset"):
+        if kind in _CONTAINERS:
             return _CONTAINERS[kind](self._decode(item) for item in value["v"])
+        if kind not in ("enum", "namedtuple", "attrs", "dataclass"):
+            raise SerializationError(f"unknown type tag {kind!r} in JSON payload")
         cls = load_class(value["t"])
         if kind == "enum" and issubclass(cls, enum.Enum):
             return cls(self._decode(value["v"]))
@@ -254,7 +260,7 @@ class JsonSerializer:
                 raise SerializationError(
                     f"cannot rebuild {value['t']!r} from its stored fields: {exc!r}"
                 ) from exc
-        raise SerializationError(f"unknown or mismatched type tag {kind!r} for {value['t']!r}")
+        raise SerializationError(f"{value['t']!r} is not a class of kind {kind!r}")
 
     def _decode_exception(self, value: dict[str, Any]) -> BaseException:
         path, message, tb = str(value["t"]), str(value["message"]), str(value["traceback"])
@@ -264,24 +270,32 @@ class JsonSerializer:
             if not issubclass(cls, BaseException) or value["args"] is None:
                 raise TypeError(f"{path!r} cannot be rebuilt")
             exc = cls(*self._decode(value["args"]))
-            for key, item in self._decode(value["state"]).items():
-                setattr(exc, key, item)
         except Exception:
-            error_type = path.replace(":", ".")
-            exc = StepFailedError(message, error_type=error_type, traceback=tb)
+            failed = StepFailedError(message, error_type=path.replace(":", "."), traceback=tb)
+            return _with_traceback(failed, tb)
         try:
-            exc.__pyworkflow_traceback__ = tb  # type: ignore[attr-defined]  # dynamic extra
-        except AttributeError:
-            pass  # a class with __slots__ and no __dict__: the traceback text is dropped
-        return exc
+            state = self._decode(value["state"])
+        except SerializationError:
+            state = {}  # an attribute's class is gone: keep what the constructor set
+        for key, item in state.items():
+            try:
+                setattr(exc, key, item)
+            except Exception:
+                pass  # a read-only attribute: the constructor already set it
+        return _with_traceback(exc, tb)
 
 
-def _TAG_FREE_STR_KEYS(value: dict[Any, Any]) -> bool:  # noqa: N802
-    return TAG not in value and all(type(key) is str for key in value)
+def _with_traceback(exc: BaseException, tb: str) -> BaseException:
+    """Attach the original traceback text as ``__pyworkflow_traceback__`` when possible."""
+    try:
+        exc.__pyworkflow_traceback__ = tb  # type: ignore[attr-defined]  # dynamic extra
+    except AttributeError:
+        pass  # a class with __slots__ and no __dict__: the traceback text is dropped
+    return exc
 
 
 def _sort_key(encoded: Any) -> str:
-    return json.dumps(encoded, sort_keys=True, ensure_ascii=False)
+    return json.dumps(encoded, sort_keys=True)
 
 
 def _encode_clock(value: dt.datetime | dt.time) -> dict[str, Any]:
@@ -298,14 +312,14 @@ def _decode_clock(cls: type[dt.datetime] | type[dt.time], value: dict[str, Any])
     return parsed.replace(tzinfo=tz, fold=value.get("fold", 0))
 
 
-_LEAF_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
-    bytes: lambda v: {"v": base64.b64encode(v).decode("ascii")},
-    dt.datetime: _encode_clock,
-    dt.date: lambda v: {"v": v.isoformat()},
-    dt.time: _encode_clock,
-    dt.timedelta: lambda v: {"v": [v.days, v.seconds, v.microseconds]},
-    decimal.Decimal: lambda v: {"v": str(v)},
-    uuid.UUID: lambda v: {"v": str(v)},
+_LEAF_ENCODERS: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
+    bytes: ("bytes", lambda v: {"v": base64.b64encode(v).decode("ascii")}),
+    dt.datetime: ("datetime", _encode_clock),
+    dt.date: ("date", lambda v: {"v": v.isoformat()}),
+    dt.time: ("time", _encode_clock),
+    dt.timedelta: ("timedelta", lambda v: {"v": [v.days, v.seconds, v.microseconds]}),
+    decimal.Decimal: ("decimal", lambda v: {"v": str(v)}),
+    uuid.UUID: ("uuid", lambda v: {"v": str(v)}),
 }
 
 _LEAF_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -315,8 +329,8 @@ _LEAF_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "date": lambda e: dt.date.fromisoformat(e["v"]),
     "time": lambda e: _decode_clock(dt.time, e),
     "timedelta": lambda e: dt.timedelta(*e["v"]),
-    "Decimal": lambda e: decimal.Decimal(e["v"]),
-    "UUID": lambda e: uuid.UUID(e["v"]),
+    "decimal": lambda e: decimal.Decimal(e["v"]),
+    "uuid": lambda e: uuid.UUID(e["v"]),
 }
 
 _CONTAINERS: dict[str, Callable[[Any], Any]] = {"tuple": tuple, "set": set, "frozenset": frozenset}

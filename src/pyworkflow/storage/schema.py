@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint
@@ -72,7 +72,7 @@ def to_epoch(value: datetime | None) -> float | None:
 
 def from_epoch(value: float | None) -> datetime | None:
     """Epoch seconds as an aware UTC datetime (rounded to the microsecond)."""
-    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 def run_to_values(run: Run) -> tuple[Any, ...]:

@@ -8,11 +8,13 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
@@ -134,6 +136,31 @@ class _Writer(threading.Thread):
                 future.set_result(result)
 
 
+class _Reader(threading.Thread):
+    """Runs read requests on its own connection (WAL: beside the writer)."""
+
+    def __init__(self, path: Path, synchronous: str, requests: queue.SimpleQueue[_Write | None]):
+        super().__init__(name="pyworkflow-sqlite-reader", daemon=True)
+        self.path = path
+        self.synchronous = synchronous
+        self.requests = requests
+
+    def run(self) -> None:
+        conn = _connect(self.path, self.synchronous)
+        try:
+            while True:
+                item = self.requests.get()
+                if item is None:
+                    return
+                fn, future = item
+                try:
+                    future.set_result(fn(conn))
+                except Exception as exc:
+                    future.set_exception(exc)
+        finally:
+            conn.close()
+
+
 class SQLiteStorage(Storage):
     """Runs and events in one SQLite file, safe for several processes.
 
@@ -150,10 +177,8 @@ class SQLiteStorage(Storage):
         self.path = path_from_url(url)
         self.synchronous = synchronous.upper()
         self._writer: _Writer | None = None
-        self._readers: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._readers: list[_Reader] = []
+        self._reads: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
 
     @property
     def commit_count(self) -> int:
@@ -161,10 +186,12 @@ class SQLiteStorage(Storage):
         return self._writer.commit_count if self._writer else 0
 
     async def open(self) -> None:
-        await asyncio.to_thread(self._create_schema)
+        await anyio.to_thread.run_sync(self._create_schema)
         self._writer = _Writer(self.path, self.synchronous)
         self._writer.start()
-        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pyworkflow-read")
+        self._readers = [_Reader(self.path, self.synchronous, self._reads) for _ in range(2)]
+        for reader in self._readers:
+            reader.start()
 
     def _create_schema(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,17 +205,15 @@ class SQLiteStorage(Storage):
             engine.dispose()
 
     async def close(self) -> None:
+        threads: list[threading.Thread] = [*self._readers]
+        for _ in self._readers:
+            self._reads.put(None)
         if self._writer is not None:
             self._writer.requests.put(None)
-            await asyncio.to_thread(self._writer.join)
-            self._writer = None
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-            self._readers = None
-        with self._lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
+            threads.append(self._writer)
+        self._writer, self._readers = None, []
+        for thread in threads:
+            await anyio.to_thread.run_sync(thread.join)
 
     # ----- plumbing -----
 
@@ -199,19 +224,11 @@ class SQLiteStorage(Storage):
         self._writer.requests.put((fn, future))
         return await asyncio.wrap_future(future)
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path, self.synchronous)
-            self._local.conn = conn
-            with self._lock:
-                self._reader_conns.append(conn)
-        return conn
-
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._readers is None:
+        if not self._readers:
             raise RuntimeError(f"storage {self.url} is not open")
-        future = self._readers.submit(lambda: fn(self._reader()))
+        future: Future[T] = Future()
+        self._reads.put((fn, future))
         return await asyncio.wrap_future(future)
 
     def _last_seq(self, conn: sqlite3.Connection, run_id: str) -> int:
@@ -254,7 +271,8 @@ class SQLiteStorage(Storage):
         limit: int = 100,
         cursor: str | None = None,
     ) -> RunPage:
-        where, params = [], []  # type: ignore[var-annotated]  # filled with str and Any
+        where: list[str] = []
+        params: list[Any] = []
         if status is not None:
             where.append("status = ?")
             params.append(status.value)
@@ -306,7 +324,8 @@ class SQLiteStorage(Storage):
                 raise ConcurrencyError(run_id, expected_seq, actual)
             _insert_events(conn, run_id, expected_seq, events)
             last = expected_seq + len(events)
-            sets, params = ["last_seq = ?", "updated_at = ?"], [last, now]
+            sets: list[str] = ["last_seq = ?", "updated_at = ?"]
+            params: list[Any] = [last, now]
             if patch is not None:
                 for name in ("result", "error", "error_message"):
                     value = getattr(patch, name)
@@ -331,7 +350,9 @@ class SQLiteStorage(Storage):
                         "ELSE lease_expires_at END"
                     )
                     params.extend([owner, owner])
-            conn.execute(f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ?", (*params, run_id))
+            conn.execute(
+                f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ?", (*params, run_id)
+            )
             return last
 
         return await self._write(write)
