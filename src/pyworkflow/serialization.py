@@ -158,6 +158,8 @@ class JsonSerializer:
             raise
         except RecursionError as exc:
             raise SerializationError("cannot decode JSON payload: nested too deeply") from exc
+        except KeyError as exc:
+            raise SerializationError(f"cannot decode JSON payload: missing key {exc}") from exc
         except Exception as exc:
             raise SerializationError(
                 f"cannot decode JSON payload: {type(exc).__name__}: {exc}"
@@ -215,14 +217,15 @@ class JsonSerializer:
         except SerializationError:
             args = None  # the class cannot be rebuilt from its args: load gives StepFailedError
         try:
-            state = self._encode({k: v for k, v in vars(exc).items() if not k.startswith("__")})
+            attributes = getattr(exc, "__dict__", {})
+            state = self._encode({k: v for k, v in attributes.items() if not k.startswith("__")})
         except SerializationError:
             state = {}
         return {
             TAG: "exception",
             "t": f"{type(exc).__module__}:{type(exc).__qualname__}",
             "args": args,
-            "message": str(exc),
+            "message": _message(exc),
             "traceback": tb,
             "state": state,
         }
@@ -283,6 +286,13 @@ class JsonSerializer:
             except Exception:
                 pass  # a read-only attribute: the constructor already set it
         return _with_traceback(exc, tb)
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__qualname__}: str() failed>"
 
 
 def _with_traceback(exc: BaseException, tb: str) -> BaseException:
