@@ -78,7 +78,7 @@ def assert_same(a: Any, b: Any) -> None:
         assert a == b
 
 
-aware = st.datetimes(timezones=st.just(dt.timezone.utc))
+aware = st.datetimes(timezones=st.just(dt.UTC))
 scalars = st.one_of(
     st.none(),
     st.booleans(),
