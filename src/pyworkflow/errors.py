@@ -9,8 +9,11 @@ __all__ = [
     "ConfigError",
     "CorruptDataError",
     "FatalError",
+    "HookNotFoundError",
+    "HookTokenConflictError",
     "NonDeterminismError",
     "PayloadTooLargeError",
+    "PayloadValidationError",
     "PluginError",
     "PyWorkflowError",
     "RetryableError",
@@ -122,3 +125,19 @@ class ConfigError(PyWorkflowError, ValueError):
 
 class PluginError(PyWorkflowError):
     """A plugin registered something invalid (for example a duplicate name)."""
+
+
+class HookNotFoundError(PyWorkflowError, LookupError):
+    """No live hook has this token (never created, or already disposed)."""
+
+
+class HookTokenConflictError(PyWorkflowError):
+    """A workflow created a hook with a token another live hook already uses."""
+
+
+class PayloadValidationError(PyWorkflowError, ValueError):
+    """A hook payload does not fit the hook's schema; ``errors`` lists why."""
+
+    def __init__(self, message: str, errors: list[str]) -> None:
+        super().__init__(message)
+        self.errors = errors

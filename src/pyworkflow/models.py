@@ -9,7 +9,17 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Event", "EventType", "NewEvent", "Run", "RunPage", "RunPatch", "RunStatus", "utcnow"]
+__all__ = [
+    "Event",
+    "EventType",
+    "HookRecord",
+    "NewEvent",
+    "Run",
+    "RunPage",
+    "RunPatch",
+    "RunStatus",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -135,3 +145,20 @@ class RunPage:
 
     runs: list[Run]
     next_cursor: str | None = None
+
+
+@attrs.frozen
+class HookRecord:
+    """A live hook: where payloads posted to ``token`` go.
+
+    Written when a ``hook_created`` event is appended, removed with
+    ``hook_disposed``; ``schema`` is the ``module:QualName`` of an attrs
+    class payloads must fit, ``secret`` the optional HMAC key.
+    """
+
+    token: str
+    run_id: str
+    correlation_id: str
+    created_at: datetime
+    schema: str | None = None
+    secret: str | None = None

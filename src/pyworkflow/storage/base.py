@@ -3,12 +3,49 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from pyworkflow.models import Event, NewEvent, Run, RunPage, RunPatch, RunStatus
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPage,
+    RunPatch,
+    RunStatus,
+)
 
-__all__ = ["Storage"]
+__all__ = ["Storage", "hook_changes"]
+
+
+def hook_changes(run_id: str, events: Sequence[NewEvent]) -> tuple[list[HookRecord], list[str]]:
+    """Hooks that ``events`` create and tokens they dispose (every backend applies these).
+
+    A ``hook_created`` event inserts a live hook (a token already live is a
+    ``HookTokenConflictError`` and the whole append is refused);
+    ``hook_disposed`` removes it.
+    """
+    created: list[HookRecord] = []
+    disposed: list[str] = []
+    for event in events:
+        if event.type == EventType.HOOK_CREATED:
+            payload = event.payload
+            created.append(
+                HookRecord(
+                    token=str(payload["token"]),
+                    run_id=run_id,
+                    correlation_id=str(event.correlation_id),
+                    created_at=event.timestamp,
+                    schema=payload.get("schema"),
+                    secret=payload.get("secret"),
+                )
+            )
+        elif event.type == EventType.HOOK_DISPOSED:
+            disposed.append(str(event.payload["token"]))
+    return created, disposed
 
 
 class Storage(abc.ABC):
@@ -109,4 +146,20 @@ class Storage(abc.ABC):
 
         Backed by an index on ``wake_at``: the cost is proportional to the
         number of due runs, not to the number of runs.
+        """
+
+    @abc.abstractmethod
+    async def get_hook(self, token: str) -> HookRecord:
+        """The live hook with ``token``; raises ``HookNotFoundError``."""
+
+    @abc.abstractmethod
+    async def append_hook_payload(
+        self, token: str, payload: Mapping[str, Any], now: datetime
+    ) -> tuple[str, int]:
+        """Atomically append ``hook_received`` to the hook's run and make it due.
+
+        Appends at the end of the log (no expected seq: external events do
+        not depend on the log), sets ``wake_at = now`` and returns
+        ``(run_id, seq)``. Raises ``HookNotFoundError`` if no live hook has
+        ``token``; then nothing is written.
         """

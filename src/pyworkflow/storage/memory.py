@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
 
-from pyworkflow.errors import ConcurrencyError, RunNotFoundError
+from pyworkflow.errors import (
+    ConcurrencyError,
+    HookNotFoundError,
+    HookTokenConflictError,
+    RunNotFoundError,
+)
 from pyworkflow.hookspecs import hookimpl
-from pyworkflow.models import Event, NewEvent, Run, RunPage, RunPatch, RunStatus, utcnow
-from pyworkflow.storage.base import Storage
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPage,
+    RunPatch,
+    RunStatus,
+    utcnow,
+)
+from pyworkflow.storage.base import Storage, hook_changes
 
 __all__ = ["MemoryStorage"]
 
@@ -59,6 +74,7 @@ class MemoryStorage(Storage):
         self._runs: dict[str, Run] = {}
         self._events: dict[str, list[Event]] = {}
         self._keys: dict[str, str] = {}
+        self._hooks: dict[str, HookRecord] = {}
 
     def _run(self, run_id: str) -> Run:
         try:
@@ -72,6 +88,7 @@ class MemoryStorage(Storage):
             if key is not None and key in self._keys:
                 return self._runs[self._keys[key]], False
             stored = attrs.evolve(run, last_seq=len(events))
+            self._apply_hooks(run.run_id, events)
             self._runs[run.run_id] = stored
             self._events[run.run_id] = [
                 _to_event(run.run_id, i, e) for i, e in enumerate(events, start=1)
@@ -124,10 +141,47 @@ class MemoryStorage(Storage):
             run = self._run(run_id)
             if run.last_seq != expected_seq:
                 raise ConcurrencyError(run_id, expected_seq, run.last_seq)
+            self._apply_hooks(run_id, events)
             log = self._events[run_id]
             log.extend(_to_event(run_id, expected_seq + i, e) for i, e in enumerate(events, 1))
             self._runs[run_id] = apply_patch(run, patch, owner, utcnow(), len(log))
             return len(log)
+
+    def _apply_hooks(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        created, disposed = hook_changes(run_id, events)
+        for hook in created:
+            if hook.token in self._hooks:
+                raise HookTokenConflictError(
+                    f"hook token {hook.token!r} is already used by a live hook of run "
+                    f"{self._hooks[hook.token].run_id}"
+                )
+        for token in disposed:
+            self._hooks.pop(token, None)
+        for hook in created:
+            self._hooks[hook.token] = hook
+
+    async def get_hook(self, token: str) -> HookRecord:
+        with self._lock:
+            return self._hook(token)
+
+    def _hook(self, token: str) -> HookRecord:
+        try:
+            return self._hooks[token]
+        except KeyError:
+            raise HookNotFoundError(f"no live hook with token {token!r}") from None
+
+    async def append_hook_payload(
+        self, token: str, payload: Mapping[str, Any], now: datetime
+    ) -> tuple[str, int]:
+        with self._lock:
+            hook = self._hook(token)
+            run = self._run(hook.run_id)
+            event = NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, payload, now)
+            log = self._events[hook.run_id]
+            log.append(_to_event(hook.run_id, run.last_seq + 1, event))
+            patch = RunPatch(set_wake=True, wake_at=now)
+            self._runs[hook.run_id] = apply_patch(run, patch, None, now, len(log))
+            return hook.run_id, len(log)
 
     async def claim_runs(
         self, owner: str, now: datetime, limit: int, lease_for: timedelta

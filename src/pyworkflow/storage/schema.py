@@ -10,9 +10,19 @@ from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from pyworkflow.errors import CorruptDataError
-from pyworkflow.models import Event, EventType, Run, RunStatus
+from pyworkflow.models import Event, EventType, HookRecord, Run, RunStatus
 
-__all__ = ["EVENT_COLUMNS", "RUN_COLUMNS", "EventRow", "RunRow", "event_from_row", "run_from_row"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "HOOK_COLUMNS",
+    "RUN_COLUMNS",
+    "EventRow",
+    "HookRow",
+    "RunRow",
+    "event_from_row",
+    "hook_from_row",
+    "run_from_row",
+]
 
 
 class RunRow(SQLModel, table=True):
@@ -60,7 +70,21 @@ class EventRow(SQLModel, table=True):
     payload: str
 
 
+class HookRow(SQLModel, table=True):
+    """One row per live hook: the token payloads are posted to, and its run."""
+
+    __tablename__ = "pyworkflow_hooks"
+
+    token: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    correlation_id: str
+    created_at: float
+    schema_path: str | None = None
+    secret: str | None = None
+
+
 RUN_COLUMNS = tuple(RunRow.model_fields)
+HOOK_COLUMNS = tuple(HookRow.model_fields)
 EVENT_COLUMNS = tuple(EventRow.model_fields)
 _TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
 
@@ -118,3 +142,23 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
 
 def _never() -> datetime:
     raise ValueError("event has no timestamp")
+
+
+def hook_to_values(hook: HookRecord) -> tuple[Any, ...]:
+    """The row values of ``hook`` in ``HOOK_COLUMNS`` order."""
+    return (
+        hook.token,
+        hook.run_id,
+        hook.correlation_id,
+        hook.created_at.timestamp(),
+        hook.schema,
+        hook.secret,
+    )
+
+
+def hook_from_row(row: tuple[Any, ...]) -> HookRecord:
+    """Build a HookRecord from a row in ``HOOK_COLUMNS`` order."""
+    token, run_id, correlation_id, created_at, schema, secret = row
+    return HookRecord(
+        token, run_id, correlation_id, from_epoch(created_at) or _never(), schema, secret
+    )

@@ -7,7 +7,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,20 +15,41 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import attrs
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-from pyworkflow.errors import ConcurrencyError, ConfigError, RunNotFoundError
+from pyworkflow.errors import (
+    ConcurrencyError,
+    ConfigError,
+    HookNotFoundError,
+    HookTokenConflictError,
+    RunNotFoundError,
+)
 from pyworkflow.hookspecs import hookimpl
-from pyworkflow.models import Event, NewEvent, Run, RunPage, RunPatch, RunStatus, utcnow
-from pyworkflow.storage.base import Storage
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPage,
+    RunPatch,
+    RunStatus,
+    utcnow,
+)
+from pyworkflow.storage.base import Storage, hook_changes
 from pyworkflow.storage.memory import decode_cursor, encode_cursor
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
+    HOOK_COLUMNS,
     RUN_COLUMNS,
     EventRow,
+    HookRow,
     RunRow,
     event_from_row,
+    hook_from_row,
+    hook_to_values,
     run_from_row,
     run_to_values,
     to_epoch,
@@ -199,7 +220,7 @@ class SQLiteStorage(Storage):
         conn.close()
         engine = create_engine(f"sqlite:///{self.path}")
         try:
-            tables = [RunRow.__table__, EventRow.__table__]  # type: ignore[attr-defined]  # SQLModel table classes carry __table__
+            tables = [RunRow.__table__, EventRow.__table__, HookRow.__table__]  # type: ignore[attr-defined]  # SQLModel table classes carry __table__
             SQLModel.metadata.create_all(engine, tables=tables)
         finally:
             engine.dispose()
@@ -250,6 +271,7 @@ class SQLiteStorage(Storage):
             stored = Run(**{**_fields(run), "last_seq": len(events)})
             conn.execute(_INSERT_RUN, run_to_values(stored))
             _insert_events(conn, run.run_id, 0, events)
+            _apply_hooks(conn, run.run_id, events)
             return stored, True
 
         return await self._write(write)
@@ -323,6 +345,7 @@ class SQLiteStorage(Storage):
             if actual != expected_seq:
                 raise ConcurrencyError(run_id, expected_seq, actual)
             _insert_events(conn, run_id, expected_seq, events)
+            _apply_hooks(conn, run_id, events)
             last = expected_seq + len(events)
             sets: list[str] = ["last_seq = ?", "updated_at = ?"]
             params: list[Any] = [last, now]
@@ -397,12 +420,64 @@ class SQLiteStorage(Storage):
         value = await self._read(read)
         return None if value is None else datetime.fromtimestamp(value, tz=utcnow().tzinfo)
 
+    async def get_hook(self, token: str) -> HookRecord:
+        return await self._read(lambda conn: _find_hook(conn, token))
+
+    async def append_hook_payload(
+        self, token: str, payload: Mapping[str, Any], now: datetime
+    ) -> tuple[str, int]:
+        event = NewEvent(EventType.HOOK_RECEIVED, None, payload, now)
+
+        def write(conn: sqlite3.Connection) -> tuple[str, int]:
+            hook = _find_hook(conn, token)
+            last = self._last_seq(conn, hook.run_id)
+            _insert_events(
+                conn, hook.run_id, last, [attrs.evolve(event, correlation_id=hook.correlation_id)]
+            )
+            at = now.timestamp()
+            conn.execute(
+                f"UPDATE {_RUNS} SET last_seq = ?, updated_at = ?, wake_at = ? WHERE run_id = ?",
+                (last + 1, at, at, hook.run_id),
+            )
+            return hook.run_id, last + 1
+
+        return await self._write(write)
+
     async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
         def read(conn: sqlite3.Connection) -> list[tuple[str, float]]:
             return conn.execute(_DUE, (now.timestamp(), limit)).fetchall()
 
         tz = now.tzinfo
         return [(r, datetime.fromtimestamp(w, tz=tz)) for r, w in await self._read(read)]
+
+
+_HOOK_SELECT = f"SELECT {', '.join(HOOK_COLUMNS)} FROM pyworkflow_hooks WHERE token = ?"
+_INSERT_HOOK = (
+    f"INSERT INTO pyworkflow_hooks ({', '.join(HOOK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(HOOK_COLUMNS))})"
+)
+
+
+def _apply_hooks(conn: sqlite3.Connection, run_id: str, events: Sequence[NewEvent]) -> None:
+    created, disposed = hook_changes(run_id, events)
+    for token in disposed:
+        conn.execute("DELETE FROM pyworkflow_hooks WHERE token = ?", (token,))
+    for hook in created:
+        try:
+            conn.execute(_INSERT_HOOK, hook_to_values(hook))
+        except sqlite3.IntegrityError:
+            row = conn.execute(_HOOK_SELECT, (hook.token,)).fetchone()
+            owner = row[1] if row else "?"
+            raise HookTokenConflictError(
+                f"hook token {hook.token!r} is already used by a live hook of run {owner}"
+            ) from None
+
+
+def _find_hook(conn: sqlite3.Connection, token: str) -> HookRecord:
+    row = conn.execute(_HOOK_SELECT, (token,)).fetchone()
+    if row is None:
+        raise HookNotFoundError(f"no live hook with token {token!r}")
+    return hook_from_row(row)
 
 
 def _fields(run: Run) -> dict[str, Any]:
