@@ -12,7 +12,8 @@ EXPECTED = {
     "aget_result", "aget_run", "astart", "astart_workflow", "cancel", "configure",
     "disable_logging", "enable_logging", "get_events", "get_result", "get_run",
     "get_step_context", "now", "random", "shutdown", "sleep", "start", "start_workflow", "step",
-    "uuid4", "workflow", "workflow_logger",
+    "uuid4", "workflow", "workflow_logger", "Hook", "HookNotFoundError", "PayloadValidationError",
+    "RunPage", "alist_runs", "aresume_hook", "create_hook", "list_runs", "resume_hook",
 }  # fmt: skip
 
 

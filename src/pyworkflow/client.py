@@ -9,16 +9,28 @@ from typing import Any
 
 import anyio
 import attrs
+import cattrs
+import cattrs.preconf.json
 
 from pyworkflow.errors import (
     ConcurrencyError,
+    PayloadValidationError,
     SerializationError,
     WorkflowCancelledError,
     WorkflowFailedError,
 )
-from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
+from pyworkflow.models import (
+    Event,
+    EventType,
+    NewEvent,
+    Run,
+    RunPage,
+    RunPatch,
+    RunStatus,
+    utcnow,
+)
 from pyworkflow.runtime import Runtime, get_runtime
-from pyworkflow.serialization import dumps_limited
+from pyworkflow.serialization import dumps_limited, load_class
 from pyworkflow.workflow import definition_of
 
 __all__ = [
@@ -27,12 +39,16 @@ __all__ = [
     "aget_events",
     "aget_result",
     "aget_run",
+    "alist_runs",
+    "aresume_hook",
     "astart",
     "astart_workflow",
     "cancel",
     "get_events",
     "get_result",
     "get_run",
+    "list_runs",
+    "resume_hook",
     "start",
     "start_workflow",
 ]
@@ -275,3 +291,98 @@ def cancel(run_id: str, reason: str | None = None) -> bool:
     """Sync form of :func:`acancel`."""
     runtime = get_runtime()
     return runtime.call(_cancel, runtime, run_id, reason)
+
+
+_validator = cattrs.preconf.json.make_converter(forbid_extra_keys=True)
+
+
+def validate_payload(schema_path: str | None, payload: Any) -> Any:
+    """Structure ``payload`` into the hook's schema class (attrs), or raise with field errors."""
+    if schema_path is None:
+        return payload
+    schema = load_class(schema_path)
+    try:
+        return _validator.structure(payload, schema)
+    except Exception as exc:
+        errors = (
+            cattrs.transform_error(exc)
+            if isinstance(exc, cattrs.BaseValidationError)
+            else [f"{type(exc).__name__}: {exc}"]
+        )
+        raise PayloadValidationError(
+            f"payload does not fit {schema.__qualname__}: " + "; ".join(errors), errors
+        ) from None
+
+
+async def _resume_hook(runtime: Runtime, token: str, payload: Any) -> str:
+    hook = await runtime.storage.get_hook(token)
+    value = validate_payload(hook.schema, payload)
+    data = dumps_limited(
+        runtime.serializer,
+        value,
+        limit=runtime.settings.max_payload_bytes,
+        what=f"payload of hook {token!r}",
+    )
+    event = {"token": token, "data": data}
+    run_id, seq = await runtime.storage.append_hook_payload(token, event, utcnow())
+    runtime.events_appended(
+        run_id, seq, [NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, event)]
+    )
+    runtime.executor.notify(run_id)
+    return run_id
+
+
+async def aresume_hook(token: str, payload: Any = None) -> str:
+    """Send ``payload`` to the live hook ``token``; returns the run id it resumes.
+
+    Validated against the hook's schema (``PayloadValidationError`` listing
+    field errors, nothing recorded), then ``hook_received`` is appended
+    atomically and the run is scheduled. ``HookNotFoundError`` for an
+    unknown or disposed token.
+    """
+    runtime = get_runtime()
+    return await runtime.acall(_resume_hook, runtime, token, payload)
+
+
+def resume_hook(token: str, payload: Any = None) -> str:
+    """Sync form of :func:`aresume_hook`."""
+    runtime = get_runtime()
+    return runtime.call(_resume_hook, runtime, token, payload)
+
+
+async def _list_runs(
+    runtime: Runtime,
+    status: RunStatus | None,
+    workflow: str | None,
+    limit: int,
+    cursor: str | None,
+) -> RunPage:
+    return await runtime.storage.list_runs(
+        status=status, workflow=workflow, limit=limit, cursor=cursor
+    )
+
+
+async def alist_runs(
+    *,
+    status: RunStatus | str | None = None,
+    workflow: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> RunPage:
+    """Runs newest first, optionally filtered; pass ``page.next_cursor`` for the next page."""
+    runtime = get_runtime()
+    wanted = RunStatus(status) if status is not None else None
+    return await runtime.acall(_list_runs, runtime, wanted, workflow, limit, cursor)
+
+
+def list_runs(
+    *,
+    status: RunStatus | str | None = None,
+    workflow: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> RunPage:
+    """Sync form of :func:`alist_runs`."""
+    runtime = get_runtime()
+    wanted = RunStatus(status) if status is not None else None
+    return runtime.call(_list_runs, runtime, wanted, workflow, limit, cursor)

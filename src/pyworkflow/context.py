@@ -17,11 +17,13 @@ from pyworkflow.durations import Duration, parse_duration
 from pyworkflow.models import utcnow
 
 if TYPE_CHECKING:
+    from pyworkflow.hooks import Hook
     from pyworkflow.step import StepDefinition
 
 __all__ = [
     "StepContext",
     "WorkflowContext",
+    "create_hook",
     "current_workflow",
     "get_step_context",
     "now",
@@ -52,6 +54,19 @@ class WorkflowContext(Protocol):
     def call_sleep(self, delta: timedelta | None, until: datetime | None) -> Awaitable[None]: ...
 
     def record_value(self, kind: str, produce: Callable[[], Any]) -> Any: ...
+
+    def create_hook(
+        self, token: str | None, schema: type | None, secret: str | None
+    ) -> tuple[str, str]: ...
+
+    def hook_receive(self, cid: str) -> Awaitable[Any]: ...
+
+    def hook_dispose(self, cid: str) -> None: ...
+
+    def hook_disposed(self, cid: str) -> bool: ...
+
+    @property
+    def public_url(self) -> str | None: ...
 
 
 @attrs.frozen
@@ -132,6 +147,29 @@ def sleep(duration: Duration | datetime) -> Awaitable[None]:
             seconds = (until - utcnow()).total_seconds()
         return anyio.sleep(max(0.0, seconds))
     return ctx.call_sleep(delta, until)
+
+
+def create_hook(
+    token: str | None = None, schema: type | None = None, *, secret: str | None = None
+) -> Hook[Any]:
+    """Create a hook the outside world can send payloads to (inside a workflow).
+
+    ``token`` defaults to an unguessable one; pass your own deterministic
+    token (``f"approval:{order_id}"``) to address it without being told.
+    With ``schema`` (an attrs class) payloads are validated and structured
+    before they are recorded. With ``secret`` the HTTP server requires an
+    HMAC-SHA256 signature of the body in ``X-PyWorkflow-Signature``.
+    ``hook.url`` is set when the ``public_url`` config key is.
+    """
+    from pyworkflow.hooks import Hook
+
+    ctx = _workflow.get()
+    if ctx is None:
+        raise RuntimeError("create_hook() can only be called inside a workflow")
+    cid, actual = ctx.create_hook(token, schema, secret)
+    base = ctx.public_url
+    url = f"{base.rstrip('/')}/hooks/{actual}" if base else None
+    return Hook(ctx, cid, actual, url)
 
 
 class _WorkflowLogger:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import functools
 import inspect
 import math
+import secrets
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from pyworkflow import context as ctxmod
 from pyworkflow.errors import (
     ConcurrencyError,
     CorruptDataError,
+    HookTokenConflictError,
     NonDeterminismError,
     PayloadTooLargeError,
     SerializationError,
@@ -54,6 +57,7 @@ _RESOLUTIONS = frozenset(
         EventType.STEP_FAILED,
         EventType.WAIT_COMPLETED,
         EventType.CANCEL_REQUESTED,
+        EventType.HOOK_RECEIVED,
     }
 )
 #: Outcomes of work done by a step body: worth keeping when a flush must be redone.
@@ -93,12 +97,27 @@ class _Op:
     running: bool = False
 
 
+@attrs.define(eq=False)
+class _HookState:
+    cid: str
+    token: str
+    created: NewEvent | None = None
+    durable: bool = False
+    disposed: bool = False
+    buffer: collections.deque[Any] = attrs.field(factory=collections.deque)
+    waiters: collections.deque[asyncio.Future[Any]] = attrs.field(factory=collections.deque)
+
+    def waiting(self) -> bool:
+        return any(not w.done() for w in self.waiters)
+
+
 def _describe(event: Event) -> str:
     name = event.payload.get("name") or event.payload.get("kind")
     what = {
         EventType.STEP_STARTED: "step",
         EventType.WAIT_CREATED: "sleep",
         EventType.VALUE_RECORDED: "value",
+        EventType.HOOK_CREATED: "hook",
     }.get(event.type, event.type.value)
     return f"{what} {name!r}" if name else what
 
@@ -125,6 +144,7 @@ class Activation:
         self.counter = 0
         self.ops: dict[str, _Op] = {}
         self.open: dict[str, _Op] = {}
+        self.hooks: dict[str, _HookState] = {}
         self.buffer: list[NewEvent] = []
         self.pending_patch: RunPatch | None = None
         self.diverged: str | None = None
@@ -222,6 +242,56 @@ class Activation:
         self.buffer.append(NewEvent(EventType.VALUE_RECORDED, cid, {"kind": kind, "value": data}))
         return value
 
+    @property
+    def public_url(self) -> str | None:
+        return self.runtime.settings.public_url
+
+    def create_hook(
+        self, token: str | None, schema: type | None, secret: str | None
+    ) -> tuple[str, str]:
+        cid, recorded = self._next("hook", "hook", EventType.HOOK_CREATED)
+        if recorded:
+            state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
+        else:
+            actual = token or secrets.token_urlsafe(24)
+            path = f"{schema.__module__}:{schema.__qualname__}" if schema is not None else None
+            event = NewEvent(
+                EventType.HOOK_CREATED,
+                cid,
+                {"name": "hook", "token": actual, "schema": path, "secret": secret},
+            )
+            self.buffer.append(event)
+            state = _HookState(cid, actual, created=event)
+        self.hooks[cid] = state
+        return cid, state.token
+
+    def hook_receive(self, cid: str) -> asyncio.Future[Any]:
+        if self.discarded:
+            raise _Discarded
+        state = self.hooks[cid]
+        future: asyncio.Future[Any] = self.loop.create_future()
+        if state.buffer:
+            future.set_result(state.buffer.popleft())
+        else:
+            state.waiters.append(future)
+        return future
+
+    def hook_disposed(self, cid: str) -> bool:
+        return self.hooks[cid].disposed
+
+    def hook_dispose(self, cid: str) -> None:
+        if self.discarded:
+            raise _Discarded
+        state = self.hooks[cid]
+        if state.disposed:
+            return
+        state.disposed = True
+        recorded = self.by_cid.get(cid, [])
+        if not any(e.type == EventType.HOOK_DISPOSED for e in recorded):
+            self.buffer.append(
+                NewEvent(EventType.HOOK_DISPOSED, cid, {"name": "hook", "token": state.token})
+            )
+
     # ----- helpers -----
 
     def _load(self, event: Event, key: str) -> Any:
@@ -257,6 +327,9 @@ class Activation:
                 self.root.cancel()
             return
         cid = event.correlation_id or ""
+        if event.type == EventType.HOOK_RECEIVED:
+            self._deliver_hook(cid, event)
+            return
         op = self.ops.get(cid)
         if op is None:
             if self.root.done():
@@ -279,6 +352,23 @@ class Activation:
             op.future.set_exception(error)
         elif event.type == EventType.WAIT_COMPLETED:
             op.future.set_result(None)
+
+    def _deliver_hook(self, cid: str, event: Event | NewEvent) -> None:
+        assert self.root is not None
+        state = self.hooks.get(cid)
+        if state is None:
+            if not self.root.done():
+                self.diverged = self.diverged or (
+                    f"operation {cid}: the log has a payload for a hook the workflow did not create"
+                )
+            return
+        value = self._load_event(event, "data")
+        while state.waiters:
+            waiter = state.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(value)
+                return
+        state.buffer.append(value)
 
     def _load_event(self, event: Event | NewEvent, key: str) -> Any:
         if isinstance(event, Event):
@@ -325,6 +415,9 @@ class Activation:
             await self._finish()
         except NonDeterminismError as exc:
             self.log.error("non-determinism: {}", exc)
+            await self._fail(exc)
+        except HookTokenConflictError as exc:
+            self.log.error("{}", exc)
             await self._fail(exc)
         finally:
             self._discard()
@@ -493,6 +586,9 @@ class Activation:
             )
         except ConcurrencyError:
             await self._rebase(events)
+        for event in events:
+            if event.type == EventType.HOOK_CREATED:
+                self.hooks[str(event.correlation_id)].durable = True
         self.runtime.events_appended(self.run_id, self.seq, events)
 
     async def _rebase(self, events: list[NewEvent]) -> None:
@@ -520,7 +616,7 @@ class Activation:
 
     async def _suspend(self, wake_at: datetime | None) -> None:
         assert self.root is not None
-        if wake_at is None and not self.open:
+        if wake_at is None and not self.open and not self._hook_waiting():
             if self.loop.has_timers():
                 error: BaseException = RuntimeError(
                     "workflow code awaited asyncio.sleep() or a timeout; "
@@ -545,6 +641,9 @@ class Activation:
         )
         self.runtime.wake_hint(wake_at)
         self.log.debug("suspended until {}", wake_at)
+
+    def _hook_waiting(self) -> bool:
+        return any(state.waiting() for state in self.hooks.values())
 
     async def _finish(self) -> None:
         root = self.root
@@ -576,7 +675,8 @@ class Activation:
             exc = NonDeterminismError(str(exc))
         data, exc = self._dump_error(exc, "workflow error")
         message = f"{type(exc).__name__}: {exc}"
-        self.buffer = [e for e in self.buffer if e.type in _STEP_FACTS]
+        keep = _STEP_FACTS | {EventType.HOOK_CREATED, EventType.HOOK_DISPOSED}
+        self.buffer = [e for e in self.buffer if e.type in keep]
         await self._end(
             EventType.WORKFLOW_FAILED,
             RunStatus.FAILED,
@@ -587,6 +687,15 @@ class Activation:
     async def _end(
         self, kind: EventType, status: RunStatus, payload: dict[str, Any], patch: RunPatch
     ) -> None:
+        pending = {id(e) for e in self.buffer}
+        for state in self.hooks.values():
+            if not state.disposed and (state.durable or id(state.created) in pending):
+                state.disposed = True
+                self.buffer.append(
+                    NewEvent(
+                        EventType.HOOK_DISPOSED, state.cid, {"name": "hook", "token": state.token}
+                    )
+                )
         self.buffer.append(NewEvent(kind, None, payload))
         await self._flush(
             attrs.evolve(
@@ -613,6 +722,7 @@ class Activation:
         self.loop.close()
         self.ops.clear()
         self.open.clear()
+        self.hooks.clear()
 
 
 async def activate(runtime: Runtime, run: Run, owner: str) -> None:

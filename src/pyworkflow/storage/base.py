@@ -22,30 +22,31 @@ __all__ = ["Storage", "hook_changes"]
 
 
 def hook_changes(run_id: str, events: Sequence[NewEvent]) -> tuple[list[HookRecord], list[str]]:
-    """Hooks that ``events`` create and tokens they dispose (every backend applies these).
+    """Hooks that ``events`` leave live and tokens they dispose (every backend applies these).
 
     A ``hook_created`` event inserts a live hook (a token already live is a
     ``HookTokenConflictError`` and the whole append is refused);
     ``hook_disposed`` removes it.
     """
-    created: list[HookRecord] = []
+    created: dict[str, HookRecord] = {}
     disposed: list[str] = []
     for event in events:
         if event.type == EventType.HOOK_CREATED:
             payload = event.payload
-            created.append(
-                HookRecord(
-                    token=str(payload["token"]),
-                    run_id=run_id,
-                    correlation_id=str(event.correlation_id),
-                    created_at=event.timestamp,
-                    schema=payload.get("schema"),
-                    secret=payload.get("secret"),
-                )
+            token = str(payload["token"])
+            created[token] = HookRecord(
+                token=token,
+                run_id=run_id,
+                correlation_id=str(event.correlation_id),
+                created_at=event.timestamp,
+                schema=payload.get("schema"),
+                secret=payload.get("secret"),
             )
         elif event.type == EventType.HOOK_DISPOSED:
-            disposed.append(str(event.payload["token"]))
-    return created, disposed
+            token = str(event.payload["token"])
+            if created.pop(token, None) is None:
+                disposed.append(token)
+    return list(created.values()), disposed
 
 
 class Storage(abc.ABC):

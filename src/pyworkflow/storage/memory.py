@@ -156,7 +156,8 @@ class MemoryStorage(Storage):
                     f"{self._hooks[hook.token].run_id}"
                 )
         for token in disposed:
-            self._hooks.pop(token, None)
+            if token in self._hooks and self._hooks[token].run_id == run_id:
+                del self._hooks[token]
         for hook in created:
             self._hooks[hook.token] = hook
 

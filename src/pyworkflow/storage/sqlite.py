@@ -461,7 +461,7 @@ _INSERT_HOOK = (
 def _apply_hooks(conn: sqlite3.Connection, run_id: str, events: Sequence[NewEvent]) -> None:
     created, disposed = hook_changes(run_id, events)
     for token in disposed:
-        conn.execute("DELETE FROM pyworkflow_hooks WHERE token = ?", (token,))
+        conn.execute("DELETE FROM pyworkflow_hooks WHERE token = ? AND run_id = ?", (token, run_id))
     for hook in created:
         try:
             conn.execute(_INSERT_HOOK, hook_to_values(hook))
