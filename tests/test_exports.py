@@ -13,7 +13,7 @@ EXPECTED = {
     "disable_logging", "enable_logging", "get_events", "get_result", "get_run",
     "get_step_context", "now", "random", "shutdown", "sleep", "start", "start_workflow", "step",
     "uuid4", "workflow", "workflow_logger", "Hook", "HookNotFoundError", "PayloadValidationError",
-    "RunPage", "alist_runs", "aresume_hook", "create_hook", "list_runs", "resume_hook",
+    "RunPage", "alist_runs", "aresume_hook", "create_hook", "list_runs", "resume_hook", "first",
 }  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from pyworkflow.client import (
 from pyworkflow.context import (
     StepContext,
     create_hook,
+    first,
     get_step_context,
     now,
     random,
@@ -96,6 +97,7 @@ __all__ = [
     "create_hook",
     "disable_logging",
     "enable_logging",
+    "first",
     "get_events",
     "get_result",
     "get_run",

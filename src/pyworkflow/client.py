@@ -22,6 +22,7 @@ from pyworkflow.errors import (
 from pyworkflow.models import (
     Event,
     EventType,
+    HookRecord,
     NewEvent,
     Run,
     RunPage,
@@ -37,6 +38,7 @@ __all__ = [
     "RunInfo",
     "acancel",
     "aget_events",
+    "aget_hook",
     "aget_result",
     "aget_run",
     "alist_runs",
@@ -386,3 +388,13 @@ def list_runs(
     runtime = get_runtime()
     wanted = RunStatus(status) if status is not None else None
     return runtime.call(_list_runs, runtime, wanted, workflow, limit, cursor)
+
+
+async def _get_hook(runtime: Runtime, token: str) -> HookRecord:
+    return await runtime.storage.get_hook(token)
+
+
+async def aget_hook(token: str) -> HookRecord:
+    """The live hook ``token`` (its run, schema and secret); ``HookNotFoundError`` if none."""
+    runtime = get_runtime()
+    return await runtime.acall(_get_hook, runtime, token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ __all__ = [
     "WorkflowContext",
     "create_hook",
     "current_workflow",
+    "first",
     "get_step_context",
     "now",
     "random",
@@ -170,6 +172,26 @@ def create_hook(
     base = ctx.public_url
     url = f"{base.rstrip('/')}/hooks/{actual}" if base else None
     return Hook(ctx, cid, actual, url)
+
+
+async def first(*awaitables: Awaitable[Any]) -> tuple[int, Any]:
+    """Wait for the first of several awaitables; cancel the rest.
+
+    Returns ``(index, result)`` of the winner (its exception is raised).
+    Inside a workflow this races durable operations deterministically:
+    ``index, payload = await first(hook, sleep("1d"))`` is a hook with a
+    timeout; on replay the same one wins, because outcomes are delivered in
+    log order.
+    """
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+    index = next(i for i, task in enumerate(tasks) if task in done)
+    return index, tasks[index].result()
 
 
 class _WorkflowLogger:
