@@ -19,6 +19,7 @@ EXPECTED = {
     "parallel.py": "'status': 'shipped'",
     "onboarding.py": "onboarded",
     "error_handling.py": "not found: Resource not found",
+    "approval.py": "order-1 shipped (approved by ana)\norder-2: no answer before the deadline",
 }
 
 
