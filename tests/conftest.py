@@ -31,10 +31,13 @@ def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 FAST: dict[str, Any] = {"poll_interval": 0.05, "lease_seconds": 2.0, "drain_timeout": 2.0}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "file"])
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The engine test set runs on every built-in storage."""
     if request.param == "memory":
         return "memory://"
+    if request.param == "file":
+        return f"file://{tmp_path / 'runs'}"
     return f"sqlite:///{tmp_path / 'pw.db'}"
 
 

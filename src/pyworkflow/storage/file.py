@@ -1,0 +1,391 @@
+"""File storage (``file:///path/to/dir``): one JSONL log per run, file-locked, crash-safe."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import attrs
+from loguru import logger
+
+from pyworkflow.errors import (
+    ConcurrencyError,
+    ConfigError,
+    CorruptDataError,
+    HookNotFoundError,
+    HookTokenConflictError,
+    RunNotFoundError,
+)
+from pyworkflow.hookspecs import hookimpl
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPage,
+    RunPatch,
+    RunStatus,
+    utcnow,
+)
+from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.memory import apply_patch, decode_cursor, encode_cursor
+from pyworkflow.storage.schema import (
+    RUN_COLUMNS,
+    event_from_row,
+    hook_from_row,
+    hook_to_values,
+    run_from_row,
+    run_to_values,
+)
+
+__all__ = ["FileStorage"]
+
+T = TypeVar("T")
+FSYNC_POLICIES = ("always", "never")
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class FileStorage(Storage):
+    """Runs as files in a directory, safe for several processes on one machine.
+
+    Layout: ``runs/<id>.jsonl`` (the log, one event per line),
+    ``runs/<id>.json`` (the run row, replaced atomically), ``hooks/`` and
+    ``keys/`` (live hooks and idempotency keys, by hash). Every operation
+    holds ``.lock`` (``flock``: shared to read, exclusive to write).
+
+    An append writes the log lines, then the row; only then is it
+    acknowledged. Log lines past the row's ``last_seq`` (a crash between the
+    two writes) and a torn last line are ignored with a warning and cut off
+    by the next write. ``fsync="always"`` (default) syncs both before
+    acknowledging; ``"never"`` leaves it to the OS (faster; a power failure
+    may lose recent appends, an application crash loses nothing).
+    """
+
+    def __init__(self, url: str, *, fsync: str = "always") -> None:
+        prefix = "file://"
+        if not url.startswith(prefix) or len(url) == len(prefix):
+            raise ConfigError(
+                f"invalid file storage URL {url!r} (config key 'storage'): "
+                "use file:///absolute/dir or file://relative/dir"
+            )
+        self.url = url
+        location, _, query = url[len(prefix) :].partition("?")
+        for option in filter(None, query.split("&")):
+            name, _, value = option.partition("=")
+            if name != "fsync":
+                raise ConfigError(f"unknown option {name!r} in file storage URL {url!r}; use fsync")
+            fsync = value
+        if fsync not in FSYNC_POLICIES:
+            raise ConfigError(
+                f"invalid fsync policy {fsync!r} in {url!r}; use one of {FSYNC_POLICIES}"
+            )
+        self.root = Path(location)
+        self.fsync = fsync
+        self._thread_lock = threading.Lock()
+
+    async def open(self) -> None:
+        for sub in ("runs", "hooks", "keys"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / ".lock").touch()
+
+    # ----- plumbing -----
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        with self._thread_lock, open(self.root / ".lock", "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    async def _run_locked(self, exclusive: bool, fn: Callable[[], T]) -> T:
+        def call() -> T:
+            with self._locked(exclusive):
+                return fn()
+
+        return await anyio.to_thread.run_sync(call)
+
+    def _row_path(self, run_id: str) -> Path:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}")
+        return self.root / "runs" / f"{run_id}.json"
+
+    def _write_json(self, path: Path, data: Any) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+            if self.fsync == "always":
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        if self.fsync == "always":
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def _load(self, run_id: str) -> tuple[Run, int]:
+        """The run row and the byte length of its acknowledged log."""
+        path = self._row_path(run_id)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}") from None
+        except ValueError as exc:
+            raise CorruptDataError(f"run {run_id}: corrupt run file {path}: {exc}") from exc
+        return run_from_row(tuple(values[: len(RUN_COLUMNS)])), int(values[-1])
+
+    def _load_run(self, run_id: str) -> Run:
+        return self._load(run_id)[0]
+
+    def _log_path(self, run_id: str) -> Path:
+        return self.root / "runs" / f"{run_id}.jsonl"
+
+    def _read_log(self, run: Run, size: int) -> list[Event]:
+        """The acknowledged events: the first ``size`` bytes of the log."""
+        path = self._log_path(run.run_id)
+        with open(path, "rb") as fh:
+            data = fh.read(size)
+            if fh.read(1):
+                logger.bind(run_id=run.run_id).warning(
+                    "ignoring log data past the last acknowledged event (torn or unfinished append)"
+                )
+        lines = data.split(b"\n")[:-1] if data else []
+        if len(lines) != run.last_seq:
+            raise CorruptDataError(
+                f"run {run.run_id}: log has {len(lines)} events, the run row expects {run.last_seq}"
+            )
+        return [self._decode_line(run.run_id, i, raw) for i, raw in enumerate(lines, 1)]
+
+    @staticmethod
+    def _decode_line(run_id: str, seq: int, raw: bytes) -> Event:
+        try:
+            row = json.loads(raw)
+            return event_from_row((run_id, seq, row[0], row[1], row[2], json.dumps(row[3])))
+        except (ValueError, IndexError, TypeError) as exc:
+            raise CorruptDataError(
+                f"run {run_id}: event seq {seq} cannot be decoded: {exc}"
+            ) from exc
+
+    def _append_log(self, run_id: str, size: int, events: Sequence[NewEvent]) -> int:
+        """Append after the first ``size`` bytes (cutting any tail); the new size."""
+        lines = b"".join(
+            json.dumps(
+                [e.type.value, e.correlation_id, e.timestamp.timestamp(), dict(e.payload)],
+                separators=(",", ":"),
+            ).encode()
+            + b"\n"
+            for e in events
+        )
+        with open(self._log_path(run_id), "ab") as fh:
+            if fh.tell() != size:
+                fh.truncate(size)  # a torn or unacknowledged tail from a crash
+                fh.seek(size)
+            fh.write(lines)
+            if self.fsync == "always":
+                fh.flush()
+                os.fsync(fh.fileno())
+        return size + len(lines)
+
+    def _save_run(self, run: Run, size: int) -> None:
+        self._write_json(self._row_path(run.run_id), [*run_to_values(run), size])
+
+    def _save_lease(self, run_id: str, **changes: Any) -> Run:
+        run, size = self._load(run_id)
+        run = attrs.evolve(run, **changes)
+        self._save_run(run, size)
+        return run
+
+    def _apply_hooks(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        created, disposed = hook_changes(run_id, events)
+        for hook in created:
+            path = self.root / "hooks" / _key(hook.token)
+            if path.exists():
+                owner = json.loads(path.read_text())[1]
+                raise HookTokenConflictError(
+                    f"hook token {hook.token!r} is already used by a live hook of run {owner}"
+                )
+        for token in disposed:
+            path = self.root / "hooks" / _key(token)
+            if path.exists() and json.loads(path.read_text())[1] == run_id:
+                path.unlink()
+        for hook in created:
+            self._write_json(self.root / "hooks" / _key(hook.token), list(hook_to_values(hook)))
+
+    def _all_runs(self) -> list[Run]:
+        runs = []
+        for path in (self.root / "runs").glob("*.json"):
+            if path.name.endswith(".tmp"):
+                continue
+            try:
+                runs.append(self._load_run(path.stem))
+            except (CorruptDataError, RunNotFoundError):
+                continue
+        return runs
+
+    # ----- the Storage interface -----
+
+    async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
+        def write() -> tuple[Run, bool]:
+            key_path = None
+            if run.idempotency_key is not None:
+                key_path = self.root / "keys" / _key(run.idempotency_key)
+                if key_path.exists():
+                    return self._load_run(key_path.read_text().strip()), False
+            if self._row_path(run.run_id).exists():
+                raise ValueError(f"run {run.run_id} already exists")
+            self._apply_hooks(run.run_id, events)
+            size = self._append_log(run.run_id, 0, events)
+            stored = attrs.evolve(run, last_seq=len(events))
+            self._save_run(stored, size)
+            if key_path is not None:
+                key_path.write_text(run.run_id)
+            return stored, True
+
+        return await self._run_locked(True, write)
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self._run_locked(False, lambda: self._load_run(run_id))
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> RunPage:
+        runs = await self._run_locked(False, self._all_runs)
+        runs.sort(key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
+        if status is not None:
+            runs = [r for r in runs if r.status == status]
+        if workflow is not None:
+            runs = [r for r in runs if r.workflow_name == workflow]
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
+        page = runs[:limit]
+        return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+
+    async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        def read() -> list[Event]:
+            return self._read_log(*self._load(run_id))[after_seq:]
+
+        return await self._run_locked(False, read)
+
+    async def append_events(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        patch: RunPatch | None = None,
+        *,
+        owner: str | None = None,
+    ) -> int:
+        def write() -> int:
+            run, size = self._load(run_id)
+            if run.last_seq != expected_seq:
+                raise ConcurrencyError(run_id, expected_seq, run.last_seq)
+            self._apply_hooks(run_id, events)
+            size = self._append_log(run_id, size, events)
+            last = expected_seq + len(events)
+            self._save_run(apply_patch(run, patch, owner, utcnow(), last), size)
+            return last
+
+        return await self._run_locked(True, write)
+
+    async def claim_runs(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Run]:
+        def write() -> list[Run]:
+            due = sorted(
+                (
+                    r
+                    for r in self._all_runs()
+                    if r.wake_at is not None
+                    and r.wake_at <= now
+                    and (r.lease_owner is None or (r.lease_expires_at or now) < now)
+                ),
+                key=lambda r: r.wake_at or now,
+            )[:limit]
+            until = now + lease_for
+            return [
+                self._save_lease(r.run_id, lease_owner=owner, lease_expires_at=until) for r in due
+            ]
+
+        return await self._run_locked(True, write)
+
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        def write() -> bool:
+            if self._load_run(run_id).lease_owner != owner:
+                return False
+            self._save_lease(run_id, lease_expires_at=until)
+            return True
+
+        return await self._run_locked(True, write)
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        def write() -> None:
+            if self._load_run(run_id).lease_owner == owner:
+                self._save_lease(run_id, lease_owner=None, lease_expires_at=None)
+
+        await self._run_locked(True, write)
+
+    async def next_wake_at(self) -> datetime | None:
+        runs = await self._run_locked(False, self._all_runs)
+        return min((r.wake_at for r in runs if r.wake_at is not None), default=None)
+
+    async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        runs = await self._run_locked(False, self._all_runs)
+        due = sorted((r.wake_at, r.run_id) for r in runs if r.wake_at and r.wake_at <= now)
+        return [(run_id, wake) for wake, run_id in due[:limit]]
+
+    async def get_hook(self, token: str) -> HookRecord:
+        def read() -> HookRecord:
+            path = self.root / "hooks" / _key(token)
+            try:
+                return hook_from_row(tuple(json.loads(path.read_text())))
+            except FileNotFoundError:
+                raise HookNotFoundError(f"no live hook with token {token!r}") from None
+
+        return await self._run_locked(False, read)
+
+    async def append_hook_payload(
+        self, token: str, payload: Mapping[str, Any], now: datetime
+    ) -> tuple[str, int]:
+        def write() -> tuple[str, int]:
+            path = self.root / "hooks" / _key(token)
+            try:
+                hook = hook_from_row(tuple(json.loads(path.read_text())))
+            except FileNotFoundError:
+                raise HookNotFoundError(f"no live hook with token {token!r}") from None
+            run, size = self._load(hook.run_id)
+            event = NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, payload, now)
+            size = self._append_log(run.run_id, size, [event])
+            last = run.last_seq + 1
+            patch = RunPatch(set_wake=True, wake_at=now)
+            self._save_run(apply_patch(run, patch, None, now, last), size)
+            return hook.run_id, last
+
+        return await self._run_locked(True, write)
+
+
+@hookimpl
+def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
+    """Serve ``file:///dir``."""
+    register("file", lambda url, settings: FileStorage(url))
