@@ -12,6 +12,8 @@ import attrs
 import cattrs
 import cattrs.preconf.json
 
+from pyworkflow import engine
+from pyworkflow.engine import ReplayReport
 from pyworkflow.errors import (
     ConcurrencyError,
     PayloadValidationError,
@@ -43,14 +45,17 @@ __all__ = [
     "aget_run",
     "alist_runs",
     "aresume_hook",
+    "aretry_run",
     "astart",
     "astart_workflow",
     "cancel",
+    "check_replay",
     "get_events",
     "get_result",
     "get_run",
     "list_runs",
     "resume_hook",
+    "retry_run",
     "start",
     "start_workflow",
 ]
@@ -398,3 +403,47 @@ async def aget_hook(token: str) -> HookRecord:
     """The live hook ``token`` (its run, schema and secret); ``HookNotFoundError`` if none."""
     runtime = get_runtime()
     return await runtime.acall(_get_hook, runtime, token)
+
+
+async def _retry(runtime: Runtime, run_id: str) -> bool:
+    while True:
+        run = await runtime.storage.get_run(run_id)
+        if run.status != RunStatus.FAILED:
+            return False
+        events = await runtime.storage.get_events(run_id)
+        failed_at = max(e.seq for e in events if e.type == EventType.WORKFLOW_FAILED)
+        step_failures = [e for e in events if e.type == EventType.STEP_FAILED and e.seq < failed_at]
+        void = [step_failures[-1].seq] if step_failures else []
+        event = NewEvent(EventType.WORKFLOW_RETRIED, None, {"void": void})
+        patch = RunPatch(
+            status=RunStatus.PENDING, set_wake=True, wake_at=utcnow(), clear_outcome=True
+        )
+        try:
+            seq = await runtime.storage.append_events(run_id, run.last_seq, [event], patch)
+        except ConcurrencyError:
+            continue
+        runtime.events_appended(run_id, seq, [event])
+        runtime.executor.notify(run_id)
+        return True
+
+
+async def aretry_run(run_id: str) -> bool:
+    """Resume a failed run from its failed step; completed steps are not run again.
+
+    The step failure that failed the run is set aside (its retry budget starts
+    afresh) and the run is scheduled; returns False if the run is not failed.
+    """
+    runtime = get_runtime()
+    return await runtime.acall(_retry, runtime, run_id)
+
+
+def retry_run(run_id: str) -> bool:
+    """Sync form of :func:`aretry_run`."""
+    runtime = get_runtime()
+    return runtime.call(_retry, runtime, run_id)
+
+
+def check_replay(run_id: str) -> ReplayReport:
+    """Replay the run's log against the workflow code now imported; report any divergence."""
+    runtime = get_runtime()
+    return runtime.call(engine.check_replay, runtime, run_id)

@@ -48,7 +48,7 @@ from pyworkflow.workflow import get_workflow
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
-__all__ = ["activate"]
+__all__ = ["ReplayReport", "activate", "check_replay"]
 
 #: Events that settle an operation; replay delivers them in log order.
 _RESOLUTIONS = frozenset(
@@ -122,6 +122,19 @@ def _describe(event: Event) -> str:
     return f"{what} {name!r}" if name else what
 
 
+@attrs.frozen
+class ReplayReport:
+    """Outcome of replaying a run's log against the current workflow code."""
+
+    run_id: str
+    deterministic: bool
+    operations: int
+    message: str | None = None
+    position: str | None = None
+    recorded: str | None = None
+    called: str | None = None
+
+
 class Activation:
     """One activation of one run: replay, then live work until suspension or the end."""
 
@@ -135,7 +148,22 @@ class Activation:
         self.workflow_name = run.workflow_name
         self.owner = owner
         self.seq = history[-1].seq if history else 0
+        # a retried run ignores the step failure that failed it, and that step's
+        # retry budget starts again from the attempt that failed
+        voided = {
+            seq
+            for e in history
+            if e.type == EventType.WORKFLOW_RETRIED
+            for seq in e.payload.get("void", ())
+        }
+        self.retry_base: dict[str, int] = {
+            str(e.correlation_id): int(e.payload.get("attempt", 0))
+            for e in history
+            if e.seq in voided
+        }
+        history = [e for e in history if e.seq not in voided] if voided else history
         self.history = history
+        self.divergence: tuple[str, str, str] | None = None
         self.by_cid: dict[str, list[Event]] = {}
         for event in history:
             if event.correlation_id is not None:
@@ -174,6 +202,7 @@ class Activation:
                 first.payload.get("name") == name or first.payload.get("kind") == name
             )
             if not same:
+                self.divergence = self.divergence or (cid, _describe(first), f"{kind} {name!r}")
                 self._diverge(
                     f"operation {cid}: the log has {_describe(first)} (event seq {first.seq}) "
                     f"but the workflow now calls {kind} {name!r}"
@@ -334,6 +363,7 @@ class Activation:
         if op is None:
             if self.root.done():
                 return
+            self.divergence = self.divergence or (cid, event.type.value, "nothing")
             self.diverged = self.diverged or (
                 f"operation {cid}: the log has a {event.type.value} event but the workflow "
                 "did not call that operation"
@@ -382,7 +412,7 @@ class Activation:
 
     # ----- the activation -----
 
-    async def execute(self) -> None:
+    def _start_root(self) -> None:
         definition = get_workflow(self.workflow_name)
         payload = self.serializer.loads(self.run.input) if self.run.input else {}
         args = tuple(payload.get("args", ()))
@@ -392,17 +422,36 @@ class Activation:
         context.run(ctxmod._workflow.set, self)
         coro: Coroutine[Any, Any, Any] = body(*args, **kwargs)  # type: ignore[assignment]  # workflow bodies are async functions
         self.root = self.loop.create_task(coro, context=context)
+
+    def _replay(self) -> None:
+        """Run the workflow against the recorded outcomes, in log order."""
+        self._step_ready()
+        for event in self.history:
+            if event.type in _RESOLUTIONS:
+                self._deliver(event)
+                self._step_ready()
+        self.replaying = False
+
+    def check(self) -> ReplayReport:
+        """Replay without side effects (nothing is run or written); report divergence."""
+        try:
+            self._start_root()
+            self._replay()
+        except NonDeterminismError as exc:
+            cid, recorded, called = self.divergence or ("?", "?", "?")
+            return ReplayReport(self.run_id, False, len(self.ops), str(exc), cid, recorded, called)
+        finally:
+            self._discard()
+        return ReplayReport(self.run_id, True, len(self.ops))
+
+    async def execute(self) -> None:
+        self._start_root()
         if self.run.status == RunStatus.SUSPENDED:
             self.buffer.append(NewEvent(EventType.WORKFLOW_RESUMED))
         if self.run.status != RunStatus.RUNNING:
             self.pending_patch = RunPatch(status=RunStatus.RUNNING)
         try:
-            self._step_ready()
-            for event in self.history:
-                if event.type in _RESOLUTIONS:
-                    self._deliver(event)
-                    self._step_ready()
-            self.replaying = False
+            self._replay()
             failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 try:
@@ -550,8 +599,9 @@ class Activation:
                 error = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
             data, error = self._dump_error(error, f"error of step {definition.name!r}")
             detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
-            if definition.retry.should_retry(error, op.attempt):
-                delay = definition.retry.delay_for(error, op.attempt)
+            attempt = op.attempt - self.retry_base.get(op.cid, 0)
+            if definition.retry.should_retry(error, attempt):
+                delay = definition.retry.delay_for(error, attempt)
                 due = utcnow() + delay
                 detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
                 event = NewEvent(EventType.STEP_RETRYING, op.cid, detail)
@@ -776,3 +826,10 @@ async def _fail_corrupt(runtime: Runtime, run: Run, owner: str, exc: Exception) 
         owner=owner,
     )
     runtime.run_finished(run.run_id, run.workflow_name, RunStatus.FAILED)
+
+
+async def check_replay(runtime: Runtime, run_id: str) -> ReplayReport:
+    """Replay ``run_id``'s log against the workflow code now registered; no side effects."""
+    run = await runtime.storage.get_run(run_id)
+    history = await runtime.storage.get_events(run_id)
+    return Activation(runtime, run, history, owner="replay-check").check()

@@ -48,6 +48,7 @@ class EventType(enum.StrEnum):
     WORKFLOW_STARTED = "workflow_started"
     WORKFLOW_SUSPENDED = "workflow_suspended"
     WORKFLOW_RESUMED = "workflow_resumed"
+    WORKFLOW_RETRIED = "workflow_retried"
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
@@ -126,7 +127,9 @@ class RunPatch:
     """Changes to a run's row, applied in the same transaction as an append.
 
     ``None`` leaves a field as it is, except ``wake_at`` which is applied
-    whenever ``set_wake`` is true (``None`` then clears it).
+    whenever ``set_wake`` is true (``None`` then clears it). ``clear_outcome``
+    empties ``result``, ``error``, ``error_message`` and ``completed_at``
+    (a failed run being retried).
     """
 
     status: RunStatus | None = None
@@ -137,6 +140,7 @@ class RunPatch:
     set_wake: bool = False
     wake_at: datetime | None = None
     release_lease: bool = False
+    clear_outcome: bool = False
 
 
 @attrs.frozen

@@ -40,6 +40,8 @@ def apply_patch(
     changes: dict[str, Any] = {"updated_at": now, "last_seq": last_seq}
     if patch is None:
         return attrs.evolve(run, **changes)
+    if patch.clear_outcome:
+        changes.update(result=None, error=None, error_message=None, completed_at=None)
     for name in ("status", "result", "error", "error_message", "completed_at"):
         value = getattr(patch, name)
         if value is not None:

@@ -350,6 +350,10 @@ class SQLiteStorage(Storage):
             sets: list[str] = ["last_seq = ?", "updated_at = ?"]
             params: list[Any] = [last, now]
             if patch is not None:
+                if patch.clear_outcome:
+                    sets.append(
+                        "result = NULL, error = NULL, error_message = NULL, completed_at = NULL"
+                    )
                 for name in ("result", "error", "error_message"):
                     value = getattr(patch, name)
                     if value is not None:
