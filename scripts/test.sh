@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Install the dev dependencies (and, as later issues need them, the servers), then run
-# every check and the whole test suite. Used by .ci/run on a fresh machine.
+# Install the dev dependencies (and, as later issues need them, the servers), then run every
+# check and the whole test suite. Arguments are passed to pytest. Used by .ci/run on a fresh
+# Debian machine (as root, only PyPI reachable).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Servers for later issues go here, e.g.:
+# The interpreter to install into and test with: $PYTHON, else python, else python3. Tools are run
+# as `python -m <tool>` so they come from that interpreter even before a shim rehash.
+PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
+
+# System packages for later issues go here, e.g.:
 #   apt-get update && apt-get install -y redis-server
-python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 
-echo "== ruff"
-ruff check src tests
-echo "== mypy --strict"
-mypy --strict src/
+"$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[dev]"
+
+echo "== ruff check src tests"
+"$PYTHON" -m ruff check src tests
+echo "== mypy --strict src/"
+"$PYTHON" -m mypy --strict src/
 echo "== mkdocs build --strict"
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 "$PYTHON" -m mkdocs build --strict -q -d /tmp/pyworkflow-site
 echo "== pytest"
-python -m pytest -q -p no:cacheprovider "$@"
+"$PYTHON" -m pytest -q -p no:cacheprovider "$@"

@@ -19,7 +19,7 @@ from pyworkflow import plugins
 from pyworkflow.config import Settings, load_settings
 from pyworkflow.models import Event, NewEvent, RunStatus
 
-__all__ = ["Runtime", "configure", "get_runtime", "shutdown"]
+__all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
 
 T = TypeVar("T")
 
@@ -176,6 +176,14 @@ def configure(**settings: Any) -> Settings:
             old, _runtime = _runtime, None
             old.shutdown()
         return result
+
+
+def current_settings() -> Settings:
+    """The settings a runtime would use now (without starting one)."""
+    with _lock:
+        if _runtime is not None:
+            return _runtime.settings
+        return load_settings(_overrides)
 
 
 def get_runtime() -> Runtime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyworkflow.cli import hooks_cmd, runs
 from pyworkflow.cli.app import app, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "hooks_cmd", "main", "runs"]
