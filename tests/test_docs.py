@@ -27,3 +27,19 @@ def test_every_config_key_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = [key for key in KEYS if f"`{key}`" not in text]
     assert not missing, missing
+
+
+def test_every_cli_command_is_documented() -> None:
+    import typer.main
+
+    from pyworkflow.cli import app
+
+    group = typer.main.get_group(app)
+    documented = "\n".join(p.read_text() for p in (DOCS / "cli").glob("*.md"))
+    for name, command in group.commands.items():
+        sub = getattr(command, "commands", None)
+        if sub:
+            for child in sub:
+                assert f"{name} {child}" in documented, f"{name} {child}"
+        else:
+            assert f"pyworkflow {name}" in documented, name
