@@ -1,0 +1,306 @@
+"""The OpenAPI 3.0 document served at ``/openapi.json``, written by hand."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pyworkflow.models import EventType, RunStatus
+
+__all__ = ["openapi_document"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {
+            "detail": {"description": "What went wrong."},
+            "errors": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Field errors, for payloads that do not fit a hook's schema.",
+            },
+        },
+    },
+    "Run": {
+        "type": "object",
+        "required": [
+            "run_id",
+            "workflow",
+            "status",
+            "created_at",
+            "updated_at",
+            "completed_at",
+            "result",
+            "error_message",
+            "wake_at",
+        ],
+        "properties": {
+            "run_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in RunStatus]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "completed_at": _NULLABLE_TIME,
+            "result": {
+                "nullable": True,
+                "description": "The workflow's return value as JSON (else its str()).",
+            },
+            "error_message": {"type": "string", "nullable": True},
+            "wake_at": _NULLABLE_TIME,
+        },
+    },
+    "RunPage": {
+        "type": "object",
+        "required": ["runs", "next_cursor"],
+        "properties": {
+            "runs": {"type": "array", "items": _ref("Run")},
+            "next_cursor": {
+                "type": "string",
+                "nullable": True,
+                "description": "Pass as `cursor` for the next page; null on the last page.",
+            },
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["run_id", "seq", "type", "correlation_id", "timestamp", "payload"],
+        "properties": {
+            "run_id": {"type": "string"},
+            "seq": {"type": "integer", "minimum": 1},
+            "type": {"type": "string", "enum": [t.value for t in EventType]},
+            "correlation_id": {"type": "string", "nullable": True},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "payload": {
+                "type": "object",
+                "description": "The event's data; user values in it are serialized strings.",
+            },
+        },
+    },
+    "EventList": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "items": _ref("Event")}},
+    },
+    "StartRun": {
+        "type": "object",
+        "required": ["workflow"],
+        "additionalProperties": False,
+        "properties": {
+            "workflow": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Name of a workflow registered in the server process.",
+            },
+            "args": {"type": "array", "items": {}, "default": []},
+            "kwargs": {"type": "object", "default": {}},
+            "idempotency_key": {
+                "type": "string",
+                "description": "Starting again with the same key returns the first run's id.",
+            },
+        },
+    },
+    "RunId": {
+        "type": "object",
+        "required": ["run_id"],
+        "properties": {"run_id": {"type": "string"}},
+    },
+    "Cancelled": {
+        "type": "object",
+        "required": ["cancelled"],
+        "properties": {
+            "cancelled": {
+                "type": "boolean",
+                "description": "False when the run had already ended.",
+            }
+        },
+    },
+}
+
+_RUN_ID = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+_UNAUTHORIZED = _error("Missing or wrong bearer token (only when an API token is configured).")
+_BAD_JSON = _error("The body is not JSON (or nested too deeply).")
+_TOO_LARGE = _error("The body is over the size limit.")
+
+_PATHS: dict[str, Any] = {
+    "/hooks/{token}": {
+        "post": {
+            "operationId": "resumeHook",
+            "summary": "Send a JSON payload to the live hook `token`.",
+            "description": (
+                "Hooks created with a `secret` require the header `X-PyWorkflow-Signature: "
+                "sha256=<hex HMAC-SHA256(secret, raw body)>`. Never needs the API token."
+            ),
+            "security": [],
+            "parameters": [
+                {
+                    "name": "token",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "X-PyWorkflow-Signature",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {}}},
+            },
+            "responses": {
+                "202": _json(_ref("RunId"), "Recorded; the run it resumes."),
+                "400": _BAD_JSON,
+                "401": _error("Missing or wrong signature for a hook with a secret."),
+                "404": _error("No live hook has this token (unknown or disposed)."),
+                "413": _TOO_LARGE,
+                "422": _error("The payload does not fit the hook's schema; see `errors`."),
+            },
+        }
+    },
+    "/api/runs": {
+        "get": {
+            "operationId": "listRuns",
+            "summary": "Runs, newest first, optionally filtered; cursor pagination.",
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": [s.value for s in RunStatus]},
+                },
+                {
+                    "name": "workflow",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("RunPage"), "One page of runs."),
+                "401": _UNAUTHORIZED,
+                "422": _error("Invalid status, limit or cursor."),
+            },
+        },
+        "post": {
+            "operationId": "startRun",
+            "summary": "Start a run of a registered workflow with JSON arguments.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("StartRun")}},
+            },
+            "responses": {
+                "201": _json(_ref("RunId"), "Started; the new run's id."),
+                "400": _BAD_JSON,
+                "401": _UNAUTHORIZED,
+                "404": _error("No workflow with this name is registered."),
+                "413": _TOO_LARGE,
+                "422": _error("Invalid request body; see `errors`."),
+            },
+        },
+    },
+    "/api/runs/{run_id}": {
+        "get": {
+            "operationId": "getRun",
+            "summary": "One run: status, result, error and timestamps.",
+            "parameters": [_RUN_ID],
+            "responses": {
+                "200": _json(_ref("Run"), "The run."),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such run."),
+            },
+        }
+    },
+    "/api/runs/{run_id}/events": {
+        "get": {
+            "operationId": "getRunEvents",
+            "summary": "The run's event log, in order.",
+            "parameters": [_RUN_ID],
+            "responses": {
+                "200": _json(_ref("EventList"), "The events."),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such run."),
+            },
+        }
+    },
+    "/api/runs/{run_id}/cancel": {
+        "post": {
+            "operationId": "cancelRun",
+            "summary": "Ask the run to stop.",
+            "parameters": [_RUN_ID],
+            "responses": {
+                "202": _json(_ref("Cancelled"), "Cancellation requested (or run already ended)."),
+                "401": _UNAUTHORIZED,
+                "404": _error("No such run."),
+            },
+        }
+    },
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "PyWorkflow",
+        "version": "1",
+        "description": "Hooks and a JSON API over the runs of a PyWorkflow deployment.",
+    },
+    "paths": _PATHS,
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"bearer": []}],
+}
+
+
+def openapi_document(*, secured: bool = False, root_path: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.0 document describing the server's routes.
+
+    ``secured`` declares the bearer token that ``/api/*`` then requires;
+    ``root_path`` (where the app is mounted) becomes the server URL.
+    """
+    document = copy.deepcopy(_DOCUMENT)
+    if not secured:
+        del document["security"]
+        del document["components"]["securitySchemes"]
+        for path in document["paths"].values():
+            for operation in path.values():
+                operation.pop("security", None)
+    if root_path:
+        document["servers"] = [{"url": root_path}]
+    return document
