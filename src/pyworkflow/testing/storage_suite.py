@@ -107,7 +107,7 @@ class StorageConformance:
 
     async def test_payload_round_trips(self, storage: Storage) -> None:
         payload = {"name": "s", "attempt": 2, "nested": {"a": [1, 2.5, None, True]}, "t": "é"}
-        await storage.create_run(make_run("r"), [ev(**payload)])
+        await storage.create_run(make_run("r"), [NewEvent(EventType.STEP_COMPLETED, "1", payload)])
         (event,) = await storage.get_events("r")
         assert dict(event.payload) == payload and event.type == EventType.STEP_COMPLETED
 
