@@ -33,8 +33,8 @@ def env_for(db: Path, **extra: str) -> dict[str, str]:
         PYWORKFLOW_LEASE_SECONDS="2",
         PYWORKFLOW_POLL_INTERVAL="0.1",
         PYWORKFLOW_MODULES="procflows",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -203,3 +203,25 @@ def test_sleeping_runs_cost_no_worker_memory(tmp_path: Path, procs: Procs) -> No
         f"{after / 2**20:.1f} MiB (growth {growth_mb:.1f} MiB)"
     )
     assert growth_mb < 10, f"worker memory grew by {growth_mb:.1f} MiB for 1,000 sleeping runs"
+
+
+def test_sigterm_stops_a_worker_cleanly_and_another_recovers(tmp_path: Path, procs: Procs) -> None:
+    db, marker = tmp_path / "pw.db", tmp_path / "marks.jsonl"
+    client(db)
+    sys.path.insert(0, str(HERE))
+    import procflows
+
+    run_id = pyworkflow.start(procflows.three_steps, str(marker))
+    first = procs.worker(db, PYWORKFLOW_DRAIN_TIMEOUT="1", PYWORKFLOW_LEASE_SECONDS="60")
+    wait_for(lambda: any(m["step"] == "second" for m in marks(marker)), 20, "step 2 to start")
+    began = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=20) == 0
+    assert time.monotonic() - began < 10
+    # the interrupted step is left started, never half-recorded, and its lease released
+    events = get_events(run_id)
+    assert [e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED] == ["first"]
+    assert get_run(run_id).status == RunStatus.RUNNING
+    procs.worker(db, PYWORKFLOW_LEASE_SECONDS="60")  # no lease expiry needed to recover it
+    assert get_result(run_id, timeout=30) == 3
+    assert [m["attempt"] for m in marks(marker) if m["step"] == "second"] == [1, 2]

@@ -157,18 +157,18 @@ class Worker:
             scope.cancel()
 
     async def _activate(self, run: Run, scope: anyio.CancelScope) -> None:
+        finished = False
         try:
             with scope:
                 await activate(self.runtime, run, self.owner)
-            if scope.cancelled_caught:
-                # stopped mid-activation: let another worker recover the run at once
-                with anyio.CancelScope(shield=True):
-                    await self.runtime.storage.release_lease(run.run_id, self.owner)
+                finished = True
         except Exception:
             logger.bind(run_id=run.run_id).exception("activation crashed; releasing the run")
-            with anyio.CancelScope(shield=True):
-                await self.runtime.storage.release_lease(run.run_id, self.owner)
         finally:
+            if not finished:
+                # crashed or stopped mid-activation: let another worker recover it at once
+                with anyio.CancelScope(shield=True):
+                    await self.runtime.storage.release_lease(run.run_id, self.owner)
             self.active.pop(run.run_id, None)
             if not self.active:
                 self._idle.set()
