@@ -48,10 +48,16 @@ class Procs:
         return proc
 
     def worker(self, db: Path, **extra: str) -> subprocess.Popen[bytes]:
-        return self.spawn(
-            [sys.executable, "-m", "pyworkflow", "--log-level", "WARNING", "worker"],
-            env_for(db, **extra),
-        )
+        """Start a worker process and return once it is claiming runs."""
+        log = db.parent / f"worker-{len(self.procs)}.log"
+        with open(log, "w") as sink:
+            proc = self.spawn(
+                [sys.executable, "-m", "pyworkflow", "--log-level", "INFO", "worker"],
+                env_for(db, **extra),
+                stderr=sink,
+            )
+        wait_for(lambda: "worker started" in log.read_text(), 60, "the worker to start")
+        return proc
 
     def stop_all(self) -> None:
         for proc in self.procs:
@@ -156,9 +162,9 @@ def test_two_worker_processes_drain_200_runs(tmp_path: Path, procs: Procs) -> No
     sys.path.insert(0, str(HERE))
     import procflows
 
+    procs.worker(db, PYWORKFLOW_WORKER_CONCURRENCY="16")
+    procs.worker(db, PYWORKFLOW_WORKER_CONCURRENCY="16")
     run_ids = [pyworkflow.start(procflows.five_steps, i) for i in range(200)]
-    procs.worker(db)
-    procs.worker(db)
     for i, run_id in enumerate(run_ids):
         assert get_result(run_id, timeout=180) == i + 5
     owners = set()
