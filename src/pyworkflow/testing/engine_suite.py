@@ -1,0 +1,488 @@
+"""The engine test set, runnable against any storage backend with one import.
+
+A plugin's tests run it like this::
+
+    from pyworkflow.testing import EngineConformance
+
+    class TestEngineOnRedis(EngineConformance):
+        def make_storage_url(self, tmp_path):
+            return f"redis://127.0.0.1:{port}/0"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from loguru import logger
+
+import pyworkflow
+from pyworkflow import (
+    EventType,
+    FatalError,
+    NonDeterminismError,
+    PayloadTooLargeError,
+    RetryableError,
+    RunStatus,
+    SerializationError,
+    WorkflowCancelledError,
+    get_events,
+    get_result,
+    get_run,
+    get_step_context,
+    runtime,
+    sleep,
+    start,
+    step,
+    workflow,
+    workflow_logger,
+)
+
+calls: dict[str, list[Any]] = {}
+
+
+def record(name: str, value: Any = None) -> None:
+    calls.setdefault(name, []).append(value)
+
+
+def types_of(run_id: str) -> list[str]:
+    return [e.type.value for e in get_events(run_id)]
+
+
+# ----- gather: concurrency and stable correlation ids (must-show 4) -----
+
+
+@step()
+async def slow_a() -> str:
+    await anyio.sleep(1.0)
+    return "a"
+
+
+@step()
+async def slow_b() -> str:
+    await anyio.sleep(0.6)
+    return "b"
+
+
+@step()
+async def after_gather(values: list[str]) -> str:
+    return "+".join(values)
+
+
+@workflow
+async def gather_flow() -> str:
+    began = pyworkflow.now()
+    a, b = await asyncio.gather(slow_a(), slow_b())
+    ended = pyworkflow.now()
+    await sleep("0.2s")  # forces a second activation that replays the gather
+    joined = await after_gather([a, b])
+    return f"{joined}:{(ended - began).total_seconds():.3f}"
+
+
+@workflow
+async def taskgroup_flow() -> list[str]:
+    results: list[str] = []
+
+    async def branch(step_fn: Any) -> None:
+        results.append(await step_fn())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(branch, slow_a)
+        tg.start_soon(branch, slow_b)
+    return results
+
+
+# ----- retries (must-show 5) -----
+
+
+@step(max_retries=3, retry_base="0.1s", jitter=0)
+async def flaky() -> str:
+    ctx = get_step_context()
+    record("flaky", ctx.attempt)
+    if ctx.attempt < 3:
+        raise RetryableError(f"try again ({ctx.attempt})")
+    return f"ok after {ctx.attempt}"
+
+
+@workflow
+async def flaky_flow() -> str:
+    return await flaky()
+
+
+@step(max_retries=5, retry_base="0.01s")
+async def fatal_step() -> None:
+    record("fatal", get_step_context().attempt)
+    raise FatalError("card declined")
+
+
+@workflow
+async def fatal_flow() -> None:
+    await fatal_step()
+
+
+@step(max_retries=2, retry_base="0.01s", jitter=0)
+async def rate_limited() -> str:
+    attempt = get_step_context().attempt
+    record("rate", time.monotonic())
+    if attempt == 1:
+        raise RetryableError("slow down", retry_after="0.6s")
+    return "done"
+
+
+@workflow
+async def rate_flow() -> str:
+    return await rate_limited()
+
+
+@step(max_retries=1, retry_base="0.01s")
+async def charge(amount: int) -> str:
+    raise ValueError(f"cannot charge {amount}")
+
+
+@step()
+async def release_stock(item: str) -> str:
+    record("release", item)
+    return f"released {item}"
+
+
+@workflow
+async def compensating_flow(item: str) -> str:
+    try:
+        await charge(10)
+    except ValueError as exc:  # the step's original exception type comes back
+        undo = await release_stock(item)
+        return f"{undo} after: {exc}"
+    return "charged"
+
+
+# ----- non-determinism (must-show 6) -----
+
+variant = {"first": "step_a"}
+
+
+@step()
+async def step_a() -> str:
+    return "a"
+
+
+@step()
+async def step_b() -> str:
+    return "b"
+
+
+@workflow
+async def changing_flow() -> str:
+    first = step_a if variant["first"] == "step_a" else step_b
+    await first()
+    await sleep("0.5s")
+    return "done"
+
+
+# ----- cancellation -----
+
+
+@step()
+async def cleanup(tag: str) -> str:
+    record("cleanup", tag)
+    return tag
+
+
+@workflow
+async def long_sleeper() -> str:
+    try:
+        await sleep("30s")
+    except asyncio.CancelledError:
+        await cleanup("after-cancel")
+        raise
+    return "woke"
+
+
+@step()
+async def long_step() -> str:
+    await anyio.sleep(1.0)
+    return "finished"
+
+
+@workflow
+async def busy_flow() -> str:
+    return await long_step()
+
+
+# ----- deterministic values and replay-aware logging (must-show 10) -----
+
+
+@workflow
+async def values_flow() -> list[Any]:
+    before = (pyworkflow.uuid4(), pyworkflow.random(), pyworkflow.now())
+    await sleep("0.2s")
+    return [*before, pyworkflow.uuid4()]
+
+
+@workflow
+async def chatty_flow() -> str:
+    workflow_logger.info("before sleep")
+    await sleep("0.3s")
+    workflow_logger.info("after sleep")
+    return "ok"
+
+
+# ----- payload limits and serialization at the call site (must-shows 8, limits) -----
+
+
+@step(max_retries=5, retry_base="0.01s")
+async def big_result(size: int) -> str:
+    record("big", get_step_context().attempt)
+    return "x" * size
+
+
+@workflow
+async def big_flow(size: int) -> str:
+    try:
+        return await big_result(size)
+    except PayloadTooLargeError as exc:
+        return f"too large: {exc}"
+
+
+@step()
+async def takes_anything(value: Any) -> str:
+    return "ran"
+
+
+@workflow
+async def bad_arg_flow() -> str:
+    try:
+        await takes_anything(lambda: 1)
+    except SerializationError as exc:
+        return str(exc)
+    return "no error"
+
+
+# ----- OOP and async API -----
+
+
+class Double(pyworkflow.Step):
+    max_retries = 0
+
+    async def execute(self, x: int) -> int:
+        return 2 * x
+
+
+class Pipeline(pyworkflow.Workflow):
+    name = "pipeline"
+
+    async def run(self, x: int) -> int:
+        y: int = await Double()(x)
+        await sleep(timedelta(milliseconds=100))
+        result: int = await Double()(y)
+        return result
+
+
+#: Settings that keep the suite fast: short polls and leases.
+FAST: dict[str, Any] = {"poll_interval": 0.05, "lease_seconds": 2.0, "drain_timeout": 2.0}
+
+
+class EngineConformance:
+    """Subclass it and implement :meth:`make_storage_url`; pytest collects every check."""
+
+    def make_storage_url(self, tmp_path: Path) -> str:
+        """A storage URL, fresh and empty for each test."""
+        raise NotImplementedError
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def storage_url(self, tmp_path: Path) -> Iterator[str]:
+        calls.clear()
+        runtime.reset()
+        yield self.make_storage_url(tmp_path)
+        runtime.reset()
+
+    @pytest.fixture
+    def pw(self, storage_url: str) -> str:
+        """A fast runtime on the backend under test."""
+        runtime.configure(storage=storage_url, **FAST)
+        return storage_url
+
+    def test_gather_runs_steps_concurrently_with_stable_ids(self, pw: str) -> None:
+        run_id = start(gather_flow)
+        result = get_result(run_id, timeout=20)
+        joined, elapsed = result.split(":")
+        assert joined == "a+b"
+        assert float(elapsed) < 1.6, f"two 1 s steps under gather took {elapsed}s"
+        events = get_events(run_id)
+        started = {
+            e.payload["name"]: e.correlation_id for e in events if e.type == EventType.STEP_STARTED
+        }
+        completed = [
+            (e.payload["name"], e.correlation_id)
+            for e in events
+            if e.type == EventType.STEP_COMPLETED
+        ]
+        # ids follow call order (a before b) although b completed first
+        assert int(started["slow_a"] or 0) < int(started["slow_b"] or 0)
+        assert completed[0] == ("slow_b", started["slow_b"])
+        assert completed[1] == ("slow_a", started["slow_a"])
+        # the run went through a second activation, which replayed both ids without divergence
+        assert "workflow_resumed" in types_of(run_id)
+        assert [e.type for e in events].count(EventType.STEP_COMPLETED) == 3
+
+    def test_anyio_task_group_runs_steps_concurrently(self, pw: str) -> None:
+        began = time.monotonic()
+        assert get_result(start(taskgroup_flow), timeout=20) == ["b", "a"]
+        assert time.monotonic() - began < 1.8
+
+    def test_retryable_twice_then_success(self, pw: str) -> None:
+        run_id = start(flaky_flow)
+        assert get_result(run_id, timeout=20) == "ok after 3"
+        assert calls["flaky"] == [1, 2, 3]
+        events = get_events(run_id)
+        retrying = [e for e in events if e.type == EventType.STEP_RETRYING]
+        assert len(retrying) == 2
+        delays = [e.payload["delay"] for e in retrying]
+        assert delays[0] < delays[1], delays
+        assert delays == pytest.approx([0.1, 0.2])
+        starts = [e.payload["attempt"] for e in events if e.type == EventType.STEP_STARTED]
+        assert starts == [1, 2, 3]
+        assert [e.type for e in events].count(EventType.STEP_COMPLETED) == 1
+
+    def test_fatal_error_fails_at_once(self, pw: str) -> None:
+        run_id = start(fatal_flow)
+        with pytest.raises(FatalError, match="card declined"):
+            get_result(run_id, timeout=20)
+        assert calls["fatal"] == [1]
+        assert "step_retrying" not in types_of(run_id)
+        assert types_of(run_id).count("step_failed") == 1
+        info = get_run(run_id)
+        assert info.status == RunStatus.FAILED
+        assert "card declined" in (info.error_message or "")
+
+    def test_retry_after_is_honoured(self, pw: str) -> None:
+        run_id = start(rate_flow)
+        assert get_result(run_id, timeout=20) == "done"
+        first, second = calls["rate"]
+        assert second - first >= 0.6
+        (retry,) = [e for e in get_events(run_id) if e.type == EventType.STEP_RETRYING]
+        assert retry.payload["delay"] == pytest.approx(0.6)
+
+    def test_workflow_catches_final_failure_and_compensates(self, pw: str) -> None:
+        run_id = start(compensating_flow, "book")
+        assert get_result(run_id, timeout=20) == "released book after: cannot charge 10"
+        assert calls["release"] == ["book"]
+        assert types_of(run_id).count("step_failed") == 1
+        assert types_of(run_id).count("step_retrying") == 1
+
+    def test_changed_code_raises_non_determinism(self, pw: str) -> None:
+        variant["first"] = "step_a"
+        run_id = start(changing_flow)
+        deadline = time.monotonic() + 10
+        while get_run(run_id).status != RunStatus.SUSPENDED:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        variant["first"] = "step_b"  # a deploy changed the workflow between activations
+        try:
+            with pytest.raises(NonDeterminismError) as info:
+                get_result(run_id, timeout=20)
+        finally:
+            variant["first"] = "step_a"
+        assert "step_a" in str(info.value) and "step_b" in str(info.value)
+        run = get_run(run_id)
+        assert run.status == RunStatus.FAILED
+        assert "NonDeterminismError" in (run.error_message or "")
+        assert "step_a" in (run.error_message or "")
+        assert "step_b" not in [e.payload.get("name") for e in get_events(run_id)]
+
+    def test_cancel_delivers_cancellation_and_ends_cancelled(self, pw: str) -> None:
+        run_id = start(long_sleeper)
+        deadline = time.monotonic() + 10
+        while get_run(run_id).status != RunStatus.SUSPENDED:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert pyworkflow.cancel(run_id, reason="user asked") is True
+        with pytest.raises(WorkflowCancelledError):
+            get_result(run_id, timeout=10)
+        assert get_run(run_id).status == RunStatus.CANCELLED
+        assert calls["cleanup"] == ["after-cancel"]
+        kinds = types_of(run_id)
+        assert kinds.index("cancel_requested") < kinds.index("workflow_cancelled")
+        assert pyworkflow.cancel(run_id) is False  # already over
+
+    def test_cancel_while_a_step_runs(self, pw: str) -> None:
+        run_id = start(busy_flow)
+        deadline = time.monotonic() + 10
+        while "step_started" not in types_of(run_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pyworkflow.cancel(run_id)
+        with pytest.raises(WorkflowCancelledError):
+            get_result(run_id, timeout=15)
+
+    def test_now_random_uuid_are_recorded_and_replayed(self, pw: str) -> None:
+        run_id = start(values_flow)
+        result = get_result(run_id, timeout=20)
+        recorded = [e for e in get_events(run_id) if e.type == EventType.VALUE_RECORDED]
+        assert [e.payload["kind"] for e in recorded] == ["uuid4", "random", "now", "uuid4"]
+        serializer = pyworkflow.runtime.get_runtime().serializer
+        assert result == [serializer.loads(e.payload["value"]) for e in recorded]
+        assert result[0] != result[3]
+
+    def test_workflow_logger_prints_each_line_once_across_activations(self, pw: str) -> None:
+        lines: list[str] = []
+        handler = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+        logger.enable(__name__)  # this module is inside the (quiet) pyworkflow package
+        try:
+            run_id = start(chatty_flow)
+            assert get_result(run_id, timeout=20) == "ok"
+        finally:
+            logger.disable(__name__)
+            logger.remove(handler)
+        assert types_of(run_id).count("workflow_resumed") >= 1
+        assert lines.count("before sleep") == 1
+        assert lines.count("after sleep") == 1
+
+    def test_oversize_step_result_fails_fatally_naming_size_and_limit(
+        self, storage_url: str
+    ) -> None:
+        pyworkflow.configure(storage=storage_url, max_payload_bytes=1000, poll_interval=0.05)
+        result = get_result(start(big_flow, 5000), timeout=20)
+        assert result.startswith("too large:")
+        assert "1000" in result and "5002" in result  # JSON string: 5000 chars plus quotes
+        assert calls["big"] == [1]  # never retried
+
+    def test_oversize_workflow_input_fails_at_start(self, storage_url: str) -> None:
+        pyworkflow.configure(storage=storage_url, max_payload_bytes=1000)
+        with pytest.raises(PayloadTooLargeError, match="1000"):
+            start(big_flow, "y" * 5000)
+
+    def test_unserializable_step_argument_fails_at_the_call(self, pw: str) -> None:
+        message = get_result(start(bad_arg_flow), timeout=20)
+        assert "function" in message
+
+    def test_unserializable_workflow_argument_fails_at_start(self, pw: str) -> None:
+        with pytest.raises(SerializationError, match="function"):
+            start(bad_arg_flow, lambda: 1)
+
+    @pytest.mark.anyio
+    async def test_oop_workflow_with_async_api(self, pw: str) -> None:
+        run_id = await Pipeline().start(5)
+        assert await pyworkflow.aget_result(run_id, timeout=20) == 20
+        info = await pyworkflow.aget_run(run_id)
+        assert info.workflow == "pipeline" and info.status == RunStatus.COMPLETED
+        assert info.completed_at is not None and info.created_at <= info.completed_at
+
+    def test_get_result_timeout_names_status(self, pw: str) -> None:
+        run_id = start(long_sleeper)
+        with pytest.raises(TimeoutError, match="still"):
+            get_result(run_id, timeout=0.3)
+
+    def test_idempotency_key_returns_the_same_run(self, pw: str) -> None:
+        first = pyworkflow.start_workflow(busy_flow, idempotency_key="order-1")
+        again = pyworkflow.start_workflow(busy_flow, idempotency_key="order-1")
+        assert first == again
