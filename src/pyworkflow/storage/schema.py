@@ -20,8 +20,12 @@ __all__ = [
     "HookRow",
     "RunRow",
     "event_from_row",
+    "from_epoch",
     "hook_from_row",
+    "hook_to_values",
     "run_from_row",
+    "run_to_values",
+    "to_epoch",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
@@ -13,10 +14,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
 import anyio.to_thread
 import attrs
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
 from pyworkflow.errors import (
@@ -44,10 +45,8 @@ from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
-    EventRow,
-    HookRow,
-    RunRow,
     event_from_row,
+    from_epoch,
     hook_from_row,
     hook_to_values,
     run_from_row,
@@ -55,16 +54,35 @@ from pyworkflow.storage.schema import (
     to_epoch,
 )
 
-__all__ = ["SQLiteStorage", "path_from_url"]
+__all__ = ["SYNCHRONOUS", "SQLiteStorage", "path_from_url"]
 
 T = TypeVar("T")
+#: Allowed values of the ``synchronous`` setting.
+SYNCHRONOUS = ("FULL", "NORMAL")
+#: Most write requests committed in one transaction.
+MAX_BATCH = 512
+#: Reader connections (and threads) per storage.
+READERS = 2
+#: How long a connection waits for another process's write lock (ms).
+BUSY_TIMEOUT_MS = 30_000
+
 _RUNS = "pyworkflow_runs"
 _EVENTS = "pyworkflow_events"
+_HOOKS = "pyworkflow_hooks"
+_TABLES = (_RUNS, _EVENTS, _HOOKS)
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 )
+_EVENT_SELECT = (
+    f"SELECT {', '.join(EVENT_COLUMNS)} FROM {_EVENTS} WHERE run_id = ? AND seq > ? ORDER BY seq"
+)
 _INSERT_EVENT = f"INSERT INTO {_EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
+_HOOK_SELECT = f"SELECT {', '.join(HOOK_COLUMNS)} FROM {_HOOKS} WHERE token = ?"
+_INSERT_HOOK = (
+    f"INSERT INTO {_HOOKS} ({', '.join(HOOK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(HOOK_COLUMNS))})"
+)
 #: The claim touches only due rows through the wake_at index.
 _CLAIM = (
     f"UPDATE {_RUNS} SET lease_owner = ?, lease_expires_at = ? WHERE run_id IN ("
@@ -73,6 +91,9 @@ _CLAIM = (
     f"RETURNING {', '.join(RUN_COLUMNS)}"
 )
 _DUE = f"SELECT run_id, wake_at FROM {_RUNS} WHERE wake_at <= ? ORDER BY wake_at LIMIT ?"
+
+_Request = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
+_EventRow = tuple[str, int, str, str | None, float, str]
 
 
 def path_from_url(url: str) -> Path:
@@ -87,68 +108,90 @@ def path_from_url(url: str) -> Path:
 
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    """An autocommit connection (explicit BEGIN) usable from any one thread at a time."""
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return conn
 
 
-_Write = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
-
-
 class _Writer(threading.Thread):
-    """Owns the write connection; commits every queued request in one transaction."""
+    """Owns the write connection; commits every queued request in one transaction.
 
-    def __init__(self, path: Path, synchronous: str) -> None:
+    Each request runs inside its own SAVEPOINT (when the batch has several),
+    so one request's error (a ``ConcurrencyError``, say) rolls back only that
+    request. A request cancelled while queued is skipped; one already running
+    completes. Nothing a request does can stop the thread.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(name="pyworkflow-sqlite-writer", daemon=True)
-        self.path = path
-        self.synchronous = synchronous
-        self.requests: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.conn = conn
+        self.requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self.commit_count = 0
 
     def run(self) -> None:
-        conn = _connect(self.path, self.synchronous)
+        stop = False
         try:
-            while True:
-                first = self.requests.get()
-                if first is None:
-                    return
-                batch = [first]
-                while len(batch) < 512:
+            while not stop:
+                batch: list[_Request] = []
+                item = self.requests.get()
+                while True:
+                    if item is None:
+                        stop = True
+                        break
+                    if item[1].set_running_or_notify_cancel():
+                        batch.append(item)
+                    if len(batch) >= MAX_BATCH:
+                        break
                     try:
                         item = self.requests.get_nowait()
                     except queue.Empty:
                         break
-                    if item is None:
-                        self.requests.put(None)
-                        break
-                    batch.append(item)
-                self._commit(conn, batch)
+                if batch:
+                    try:
+                        self._commit(batch)
+                    except Exception as exc:  # a bug here must not strand the callers
+                        for _, future in batch:
+                            if not future.done():
+                                future.set_exception(exc)
         finally:
-            conn.close()
+            self.conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+    def _commit(self, batch: list[_Request]) -> None:
+        conn = self.conn
+        outcomes: list[tuple[Future[Any], Any, Exception | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
-                conn.execute("SAVEPOINT request")
+            if len(batch) == 1:
+                fn, future = batch[0]
                 try:
-                    result = fn(conn)
+                    outcomes.append((future, fn(conn), None))
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO request")
-                    outcomes.append((future, None, exc))
-                else:
-                    outcomes.append((future, result, None))
-                conn.execute("RELEASE request")
+                    future.set_exception(exc)
+                    conn.execute("ROLLBACK")
+                    return
+            else:
+                for fn, future in batch:
+                    conn.execute("SAVEPOINT request")
+                    try:
+                        outcomes.append((future, fn(conn), None))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO request")
+                        outcomes.append((future, None, exc))
+                    conn.execute("RELEASE request")
             conn.execute("COMMIT")
             self.commit_count += 1
         except sqlite3.Error as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             for _, future in batch:
-                future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(exc)
             return
         for future, result, error in outcomes:
             if error is not None:
@@ -160,89 +203,119 @@ class _Writer(threading.Thread):
 class _Reader(threading.Thread):
     """Runs read requests on its own connection (WAL: beside the writer)."""
 
-    def __init__(self, path: Path, synchronous: str, requests: queue.SimpleQueue[_Write | None]):
+    def __init__(self, conn: sqlite3.Connection, requests: queue.SimpleQueue[_Request | None]):
         super().__init__(name="pyworkflow-sqlite-reader", daemon=True)
-        self.path = path
-        self.synchronous = synchronous
+        self.conn = conn
         self.requests = requests
 
     def run(self) -> None:
-        conn = _connect(self.path, self.synchronous)
         try:
-            while True:
-                item = self.requests.get()
-                if item is None:
-                    return
+            while (item := self.requests.get()) is not None:
                 fn, future = item
+                if not future.set_running_or_notify_cancel():
+                    continue
                 try:
-                    future.set_result(fn(conn))
+                    result = fn(self.conn)
                 except Exception as exc:
                     future.set_exception(exc)
+                else:
+                    future.set_result(result)
         finally:
-            conn.close()
+            self.conn.close()
 
 
 class SQLiteStorage(Storage):
     """Runs and events in one SQLite file, safe for several processes.
 
-    Writes go through one writer thread that commits everything queued at
-    once (group commit); ``BEGIN IMMEDIATE`` serializes writers across
-    processes. Reads use a small pool of reader connections (WAL lets them
-    run beside the writer). ``synchronous`` is ``FULL`` (default: nothing
-    committed is lost on power failure) or ``NORMAL`` (faster; the last
-    commits may be lost on power failure or OS crash, never corrupted).
+    The schema is created with SQLModel (tables ``pyworkflow_runs``,
+    ``pyworkflow_events``, ``pyworkflow_hooks``); reads and writes use stdlib
+    ``sqlite3``. Writes go through one writer thread that commits everything
+    queued at once (group commit; ``commit_count`` counts the commits);
+    ``BEGIN IMMEDIATE`` serializes writers across processes, waiting up to
+    ``BUSY_TIMEOUT_MS``. Reads use a small pool of reader connections (WAL
+    lets them run beside the writer). ``synchronous`` is ``FULL`` (default:
+    nothing committed is lost on power failure) or ``NORMAL`` (faster; the
+    last commits may be lost on power failure or OS crash, never corrupted).
     """
 
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.url = url
         self.path = path_from_url(url)
         self.synchronous = synchronous.upper()
+        if self.synchronous not in SYNCHRONOUS:
+            raise ConfigError(
+                f"invalid SQLite synchronous mode {synchronous!r}; use one of {SYNCHRONOUS}"
+            )
         self._writer: _Writer | None = None
         self._readers: list[_Reader] = []
-        self._reads: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._reads: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._closed_commits = 0
 
     @property
     def commit_count(self) -> int:
-        """Transactions committed by this instance (a benchmark reads it)."""
-        return self._writer.commit_count if self._writer else 0
+        """Transactions committed by this instance so far (a benchmark reads it)."""
+        return self._closed_commits + (self._writer.commit_count if self._writer else 0)
 
     async def open(self) -> None:
-        await anyio.to_thread.run_sync(self._create_schema)
-        self._writer = _Writer(self.path, self.synchronous)
+        if self._writer is not None:
+            return
+        writer_conn, *reader_conns = await anyio.to_thread.run_sync(self._open_connections)
+        self._writer = _Writer(writer_conn)
         self._writer.start()
-        self._readers = [_Reader(self.path, self.synchronous, self._reads) for _ in range(2)]
+        self._readers = [_Reader(conn, self._reads) for conn in reader_conns]
         for reader in self._readers:
             reader.start()
 
-    def _create_schema(self) -> None:
+    def _open_connections(self) -> list[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path, self.synchronous)
-        conn.close()
-        engine = create_engine(f"sqlite:///{self.path}")
+        conns = [_connect(self.path, self.synchronous)]  # switches the file to WAL first
         try:
-            tables = [RunRow.__table__, EventRow.__table__, HookRow.__table__]  # type: ignore[attr-defined]  # SQLModel table classes carry __table__
-            SQLModel.metadata.create_all(engine, tables=tables)
+            self._create_schema()
+            conns += [_connect(self.path, self.synchronous) for _ in range(READERS)]
+        except BaseException:
+            for conn in conns:
+                conn.close()
+            raise
+        return conns
+
+    def _create_schema(self) -> None:
+        engine = create_engine(
+            f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
+        )
+        tables = [SQLModel.metadata.tables[name] for name in _TABLES]
+        try:
+            for attempt in range(3):
+                try:
+                    SQLModel.metadata.create_all(engine, tables=tables)
+                    return
+                except OperationalError as exc:  # another process created it meanwhile
+                    if "already exists" not in str(exc) or attempt == 2:
+                        raise
         finally:
             engine.dispose()
 
     async def close(self) -> None:
-        threads: list[threading.Thread] = [*self._readers]
-        for _ in self._readers:
-            self._reads.put(None)
-        if self._writer is not None:
-            self._writer.requests.put(None)
-            threads.append(self._writer)
+        writer, readers = self._writer, self._readers
         self._writer, self._readers = None, []
+        threads: list[threading.Thread] = [*readers]
+        for _ in readers:
+            self._reads.put(None)
+        if writer is not None:
+            writer.requests.put(None)  # after every request already queued
+            threads.append(writer)
         for thread in threads:
             await anyio.to_thread.run_sync(thread.join)
+        if writer is not None:
+            self._closed_commits += writer.commit_count
 
     # ----- plumbing -----
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             raise RuntimeError(f"storage {self.url} is not open")
         future: Future[T] = Future()
-        self._writer.requests.put((fn, future))
+        writer.requests.put((fn, future))
         return await asyncio.wrap_future(future)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -261,17 +334,20 @@ class SQLiteStorage(Storage):
     # ----- the Storage interface -----
 
     async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
+        stored = attrs.evolve(run, last_seq=len(events))
+        values = run_to_values(stored)
+        rows = _event_rows(run.run_id, 0, events)
+        hooks = hook_changes(run.run_id, events)
+        key = run.idempotency_key
+
         def write(conn: sqlite3.Connection) -> tuple[Run, bool]:
-            if run.idempotency_key is not None:
-                row = conn.execute(
-                    f"{_RUN_SELECT} WHERE idempotency_key = ?", (run.idempotency_key,)
-                ).fetchone()
+            if key is not None:
+                row = conn.execute(f"{_RUN_SELECT} WHERE idempotency_key = ?", (key,)).fetchone()
                 if row is not None:
                     return run_from_row(row), False
-            stored = Run(**{**_fields(run), "last_seq": len(events)})
-            conn.execute(_INSERT_RUN, run_to_values(stored))
-            _insert_events(conn, run.run_id, 0, events)
-            _apply_hooks(conn, run.run_id, events)
+            conn.execute(_INSERT_RUN, values)
+            _insert_events(conn, rows)
+            _apply_hooks(conn, run.run_id, *hooks)
             return stored, True
 
         return await self._write(write)
@@ -318,13 +394,9 @@ class SQLiteStorage(Storage):
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def read(conn: sqlite3.Connection) -> list[Event]:
-            rows = conn.execute(
-                f"SELECT {', '.join(EVENT_COLUMNS)} FROM {_EVENTS} "
-                "WHERE run_id = ? AND seq > ? ORDER BY seq",
-                (run_id, after_seq),
-            ).fetchall()
+            rows = conn.execute(_EVENT_SELECT, (run_id, after_seq)).fetchall()
             if not rows:
-                self._last_seq(conn, run_id)
+                self._last_seq(conn, run_id)  # RunNotFoundError for an unknown run
             return [event_from_row(r) for r in rows]
 
         return await self._read(read)
@@ -338,48 +410,22 @@ class SQLiteStorage(Storage):
         *,
         owner: str | None = None,
     ) -> int:
-        now = to_epoch(utcnow())
+        # Everything that does not need the database is prepared here, off the writer thread.
+        last = expected_seq + len(events)
+        sets = ["last_seq = ?", "updated_at = ?"]
+        params: list[Any] = [last, to_epoch(utcnow())]
+        if patch is not None:
+            _patch_sql(patch, owner, sets, params)
+        update = f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ? AND last_seq = ?"
+        update_params = (*params, run_id, expected_seq)
+        rows = _event_rows(run_id, expected_seq, events)
+        hooks = hook_changes(run_id, events)
 
         def write(conn: sqlite3.Connection) -> int:
-            actual = self._last_seq(conn, run_id)
-            if actual != expected_seq:
-                raise ConcurrencyError(run_id, expected_seq, actual)
-            _insert_events(conn, run_id, expected_seq, events)
-            _apply_hooks(conn, run_id, events)
-            last = expected_seq + len(events)
-            sets: list[str] = ["last_seq = ?", "updated_at = ?"]
-            params: list[Any] = [last, now]
-            if patch is not None:
-                if patch.clear_outcome:
-                    sets.append(
-                        "result = NULL, error = NULL, error_message = NULL, completed_at = NULL"
-                    )
-                for name in ("result", "error", "error_message"):
-                    value = getattr(patch, name)
-                    if value is not None:
-                        sets.append(f"{name} = ?")
-                        params.append(value)
-                if patch.status is not None:
-                    sets.append("status = ?")
-                    params.append(patch.status.value)
-                if patch.completed_at is not None:
-                    sets.append("completed_at = ?")
-                    params.append(to_epoch(patch.completed_at))
-                if patch.set_wake:
-                    sets.append("wake_at = ?")
-                    params.append(to_epoch(patch.wake_at))
-                if patch.release_lease and owner is not None:
-                    sets.append(
-                        "lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END"
-                    )
-                    sets.append(
-                        "lease_expires_at = CASE WHEN lease_owner = ? THEN NULL "
-                        "ELSE lease_expires_at END"
-                    )
-                    params.extend([owner, owner])
-            conn.execute(
-                f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ?", (*params, run_id)
-            )
+            if conn.execute(update, update_params).rowcount != 1:
+                raise ConcurrencyError(run_id, expected_seq, self._last_seq(conn, run_id))
+            _insert_events(conn, rows)
+            _apply_hooks(conn, run_id, *hooks)
             return last
 
         return await self._write(write)
@@ -390,17 +436,19 @@ class SQLiteStorage(Storage):
         at = now.timestamp()
         params = (owner, at + lease_for.total_seconds(), at, at, limit)
 
-        def write(conn: sqlite3.Connection) -> list[Run]:
-            runs = [run_from_row(r) for r in conn.execute(_CLAIM, params).fetchall()]
-            return sorted(runs, key=lambda r: r.wake_at or now)
+        def write(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(_CLAIM, params).fetchall()
 
-        return await self._write(write)
+        runs = [run_from_row(r) for r in await self._write(write)]
+        return sorted(runs, key=lambda r: (r.wake_at or now, r.run_id))
 
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        params = (until.timestamp(), run_id, owner)
+
         def write(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 f"UPDATE {_RUNS} SET lease_expires_at = ? WHERE run_id = ? AND lease_owner = ?",
-                (until.timestamp(), run_id, owner),
+                params,
             )
             return cursor.rowcount == 1
 
@@ -421,31 +469,7 @@ class SQLiteStorage(Storage):
             row = conn.execute(f"SELECT MIN(wake_at) FROM {_RUNS}").fetchone()
             return None if row is None else row[0]
 
-        value = await self._read(read)
-        return None if value is None else datetime.fromtimestamp(value, tz=utcnow().tzinfo)
-
-    async def get_hook(self, token: str) -> HookRecord:
-        return await self._read(lambda conn: _find_hook(conn, token))
-
-    async def append_hook_payload(
-        self, token: str, payload: Mapping[str, Any], now: datetime
-    ) -> tuple[str, int]:
-        event = NewEvent(EventType.HOOK_RECEIVED, None, payload, now)
-
-        def write(conn: sqlite3.Connection) -> tuple[str, int]:
-            hook = _find_hook(conn, token)
-            last = self._last_seq(conn, hook.run_id)
-            _insert_events(
-                conn, hook.run_id, last, [attrs.evolve(event, correlation_id=hook.correlation_id)]
-            )
-            at = now.timestamp()
-            conn.execute(
-                f"UPDATE {_RUNS} SET last_seq = ?, updated_at = ?, wake_at = ? WHERE run_id = ?",
-                (last + 1, at, at, hook.run_id),
-            )
-            return hook.run_id, last + 1
-
-        return await self._write(write)
+        return from_epoch(await self._read(read))
 
     async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
         def read(conn: sqlite3.Connection) -> list[tuple[str, float]]:
@@ -454,18 +478,88 @@ class SQLiteStorage(Storage):
         tz = now.tzinfo
         return [(r, datetime.fromtimestamp(w, tz=tz)) for r, w in await self._read(read)]
 
+    async def get_hook(self, token: str) -> HookRecord:
+        return await self._read(lambda conn: _find_hook(conn, token))
 
-_HOOK_SELECT = f"SELECT {', '.join(HOOK_COLUMNS)} FROM pyworkflow_hooks WHERE token = ?"
-_INSERT_HOOK = (
-    f"INSERT INTO pyworkflow_hooks ({', '.join(HOOK_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(HOOK_COLUMNS))})"
-)
+    async def append_hook_payload(
+        self, token: str, payload: Mapping[str, Any], now: datetime
+    ) -> tuple[str, int]:
+        at = now.timestamp()
+        data = _dumps(payload)
+
+        def write(conn: sqlite3.Connection) -> tuple[str, int]:
+            hook = _find_hook(conn, token)
+            seq = self._last_seq(conn, hook.run_id) + 1
+            conn.execute(
+                _INSERT_EVENT,
+                (hook.run_id, seq, EventType.HOOK_RECEIVED.value, hook.correlation_id, at, data),
+            )
+            conn.execute(
+                f"UPDATE {_RUNS} SET last_seq = ?, updated_at = ?, wake_at = ? WHERE run_id = ?",
+                (seq, at, at, hook.run_id),
+            )
+            return hook.run_id, seq
+
+        return await self._write(write)
 
 
-def _apply_hooks(conn: sqlite3.Connection, run_id: str, events: Sequence[NewEvent]) -> None:
-    created, disposed = hook_changes(run_id, events)
+def _dumps(payload: Mapping[str, Any]) -> str:
+    return json.dumps(dict(payload), separators=(",", ":"))
+
+
+def _event_rows(run_id: str, after: int, events: Sequence[NewEvent]) -> list[_EventRow]:
+    return [
+        (
+            run_id,
+            after + i,
+            e.type.value,
+            e.correlation_id,
+            e.timestamp.timestamp(),
+            _dumps(e.payload),
+        )
+        for i, e in enumerate(events, start=1)
+    ]
+
+
+def _insert_events(conn: sqlite3.Connection, rows: list[_EventRow]) -> None:
+    if len(rows) == 1:
+        conn.execute(_INSERT_EVENT, rows[0])
+    elif rows:
+        conn.executemany(_INSERT_EVENT, rows)
+
+
+def _patch_sql(patch: RunPatch, owner: str | None, sets: list[str], params: list[Any]) -> None:
+    """Add ``patch``'s assignments to an UPDATE (later assignments to a column win)."""
+    if patch.clear_outcome:
+        sets.append("result = NULL, error = NULL, error_message = NULL, completed_at = NULL")
+    for name in ("result", "error", "error_message"):
+        value = getattr(patch, name)
+        if value is not None:
+            sets.append(f"{name} = ?")
+            params.append(value)
+    if patch.status is not None:
+        sets.append("status = ?")
+        params.append(patch.status.value)
+    if patch.completed_at is not None:
+        sets.append("completed_at = ?")
+        params.append(to_epoch(patch.completed_at))
+    if patch.set_wake:
+        sets.append("wake_at = ?")
+        params.append(to_epoch(patch.wake_at))
+    if patch.release_lease and owner is not None:
+        # SET expressions see the old row, so both test the lease being released.
+        sets.append("lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END")
+        sets.append(
+            "lease_expires_at = CASE WHEN lease_owner = ? THEN NULL ELSE lease_expires_at END"
+        )
+        params.extend([owner, owner])
+
+
+def _apply_hooks(
+    conn: sqlite3.Connection, run_id: str, created: list[HookRecord], disposed: list[str]
+) -> None:
     for token in disposed:
-        conn.execute("DELETE FROM pyworkflow_hooks WHERE token = ? AND run_id = ?", (token, run_id))
+        conn.execute(f"DELETE FROM {_HOOKS} WHERE token = ? AND run_id = ?", (token, run_id))
     for hook in created:
         try:
             conn.execute(_INSERT_HOOK, hook_to_values(hook))
@@ -482,29 +576,6 @@ def _find_hook(conn: sqlite3.Connection, token: str) -> HookRecord:
     if row is None:
         raise HookNotFoundError(f"no live hook with token {token!r}")
     return hook_from_row(row)
-
-
-def _fields(run: Run) -> dict[str, Any]:
-    return {name: getattr(run, name) for name in RUN_COLUMNS}
-
-
-def _insert_events(
-    conn: sqlite3.Connection, run_id: str, after: int, events: Sequence[NewEvent]
-) -> None:
-    conn.executemany(
-        _INSERT_EVENT,
-        [
-            (
-                run_id,
-                after + i,
-                e.type.value,
-                e.correlation_id,
-                e.timestamp.timestamp(),
-                json.dumps(dict(e.payload), separators=(",", ":")),
-            )
-            for i, e in enumerate(events, start=1)
-        ],
-    )
 
 
 @hookimpl

@@ -94,9 +94,14 @@ class StorageConformance:
     async def test_append_with_optimistic_concurrency(self, storage: Storage) -> None:
         await storage.create_run(make_run("r"), [ev(EventType.WORKFLOW_STARTED)])
         assert await storage.append_events("r", 1, [ev(cid="1"), ev(cid="2")]) == 3
+        stale_patch = RunPatch(status=RunStatus.COMPLETED, result="r")
         with pytest.raises(ConcurrencyError) as info:
-            await storage.append_events("r", 1, [ev(cid="x")])
-        assert info.value.actual_seq == 3
+            await storage.append_events("r", 1, [ev(cid="x")], stale_patch)
+        assert (info.value.run_id, info.value.expected_seq, info.value.actual_seq) == ("r", 1, 3)
+        with pytest.raises(ConcurrencyError):
+            await storage.append_events("r", 4, [ev(cid="y")])  # ahead of the log: refused too
+        run = await storage.get_run("r")
+        assert run.status == RunStatus.PENDING and run.result is None  # patch not applied
         events = await storage.get_events("r")
         assert [e.seq for e in events] == [1, 2, 3]
         assert [e.correlation_id for e in events[1:]] == ["1", "2"]
@@ -209,6 +214,9 @@ class StorageConformance:
             ("r2", now - timedelta(seconds=10)),
         ]
         assert [r for r, _ in await storage.due_timers(now, 1)] == ["r1"]
+        assert await storage.due_timers(now - timedelta(seconds=21), 10) == []
+        exactly = await storage.due_timers(now - timedelta(seconds=10), 10)  # wake_at <= now
+        assert [r for r, _ in exactly] == ["r1", "r2"]
 
     # ----- listing -----
 
