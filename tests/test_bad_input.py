@@ -105,3 +105,12 @@ def test_corrupt_run_input_fails_that_run_only(tmp_path: Path) -> None:
     assert get_result(healthy, timeout=20) == "healthy!"
     with pytest.raises(pyworkflow.WorkflowFailedError, match="CorruptDataError"):
         get_result(victim, timeout=20)
+
+
+def test_arguments_that_do_not_fit_the_workflow_fail_the_run(tmp_path: Path) -> None:
+    pyworkflow.configure(storage="memory://", **FAST)
+    run_id = pyworkflow.start_workflow(nap_then_echo, ("a", "b", "c"))
+    with pytest.raises(TypeError, match="argument"):
+        get_result(run_id, timeout=10)
+    assert get_run(run_id).status == RunStatus.FAILED
+    assert get_result(start(nap_then_echo, "ok"), timeout=10) == "ok!"  # the worker is not stuck

@@ -74,6 +74,14 @@ class _LostOwnership(Exception):
     """Another worker appended to the run: stop without touching it."""
 
 
+class _BadInput(Exception):
+    """The run's input does not fit the workflow's signature."""
+
+    def __init__(self, error: TypeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _Discarded(BaseException):
     """Raised in workflow code that runs after its activation was discarded."""
 
@@ -420,7 +428,10 @@ class Activation:
         body = definition.make_body()
         context = contextvars.copy_context()
         context.run(ctxmod._workflow.set, self)
-        coro: Coroutine[Any, Any, Any] = body(*args, **kwargs)  # type: ignore[assignment]  # workflow bodies are async functions
+        try:
+            coro: Coroutine[Any, Any, Any] = body(*args, **kwargs)  # type: ignore[assignment]  # workflow bodies are async functions
+        except TypeError as exc:  # the input does not fit the workflow's signature
+            raise _BadInput(exc) from exc
         self.root = self.loop.create_task(coro, context=context)
 
     def _replay(self) -> None:
@@ -445,7 +456,13 @@ class Activation:
         return ReplayReport(self.run_id, True, len(self.ops))
 
     async def execute(self) -> None:
-        self._start_root()
+        try:
+            self._start_root()
+        except _BadInput as bad:
+            self.log.error("cannot call the workflow: {}", bad.error)
+            await self._fail(bad.error)
+            self._discard()
+            return
         if self.run.status == RunStatus.SUSPENDED:
             self.buffer.append(NewEvent(EventType.WORKFLOW_RESUMED))
         if self.run.status != RunStatus.RUNNING:

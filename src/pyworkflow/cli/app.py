@@ -239,3 +239,6 @@ def main() -> None:
             raise
         render.err_console.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(1)
+
+
+from pyworkflow.cli import serve as _serve  # noqa: E402, F401  (registers `serve`)

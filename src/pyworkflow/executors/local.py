@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import importlib
 import os
@@ -19,7 +20,7 @@ from pyworkflow.config import Settings
 from pyworkflow.engine import activate
 from pyworkflow.executors.base import Executor
 from pyworkflow.hookspecs import hookimpl
-from pyworkflow.models import Run, utcnow
+from pyworkflow.models import Run, RunPatch, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
@@ -163,7 +164,9 @@ class Worker:
                 await activate(self.runtime, run, self.owner)
                 finished = True
         except Exception:
-            logger.bind(run_id=run.run_id).exception("activation crashed; releasing the run")
+            logger.bind(run_id=run.run_id).exception("activation crashed; retrying it later")
+            with anyio.CancelScope(shield=True):
+                await self._back_off(run.run_id)
         finally:
             if not finished:
                 # crashed or stopped mid-activation: let another worker recover it at once
@@ -173,6 +176,16 @@ class Worker:
             if not self.active:
                 self._idle.set()
             self._set()
+
+    async def _back_off(self, run_id: str) -> None:
+        """Make a run whose activation crashed due again only after a pause (no busy loop)."""
+        retry_at = utcnow() + timedelta(seconds=max(5.0, self.settings.poll_interval))
+        patch = RunPatch(set_wake=True, wake_at=retry_at, release_lease=True)
+        with contextlib.suppress(Exception):
+            run = await self.runtime.storage.get_run(run_id)
+            await self.runtime.storage.append_events(
+                run_id, run.last_seq, [], patch, owner=self.owner
+            )
 
     async def _renew_leases(self) -> None:
         interval = max(0.05, self.settings.lease_seconds / 3)

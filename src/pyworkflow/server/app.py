@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -31,6 +32,7 @@ from pyworkflow.errors import (
 from pyworkflow.models import Event, RunStatus
 from pyworkflow.runtime import get_runtime
 from pyworkflow.server.openapi import openapi_document
+from pyworkflow.workflow import get_workflow
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -205,9 +207,11 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes, *, empty_is_null: bool = False) -> Any:
     """Strict JSON (no NaN/Infinity, at most ``MAX_JSON_DEPTH`` deep), else 400."""
     if not body.strip():
+        if empty_is_null:
+            return None
         raise ApiError(400, "request body must be JSON (it is empty)")
     try:
         value = json.loads(body, parse_constant=_reject_constant)
@@ -261,6 +265,19 @@ def _query_status(raw: str | None) -> RunStatus | None:
         raise ApiError(422, f"query parameter 'status' must be one of {allowed}") from None
 
 
+def _check_arguments(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """422 unless ``args``/``kwargs`` bind to the workflow's signature (WorkflowNotFoundError)."""
+    body = get_workflow(name).make_body()
+    try:
+        signature = inspect.signature(body)
+    except (TypeError, ValueError):  # no introspectable signature: let the run decide
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ApiError(422, f"arguments do not fit workflow {name!r}: {exc}", [str(exc)]) from None
+
+
 # ----- the app -----
 
 
@@ -305,7 +322,7 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
             log = log.bind(run_id=hook.run_id)
             if hook.secret is not None:
                 _check_signature(hook.secret, body, request.headers.get(SIGNATURE_HEADER))
-            payload = _parse_json(body)
+            payload = _parse_json(body, empty_is_null=True)
             try:
                 run_id = await client.aresume_hook(token, payload)
             except HookNotFoundError:
@@ -331,7 +348,7 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
                 status=status,
                 workflow=query.get("workflow"),
                 limit=limit,
-                cursor=query.get("cursor"),
+                cursor=query.get("cursor") or None,
             )
         except ValueError as exc:
             raise ApiError(422, f"query parameter 'cursor' is invalid: {exc}") from None
@@ -376,7 +393,9 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
         errors.extend(f"{field}: unknown field" for field in extra)
         if errors:
             raise ApiError(422, "invalid request body", errors)
+        assert isinstance(name, str)
         try:
+            _check_arguments(name, args, kwargs)
             run_id = await client.astart_workflow(name, args, kwargs, idempotency_key=key)
         except WorkflowNotFoundError as exc:
             raise ApiError(404, str(exc)) from None
@@ -396,6 +415,9 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
         _log.bind(run_id=run_id).info("cancel requested over HTTP: {}", cancelled)
         return JSONResponse({"cancelled": cancelled}, status_code=202)
 
+    async def runs(request: Request) -> Response:
+        return await (start_run if request.method == "POST" else list_runs)(request)
+
     async def openapi(request: Request) -> Response:
         secured = options().api_token is not None
         root_path = str(request.scope.get("root_path", ""))
@@ -409,8 +431,7 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
 
     routes = [
         Route("/hooks/{token:path}", post_hook, methods=["POST"]),
-        Route("/api/runs", api(list_runs), methods=["GET"]),
-        Route("/api/runs", api(start_run), methods=["POST"]),
+        Route("/api/runs", api(runs), methods=["GET", "POST"]),
         Route("/api/runs/{run_id}", api(get_run), methods=["GET"]),
         Route("/api/runs/{run_id}/events", api(get_events), methods=["GET"]),
         Route("/api/runs/{run_id}/cancel", api(cancel_run), methods=["POST"]),

@@ -1,0 +1,1 @@
+"""Tests of the HTTP server against a real uvicorn server."""
