@@ -38,7 +38,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import apply_patch, decode_cursor, encode_cursor
+from pyworkflow.storage.memory import apply_patch, page_of
 from pyworkflow.storage.schema import (
     RUN_COLUMNS,
     event_from_row,
@@ -271,16 +271,7 @@ class FileStorage(Storage):
         cursor: str | None = None,
     ) -> RunPage:
         runs = await self._run_locked(False, self._all_runs)
-        runs.sort(key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
-        if status is not None:
-            runs = [r for r in runs if r.status == status]
-        if workflow is not None:
-            runs = [r for r in runs if r.workflow_name == workflow]
-        if cursor is not None:
-            after = decode_cursor(cursor)
-            runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
-        page = runs[:limit]
-        return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+        return page_of(runs, status, workflow, limit, cursor)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def read() -> list[Event]:

@@ -67,6 +67,26 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise ValueError(f"invalid cursor {cursor!r}") from exc
 
 
+def page_of(
+    runs: list[Run],
+    status: RunStatus | None,
+    workflow: str | None,
+    limit: int,
+    cursor: str | None,
+) -> RunPage:
+    """One ``list_runs`` page out of all runs, for backends that filter in Python."""
+    runs = sorted(runs, key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
+    if status is not None:
+        runs = [r for r in runs if r.status == status]
+    if workflow is not None:
+        runs = [r for r in runs if r.workflow_name == workflow]
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
+    page = runs[:limit]
+    return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+
+
 class MemoryStorage(Storage):
     """Runs and events in dicts, guarded by a lock; lost when the process ends."""
 
@@ -113,17 +133,7 @@ class MemoryStorage(Storage):
     ) -> RunPage:
         with self._lock:
             runs = list(self._runs.values())
-        runs.sort(key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
-        if status is not None:
-            runs = [r for r in runs if r.status == status]
-        if workflow is not None:
-            runs = [r for r in runs if r.workflow_name == workflow]
-        if cursor is not None:
-            after = decode_cursor(cursor)
-            runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
-        page = runs[:limit]
-        more = len(runs) > limit
-        return RunPage(page, encode_cursor(page[-1]) if more and page else None)
+        return page_of(runs, status, workflow, limit, cursor)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         with self._lock:
