@@ -38,7 +38,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import apply_patch, page_of
+from pyworkflow.storage.memory import apply_patch, claimable, page_of
 from pyworkflow.storage.schema import (
     RUN_COLUMNS,
     event_from_row,
@@ -304,16 +304,7 @@ class FileStorage(Storage):
         self, owner: str, now: datetime, limit: int, lease_for: timedelta
     ) -> list[Run]:
         def write() -> list[Run]:
-            due = sorted(
-                (
-                    r
-                    for r in self._all_runs()
-                    if r.wake_at is not None
-                    and r.wake_at <= now
-                    and (r.lease_owner is None or (r.lease_expires_at or now) < now)
-                ),
-                key=lambda r: r.wake_at or now,
-            )[:limit]
+            due = claimable(self._all_runs(), now, limit)
             until = now + lease_for
             return [
                 self._save_lease(r.run_id, lease_owner=owner, lease_expires_at=until) for r in due

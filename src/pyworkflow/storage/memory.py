@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,6 +85,18 @@ def page_of(
         runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
     page = runs[:limit]
     return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+
+
+def claimable(runs: Iterable[Run], now: datetime, limit: int) -> list[Run]:
+    """Up to ``limit`` runs due at ``now`` whose lease is free or expired, earliest first."""
+    due = (
+        r
+        for r in runs
+        if r.wake_at is not None
+        and r.wake_at <= now
+        and (r.lease_owner is None or (r.lease_expires_at or now) < now)
+    )
+    return sorted(due, key=lambda r: r.wake_at or now)[:limit]
 
 
 class MemoryStorage(Storage):
@@ -200,16 +212,7 @@ class MemoryStorage(Storage):
         self, owner: str, now: datetime, limit: int, lease_for: timedelta
     ) -> list[Run]:
         with self._lock:
-            due = sorted(
-                (
-                    r
-                    for r in self._runs.values()
-                    if r.wake_at is not None
-                    and r.wake_at <= now
-                    and (r.lease_owner is None or (r.lease_expires_at or now) < now)
-                ),
-                key=lambda r: r.wake_at or now,
-            )[:limit]
+            due = claimable(self._runs.values(), now, limit)
             claimed = []
             for run in due:
                 run = attrs.evolve(run, lease_owner=owner, lease_expires_at=now + lease_for)
