@@ -253,22 +253,35 @@ def _pyproject_layer(cwd: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any
     return keys, plugin_tables, source
 
 
-def _env_layer(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """``PYWORKFLOW_*`` variables: {key: (raw value, source)}."""
+def _env_layer(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, tuple[str, str]]]]:
+    """``PYWORKFLOW_*`` variables: ({key: (raw, source)}, {table: {option: (raw, source)}}).
+
+    ``PYWORKFLOW_<TABLE>__<OPTION>`` (two underscores) sets an option of a
+    plugin table, e.g. ``PYWORKFLOW_CELERY__BROKER_URL``; plugin values stay
+    strings, which each plugin parses.
+    """
     layer: dict[str, tuple[str, str]] = {}
+    tables: dict[str, dict[str, tuple[str, str]]] = {}
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX) :].lower()
+        if "__" in key:
+            table, _, option = key.partition("__")
+            if table and option:
+                tables.setdefault(table, {})[option] = (value, f"env {name}")
+                continue
         if key not in _PARSERS:
             raise _unknown_key(
                 key,
                 f"from environment variable {name}",
-                f"; set them as {ENV_PREFIX}<KEY> (plugin tables cannot be set from the "
-                "environment: use [tool.pyworkflow.<plugin>] or configure())",
+                f"; set them as {ENV_PREFIX}<KEY>, or a plugin option as "
+                f"{ENV_PREFIX}<PLUGIN>__<OPTION>",
             )
         layer[key] = (value, f"env {name}")
-    return layer
+    return layer, tables
 
 
 def load_settings(
@@ -311,8 +324,12 @@ def load_settings(
     for name, table in file_tables.items():
         merge_table(name, table, file_source)
 
-    for key, (raw, source) in _env_layer(os.environ if environ is None else environ).items():
+    env_keys, env_tables = _env_layer(os.environ if environ is None else environ)
+    for key, (raw, source) in env_keys.items():
         set_value(key, raw, source, from_env=True)
+    for name, options in env_tables.items():
+        for option, (raw, source) in options.items():
+            merge_table(name, {option: raw}, source)
 
     for key, raw in (overrides or {}).items():
         if key in _PARSERS:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
-import functools
-import inspect
 import math
 import secrets
-import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +22,6 @@ from pyworkflow.errors import (
     CorruptDataError,
     HookTokenConflictError,
     NonDeterminismError,
-    PayloadTooLargeError,
     SerializationError,
     StepFailedError,
     WorkflowNotFoundError,
@@ -42,13 +38,14 @@ from pyworkflow.models import (
 )
 from pyworkflow.sandbox import WorkflowLoop
 from pyworkflow.serialization import dumps_limited
-from pyworkflow.step import StepDefinition
+from pyworkflow.step import StepDefinition, check_dispatchable
+from pyworkflow.stepexec import dump_error, retry_bases, run_step_attempt, voided_seqs
 from pyworkflow.workflow import get_workflow
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
-__all__ = ["ReplayReport", "activate", "check_replay"]
+__all__ = ["ReplayReport", "activate", "check_replay", "is_external", "run_activation"]
 
 #: Events that settle an operation; replay delivers them in log order.
 _RESOLUTIONS = frozenset(
@@ -62,8 +59,23 @@ _RESOLUTIONS = frozenset(
 )
 #: Outcomes of work done by a step body: worth keeping when a flush must be redone.
 _STEP_FACTS = frozenset({EventType.STEP_COMPLETED, EventType.STEP_FAILED, EventType.STEP_RETRYING})
+#: Events that record the call of a step (in-process, or dispatched to another worker).
+_STEP_CALLS = frozenset({EventType.STEP_STARTED, EventType.STEP_SCHEDULED})
 #: Events that do not mean an earlier activation ran the workflow code.
 _NOT_DECISIONS = EXTERNAL_EVENTS | {EventType.WORKFLOW_STARTED}
+
+
+def is_external(event: Event | NewEvent) -> bool:
+    """Whether ``event`` was written by someone other than the run's activation.
+
+    Besides cancellations and hook payloads, that is every step event written
+    by a worker running a dispatched step (marked ``"dispatched": true``).
+    """
+    if event.type in EXTERNAL_EVENTS:
+        return True
+    return event.type in _STEP_FACTS | {EventType.STEP_STARTED} and bool(
+        event.payload.get("dispatched")
+    )
 
 
 class _Restart(Exception):
@@ -103,6 +115,8 @@ class _Op:
     due: datetime | None = None
     attempt: int = 0
     running: bool = False
+    #: dispatched to another worker and not settled yet
+    remote: bool = False
 
 
 @attrs.define(eq=False)
@@ -123,6 +137,7 @@ def _describe(event: Event) -> str:
     name = event.payload.get("name") or event.payload.get("kind")
     what = {
         EventType.STEP_STARTED: "step",
+        EventType.STEP_SCHEDULED: "step",
         EventType.WAIT_CREATED: "sleep",
         EventType.VALUE_RECORDED: "value",
         EventType.HOOK_CREATED: "hook",
@@ -158,17 +173,8 @@ class Activation:
         self.seq = history[-1].seq if history else 0
         # a retried run ignores the step failure that failed it, and that step's
         # retry budget starts again from the attempt that failed
-        voided = {
-            seq
-            for e in history
-            if e.type == EventType.WORKFLOW_RETRIED
-            for seq in e.payload.get("void", ())
-        }
-        self.retry_base: dict[str, int] = {
-            str(e.correlation_id): int(e.payload.get("attempt", 0))
-            for e in history
-            if e.seq in voided
-        }
+        voided = voided_seqs(history)
+        self.retry_base = retry_bases(history, voided)
         history = [e for e in history if e.seq not in voided] if voided else history
         self.history = history
         self.divergence: tuple[str, str, str] | None = None
@@ -187,6 +193,13 @@ class Activation:
         self.discarded = False
         self.loop = WorkflowLoop()
         self.root: asyncio.Task[Any] | None = None
+        executor = runtime.executor
+        self.dispatching = executor.dispatches_steps
+        self.dispatch_timeout = timedelta(seconds=executor.dispatch_timeout)
+        #: steps recorded as scheduled, handed to the executor after the next flush
+        self.to_dispatch: list[_Op] = []
+        #: lease expiry of dispatched steps known to be in flight, by step id
+        self.step_deadlines: dict[str, datetime] = {}
         self.log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)
         send, receive = anyio.create_memory_object_stream[tuple[_Op, NewEvent]](math.inf)
         self.facts_tx: MemoryObjectSendStream[tuple[_Op, NewEvent]] = send
@@ -198,7 +211,9 @@ class Activation:
     def is_replaying(self) -> bool:
         return self.replaying
 
-    def _next(self, kind: str, name: str, decision: EventType) -> tuple[str, list[Event]]:
+    def _next(
+        self, kind: str, name: str, decisions: frozenset[EventType]
+    ) -> tuple[str, list[Event]]:
         if self.discarded:
             raise _Discarded
         self.counter += 1
@@ -206,7 +221,7 @@ class Activation:
         recorded = self.by_cid.get(cid, [])
         if recorded:
             first = recorded[0]
-            same = first.type == decision and (
+            same = first.type in decisions and (
                 first.payload.get("name") == name or first.payload.get("kind") == name
             )
             if not same:
@@ -229,18 +244,27 @@ class Activation:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        cid, recorded = self._next("step", definition.name, EventType.STEP_STARTED)
+        cid, recorded = self._next("step", definition.name, _STEP_CALLS)
         op = _Op(cid, "step", self.loop.create_future(), definition, body, args, kwargs)
         resolved = False
         for event in recorded:
-            if event.type == EventType.STEP_STARTED:
-                op.attempt = int(event.payload.get("attempt", 1))
-                op.due = None
+            if event.type in _STEP_CALLS:
+                attempt = int(event.payload.get("attempt", 1))
+                if attempt >= op.attempt:
+                    op.attempt = attempt
+                    op.due = None
+                    op.remote = event.type == EventType.STEP_SCHEDULED or bool(
+                        event.payload.get("dispatched")
+                    )
             elif event.type == EventType.STEP_RETRYING:
-                op.due = datetime.fromisoformat(event.payload["due_at"])
+                if int(event.payload.get("attempt", 0)) >= op.attempt:
+                    op.due = datetime.fromisoformat(event.payload["due_at"])
+                    op.remote = False
             elif event.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED):
                 resolved = True
         if not resolved:
+            if self.dispatching:
+                check_dispatchable(definition, body)
             op.input = dumps_limited(
                 self.serializer,
                 {"args": args, "kwargs": kwargs},
@@ -252,7 +276,7 @@ class Activation:
         return op.future
 
     def call_sleep(self, delta: timedelta | None, until: datetime | None) -> asyncio.Future[Any]:
-        cid, recorded = self._next("sleep", "sleep", EventType.WAIT_CREATED)
+        cid, recorded = self._next("sleep", "sleep", frozenset({EventType.WAIT_CREATED}))
         op = _Op(cid, "sleep", self.loop.create_future())
         if recorded:
             op.due = datetime.fromisoformat(recorded[0].payload["due_at"])
@@ -271,7 +295,7 @@ class Activation:
         return op.future
 
     def record_value(self, kind: str, produce: Callable[[], Any]) -> Any:
-        cid, recorded = self._next("value", kind, EventType.VALUE_RECORDED)
+        cid, recorded = self._next("value", kind, frozenset({EventType.VALUE_RECORDED}))
         if recorded:
             return self._load(recorded[0], "value")
         value = produce()
@@ -286,7 +310,7 @@ class Activation:
     def create_hook(
         self, token: str | None, schema: type | None, secret: str | None
     ) -> tuple[str, str]:
-        cid, recorded = self._next("hook", "hook", EventType.HOOK_CREATED)
+        cid, recorded = self._next("hook", "hook", frozenset({EventType.HOOK_CREATED}))
         if recorded:
             state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
         else:
@@ -341,19 +365,7 @@ class Activation:
             ) from exc
 
     def _dump_error(self, exc: BaseException, what: str) -> tuple[str, BaseException]:
-        """Serialize ``exc``; an oversize or unserializable error is replaced."""
-        try:
-            return dumps_limited(self.serializer, exc, limit=self.limit, what=what), exc
-        except PayloadTooLargeError as too_big:
-            return self.serializer.dumps(too_big), too_big
-        except SerializationError:
-            tb = "".join(traceback.format_exception(exc))
-            fallback = StepFailedError(
-                str(exc),
-                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                traceback=tb[-4000:],
-            )
-            return self.serializer.dumps(fallback), fallback
+        return dump_error(self.serializer, self.limit, exc, what)
 
     def _deliver(self, event: Event | NewEvent) -> None:
         """Settle the operation ``event`` resolves, inside the workflow."""
@@ -469,6 +481,8 @@ class Activation:
             self.pending_patch = RunPatch(status=RunStatus.RUNNING)
         try:
             self._replay()
+            if any(op.remote for op in self.open.values()):
+                await self._check_dispatched()
             failure: Exception | None = None
             async with anyio.create_task_group() as tg:
                 try:
@@ -542,7 +556,7 @@ class Activation:
             if op.future.done():
                 self.open.pop(op.cid)
                 continue
-            if op.running:
+            if op.running or op.remote:
                 continue
             if op.due is not None and op.due > now:
                 next_due = op.due if next_due is None else min(next_due, op.due)
@@ -553,6 +567,17 @@ class Activation:
             assert op.definition is not None
             op.attempt += 1
             op.due = None
+            if self.dispatching:
+                op.remote = True
+                self.buffer.append(
+                    NewEvent(
+                        EventType.STEP_SCHEDULED,
+                        op.cid,
+                        {"name": op.definition.name, "attempt": op.attempt, "input": op.input},
+                    )
+                )
+                self.to_dispatch.append(op)
+                continue
             op.running = True
             self.buffer.append(
                 NewEvent(
@@ -584,59 +609,19 @@ class Activation:
 
     async def _run_step(self, op: _Op) -> None:
         assert op.definition is not None and op.body is not None
-        definition = op.definition
-        step_ctx = ctxmod.StepContext(
+        event = await run_step_attempt(
+            op.definition,
+            op.body,
+            op.args,
+            op.kwargs,
             run_id=self.run_id,
             step_id=op.cid,
-            step_name=definition.name,
             attempt=op.attempt,
-            idempotency_key=f"{self.run_id}:{op.cid}",
+            retry_base=self.retry_base.get(op.cid, 0),
+            serializer=self.serializer,
+            limit=self.limit,
         )
-        ctxmod._step.set(step_ctx)
-        log = self.log.bind(step_id=op.cid, step=definition.name, attempt=op.attempt)
-        base = {"name": definition.name, "attempt": op.attempt}
-        try:
-            timeout = definition.timeout.total_seconds() if definition.timeout else None
-            if timeout is None:
-                result = await self._call_body(op)
-            else:
-                with anyio.fail_after(timeout):
-                    result = await self._call_body(op)
-            data = dumps_limited(
-                self.serializer,
-                result,
-                limit=self.limit,
-                what=f"result of step {definition.name!r}",
-            )
-            event = NewEvent(EventType.STEP_COMPLETED, op.cid, {**base, "result": data})
-            log.debug("step completed")
-        except Exception as raised:
-            error: BaseException = raised
-            if isinstance(raised, TimeoutError) and timeout is not None:
-                error = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
-            data, error = self._dump_error(error, f"error of step {definition.name!r}")
-            detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
-            attempt = op.attempt - self.retry_base.get(op.cid, 0)
-            if definition.retry.should_retry(error, attempt):
-                delay = definition.retry.delay_for(error, attempt)
-                due = utcnow() + delay
-                detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
-                event = NewEvent(EventType.STEP_RETRYING, op.cid, detail)
-                log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
-            else:
-                event = NewEvent(EventType.STEP_FAILED, op.cid, detail)
-                log.error("step failed: {}", error)
         self.facts_tx.send_nowait((op, event))
-
-    @staticmethod
-    async def _call_body(op: _Op) -> Any:
-        assert op.body is not None
-        if inspect.iscoroutinefunction(op.body):
-            return await op.body(*op.args, **op.kwargs)
-        result = await anyio.to_thread.run_sync(functools.partial(op.body, *op.args, **op.kwargs))
-        if inspect.isawaitable(result):
-            result = await result
-        return result
 
     async def _flush(self, patch: RunPatch | None = None) -> None:
         if self.pending_patch is not None:
@@ -662,7 +647,7 @@ class Activation:
         """After a conflict: keep step outcomes if only external events came in."""
         while True:
             newer = await self.storage.get_events(self.run_id, after_seq=self.seq)
-            if any(e.type not in EXTERNAL_EVENTS for e in newer):
+            if not all(is_external(e) for e in newer):
                 raise _LostOwnership
             self.seq = newer[-1].seq if newer else self.seq
             facts = [e for e in events if e.type in _STEP_FACTS]
@@ -683,6 +668,12 @@ class Activation:
 
     async def _suspend(self, wake_at: datetime | None) -> None:
         assert self.root is not None
+        # wake when a dispatched step's lease would run out, to re-dispatch a lost one
+        deadlines = list(self.step_deadlines.values())
+        if self.to_dispatch:
+            deadlines.append(utcnow() + self.dispatch_timeout)
+        if deadlines:
+            wake_at = min([*deadlines, *([wake_at] if wake_at else [])])
         if wake_at is None and not self.open and not self._hook_waiting():
             if self.loop.has_timers():
                 error: BaseException = RuntimeError(
@@ -706,8 +697,48 @@ class Activation:
         await self._flush(
             RunPatch(status=RunStatus.SUSPENDED, set_wake=True, wake_at=wake_at, release_lease=True)
         )
+        await self._dispatch()
         self.runtime.wake_hint(wake_at)
+        if wake_at is not None:
+            self.runtime.executor.schedule(self.run_id, wake_at)
         self.log.debug("suspended until {}", wake_at)
+
+    async def _dispatch(self) -> None:
+        """Hand the steps just recorded as scheduled to the executor."""
+        ops, self.to_dispatch = self.to_dispatch, []
+        if not ops:
+            return
+        until = utcnow() + self.dispatch_timeout
+        for op in ops:
+            await self.storage.set_step_lease(self.run_id, op.cid, f"queued:{op.attempt}", until)
+        await self.runtime.executor.dispatch_steps(
+            self.run_id, [(op.cid, op.attempt) for op in ops]
+        )
+        self.log.debug("dispatched {} step(s)", len(ops))
+
+    async def _check_dispatched(self) -> None:
+        """Find which dispatched steps are still in flight; lost ones run again."""
+        leases = await self.storage.get_step_leases(self.run_id)
+        now = utcnow()
+        for cid, lease in leases.items():
+            op = self.open.get(cid)
+            if op is None or not op.remote:
+                # settled (or retrying): the lease is left over
+                await self.storage.set_step_lease(
+                    self.run_id, cid, None, None, if_owner=lease.owner
+                )
+        for cid, op in self.open.items():
+            if not op.remote:
+                continue
+            current = leases.get(cid)
+            if current is not None and current.until > now:
+                self.step_deadlines[cid] = current.until
+            else:
+                self.log.bind(step_id=cid).warning(
+                    "dispatched step attempt {} was lost (lease expired); dispatching it again",
+                    op.attempt,
+                )
+                op.remote = False
 
     def _hook_waiting(self) -> bool:
         return any(state.waiting() for state in self.hooks.values())
@@ -822,6 +853,38 @@ async def activate(runtime: Runtime, run: Run, owner: str) -> None:
             log.error("corrupt data: {}", exc)
             await _fail_corrupt(runtime, run, owner, exc)
             return
+
+
+async def run_activation(runtime: Runtime, run: Run, owner: str) -> bool:
+    """:func:`activate` as workers call it; True if the activation ran to its end.
+
+    A crashing activation is logged and its run made due again only after a
+    pause (no busy loop); one that crashed or was cancelled (lease lost,
+    shutdown) releases its lease so another worker can recover the run at once.
+    """
+    finished = False
+    try:
+        await activate(runtime, run, owner)
+        finished = True
+    except Exception:
+        logger.bind(run_id=run.run_id).exception("activation crashed; retrying it later")
+        with anyio.CancelScope(shield=True):
+            await _back_off(runtime, run.run_id, owner)
+    finally:
+        if not finished:
+            with anyio.CancelScope(shield=True):
+                await runtime.storage.release_lease(run.run_id, owner)
+    return finished
+
+
+async def _back_off(runtime: Runtime, run_id: str, owner: str) -> None:
+    retry_at = utcnow() + timedelta(seconds=max(5.0, runtime.settings.poll_interval))
+    patch = RunPatch(set_wake=True, wake_at=retry_at, release_lease=True)
+    try:
+        run = await runtime.storage.get_run(run_id)
+        await runtime.storage.append_events(run_id, run.last_seq, [], patch, owner=owner)
+    except Exception:  # the run stays due; the next claim retries it
+        logger.bind(run_id=run_id).exception("could not back the run off")
 
 
 async def _fail_corrupt(runtime: Runtime, run: Run, owner: str, exc: Exception) -> None:

@@ -97,6 +97,10 @@ class WorkflowNotFoundError(PyWorkflowError, LookupError):
     """No workflow with this name is registered in this process."""
 
 
+class StepNotFoundError(PyWorkflowError, LookupError):
+    """No step with this name is registered in this process (a worker running dispatched steps)."""
+
+
 class ConcurrencyError(PyWorkflowError):
     """An append carried a stale ``expected_seq``: another writer got there first."""
 

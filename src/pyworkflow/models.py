@@ -18,6 +18,7 @@ __all__ = [
     "RunPage",
     "RunPatch",
     "RunStatus",
+    "StepLease",
     "utcnow",
 ]
 
@@ -53,6 +54,7 @@ class EventType(enum.StrEnum):
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
     CANCEL_REQUESTED = "cancel_requested"
+    STEP_SCHEDULED = "step_scheduled"
     STEP_STARTED = "step_started"
     STEP_COMPLETED = "step_completed"
     STEP_FAILED = "step_failed"
@@ -166,3 +168,18 @@ class HookRecord:
     created_at: datetime
     schema: str | None = None
     secret: str | None = None
+
+
+@attrs.frozen
+class StepLease:
+    """Who runs a dispatched step and until when (executors that run steps elsewhere).
+
+    Written as ``queued:<attempt>`` when an activation dispatches the step,
+    taken over by the worker that runs it and renewed while it runs. A
+    lease past ``until`` means the attempt is lost: the step is dispatched again.
+    """
+
+    run_id: str
+    step_id: str
+    owner: str
+    until: datetime

@@ -13,9 +13,17 @@ import attrs
 
 from pyworkflow.context import current_workflow
 from pyworkflow.durations import Duration, parse_duration
-from pyworkflow.errors import FatalError, RetryableError
+from pyworkflow.errors import FatalError, RetryableError, StepNotFoundError
 
-__all__ = ["RetryPolicy", "Step", "StepDefinition", "StepFunction", "step"]
+__all__ = [
+    "RetryPolicy",
+    "Step",
+    "StepDefinition",
+    "StepFunction",
+    "check_dispatchable",
+    "get_step",
+    "step",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,6 +83,63 @@ class StepDefinition:
     name: str
     retry: RetryPolicy
     timeout: timedelta | None = None
+
+
+#: Steps by name, for workers that run step bodies dispatched from other processes:
+#: a ``@step`` function, or a ``Step`` subclass (instantiated without arguments).
+_registry: dict[str, StepFunction[Any, Any] | type[Step]] = {}
+#: Names claimed by two different steps: dispatching them is ambiguous.
+_ambiguous: dict[str, set[str]] = {}
+
+
+def _qualified(target: Callable[..., Any] | type) -> str:
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def _register(name: str, target: StepFunction[Any, Any] | type[Step]) -> None:
+    known = _registry.get(name)
+    if known is not None and _qualified(known) != _qualified(target):
+        _ambiguous.setdefault(name, {_qualified(known)}).add(_qualified(target))
+    _registry[name] = target
+
+
+def get_step(name: str) -> tuple[StepDefinition, Callable[..., Any]]:
+    """The definition and body of the step registered as ``name`` (dispatched steps).
+
+    Raises :class:`~pyworkflow.errors.StepNotFoundError` if no module
+    imported in this process defines it, or two different steps share it.
+    """
+    if name in _ambiguous:
+        raise StepNotFoundError(
+            f"step name {name!r} is used by {', '.join(sorted(_ambiguous[name]))}; "
+            "give them distinct names with @step(name=...) or Step.name"
+        )
+    target = _registry.get(name)
+    if target is None:
+        raise StepNotFoundError(
+            f"no step named {name!r} is registered in this worker; "
+            "list the module that defines it in the `modules` config key"
+        )
+    if isinstance(target, StepFunction):
+        return target.definition, target.fn
+    return target._definition, target().execute
+
+
+def check_dispatchable(definition: StepDefinition, body: Callable[..., Any]) -> None:
+    """Raise ``TypeError`` if another process could not find and run this step by name."""
+    owner = getattr(body, "__self__", None)
+    if isinstance(owner, Step):
+        if vars(owner):
+            raise TypeError(
+                f"step {definition.name!r}: a Step instance with state set in __init__ "
+                "cannot run on another worker; pass those values as arguments instead"
+            )
+        return
+    if "<locals>" in getattr(body, "__qualname__", ""):
+        raise TypeError(
+            f"step {definition.name!r} is defined inside a function; steps that run on "
+            "other workers must be defined at module level"
+        )
 
 
 def _policy(
@@ -184,7 +249,10 @@ def step(
 
     def decorate(func: Callable[P, Awaitable[R]]) -> StepFunction[P, R]:
         definition = StepDefinition(name or func.__name__, policy, limit)
-        return StepFunction(func, definition)
+        wrapped: StepFunction[P, R] = StepFunction(func, definition)
+        if "<locals>" not in func.__qualname__:
+            _register(definition.name, wrapped)
+        return wrapped
 
     if fn is not None:
         return decorate(fn)
@@ -216,6 +284,8 @@ class Step:
         )
         limit = parse_duration(cls.timeout, what="timeout") if cls.timeout is not None else None
         cls._definition = StepDefinition(cls.name or cls.__name__, policy, limit)
+        if "<locals>" not in cls.__qualname__:
+            _register(cls._definition.name, cls)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         """The step's body; override it."""

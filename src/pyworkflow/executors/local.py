@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import importlib
 import os
@@ -17,10 +16,10 @@ import anyio
 from loguru import logger
 
 from pyworkflow.config import Settings
-from pyworkflow.engine import activate
+from pyworkflow.engine import run_activation
 from pyworkflow.executors.base import Executor
 from pyworkflow.hookspecs import hookimpl
-from pyworkflow.models import Run, RunPatch, utcnow
+from pyworkflow.models import Run, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
@@ -158,34 +157,14 @@ class Worker:
             scope.cancel()
 
     async def _activate(self, run: Run, scope: anyio.CancelScope) -> None:
-        finished = False
         try:
             with scope:
-                await activate(self.runtime, run, self.owner)
-                finished = True
-        except Exception:
-            logger.bind(run_id=run.run_id).exception("activation crashed; retrying it later")
-            with anyio.CancelScope(shield=True):
-                await self._back_off(run.run_id)
+                await run_activation(self.runtime, run, self.owner)
         finally:
-            if not finished:
-                # crashed or stopped mid-activation: let another worker recover it at once
-                with anyio.CancelScope(shield=True):
-                    await self.runtime.storage.release_lease(run.run_id, self.owner)
             self.active.pop(run.run_id, None)
             if not self.active:
                 self._idle.set()
             self._set()
-
-    async def _back_off(self, run_id: str) -> None:
-        """Make a run whose activation crashed due again only after a pause (no busy loop)."""
-        retry_at = utcnow() + timedelta(seconds=max(5.0, self.settings.poll_interval))
-        patch = RunPatch(set_wake=True, wake_at=retry_at, release_lease=True)
-        with contextlib.suppress(Exception):
-            run = await self.runtime.storage.get_run(run_id)
-            await self.runtime.storage.append_events(
-                run_id, run.last_seq, [], patch, owner=self.owner
-            )
 
     async def _renew_leases(self) -> None:
         interval = max(0.05, self.settings.lease_seconds / 3)

@@ -16,6 +16,7 @@ from pyworkflow.models import (
     RunPage,
     RunPatch,
     RunStatus,
+    StepLease,
 )
 
 __all__ = ["Storage", "hook_changes"]
@@ -130,6 +131,23 @@ class Storage(abc.ABC):
         """Lease up to ``limit`` due runs (earliest ``wake_at`` first)."""
 
     @abc.abstractmethod
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        *,
+        take_over_prefix: str | None = None,
+    ) -> Run | None:
+        """Lease ``run_id`` to ``owner`` if it is due and its lease is free or expired.
+
+        A lease held by an owner whose name starts with ``take_over_prefix``
+        counts as free (a dispatcher's placeholder claim). Returns the leased
+        run, or None (not due, leased by someone else, or unknown run).
+        """
+
+    @abc.abstractmethod
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
         """Extend ``owner``'s lease; False if it no longer holds it."""
 
@@ -164,3 +182,30 @@ class Storage(abc.ABC):
         ``(run_id, seq)``. Raises ``HookNotFoundError`` if no live hook has
         ``token``; then nothing is written.
         """
+
+    # ----- dispatched steps (executors that run step bodies on other workers) -----
+
+    @abc.abstractmethod
+    async def set_step_lease(
+        self,
+        run_id: str,
+        step_id: str,
+        owner: str | None,
+        until: datetime | None,
+        *,
+        if_owner: str | None = None,
+    ) -> bool:
+        """Write (or, with ``owner=None``, remove) the lease of one step of a run.
+
+        With ``if_owner`` the write happens only if the step's lease is held
+        by ``if_owner`` right now (compare-and-set, whatever its expiry);
+        without it, unconditionally. Returns whether anything was written.
+        """
+
+    @abc.abstractmethod
+    async def get_step_leases(self, run_id: str) -> dict[str, StepLease]:
+        """The run's step leases by step id (expired ones included)."""
+
+    @abc.abstractmethod
+    async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
+        """Up to ``limit`` step leases over all runs with ``until < now``, oldest first."""

@@ -35,10 +35,18 @@ from pyworkflow.models import (
     RunPage,
     RunPatch,
     RunStatus,
+    StepLease,
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import apply_patch, claimable, page_of
+from pyworkflow.storage.memory import (
+    apply_patch,
+    can_claim,
+    claimable,
+    expired_of,
+    page_of,
+    swap_step_lease,
+)
 from pyworkflow.storage.schema import (
     RUN_COLUMNS,
     event_from_row,
@@ -46,6 +54,8 @@ from pyworkflow.storage.schema import (
     hook_to_values,
     run_from_row,
     run_to_values,
+    step_lease_from_row,
+    step_lease_to_values,
 )
 
 __all__ = ["FileStorage"]
@@ -63,7 +73,9 @@ class FileStorage(Storage):
 
     Layout: ``runs/<id>.jsonl`` (the log, one event per line),
     ``runs/<id>.json`` (the run row, replaced atomically), ``hooks/`` and
-    ``keys/`` (live hooks and idempotency keys, by hash). Every operation
+    ``keys/`` (live hooks and idempotency keys, by hash), ``steps/`` (the
+    step leases of a run, one file per run by hash of its id, replaced
+    atomically and removed when empty). Every operation
     holds ``.lock`` (``flock``: shared to read, exclusive to write).
 
     An append writes the log lines, then the row; only then is it
@@ -97,7 +109,7 @@ class FileStorage(Storage):
         self._thread_lock = threading.Lock()
 
     async def open(self) -> None:
-        for sub in ("runs", "hooks", "keys"):
+        for sub in ("runs", "hooks", "keys", "steps"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch()
 
@@ -227,6 +239,18 @@ class FileStorage(Storage):
         for hook in created:
             self._write_json(self.root / "hooks" / _key(hook.token), list(hook_to_values(hook)))
 
+    def _steps_path(self, run_id: str) -> Path:
+        return self.root / "steps" / f"{_key(run_id)}.json"
+
+    def _read_step_leases(self, path: Path) -> list[StepLease]:
+        try:
+            rows = json.loads(path.read_text())
+        except FileNotFoundError:
+            return []
+        except ValueError as exc:
+            raise CorruptDataError(f"corrupt step lease file {path}: {exc}") from exc
+        return [step_lease_from_row(row) for row in rows]
+
     def _all_runs(self) -> list[Run]:
         runs = []
         for path in (self.root / "runs").glob("*.json"):
@@ -311,6 +335,71 @@ class FileStorage(Storage):
             ]
 
         return await self._run_locked(True, write)
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        *,
+        take_over_prefix: str | None = None,
+    ) -> Run | None:
+        def write() -> Run | None:
+            try:
+                run = self._load_run(run_id)
+            except RunNotFoundError:
+                return None
+            if not can_claim(run, now, take_over_prefix):
+                return None
+            return self._save_lease(run_id, lease_owner=owner, lease_expires_at=now + lease_for)
+
+        return await self._run_locked(True, write)
+
+    async def set_step_lease(
+        self,
+        run_id: str,
+        step_id: str,
+        owner: str | None,
+        until: datetime | None,
+        *,
+        if_owner: str | None = None,
+    ) -> bool:
+        def write() -> bool:
+            path = self._steps_path(run_id)
+            leases = {lease.step_id: lease for lease in self._read_step_leases(path)}
+            written, lease = swap_step_lease(
+                leases.get(step_id), run_id, step_id, owner, until, if_owner
+            )
+            if not written:
+                return False
+            if lease is None:
+                if leases.pop(step_id, None) is None:
+                    return True  # nothing to remove
+            else:
+                leases[step_id] = lease
+            if leases:
+                self._write_json(path, [step_lease_to_values(x) for x in leases.values()])
+            else:
+                path.unlink(missing_ok=True)
+            return True
+
+        return await self._run_locked(True, write)
+
+    async def get_step_leases(self, run_id: str) -> dict[str, StepLease]:
+        def read() -> list[StepLease]:
+            return self._read_step_leases(self._steps_path(run_id))
+
+        return {lease.step_id: lease for lease in await self._run_locked(False, read)}
+
+    async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
+        def read() -> list[StepLease]:
+            leases: list[StepLease] = []
+            for path in (self.root / "steps").glob("*.json"):
+                leases += self._read_step_leases(path)
+            return leases
+
+        return expired_of(await self._run_locked(False, read), now, limit)
 
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
         def write() -> bool:

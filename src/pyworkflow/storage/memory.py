@@ -26,6 +26,7 @@ from pyworkflow.models import (
     RunPage,
     RunPatch,
     RunStatus,
+    StepLease,
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
@@ -87,16 +88,42 @@ def page_of(
     return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
 
 
+def can_claim(run: Run, now: datetime, take_over_prefix: str | None = None) -> bool:
+    """Whether ``run`` is due at ``now`` and its lease is free, expired or taken over."""
+    if run.wake_at is None or run.wake_at > now:
+        return False
+    if run.lease_owner is None or (run.lease_expires_at or now) < now:
+        return True
+    return take_over_prefix is not None and run.lease_owner.startswith(take_over_prefix)
+
+
 def claimable(runs: Iterable[Run], now: datetime, limit: int) -> list[Run]:
     """Up to ``limit`` runs due at ``now`` whose lease is free or expired, earliest first."""
-    due = (
-        r
-        for r in runs
-        if r.wake_at is not None
-        and r.wake_at <= now
-        and (r.lease_owner is None or (r.lease_expires_at or now) < now)
-    )
+    due = (r for r in runs if can_claim(r, now))
     return sorted(due, key=lambda r: r.wake_at or now)[:limit]
+
+
+def swap_step_lease(
+    current: StepLease | None,
+    run_id: str,
+    step_id: str,
+    owner: str | None,
+    until: datetime | None,
+    if_owner: str | None,
+) -> tuple[bool, StepLease | None]:
+    """The compare-and-set rule of ``Storage.set_step_lease``: (written, new lease)."""
+    if if_owner is not None and (current is None or current.owner != if_owner):
+        return False, current
+    if owner is None:
+        return current is not None or if_owner is None, None
+    if until is None:
+        raise ValueError("a step lease needs an expiry time")
+    return True, StepLease(run_id, step_id, owner, until)
+
+
+def expired_of(leases: Iterable[StepLease], now: datetime, limit: int) -> list[StepLease]:
+    """Up to ``limit`` of ``leases`` expired at ``now``, oldest first."""
+    return sorted((lease for lease in leases if lease.until < now), key=lambda x: x.until)[:limit]
 
 
 class MemoryStorage(Storage):
@@ -109,6 +136,7 @@ class MemoryStorage(Storage):
         self._events: dict[str, list[Event]] = {}
         self._keys: dict[str, str] = {}
         self._hooks: dict[str, HookRecord] = {}
+        self._step_leases: dict[tuple[str, str], StepLease] = {}
 
     def _run(self, run_id: str) -> Run:
         try:
@@ -219,6 +247,56 @@ class MemoryStorage(Storage):
                 self._runs[run.run_id] = run
                 claimed.append(run)
             return claimed
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        *,
+        take_over_prefix: str | None = None,
+    ) -> Run | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or not can_claim(run, now, take_over_prefix):
+                return None
+            run = attrs.evolve(run, lease_owner=owner, lease_expires_at=now + lease_for)
+            self._runs[run_id] = run
+            return run
+
+    async def set_step_lease(
+        self,
+        run_id: str,
+        step_id: str,
+        owner: str | None,
+        until: datetime | None,
+        *,
+        if_owner: str | None = None,
+    ) -> bool:
+        key = (run_id, step_id)
+        with self._lock:
+            written, lease = swap_step_lease(
+                self._step_leases.get(key), run_id, step_id, owner, until, if_owner
+            )
+            if written:
+                if lease is None:
+                    self._step_leases.pop(key, None)
+                else:
+                    self._step_leases[key] = lease
+            return written
+
+    async def get_step_leases(self, run_id: str) -> dict[str, StepLease]:
+        with self._lock:
+            return {
+                lease.step_id: lease
+                for lease in self._step_leases.values()
+                if lease.run_id == run_id
+            }
+
+    async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
+        with self._lock:
+            return expired_of(self._step_leases.values(), now, limit)
 
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
         with self._lock:

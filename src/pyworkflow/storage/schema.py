@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,21 +11,25 @@ from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from pyworkflow.errors import CorruptDataError
-from pyworkflow.models import Event, EventType, HookRecord, Run, RunStatus
+from pyworkflow.models import Event, EventType, HookRecord, Run, RunStatus, StepLease
 
 __all__ = [
     "EVENT_COLUMNS",
     "HOOK_COLUMNS",
     "RUN_COLUMNS",
+    "STEP_LEASE_COLUMNS",
     "EventRow",
     "HookRow",
     "RunRow",
+    "StepLeaseRow",
     "event_from_row",
     "from_epoch",
     "hook_from_row",
     "hook_to_values",
     "run_from_row",
     "run_to_values",
+    "step_lease_from_row",
+    "step_lease_to_values",
     "to_epoch",
 ]
 
@@ -87,9 +92,22 @@ class HookRow(SQLModel, table=True):
     secret: str | None = None
 
 
+class StepLeaseRow(SQLModel, table=True):
+    """One row per leased dispatched step: who runs it and until when (epoch seconds)."""
+
+    __tablename__ = "pyworkflow_step_leases"
+    __table_args__ = (Index("ix_pyworkflow_step_leases_until", "lease_until"),)
+
+    run_id: str = Field(primary_key=True)
+    step_id: str = Field(primary_key=True)
+    owner: str
+    lease_until: float
+
+
 RUN_COLUMNS = tuple(RunRow.model_fields)
 HOOK_COLUMNS = tuple(HookRow.model_fields)
 EVENT_COLUMNS = tuple(EventRow.model_fields)
+STEP_LEASE_COLUMNS = tuple(StepLeaseRow.model_fields)
 _TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
 
 
@@ -166,3 +184,21 @@ def hook_from_row(row: tuple[Any, ...]) -> HookRecord:
     return HookRecord(
         token, run_id, correlation_id, from_epoch(created_at) or _never(), schema, secret
     )
+
+
+def step_lease_to_values(lease: StepLease) -> tuple[Any, ...]:
+    """The row values of ``lease`` in ``STEP_LEASE_COLUMNS`` order."""
+    return (lease.run_id, lease.step_id, lease.owner, lease.until.timestamp())
+
+
+def step_lease_from_row(row: Sequence[Any]) -> StepLease:
+    """Build a StepLease from a row in ``STEP_LEASE_COLUMNS`` order."""
+    run_id, step_id, owner, until = row
+    try:
+        if until is None:
+            raise ValueError("the lease has no expiry time")
+        return StepLease(run_id, step_id, owner, datetime.fromtimestamp(until, UTC))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: step {step_id!r} has a corrupt lease row: {exc}"
+        ) from exc

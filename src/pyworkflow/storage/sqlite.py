@@ -37,20 +37,24 @@ from pyworkflow.models import (
     RunPage,
     RunPatch,
     RunStatus,
+    StepLease,
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import decode_cursor, encode_cursor
+from pyworkflow.storage.memory import decode_cursor, encode_cursor, swap_step_lease
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
+    STEP_LEASE_COLUMNS,
     event_from_row,
     from_epoch,
     hook_from_row,
     hook_to_values,
     run_from_row,
     run_to_values,
+    step_lease_from_row,
+    step_lease_to_values,
     to_epoch,
 )
 
@@ -69,7 +73,8 @@ BUSY_TIMEOUT_MS = 30_000
 _RUNS = "pyworkflow_runs"
 _EVENTS = "pyworkflow_events"
 _HOOKS = "pyworkflow_hooks"
-_TABLES = (_RUNS, _EVENTS, _HOOKS)
+_STEP_LEASES = "pyworkflow_step_leases"
+_TABLES = (_RUNS, _EVENTS, _HOOKS, _STEP_LEASES)
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -89,6 +94,22 @@ _CLAIM = (
     f"SELECT run_id FROM {_RUNS} WHERE wake_at <= ? "
     "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY wake_at LIMIT ?) "
     f"RETURNING {', '.join(RUN_COLUMNS)}"
+)
+#: One run, due and with a free, expired (or, with a prefix, taken-over) lease.
+_CLAIM_ONE = (
+    f"UPDATE {_RUNS} SET lease_owner = ?, lease_expires_at = ? "
+    "WHERE run_id = ? AND wake_at <= ? AND (lease_owner IS NULL OR lease_expires_at < ?"
+)
+_TAKE_OVER = " OR substr(lease_owner, 1, ?) = ?"
+_RETURNING_RUN = f") RETURNING {', '.join(RUN_COLUMNS)}"
+_STEP_LEASE_SELECT = f"SELECT {', '.join(STEP_LEASE_COLUMNS)} FROM {_STEP_LEASES}"
+_UPSERT_STEP_LEASE = (
+    f"INSERT OR REPLACE INTO {_STEP_LEASES} ({', '.join(STEP_LEASE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(STEP_LEASE_COLUMNS))})"
+)
+#: Expired step leases through the lease_until index, oldest first.
+_EXPIRED_STEP_LEASES = (
+    f"{_STEP_LEASE_SELECT} WHERE lease_until < ? ORDER BY lease_until, run_id, step_id LIMIT ?"
 )
 _DUE = f"SELECT run_id, wake_at FROM {_RUNS} WHERE wake_at <= ? ORDER BY wake_at LIMIT ?"
 
@@ -228,14 +249,15 @@ class SQLiteStorage(Storage):
     """Runs and events in one SQLite file, safe for several processes.
 
     The schema is created with SQLModel (tables ``pyworkflow_runs``,
-    ``pyworkflow_events``, ``pyworkflow_hooks``); reads and writes use stdlib
-    ``sqlite3``. Writes go through one writer thread that commits everything
-    queued at once (group commit; ``commit_count`` counts the commits);
-    ``BEGIN IMMEDIATE`` serializes writers across processes, waiting up to
-    ``BUSY_TIMEOUT_MS``. Reads use a small pool of reader connections (WAL
-    lets them run beside the writer). ``synchronous`` is ``FULL`` (default:
-    nothing committed is lost on power failure) or ``NORMAL`` (faster; the
-    last commits may be lost on power failure or OS crash, never corrupted).
+    ``pyworkflow_events``, ``pyworkflow_hooks``, ``pyworkflow_step_leases``);
+    reads and writes use stdlib ``sqlite3``. Writes go through one writer
+    thread that commits everything queued at once (group commit;
+    ``commit_count`` counts the commits); ``BEGIN IMMEDIATE`` serializes
+    writers across processes, waiting up to ``BUSY_TIMEOUT_MS``. Reads use a
+    small pool of reader connections (WAL lets them run beside the writer).
+    ``synchronous`` is ``FULL`` (default: nothing committed is lost on power
+    failure) or ``NORMAL`` (faster; the last commits may be lost on power
+    failure or OS crash, never corrupted).
     """
 
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
@@ -283,13 +305,16 @@ class SQLiteStorage(Storage):
             f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
         )
         tables = [SQLModel.metadata.tables[name] for name in _TABLES]
+        # Each "already exists" means another process created one more table or
+        # index meanwhile, so there are at most as many retries as schema objects.
+        attempts = len(tables) + sum(len(table.indexes) for table in tables) + 1
         try:
-            for attempt in range(3):
+            for attempt in range(attempts):
                 try:
                     SQLModel.metadata.create_all(engine, tables=tables)
                     return
                 except OperationalError as exc:  # another process created it meanwhile
-                    if "already exists" not in str(exc) or attempt == 2:
+                    if "already exists" not in str(exc) or attempt == attempts - 1:
                         raise
         finally:
             engine.dispose()
@@ -441,6 +466,71 @@ class SQLiteStorage(Storage):
 
         runs = [run_from_row(r) for r in await self._write(write)]
         return sorted(runs, key=lambda r: (r.wake_at or now, r.run_id))
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        *,
+        take_over_prefix: str | None = None,
+    ) -> Run | None:
+        at = now.timestamp()
+        sql = _CLAIM_ONE
+        params: tuple[Any, ...] = (owner, at + lease_for.total_seconds(), run_id, at, at)
+        if take_over_prefix is not None:
+            sql += _TAKE_OVER
+            params += (len(take_over_prefix), take_over_prefix)
+        sql += _RETURNING_RUN
+
+        def write(conn: sqlite3.Connection) -> Any:
+            return conn.execute(sql, params).fetchone()
+
+        row = await self._write(write)
+        return None if row is None else run_from_row(row)
+
+    async def set_step_lease(
+        self,
+        run_id: str,
+        step_id: str,
+        owner: str | None,
+        until: datetime | None,
+        *,
+        if_owner: str | None = None,
+    ) -> bool:
+        key = (run_id, step_id)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                f"{_STEP_LEASE_SELECT} WHERE run_id = ? AND step_id = ?", key
+            ).fetchone()
+            current = None if row is None else step_lease_from_row(row)
+            written, lease = swap_step_lease(current, run_id, step_id, owner, until, if_owner)
+            if not written:
+                return False
+            if lease is None:
+                conn.execute(f"DELETE FROM {_STEP_LEASES} WHERE run_id = ? AND step_id = ?", key)
+            else:
+                conn.execute(_UPSERT_STEP_LEASE, step_lease_to_values(lease))
+            return True
+
+        return await self._write(write)
+
+    async def get_step_leases(self, run_id: str) -> dict[str, StepLease]:
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(f"{_STEP_LEASE_SELECT} WHERE run_id = ?", (run_id,)).fetchall()
+
+        leases = [step_lease_from_row(r) for r in await self._read(read)]
+        return {lease.step_id: lease for lease in leases}
+
+    async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
+        params = (now.timestamp(), limit)
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(_EXPIRED_STEP_LEASES, params).fetchall()
+
+        return [step_lease_from_row(r) for r in await self._read(read)]
 
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
         params = (until.timestamp(), run_id, owner)

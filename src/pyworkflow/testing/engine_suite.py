@@ -290,6 +290,9 @@ FAST: dict[str, Any] = {"poll_interval": 0.05, "lease_seconds": 2.0, "drain_time
 class EngineConformance:
     """Subclass it and implement :meth:`make_storage_url`; pytest collects every check."""
 
+    #: Extra settings for every test (an executor plugin sets ``executor`` here).
+    extra_settings: dict[str, Any] = {}
+
     def make_storage_url(self, tmp_path: Path) -> str:
         """A storage URL, fresh and empty for each test."""
         raise NotImplementedError
@@ -308,7 +311,7 @@ class EngineConformance:
     @pytest.fixture
     def pw(self, storage_url: str) -> str:
         """A fast runtime on the backend under test."""
-        runtime.configure(storage=storage_url, **FAST)
+        runtime.configure(storage=storage_url, **{**FAST, **self.extra_settings})
         return storage_url
 
     def test_gather_runs_steps_concurrently_with_stable_ids(self, pw: str) -> None:
@@ -450,14 +453,16 @@ class EngineConformance:
     def test_oversize_step_result_fails_fatally_naming_size_and_limit(
         self, storage_url: str
     ) -> None:
-        pyworkflow.configure(storage=storage_url, max_payload_bytes=1000, poll_interval=0.05)
+        pyworkflow.configure(
+            storage=storage_url, max_payload_bytes=1000, poll_interval=0.05, **self.extra_settings
+        )
         result = get_result(start(big_flow, 5000), timeout=20)
         assert result.startswith("too large:")
         assert "1000" in result and "5002" in result  # JSON string: 5000 chars plus quotes
         assert calls["big"] == [1]  # never retried
 
     def test_oversize_workflow_input_fails_at_start(self, storage_url: str) -> None:
-        pyworkflow.configure(storage=storage_url, max_payload_bytes=1000)
+        pyworkflow.configure(storage=storage_url, max_payload_bytes=1000, **self.extra_settings)
         with pytest.raises(PayloadTooLargeError, match="1000"):
             start(big_flow, "y" * 5000)
 

@@ -12,7 +12,7 @@ Use it from a plugin's tests with one import::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -24,7 +24,15 @@ from pyworkflow.errors import (
     HookTokenConflictError,
     RunNotFoundError,
 )
-from pyworkflow.models import EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
+from pyworkflow.models import (
+    EventType,
+    NewEvent,
+    Run,
+    RunPatch,
+    RunStatus,
+    StepLease,
+    utcnow,
+)
 from pyworkflow.storage.base import Storage
 
 __all__ = ["StorageConformance", "make_run"]
@@ -217,6 +225,163 @@ class StorageConformance:
         assert await storage.due_timers(now - timedelta(seconds=21), 10) == []
         exactly = await storage.due_timers(now - timedelta(seconds=10), 10)  # wake_at <= now
         assert [r for r, _ in exactly] == ["r1", "r2"]
+
+    async def test_claim_run_leases_one_due_run(self, storage: Storage) -> None:
+        now = utcnow()
+        await storage.create_run(make_run("due", wake_at=now - timedelta(seconds=1)), [])
+        await storage.create_run(make_run("exactly", wake_at=now), [])  # wake_at <= now
+        await storage.create_run(make_run("later", wake_at=now + timedelta(hours=1)), [])
+        await storage.create_run(make_run("never"), [])
+        claimed = await storage.claim_run("due", "w1", now, timedelta(seconds=30))
+        assert claimed is not None and claimed.run_id == "due"
+        assert claimed.lease_owner == "w1"
+        assert claimed.lease_expires_at == now + timedelta(seconds=30)
+        stored = await storage.get_run("due")
+        assert (stored.lease_owner, stored.lease_expires_at) == ("w1", now + timedelta(seconds=30))
+        assert (await storage.get_run("exactly")).lease_owner is None  # only the one asked for
+        exactly = await storage.claim_run("exactly", "w1", now, timedelta(seconds=30))
+        assert exactly is not None and exactly.lease_owner == "w1"
+        for run_id in ("later", "never"):
+            assert await storage.claim_run(run_id, "w1", now, timedelta(seconds=30)) is None
+            assert (await storage.get_run(run_id)).lease_owner is None
+        assert await storage.claim_run("missing", "w1", now, timedelta(seconds=30)) is None
+
+    async def test_claim_run_respects_and_expires_leases(self, storage: Storage) -> None:
+        now = utcnow()
+        await storage.create_run(make_run("r", wake_at=now), [])
+        assert await storage.claim_run("r", "w1", now, timedelta(seconds=10)) is not None
+        later = now + timedelta(seconds=9)
+        assert await storage.claim_run("r", "w2", later, timedelta(seconds=10)) is None
+        run = await storage.get_run("r")
+        assert (run.lease_owner, run.lease_expires_at) == ("w1", now + timedelta(seconds=10))
+        expired = now + timedelta(seconds=11)
+        stolen = await storage.claim_run("r", "w2", expired, timedelta(seconds=10))
+        assert stolen is not None and stolen.lease_owner == "w2"
+        assert stolen.lease_expires_at == expired + timedelta(seconds=10)
+        assert (await storage.get_run("r")).lease_owner == "w2"
+        assert not await storage.renew_lease("r", "w1", expired + timedelta(seconds=30))
+
+    async def test_claim_run_takes_over_placeholder_leases(self, storage: Storage) -> None:
+        now = utcnow()
+        lease = timedelta(minutes=5)
+        holders = {"placeholder": "dispatch:abc", "worker": "worker-1", "lookalike": "x-dispatch:a"}
+        for run_id, holder in holders.items():
+            await storage.create_run(make_run(run_id, wake_at=now), [])
+            assert await storage.claim_run(run_id, holder, now, lease) is not None
+        await storage.create_run(make_run("not-due", wake_at=now + timedelta(hours=1)), [])
+        assert await storage.claim_run("placeholder", "worker-2", now, lease) is None  # no prefix
+        for run_id in ("worker", "lookalike", "not-due", "missing"):
+            taken = await storage.claim_run(
+                run_id, "worker-2", now, lease, take_over_prefix="dispatch:"
+            )
+            assert taken is None, run_id
+        for run_id, holder in holders.items():
+            assert (await storage.get_run(run_id)).lease_owner == holder
+        taken = await storage.claim_run(
+            "placeholder", "worker-2", now, timedelta(seconds=30), take_over_prefix="dispatch:"
+        )
+        assert taken is not None and taken.lease_owner == "worker-2"
+        assert taken.lease_expires_at == now + timedelta(seconds=30)
+        assert (await storage.get_run("placeholder")).lease_owner == "worker-2"
+
+    # ----- step leases -----
+
+    async def test_set_step_lease_writes_and_reads_back(self, storage: Storage) -> None:
+        now = utcnow()
+        first, second = now + timedelta(seconds=30), now + timedelta(seconds=60)
+        await storage.create_run(make_run("r"), [])
+        assert await storage.get_step_leases("r") == {}
+        assert await storage.set_step_lease("r", "s1", "queued:1", first)
+        assert await storage.get_step_leases("r") == {"s1": StepLease("r", "s1", "queued:1", first)}
+        assert await storage.set_step_lease("r", "s1", "w1", second)  # unconditional overwrite
+        assert await storage.set_step_lease("r", "s2", "queued:1", first)
+        assert await storage.get_step_leases("r") == {
+            "s1": StepLease("r", "s1", "w1", second),
+            "s2": StepLease("r", "s2", "queued:1", first),
+        }
+
+    async def test_set_step_lease_compare_and_set(self, storage: Storage) -> None:
+        now = utcnow()
+        until = now + timedelta(seconds=30)
+        past = now - timedelta(seconds=30)
+        await storage.create_run(make_run("r"), [])
+        assert await storage.set_step_lease("r", "s", "queued:1", past)
+        assert not await storage.set_step_lease("r", "s", "w2", until, if_owner="queued:2")
+        assert await storage.get_step_leases("r") == {"s": StepLease("r", "s", "queued:1", past)}
+        # the current owner matches: written whatever the lease's expiry
+        assert await storage.set_step_lease("r", "s", "w1", until, if_owner="queued:1")
+        assert await storage.get_step_leases("r") == {"s": StepLease("r", "s", "w1", until)}
+        assert not await storage.set_step_lease("r", "s", "w2", until, if_owner="queued:1")
+        assert (await storage.get_step_leases("r"))["s"].owner == "w1"
+        # no lease at all: a compare-and-set fails and writes nothing
+        assert not await storage.set_step_lease("r", "other", "w1", until, if_owner="queued:1")
+        assert set(await storage.get_step_leases("r")) == {"s"}
+
+    async def test_set_step_lease_removes(self, storage: Storage) -> None:
+        now = utcnow()
+        until = now + timedelta(seconds=30)
+        await storage.create_run(make_run("r"), [])
+        for step in ("a", "b", "c"):
+            assert await storage.set_step_lease("r", step, "w1", until)
+        assert not await storage.set_step_lease("r", "a", None, None, if_owner="w2")
+        assert set(await storage.get_step_leases("r")) == {"a", "b", "c"}
+        assert await storage.set_step_lease("r", "a", None, None, if_owner="w1")
+        assert set(await storage.get_step_leases("r")) == {"b", "c"}
+        assert not await storage.set_step_lease("r", "a", None, None, if_owner="w1")  # gone
+        assert await storage.set_step_lease("r", "b", None, None)  # unconditional
+        assert await storage.get_step_leases("r") == {"c": StepLease("r", "c", "w1", until)}
+        assert await storage.set_step_lease("r", "c", None, None)
+        assert await storage.get_step_leases("r") == {}
+        assert await storage.expired_step_leases(now + timedelta(hours=1), 10) == []
+
+    async def test_step_leases_are_per_run(self, storage: Storage) -> None:
+        now = utcnow()
+        until = now + timedelta(seconds=30)
+        for run_id in ("r1", "r2", "r3"):
+            await storage.create_run(make_run(run_id), [])
+        assert await storage.set_step_lease("r1", "s1", "a", until)
+        assert await storage.set_step_lease("r1", "s2", "b", until)
+        assert await storage.set_step_lease("r2", "s1", "c", until)
+        assert await storage.get_step_leases("r1") == {
+            "s1": StepLease("r1", "s1", "a", until),
+            "s2": StepLease("r1", "s2", "b", until),
+        }
+        assert await storage.get_step_leases("r2") == {"s1": StepLease("r2", "s1", "c", until)}
+        assert await storage.get_step_leases("r3") == {}
+        assert not await storage.set_step_lease("r2", "s2", "x", until, if_owner="b")
+        assert await storage.set_step_lease("r2", "s1", None, None)  # r1's s1 stays
+        assert set(await storage.get_step_leases("r1")) == {"s1", "s2"}
+        assert await storage.get_step_leases("r2") == {}
+
+    async def test_expired_step_leases_oldest_first(self, storage: Storage) -> None:
+        now = utcnow()
+
+        def at(seconds: int) -> datetime:
+            return now + timedelta(seconds=seconds)
+
+        for run_id in ("r1", "r2"):
+            await storage.create_run(make_run(run_id), [])
+        leases = [
+            StepLease("r1", "s2", "w", at(-10)),
+            StepLease("r2", "s2", "w", at(30)),
+            StepLease("r1", "s1", "w", at(-30)),
+            StepLease("r1", "s3", "w", now),  # until == now: not expired yet
+            StepLease("r2", "s1", "w", at(-20)),
+        ]
+        for lease in leases:
+            written = await storage.set_step_lease(
+                lease.run_id, lease.step_id, lease.owner, lease.until
+            )
+            assert written
+        expired = [leases[2], leases[4], leases[0]]
+        assert await storage.expired_step_leases(now, 10) == expired
+        assert await storage.expired_step_leases(now, 2) == expired[:2]
+        assert await storage.expired_step_leases(at(-25), 10) == expired[:1]
+        assert await storage.expired_step_leases(at(-30), 10) == []
+        assert await storage.expired_step_leases(at(31), 10) == [*expired, leases[3], leases[1]]
+        assert await storage.set_step_lease("r1", "s1", "w", at(60))  # renewed
+        assert await storage.set_step_lease("r2", "s1", None, None)  # finished
+        assert await storage.expired_step_leases(now, 10) == [leases[0]]
 
     # ----- listing -----
 

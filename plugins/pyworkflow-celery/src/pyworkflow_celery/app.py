@@ -1,0 +1,115 @@
+"""The Celery app workers and beat run: ``celery -A pyworkflow_celery.app worker``.
+
+Three tasks, each carrying ids only (inputs and results live in storage):
+
+- ``pyworkflow.activate(run_id)`` on the workflow queue: lease the run if it
+  is due and activate it (replay, record, dispatch steps, suspend).
+- ``pyworkflow.step(run_id, step_id, attempt)`` on the step queue: run one
+  attempt of a dispatched step.
+- ``pyworkflow.sweep()`` on the workflow queue, sent by Celery beat every
+  ``sweep_interval``: find due runs and lost steps, send activations.
+
+The app is configured from the same settings as the rest of PyWorkflow
+(``[tool.pyworkflow]``, ``[tool.pyworkflow.celery]``, ``PYWORKFLOW_*``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task, signals
+from loguru import logger
+
+from pyworkflow import dispatch, runtime
+from pyworkflow.config import Settings
+from pyworkflow_celery.settings import CelerySettings
+
+__all__ = ["ACTIVATE", "STEP", "SWEEP", "app", "create_app"]
+
+ACTIVATE = "pyworkflow.activate"
+STEP = "pyworkflow.step"
+SWEEP = "pyworkflow.sweep"
+
+
+def _runtime() -> runtime.Runtime:
+    rt = runtime.get_runtime()
+    if rt.settings.executor != "celery":
+        raise RuntimeError(
+            f"this Celery worker's PyWorkflow executor is {rt.settings.executor!r}; "
+            'set executor = "celery" in [tool.pyworkflow] (or PYWORKFLOW_EXECUTOR=celery)'
+        )
+    return rt
+
+
+def _activate(task: Task, run_id: str) -> bool:
+    rt = _runtime()
+    owner = dispatch.worker_id(task.request.hostname or "celery")
+    return rt.call(dispatch.activate_run, rt, run_id, owner)
+
+
+def _step(task: Task, run_id: str, step_id: str, attempt: int) -> str:
+    rt = _runtime()
+    worker = task.request.hostname or "celery"
+    return rt.call(dispatch.run_dispatched_step, rt, run_id, step_id, int(attempt), worker)
+
+
+def _sweep(task: Task) -> int:
+    rt = _runtime()
+    run_ids = rt.call(dispatch.sweep, rt, dispatch.worker_id(task.request.hostname or "beat"))
+    queue = CelerySettings.from_settings(rt.settings).workflow_queue
+    for run_id in run_ids:
+        task.app.send_task(ACTIVATE, args=[run_id], queue=queue)
+    if run_ids:
+        logger.info("sweep sent {} activation(s)", len(run_ids))
+    return len(run_ids)
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A Celery app configured for PyWorkflow from ``settings`` (default: this process's)."""
+    settings = settings or runtime.current_settings()
+    options = CelerySettings.from_settings(settings)
+    app = Celery("pyworkflow", broker=options.broker_url, backend=options.result_backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_default_queue=options.workflow_queue,
+        task_routes={
+            ACTIVATE: {"queue": options.workflow_queue},
+            SWEEP: {"queue": options.workflow_queue},
+            STEP: {"queue": options.step_queue},
+        },
+        # at-least-once delivery; duplicates find their work taken and are ignored
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        enable_utc=True,
+        timezone="UTC",
+        imports=tuple(settings.modules) + options.modules,
+        beat_schedule={
+            "pyworkflow-sweep": {
+                "task": SWEEP,
+                "schedule": options.sweep_interval,
+                "options": {"queue": options.workflow_queue, "expires": options.sweep_interval},
+            }
+        },
+    )
+    app.task(name=ACTIVATE, bind=True)(_activate)
+    app.task(name=STEP, bind=True)(_step)
+    app.task(name=SWEEP, bind=True)(_sweep)
+    return app
+
+
+@signals.worker_process_init.connect
+def _forget_inherited_runtime(**_: Any) -> None:
+    """A forked pool process starts its own runtime (threads do not survive fork)."""
+    runtime._runtime = None
+
+
+@signals.worker_shutdown.connect
+def _stop_runtime(**_: Any) -> None:
+    runtime.shutdown()
+
+
+app = create_app()

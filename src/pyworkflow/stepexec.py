@@ -1,0 +1,131 @@
+"""Running one attempt of a step body and turning its outcome into an event.
+
+Shared by activations that run steps in-process and by workers that run
+steps dispatched to them: the retry decision, timeout and error encoding
+are the same wherever the body runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from loguru import logger
+
+from pyworkflow import context as ctxmod
+from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
+from pyworkflow.models import Event, EventType, NewEvent, utcnow
+from pyworkflow.serialization import Serializer, dumps_limited
+from pyworkflow.step import StepDefinition
+
+__all__ = ["dump_error", "retry_bases", "run_step_attempt", "voided_seqs"]
+
+
+def dump_error(
+    serializer: Serializer, limit: int, exc: BaseException, what: str
+) -> tuple[str, BaseException]:
+    """Serialize ``exc``; an oversize or unserializable error is replaced."""
+    try:
+        return dumps_limited(serializer, exc, limit=limit, what=what), exc
+    except PayloadTooLargeError as too_big:
+        return serializer.dumps(too_big), too_big
+    except SerializationError:
+        tb = "".join(traceback.format_exception(exc))
+        fallback = StepFailedError(
+            str(exc),
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            traceback=tb[-4000:],
+        )
+        return serializer.dumps(fallback), fallback
+
+
+def voided_seqs(history: Iterable[Event]) -> set[int]:
+    """Seqs of step failures set aside by ``workflow_retried`` events (``runs retry``)."""
+    return {
+        seq
+        for e in history
+        if e.type == EventType.WORKFLOW_RETRIED
+        for seq in e.payload.get("void", ())
+    }
+
+
+def retry_bases(history: Iterable[Event], voided: set[int]) -> dict[str, int]:
+    """Per step id, the attempt a retried run's step budget starts again from."""
+    return {
+        str(e.correlation_id): int(e.payload.get("attempt", 0)) for e in history if e.seq in voided
+    }
+
+
+async def _call_body(
+    body: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Any:
+    if inspect.iscoroutinefunction(body):
+        return await body(*args, **kwargs)
+    result = await anyio.to_thread.run_sync(functools.partial(body, *args, **kwargs))
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def run_step_attempt(
+    definition: StepDefinition,
+    body: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    run_id: str,
+    step_id: str,
+    attempt: int,
+    retry_base: int,
+    serializer: Serializer,
+    limit: int,
+    extra: Mapping[str, Any] | None = None,
+) -> NewEvent:
+    """Run attempt ``attempt`` of a step body; return its ``step_completed``,
+    ``step_retrying`` or ``step_failed`` event (``extra`` is added to its payload).
+
+    ``retry_base`` is subtracted from ``attempt`` before the retry policy is
+    asked (a retried run gives the step a fresh budget).
+    """
+    ctxmod._step.set(
+        ctxmod.StepContext(
+            run_id=run_id,
+            step_id=step_id,
+            step_name=definition.name,
+            attempt=attempt,
+            idempotency_key=f"{run_id}:{step_id}",
+        )
+    )
+    log = logger.bind(run_id=run_id, step_id=step_id, step=definition.name, attempt=attempt)
+    base = {"name": definition.name, "attempt": attempt, **(extra or {})}
+    timeout = definition.timeout.total_seconds() if definition.timeout else None
+    try:
+        if timeout is None:
+            result = await _call_body(body, args, kwargs)
+        else:
+            with anyio.fail_after(timeout):
+                result = await _call_body(body, args, kwargs)
+        data = dumps_limited(
+            serializer, result, limit=limit, what=f"result of step {definition.name!r}"
+        )
+        log.debug("step completed")
+        return NewEvent(EventType.STEP_COMPLETED, step_id, {**base, "result": data})
+    except Exception as raised:
+        error: BaseException = raised
+        if isinstance(raised, TimeoutError) and timeout is not None:
+            error = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
+        data, error = dump_error(serializer, limit, error, f"error of step {definition.name!r}")
+        detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
+        if definition.retry.should_retry(error, attempt - retry_base):
+            delay = definition.retry.delay_for(error, attempt - retry_base)
+            due = utcnow() + delay
+            detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
+            log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
+            return NewEvent(EventType.STEP_RETRYING, step_id, detail)
+        log.error("step failed: {}", error)
+        return NewEvent(EventType.STEP_FAILED, step_id, detail)
