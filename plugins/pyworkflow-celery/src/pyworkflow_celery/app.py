@@ -64,6 +64,35 @@ def _sweep(task: Task) -> int:
     return len(run_ids)
 
 
+def _survive_broker_restarts() -> None:
+    """Keep a worker alive when Redis goes away while it holds unacked messages.
+
+    kombu's Redis transport (5.7) restores unacked messages when the
+    connection drops, through that already-closed connection, and the
+    ``AttributeError`` kills the worker ("Unrecoverable error"). Skipping the
+    restore is safe here: the messages stay in Redis's unacked set (redelivered
+    after the visibility timeout) and PyWorkflow's sweep recovers the runs anyway.
+    """
+    try:
+        from kombu.transport import redis as kombu_redis
+    except ImportError:  # redis transport not installed
+        return
+    qos = kombu_redis.QoS
+    if getattr(qos.restore_unacked, "_pyworkflow", False):
+        return
+    original = qos.restore_unacked
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        try:
+            return original(self, client)
+        except AttributeError as exc:
+            logger.warning("broker connection gone; unacked messages left to Redis ({})", exc)
+            return None
+
+    restore_unacked._pyworkflow = True  # type: ignore[attr-defined]
+    qos.restore_unacked = restore_unacked
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app configured for PyWorkflow from ``settings`` (default: this process's)."""
     settings = settings or runtime.current_settings()
@@ -112,4 +141,5 @@ def _stop_runtime(**_: Any) -> None:
     runtime.shutdown()
 
 
+_survive_broker_restarts()
 app = create_app()
