@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import celery_flows as flows
-from conftest import Cluster, RedisServer, client_settings, wait_for
+from conftest import client_settings, make_cluster, start_redis
+from pyworkflow_celery.testing import CeleryCluster as Cluster
+from pyworkflow_celery.testing import RedisServer, wait_for
 
 from pyworkflow import EventType, RunStatus, get_events, get_result, get_run, runtime, start
 
@@ -92,8 +94,8 @@ def test_a_dropped_timer_message_is_recovered_by_the_beat_sweep(
 
 
 def test_redis_restart_in_the_middle_of_a_run(tmp_path: Path) -> None:
-    server = RedisServer(tmp_path / "redis-aof", aof=True)
-    cluster = Cluster(tmp_path, server.url, f"sqlite:///{tmp_path / 'pw.db'}")
+    server = start_redis(tmp_path / "redis-aof", aof=True)
+    cluster = make_cluster(tmp_path, server.url, f"sqlite:///{tmp_path / 'pw.db'}")
     try:
         runtime.configure(**client_settings(server.url, cluster.storage_url))
         cluster.worker("w1")

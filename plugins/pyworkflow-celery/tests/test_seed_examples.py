@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import celery_flows as flows
-from conftest import Cluster
+from pyworkflow_celery.testing import CeleryCluster as Cluster
 
 from pyworkflow import EventType, RunStatus, get_events, get_result, get_run, start
 

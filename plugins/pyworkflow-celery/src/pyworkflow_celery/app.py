@@ -15,6 +15,7 @@ The app is configured from the same settings as the rest of PyWorkflow
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -77,10 +78,10 @@ def _survive_broker_restarts() -> None:
         from kombu.transport import redis as kombu_redis
     except ImportError:  # redis transport not installed
         return
-    qos = kombu_redis.QoS
+    qos: Any = kombu_redis.QoS
     if getattr(qos.restore_unacked, "_pyworkflow", False):
         return
-    original = qos.restore_unacked
+    original: Callable[..., Any] = qos.restore_unacked
 
     def restore_unacked(self: Any, client: Any = None) -> Any:
         try:
@@ -130,15 +131,17 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-@signals.worker_process_init.connect
 def _forget_inherited_runtime(**_: Any) -> None:
     """A forked pool process starts its own runtime (threads do not survive fork)."""
     runtime._runtime = None
 
 
-@signals.worker_shutdown.connect
 def _stop_runtime(**_: Any) -> None:
     runtime.shutdown()
+
+
+signals.worker_process_init.connect(_forget_inherited_runtime, weak=False)
+signals.worker_shutdown.connect(_stop_runtime, weak=False)
 
 
 _survive_broker_restarts()

@@ -1,0 +1,114 @@
+"""Throughput of the Celery executor against a plain Celery ``chain``, in the same run.
+
+Run: ``python bench/celery_throughput.py [--runs 500] [--workers 2] [--concurrency 4]``.
+Starts its own ``redis-server`` (127.0.0.1, free port) and Celery worker
+processes, then:
+
+1. starts ``--runs`` PyWorkflow runs of a 5-step workflow (``executor = "celery"``,
+   SQLite storage shared by the workers) and waits until all complete;
+2. sends the same number of plain Celery ``chain``s of 5 tasks to workers of
+   the same shape and waits for all results.
+
+Prints runs/s and steps/s of both and PyWorkflow's throughput as a fraction of
+the plain chain's. Needs ``pip install ./plugins/pyworkflow-celery``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    import celery_bench_flows as flows
+    from celery import chain
+    from pyworkflow_celery.testing import CeleryCluster, RedisServer, wait_for
+
+    import pyworkflow
+    from pyworkflow import RunStatus, get_run, runtime, start
+
+    with tempfile.TemporaryDirectory(prefix="pw-celery-bench-") as tmp:
+        tmp_path = Path(tmp)
+        server = RedisServer(tmp_path / "redis")
+        storage = f"sqlite:///{tmp_path / 'pw.db'}"
+        cluster = CeleryCluster(
+            tmp_path, server.url, storage, modules="celery_bench_flows", pythonpath=HERE
+        )
+        try:
+            # ----- PyWorkflow on Celery -----
+            for i in range(args.workers):
+                cluster.worker(f"pw{i}", concurrency=args.concurrency)
+            runtime.configure(storage=storage, executor="celery", celery={"broker_url": server.url})
+            began = time.perf_counter()
+            run_ids = [start(flows.bench_five_steps, i) for i in range(args.runs)]
+
+            pending = list(run_ids)
+
+            def all_done() -> bool:
+                while pending and get_run(pending[-1]).status == RunStatus.COMPLETED:
+                    pending.pop()
+                if not pending:
+                    return True
+                time.sleep(0.2)  # keep the poll light: it reads the same database
+                return False
+
+            wait_for(all_done, 600, "all PyWorkflow runs to complete")
+            pw_time = time.perf_counter() - began
+            results = [pyworkflow.get_result(r) for r in run_ids]
+            assert results == [i + 5 for i in range(args.runs)], "wrong results"
+            runtime.reset()
+            cluster.stop_all()
+
+            # ----- the baseline: a plain Celery chain of 5 tasks -----
+            baseline_url = server.url[:-1] + "1"
+            flows.baseline_app.conf.broker_url = baseline_url
+            flows.baseline_app.conf.result_backend = baseline_url
+            cluster.broker_url = baseline_url
+            for i in range(args.workers):
+                cluster.worker(
+                    f"base{i}",
+                    concurrency=args.concurrency,
+                    app="celery_bench_flows:baseline_app",
+                    queues="celery",
+                    env={"BENCH_BROKER_URL": baseline_url},
+                )
+            began = time.perf_counter()
+            chains = [
+                chain(flows.add_one.s(i), *[flows.add_one.s() for _ in range(4)]).apply_async()
+                for i in range(args.runs)
+            ]
+            base_results = [c.get(timeout=600) for c in chains]
+            base_time = time.perf_counter() - began
+            assert base_results == [i + 5 for i in range(args.runs)], "wrong baseline results"
+        finally:
+            runtime.reset()
+            cluster.stop_all()
+            server.stop()
+
+    steps = args.runs * 5
+    print(f"workload: {args.runs} runs x 5 steps, {args.workers} workers x {args.concurrency}")
+    print(
+        f"pyworkflow (celery executor, SQLite storage): {pw_time:7.2f} s  "
+        f"{args.runs / pw_time:8.1f} runs/s  {steps / pw_time:8.1f} steps/s"
+    )
+    print(
+        f"plain celery chain of 5 tasks:                {base_time:7.2f} s  "
+        f"{args.runs / base_time:8.1f} runs/s  {steps / base_time:8.1f} steps/s"
+    )
+    print(f"pyworkflow throughput / plain chain: {base_time / pw_time:.2f}")
+
+
+if __name__ == "__main__":
+    main()
