@@ -200,3 +200,21 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path = write_pyproject(tmp_path, "[tool.pyworkflow\n")
     with pytest.raises(ConfigError, match=str(path).replace("\\", "\\\\")):
         load_settings(cwd=tmp_path, environ={})
+
+
+def test_plugin_options_from_environment_variables() -> None:
+    from pyworkflow.config import load_settings
+
+    settings = load_settings(
+        environ={
+            "PYWORKFLOW_CELERY__BROKER_URL": "redis://h:1/0",
+            "PYWORKFLOW_CELERY__SWEEP_INTERVAL": "2",
+            "PYWORKFLOW_STORAGE": "memory://",
+        }
+    )
+    assert settings.plugin_tables["celery"] == {
+        "broker_url": "redis://h:1/0",
+        "sweep_interval": "2",
+    }
+    assert settings.storage == "memory://"
+    assert settings.source_of("celery.sweep_interval") == "env PYWORKFLOW_CELERY__SWEEP_INTERVAL"
