@@ -180,12 +180,12 @@ async def nap_flow(log: str, pause: str = "3s") -> str:
 
 
 @step()
-async def add_one(value: int) -> int:
+async def celery_add_one(value: int) -> int:
     return value + 1
 
 
 @workflow
-async def five_steps(value: int) -> int:
+async def celery_five_steps(value: int) -> int:
     for _ in range(5):
-        value = await add_one(value)
+        value = await celery_add_one(value)
     return value

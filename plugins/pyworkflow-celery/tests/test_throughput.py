@@ -19,7 +19,7 @@ def test_500_runs_of_five_steps_on_two_workers(cluster: CeleryCluster) -> None:
     cluster.worker("w2", concurrency=4)
     cluster.beat()
     began = time.perf_counter()
-    run_ids = [start(flows.five_steps, i) for i in range(500)]
+    run_ids = [start(flows.celery_five_steps, i) for i in range(500)]
     pending = list(run_ids)
 
     def all_done() -> bool:
