@@ -162,8 +162,9 @@ def test_two_worker_processes_drain_200_runs(tmp_path: Path, procs: Procs) -> No
     sys.path.insert(0, str(HERE))
     import procflows
 
-    procs.worker(db, PYWORKFLOW_WORKER_CONCURRENCY="16")
-    procs.worker(db, PYWORKFLOW_WORKER_CONCURRENCY="16")
+    procs.worker(db, PYWORKFLOW_WORKER_CONCURRENCY="4")
+    procs.worker(db, PYWORKFLOW_WORKER_CONCURRENCY="4")
+    # small concurrency: neither worker can drain every run before the other polls
     run_ids = [pyworkflow.start(procflows.five_steps, i) for i in range(200)]
     for i, run_id in enumerate(run_ids):
         assert get_result(run_id, timeout=180) == i + 5
