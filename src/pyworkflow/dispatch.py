@@ -29,14 +29,14 @@ import anyio
 import attrs
 from loguru import logger
 
-from pyworkflow.engine import run_activation
+from pyworkflow.engine import queued_owner, run_activation
 from pyworkflow.errors import (
     ConcurrencyError,
     RunNotFoundError,
     SerializationError,
     StepNotFoundError,
 )
-from pyworkflow.models import Event, EventType, NewEvent, RunPatch, utcnow
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, utcnow
 from pyworkflow.step import RetryPolicy, StepDefinition, get_step
 from pyworkflow.stepexec import retry_bases, run_step_attempt, voided_seqs
 
@@ -55,11 +55,6 @@ __all__ = [
 #: Lease owners of placeholder claims a sweep makes before sending an activation
 #: message; any activation message may take such a claim over.
 DISPATCH_PREFIX = "dispatch:"
-
-
-def queued_owner(attempt: int) -> str:
-    """The step lease owner of a dispatched attempt no worker has taken yet."""
-    return f"queued:{attempt}"
 
 
 def worker_id(name: str) -> str:
@@ -142,15 +137,22 @@ async def _append_if(
     event: NewEvent,
     accept: Callable[[_StepView], bool],
     patch: RunPatch | None = None,
+    *,
+    snapshot: tuple[Run, Sequence[Event]] | None = None,
 ) -> bool:
     """Append ``event`` if the run is live and ``accept`` holds on the step's
-    history, re-checking after every concurrent append; False if refused."""
+    history, re-checking after every concurrent append; False if refused.
+
+    ``snapshot`` (the run and its log, just read) saves the first reads."""
     storage = runtime.storage
     while True:
-        run = await storage.get_run(run_id)
+        if snapshot is None:
+            run = await storage.get_run(run_id)
+            history: Sequence[Event] = await storage.get_events(run_id)
+        else:
+            (run, history), snapshot = snapshot, None
         if run.status.is_terminal:
             return False
-        history = await storage.get_events(run_id)
         if not accept(_view(history, step_id)):
             return False
         last = history[-1].seq if history else 0
@@ -211,6 +213,7 @@ async def _run_leased(
 ) -> str:
     storage = runtime.storage
     log = logger.bind(run_id=run_id, step_id=step_id, attempt=attempt, worker=worker)
+    run = await storage.get_run(run_id)
     history = await storage.get_events(run_id)
     view = _view(history, step_id)
     scheduled = view.scheduled.get(attempt)
@@ -235,7 +238,7 @@ async def _run_leased(
     def may_start(v: _StepView) -> bool:
         return not v.resolved and v.latest == attempt and attempt not in v.started
 
-    if not await _append_if(runtime, run_id, step_id, started, may_start):
+    if not await _append_if(runtime, run_id, step_id, started, may_start, snapshot=(run, history)):
         log.debug("step already started, settled or superseded; ignored")
         return "stale"
     log.info("dispatched step started")

@@ -45,7 +45,14 @@ from pyworkflow.workflow import get_workflow
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
-__all__ = ["ReplayReport", "activate", "check_replay", "is_external", "run_activation"]
+__all__ = [
+    "ReplayReport",
+    "activate",
+    "check_replay",
+    "is_external",
+    "queued_owner",
+    "run_activation",
+]
 
 #: Events that settle an operation; replay delivers them in log order.
 _RESOLUTIONS = frozenset(
@@ -61,6 +68,8 @@ _RESOLUTIONS = frozenset(
 _STEP_FACTS = frozenset({EventType.STEP_COMPLETED, EventType.STEP_FAILED, EventType.STEP_RETRYING})
 #: Events that record the call of a step (in-process, or dispatched to another worker).
 _STEP_CALLS = frozenset({EventType.STEP_STARTED, EventType.STEP_SCHEDULED})
+#: Step events a worker running a dispatched step writes (marked ``"dispatched": true``).
+_DISPATCHED_STEP_EVENTS = _STEP_FACTS | {EventType.STEP_STARTED}
 #: Events that do not mean an earlier activation ran the workflow code.
 _NOT_DECISIONS = EXTERNAL_EVENTS | {EventType.WORKFLOW_STARTED}
 
@@ -73,9 +82,12 @@ def is_external(event: Event | NewEvent) -> bool:
     """
     if event.type in EXTERNAL_EVENTS:
         return True
-    return event.type in _STEP_FACTS | {EventType.STEP_STARTED} and bool(
-        event.payload.get("dispatched")
-    )
+    return event.type in _DISPATCHED_STEP_EVENTS and bool(event.payload.get("dispatched"))
+
+
+def queued_owner(attempt: int) -> str:
+    """The step lease owner of a dispatched attempt no worker has taken yet."""
+    return f"queued:{attempt}"
 
 
 class _Restart(Exception):
@@ -710,7 +722,7 @@ class Activation:
             return
         until = utcnow() + self.dispatch_timeout
         for op in ops:
-            await self.storage.set_step_lease(self.run_id, op.cid, f"queued:{op.attempt}", until)
+            await self.storage.set_step_lease(self.run_id, op.cid, queued_owner(op.attempt), until)
         await self.runtime.executor.dispatch_steps(
             self.run_id, [(op.cid, op.attempt) for op in ops]
         )
@@ -840,14 +852,7 @@ async def activate(runtime: Runtime, run: Run, owner: str) -> None:
             return
         except WorkflowNotFoundError as exc:
             log.error("{}", exc)
-            retry_at = utcnow() + timedelta(seconds=max(5.0, runtime.settings.poll_interval))
-            await runtime.storage.append_events(
-                run.run_id,
-                run.last_seq,
-                [],
-                RunPatch(set_wake=True, wake_at=retry_at, release_lease=True),
-                owner=owner,
-            )
+            await _back_off(runtime, run.run_id, owner)
             return
         except (CorruptDataError, SerializationError) as exc:
             log.error("corrupt data: {}", exc)
