@@ -99,6 +99,20 @@ class Worker:
         """Claim and activate due runs until ``stop()``."""
         self._loop = asyncio.get_running_loop()
         self.log.info("worker started (concurrency {})", self.concurrency)
+        storage = self.runtime.storage
+        storage.add_wake_listener(self._pushed)
+        try:
+            await self._loop_until_stopped()
+        finally:
+            storage.remove_wake_listener(self._pushed)
+        self.log.info("worker stopped")
+
+    def _pushed(self, at: datetime | None) -> None:
+        """A wake-up pushed by storage (another process made a run due)."""
+        self.hint(at)
+        self.wake()
+
+    async def _loop_until_stopped(self) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew_leases)
             while True:
@@ -126,7 +140,6 @@ class Worker:
                 await self._wait(await self._sleep_time())
             await self._drain()
             tg.cancel_scope.cancel()
-        self.log.info("worker stopped")
 
     async def _wait(self, timeout: float) -> None:
         if self._dirty or self._stopping:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,31 @@ class Storage(abc.ABC):
     """
 
     url: str
+    #: Whether the backend pushes wake-ups made by other processes to
+    #: :meth:`add_wake_listener` listeners (Postgres ``LISTEN/NOTIFY``, Redis
+    #: pub/sub). Workers poll either way; a push only makes them claim sooner.
+    pushes_wakeups: bool = False
+
+    def add_wake_listener(self, listener: Callable[[datetime | None], None]) -> None:
+        """Call ``listener(wake_at)`` on the storage's loop when any process makes a run due.
+
+        ``wake_at`` is when the run becomes due (None: unknown, look now).
+        Backends without push notifications never call it (the default).
+        """
+        self.__dict__.setdefault("_wake_listeners", []).append(listener)
+
+    def remove_wake_listener(self, listener: Callable[[datetime | None], None]) -> None:
+        """Stop calling ``listener`` (no-op if it was not added)."""
+        listeners: list[Callable[[datetime | None], None]] = self.__dict__.get(
+            "_wake_listeners", []
+        )
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def wake_listeners(self, at: datetime | None) -> None:
+        """Tell every listener that a run is due at ``at`` (backends call it)."""
+        for listener in list(self.__dict__.get("_wake_listeners", [])):
+            listener(at)
 
     async def open(self) -> None:
         """Connect and create the schema if needed."""
