@@ -1,0 +1,204 @@
+"""Real servers for tests and benchmarks: ``redis-server`` and PostgreSQL on 127.0.0.1.
+
+Each server listens on a free loopback port with a throw-away data directory;
+stop what you start (``server.stop()``). A missing binary raises
+:class:`ServerMissingError` naming the Debian package to install.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServerMissingError",
+    "free_port",
+    "wait_for",
+]
+
+T = TypeVar("T")
+
+
+class ServerMissingError(RuntimeError):
+    """The server binary is not installed on this machine."""
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``check()`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int, request: bytes, expect: bytes) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(request)
+            return sock.recv(64).startswith(expect)
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One ``redis-server`` process; ``restart()`` keeps its port and data dir.
+
+    ``aof=True`` turns on the append-only file with ``appendfsync always``
+    (every acknowledged write is on disk), as a durable deployment would.
+    """
+
+    def __init__(self, directory: Path, *, aof: bool = False, start: bool = True) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServerMissingError(
+                "redis-server is not installed (Debian: apt-get install -y redis-server)"
+            )
+        self.binary = binary
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.aof = aof
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Any:
+        """A synchronous ``redis.Redis`` client (needs redis-py)."""
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.directory), "--save", ""]
+        if self.aof:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        log = open(self.directory / "redis.log", "ab")  # closed with the process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        proc = self.proc
+
+        def pong() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"redis-server exited: see {self.directory / 'redis.log'}")
+            return _answers(self.port, b"PING\r\n", b"+PONG")
+
+        wait_for(pong, 20, "redis-server to answer PING")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def restart(self, pause: float = 0.0) -> None:
+        self.stop()
+        time.sleep(pause)
+        self.start()
+
+
+def postgres_bindir() -> Path:
+    """Where ``initdb`` and ``pg_ctl`` live (PATH, then Debian's versioned folders)."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if Path(candidate, "initdb").exists():
+            return Path(candidate)
+    raise ServerMissingError(
+        "PostgreSQL server binaries (initdb, pg_ctl) are not installed "
+        "(Debian: apt-get install -y postgresql)"
+    )
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster on 127.0.0.1; ``restart()`` keeps port and data.
+
+    Runs as the ``postgres`` user when started as root (PostgreSQL refuses
+    root). ``fsync=False`` trades crash safety for speed in tests that do
+    not test durability.
+    """
+
+    def __init__(self, *, fsync: bool = True, start: bool = True) -> None:
+        self.bindir = postgres_bindir()
+        self.directory = Path(tempfile.mkdtemp(prefix="pyworkflow-pg-"))
+        self.directory.chmod(0o711)
+        self.data = self.directory / "data"
+        self.fsync = fsync
+        self.port = free_port()
+        self._as_postgres = os.geteuid() == 0
+        self._initdb()
+        self.running = False
+        if start:
+            self.start()
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({out.returncode}): {out.stderr or out.stdout}")
+        return out
+
+    def _initdb(self) -> None:
+        if self._as_postgres:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        options += " -c max_connections=200"
+        if not self.fsync:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        log = str(self.directory / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: disconnect clients, ``immediate``: like a crash)."""
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+            self.running = False
+
+    def restart(self, pause: float = 0.0, mode: str = "fast") -> None:
+        self.stop(mode)
+        time.sleep(pause)
+        self.start()
+
+    def destroy(self) -> None:
+        """Stop the server and delete its data directory."""
+        try:
+            self.stop("immediate")
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
