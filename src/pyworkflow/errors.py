@@ -20,6 +20,7 @@ __all__ = [
     "RunNotFoundError",
     "SerializationError",
     "StepFailedError",
+    "StorageUnavailableError",
     "WorkflowCancelledError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",
@@ -121,6 +122,10 @@ class PayloadTooLargeError(FatalError, SerializationError):
 
 class CorruptDataError(PyWorkflowError):
     """A stored row or event payload could not be decoded."""
+
+
+class StorageUnavailableError(PyWorkflowError, ConnectionError):
+    """The storage server could not be reached within the backend's reconnect timeout."""
 
 
 class ConfigError(PyWorkflowError, ValueError):

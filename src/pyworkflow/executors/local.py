@@ -125,9 +125,7 @@ class Worker:
                 free = self.concurrency - len(self.active)
                 claimed: list[Run] = []
                 if free > 0:
-                    claimed = await self.runtime.storage.claim_runs(
-                        self.owner, utcnow(), free, self.lease
-                    )
+                    claimed = await self._claim(free)
                     for run in claimed:
                         scope = anyio.CancelScope()
                         self.active[run.run_id] = scope
@@ -140,6 +138,14 @@ class Worker:
                 await self._wait(await self._sleep_time())
             await self._drain()
             tg.cancel_scope.cancel()
+
+    async def _claim(self, limit: int) -> list[Run]:
+        """Claim due runs; a storage outage is logged and retried after a poll interval."""
+        try:
+            return await self.runtime.storage.claim_runs(self.owner, utcnow(), limit, self.lease)
+        except Exception:
+            self.log.exception("claiming due runs failed; retrying after the poll interval")
+            return []
 
     async def _wait(self, timeout: float) -> None:
         if self._dirty or self._stopping:
@@ -173,6 +179,8 @@ class Worker:
         try:
             with scope:
                 await run_activation(self.runtime, run, self.owner)
+        except Exception:  # storage down even for the back-off: the lease expires, recovery
+            logger.bind(run_id=run.run_id).exception("activation ended with a storage error")
         finally:
             self.active.pop(run.run_id, None)
             if not self.active:
@@ -185,7 +193,12 @@ class Worker:
             await anyio.sleep(interval)
             until = utcnow() + self.lease
             for run_id, scope in list(self.active.items()):
-                if not await self.runtime.storage.renew_lease(run_id, self.owner, until):
+                try:
+                    held = await self.runtime.storage.renew_lease(run_id, self.owner, until)
+                except Exception:  # keep renewing the others; this lease may still expire
+                    logger.bind(run_id=run_id).exception("renewing the lease failed")
+                    continue
+                if not held:
                     if run_id in self.active:
                         logger.bind(run_id=run_id).warning("lease lost; stopping activation")
                         scope.cancel()

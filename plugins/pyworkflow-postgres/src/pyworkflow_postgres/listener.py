@@ -1,0 +1,85 @@
+"""``LISTEN`` on the wake-up channel: a dedicated connection that survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+__all__ = ["WakeListener", "parse_wake"]
+
+#: Seconds between liveness checks of the listening connection.
+PING_INTERVAL = 5.0
+
+
+def parse_wake(payload: str) -> datetime | None:
+    """The wake time in a notification payload (epoch seconds), None if unreadable."""
+    try:
+        return datetime.fromtimestamp(float(payload), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+class WakeListener:
+    """Keeps one asyncpg connection LISTENing on ``channel`` and reports wake-ups.
+
+    ``on_wake(at)`` is called on the event loop for each notification, and
+    with None after every (re)connection: notifications sent while nobody
+    listened are lost, so workers are told to look at once.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        channel: str,
+        on_wake: Callable[[datetime | None], None],
+    ) -> None:
+        self.connect = connect
+        self.channel = channel
+        self.on_wake = on_wake
+        self.connections = 0
+        self.log = logger.bind(channel=channel)
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self.on_wake(parse_wake(payload))
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting with backoff (0.1 s doubling to 5 s)."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await self.connect()
+            except Exception as exc:
+                self.log.warning("LISTEN connection failed ({}); retrying in {:.1f}s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            try:
+                await self._listen(conn)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("LISTEN connection lost ({}); reconnecting", exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.terminate()
+
+    async def _listen(self, conn: Any) -> None:
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(self.channel, self._notified)
+        self.connections += 1
+        if self.connections > 1:
+            self.log.info("LISTEN connection restored")
+        self.on_wake(None)
+        while not conn.is_closed():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), PING_INTERVAL)
+            if lost.is_set() or conn.is_closed():
+                return
+            await asyncio.wait_for(conn.execute("SELECT 1"), PING_INTERVAL)

@@ -1,0 +1,110 @@
+"""The schema version table and the upgrade path: a minimal versioned DDL runner.
+
+Each :class:`Migration` has a version number and a function that runs DDL
+on a synchronous SQLAlchemy connection. :func:`migrate` applies the ones
+the database has not seen, in order, in one transaction holding a
+PostgreSQL advisory lock, so many workers starting at once upgrade the
+schema exactly once. A database newer than this code is refused.
+
+Why not Alembic: the tables are defined once, in
+``pyworkflow.storage.schema`` (SQLModel), and shared with SQLite; Alembic
+would add a dependency, an ``env.py`` and a script directory to ship
+inside a library, for a handful of DDL statements. Applications that
+manage their own database with Alembic can include these tables'
+metadata (``SQLModel.metadata``) instead, and set ``migrate = false``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import SQLModel
+
+from pyworkflow.errors import ConfigError
+from pyworkflow.storage.schema import EventRow, HookRow, RunRow, StepLeaseRow
+
+__all__ = ["LATEST", "MIGRATIONS", "Migration", "migrate", "schema_version"]
+
+VERSION_TABLE = "pyworkflow_schema_version"
+_metadata = MetaData()
+versions = Table(
+    VERSION_TABLE,
+    _metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String, nullable=False),
+    Column("applied_at", Float, nullable=False),
+)
+
+
+@attrs.frozen
+class Migration:
+    """One step of the schema's history."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_tables(conn: Connection) -> None:
+    tables = [
+        SQLModel.metadata.tables[str(row.__tablename__)]
+        for row in (RunRow, EventRow, HookRow, StepLeaseRow)
+    ]
+    SQLModel.metadata.create_all(conn, tables=tables)
+
+
+#: Every migration, oldest first; append new ones, never edit old ones.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs, events, hooks and step leases (pyworkflow.storage.schema)", _create_tables),
+)
+#: The schema version this code writes and reads.
+LATEST = MIGRATIONS[-1].version
+
+
+async def schema_version(conn: AsyncConnection) -> int:
+    """The highest applied version (0 for a database without PyWorkflow tables)."""
+    exists = await conn.scalar(
+        text("SELECT to_regclass(:name) IS NOT NULL"), {"name": VERSION_TABLE}
+    )
+    if not exists:
+        return 0
+    return int(
+        await conn.scalar(select(versions.c.version).order_by(versions.c.version.desc())) or 0
+    )
+
+
+async def migrate(conn: AsyncConnection, schema: str) -> list[int]:
+    """Bring ``schema`` up to :data:`LATEST` inside the caller's transaction.
+
+    Returns the versions applied now (empty if already current). Raises
+    ConfigError if the database was migrated by a newer plugin version.
+    """
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"pyworkflow:{schema}"}
+    )
+    await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    await conn.run_sync(lambda sync: _metadata.create_all(sync, tables=[versions]))
+    current = await schema_version(conn)
+    if current > LATEST:
+        raise ConfigError(
+            f"the PyWorkflow tables in schema {schema!r} are at version {current}, newer than "
+            f"this pyworkflow-postgres knows ({LATEST}); upgrade pyworkflow-postgres"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        await conn.run_sync(migration.apply)
+        await conn.execute(
+            versions.insert().values(
+                version=migration.version,
+                description=migration.description,
+                applied_at=time.time(),
+            )
+        )
+        applied.append(migration.version)
+    return applied

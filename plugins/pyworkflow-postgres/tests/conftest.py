@@ -1,0 +1,49 @@
+"""A real PostgreSQL server for the tests: one per session, a fresh schema per test.
+
+With ``CI=true`` missing PostgreSQL binaries fail the tests instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyworkflow import runtime
+from pyworkflow.testing.servers import PostgresServer, ServerMissingError
+
+
+def start_postgres(*, fsync: bool = False) -> PostgresServer:
+    try:
+        return PostgresServer(fsync=fsync)
+    except ServerMissingError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def schema_url(postgres_server: PostgresServer) -> str:
+    """The session server's URL with a schema no other test uses."""
+    return f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("PYWORKFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    runtime.reset()
+    yield
+    runtime.reset()
