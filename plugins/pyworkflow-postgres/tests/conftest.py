@@ -47,3 +47,12 @@ def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     runtime.reset()
     yield
     runtime.reset()
+
+
+@pytest.fixture
+def durable_server() -> Iterator[PostgresServer]:
+    """A server of the test's own, with fsync on: restarts must lose nothing."""
+    server = start_postgres(fsync=True)
+    yield server
+    runtime.reset()  # the test's client stops listening before the server goes away
+    server.destroy()

@@ -233,9 +233,9 @@ class PostgresStorage(Storage):
                         await conn.rollback()
                         if done is not None:
                             return done
-                    async with conn.begin():
-                        result = await fn(conn)
-                        committing = True
+                    result = await fn(conn)  # in the transaction the first statement began
+                    committing = True
+                    await conn.commit()
                     return result
             except Exception as exc:
                 if not is_retryable(exc):

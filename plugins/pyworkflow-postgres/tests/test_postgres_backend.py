@@ -1,0 +1,286 @@
+"""What PostgreSQL adds beyond the suites: URLs, migrations, SKIP LOCKED, NOTIFY, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import anyio
+import pytest
+from pyworkflow_postgres import PostgresSettings, PostgresStorage
+from pyworkflow_postgres.migrations import LATEST
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import pyworkflow
+from pyworkflow.errors import ConfigError, StorageUnavailableError
+from pyworkflow.models import EventType, NewEvent, RunPatch, utcnow
+from pyworkflow.runtime import get_runtime
+from pyworkflow.testing.servers import PostgresServer, free_port
+from pyworkflow.testing.storage_suite import make_run
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def storage(schema_url: str) -> AsyncIterator[PostgresStorage]:
+    store = PostgresStorage(schema_url)
+    await store.open()
+    yield store
+    await store.close()
+
+
+# ----- configuration -----
+
+
+def test_postgresql_url_resolves_through_the_entry_point(schema_url: str) -> None:
+    pyworkflow.configure(storage=schema_url, postgres={"pool_size": 3}, embedded_worker=False)
+    store = get_runtime().storage
+    assert isinstance(store, PostgresStorage)
+    assert store.settings.pool_size == 3
+    assert store.schema == schema_url.rsplit("=", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg2://u@h/db", "uses asyncpg"),
+        ("postgresql://u@127.0.0.1:5432", "names no database"),
+        ("postgresql://u@127.0.0.1/db?schema=Bad-Name", "?schema= must be a lower-case SQL"),
+    ],
+)
+def test_bad_urls_are_named(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
+        PostgresStorage(url)
+
+
+def test_bad_plugin_options_are_named(schema_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"unknown option 'pool' in \[tool.pyworkflow.postgres\]"):
+        pyworkflow.configure(storage=schema_url, postgres={"pool": 3})
+        get_runtime()
+    pyworkflow.runtime.reset()
+    with pytest.raises(ConfigError, match="'reconnect_timeout'.*positive number of seconds"):
+        pyworkflow.configure(storage=schema_url, postgres={"reconnect_timeout": -1})
+        get_runtime()
+
+
+def test_plugin_options_from_the_environment(
+    schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYWORKFLOW_STORAGE", schema_url)
+    monkeypatch.setenv("PYWORKFLOW_POSTGRES__NOTIFY", "false")
+    monkeypatch.setenv("PYWORKFLOW_EMBEDDED_WORKER", "false")
+    store = get_runtime().storage
+    assert isinstance(store, PostgresStorage)
+    assert store.settings.notify is False and store.pushes_wakeups is False
+
+
+# ----- migrations -----
+
+
+async def test_schema_is_versioned_and_migrated_once_by_concurrent_openers(
+    schema_url: str,
+) -> None:
+    stores = [PostgresStorage(schema_url) for _ in range(5)]
+    async with anyio.create_task_group() as tg:
+        for store in stores:
+            tg.start_soon(store.open)
+    try:
+        engine = stores[0]._engine
+        assert engine is not None
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT version FROM pyworkflow_schema_version"))).all()
+        assert [r[0] for r in rows] == [LATEST]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_newer_schema_is_refused(storage: PostgresStorage, schema_url: str) -> None:
+    assert storage._engine is not None
+    async with storage._engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO pyworkflow_schema_version VALUES (:v, 'from the future', 0)"),
+            {"v": LATEST + 1},
+        )
+    newer = PostgresStorage(schema_url)
+    with pytest.raises(ConfigError, match=f"at version {LATEST + 1}, newer than"):
+        await newer.open()
+
+
+async def test_migrate_false_needs_tables_at_this_version(postgres_server: PostgresServer) -> None:
+    url = f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStorage(url, PostgresSettings(migrate=False))
+    with pytest.raises(ConfigError, match=f"at version 0, this pyworkflow-postgres needs {LATEST}"):
+        await store.open()
+    first = PostgresStorage(url)
+    await first.open()
+    await first.close()
+    await store.open()  # now current
+    await store.close()
+
+
+# ----- claims -----
+
+
+async def test_concurrent_claimers_take_disjoint_runs(
+    storage: PostgresStorage, schema_url: str
+) -> None:
+    past = utcnow() - timedelta(seconds=1)
+    for i in range(200):
+        await storage.create_run(make_run(f"r{i:03}", wake_at=past), [])
+    claimers = [PostgresStorage(schema_url) for _ in range(8)]
+    for claimer in claimers:
+        await claimer.open()
+    claimed: dict[str, list[str]] = {}
+
+    async def claim(n: int, store: PostgresStorage) -> None:
+        owner = f"w{n}"
+        claimed[owner] = []
+        while True:
+            runs = await store.claim_runs(owner, utcnow(), 7, timedelta(minutes=5))
+            if not runs:
+                return
+            claimed[owner] += [r.run_id for r in runs]
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for n, claimer in enumerate(claimers):
+                tg.start_soon(claim, n, claimer)
+    finally:
+        for claimer in claimers:
+            await claimer.close()
+    every = [run_id for ids in claimed.values() for run_id in ids]
+    assert len(every) == 200 and len(set(every)) == 200
+    assert sum(1 for ids in claimed.values() if ids) > 1
+    for owner, ids in claimed.items():
+        for run_id in ids[:3]:
+            assert (await storage.get_run(run_id)).lease_owner == owner
+
+
+# ----- wake-ups -----
+
+
+async def test_notify_reaches_listeners_of_other_connections(
+    storage: PostgresStorage, schema_url: str
+) -> None:
+    writer = PostgresStorage(schema_url)
+    await writer.open()
+    heard: list[datetime | None] = []
+    got = anyio.Event()
+
+    def listener(at: datetime | None) -> None:
+        heard.append(at)
+        if at is not None:
+            got.set()
+
+    storage.add_wake_listener(listener)
+    try:
+        await anyio.sleep(0.3)  # the LISTEN connection is up
+        due = utcnow() + timedelta(seconds=30)
+        await writer.create_run(make_run("woken", wake_at=due), [])
+        with anyio.fail_after(5):
+            await got.wait()
+        assert due in heard
+    finally:
+        await writer.close()
+
+
+async def test_no_notify_when_disabled(schema_url: str) -> None:
+    quiet = PostgresStorage(schema_url, PostgresSettings(notify=False))
+    loud = PostgresStorage(schema_url)
+    await quiet.open()
+    await loud.open()
+    heard: list[datetime | None] = []
+    loud.add_wake_listener(heard.append)
+    try:
+        await anyio.sleep(0.3)
+        heard.clear()
+        await quiet.create_run(make_run("silent", wake_at=utcnow()), [])
+        await anyio.sleep(0.5)
+        assert heard == []
+        assert quiet._listen_task is None
+    finally:
+        await quiet.close()
+        await loud.close()
+
+
+# ----- connection loss -----
+
+
+async def test_an_interrupted_commit_that_landed_is_not_written_twice(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.create_run(make_run("ambiguous"), [])
+    real_commit = AsyncConnection.commit
+    cut = {"done": False}
+
+    async def commit_then_drop(self: AsyncConnection) -> None:
+        await real_commit(self)
+        if not cut["done"]:
+            cut["done"] = True
+            raise ConnectionResetError("connection lost during COMMIT")
+
+    monkeypatch.setattr(AsyncConnection, "commit", commit_then_drop)
+    events = [NewEvent(EventType.STEP_COMPLETED, "1", {"result": "1"})]
+    assert await storage.append_events("ambiguous", 0, events) == 1
+    monkeypatch.setattr(AsyncConnection, "commit", real_commit)
+    assert cut["done"]
+    assert [e.seq for e in await storage.get_events("ambiguous")] == [1]
+
+
+async def test_an_interrupted_commit_that_did_not_land_is_retried(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.create_run(make_run("lost"), [])
+    real_commit = AsyncConnection.commit
+    cut = {"done": False}
+
+    async def drop_before_commit(self: AsyncConnection) -> None:
+        if not cut["done"]:
+            cut["done"] = True
+            await self.rollback()
+            raise ConnectionResetError("connection lost before COMMIT reached the server")
+        await real_commit(self)
+
+    monkeypatch.setattr(AsyncConnection, "commit", drop_before_commit)
+    events = [NewEvent(EventType.STEP_COMPLETED, "1", {"result": "1"})]
+    assert await storage.append_events("lost", 0, events, RunPatch(set_wake=True)) == 1
+    monkeypatch.setattr(AsyncConnection, "commit", real_commit)
+    assert cut["done"]
+    assert [e.seq for e in await storage.get_events("lost")] == [1]
+
+
+async def test_operations_wait_out_a_server_restart() -> None:
+    server = PostgresServer(fsync=False)
+    store = PostgresStorage(server.url)
+    try:
+        await store.open()
+        await store.create_run(make_run("before"), [])
+        await anyio.to_thread.run_sync(server.stop)
+        restarted = asyncio.get_running_loop().run_in_executor(None, server.start)
+        await asyncio.sleep(0)
+        # issued while the server is down: retried until it is back
+        run = await store.get_run("before")
+        await restarted
+        assert run.run_id == "before"
+        await store.create_run(make_run("after"), [])
+        assert (await store.get_run("after")).run_id == "after"
+    finally:
+        await store.close()
+        server.destroy()
+
+
+async def test_an_unreachable_database_fails_after_the_reconnect_timeout() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    store = PostgresStorage(url, PostgresSettings(reconnect_timeout=0.5, connect_timeout=0.5))
+    with anyio.fail_after(10):
+        with pytest.raises(StorageUnavailableError, match="unreachable for 0.5s"):
+            await store.open()
