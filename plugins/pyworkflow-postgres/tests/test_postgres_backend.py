@@ -66,7 +66,7 @@ def test_bad_plugin_options_are_named(schema_url: str) -> None:
         pyworkflow.configure(storage=schema_url, postgres={"pool": 3})
         get_runtime()
     pyworkflow.runtime.reset()
-    with pytest.raises(ConfigError, match="'reconnect_timeout'.*positive number of seconds"):
+    with pytest.raises(ConfigError, match=r"'reconnect_timeout'.*positive number of seconds"):
         pyworkflow.configure(storage=schema_url, postgres={"reconnect_timeout": -1})
         get_runtime()
 
@@ -282,5 +282,5 @@ async def test_an_unreachable_database_fails_after_the_reconnect_timeout() -> No
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
     store = PostgresStorage(url, PostgresSettings(reconnect_timeout=0.5, connect_timeout=0.5))
     with anyio.fail_after(10):
-        with pytest.raises(StorageUnavailableError, match="unreachable for 0.5s"):
+        with pytest.raises(StorageUnavailableError, match=r"unreachable for 0\.5s"):
             await store.open()
