@@ -163,7 +163,6 @@ class PostgresStorage(Storage):
             self.sa_url,
             pool_size=self.settings.pool_size,
             max_overflow=self.settings.max_overflow,
-            pool_pre_ping=True,
             connect_args=self._connect_args(),
         )
         try:
@@ -212,12 +211,21 @@ class PostgresStorage(Storage):
 
     # ----- plumbing -----
 
-    async def _tx(self, fn: _Tx[T], verify: _Tx[T | None] | None = None) -> T:
+    async def _read(self, fn: _Tx[T]) -> T:
+        """Run read-only ``fn`` without a transaction (autocommit: no BEGIN/ROLLBACK trips)."""
+        return await self._tx(fn, read_only=True)
+
+    async def _tx(
+        self, fn: _Tx[T], verify: _Tx[T | None] | None = None, *, read_only: bool = False
+    ) -> T:
         """Run ``fn`` in a transaction, rerunning it while the database is unreachable.
 
         If the connection drops during COMMIT the write may have landed:
         ``verify`` (in a fresh transaction) then returns its result if so,
-        and None to run ``fn`` again.
+        and None to run ``fn`` again. A pooled connection that died with a
+        server restart fails its first statement; the retry then gets a new
+        one (SQLAlchemy drops the whole pool on a disconnect), so no
+        pre-ping round trip is spent on every checkout.
         """
         engine = self._engine
         if engine is None:
@@ -228,6 +236,9 @@ class PostgresStorage(Storage):
             committing = False
             try:
                 async with engine.connect() as conn:
+                    if read_only:
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        return await fn(conn)
                     if ambiguous and verify is not None:
                         done = await verify(conn)
                         await conn.rollback()
@@ -334,7 +345,7 @@ class PostgresStorage(Storage):
                 raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
             return _run(row)
 
-        return await self._tx(read)
+        return await self._read(read)
 
     async def list_runs(
         self,
@@ -362,7 +373,7 @@ class PostgresStorage(Storage):
         async def read(conn: AsyncConnection) -> list[Run]:
             return [_run(row) for row in await conn.execute(stmt)]
 
-        runs = await self._tx(read)
+        runs = await self._read(read)
         page = runs[:limit]
         return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
 
@@ -379,7 +390,7 @@ class PostgresStorage(Storage):
                 await self._last_seq(conn, run_id)  # RunNotFoundError for an unknown run
             return [event_from_row(tuple(row)) for row in rows]
 
-        return await self._tx(read)
+        return await self._read(read)
 
     async def append_events(
         self,
@@ -557,7 +568,7 @@ class PostgresStorage(Storage):
             value = await conn.scalar(select(func.min(RUNS.c.wake_at)))
             return None if value is None else float(value)
 
-        return from_epoch(await self._tx(read))
+        return from_epoch(await self._read(read))
 
     async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
         stmt = (
@@ -571,7 +582,7 @@ class PostgresStorage(Storage):
             return [(str(r), float(w)) for r, w in await conn.execute(stmt)]
 
         tz = now.tzinfo
-        return [(r, datetime.fromtimestamp(w, tz=tz)) for r, w in await self._tx(read)]
+        return [(r, datetime.fromtimestamp(w, tz=tz)) for r, w in await self._read(read)]
 
     # ----- hooks -----
 
@@ -582,7 +593,7 @@ class PostgresStorage(Storage):
                 raise HookNotFoundError(f"no live hook with token {token!r}")
             return hook_from_row(tuple(row))
 
-        return await self._tx(read)
+        return await self._read(read)
 
     # ----- dispatched steps -----
 
@@ -640,7 +651,7 @@ class PostgresStorage(Storage):
         async def read(conn: AsyncConnection) -> list[StepLease]:
             return [step_lease_from_row(tuple(row)) for row in await conn.execute(stmt)]
 
-        return {lease.step_id: lease for lease in await self._tx(read)}
+        return {lease.step_id: lease for lease in await self._read(read)}
 
     async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
         stmt = (
@@ -653,4 +664,4 @@ class PostgresStorage(Storage):
         async def read(conn: AsyncConnection) -> list[StepLease]:
             return [step_lease_from_row(tuple(row)) for row in await conn.execute(stmt)]
 
-        return await self._tx(read)
+        return await self._read(read)
