@@ -1,0 +1,787 @@
+"""Redis storage (``redis://host:6379/0``): every state-dependent write is one Lua script.
+
+Key layout (``P`` is the prefix, ``pyworkflow`` by default):
+
+======================================  ================================================
+``P:run:<run_id>``                      hash: the run's row (fields of ``Run``; times
+                                        are epoch seconds as decimal text)
+``P:log:<run_id>``                      list: the event log, element *i* is seq *i + 1*
+                                        (one JSON object per event)
+``P:idem``                              hash: idempotency key -> run id
+``P:hooks``                             hash: live hook token -> hook JSON
+``P:timers``                            sorted set: run ids by ``wake_at``
+``P:ready``                             sorted set: run ids by when they can be claimed
+                                        (``wake_at``, or the lease's expiry if later)
+``P:steps:<run_id>``                    hash: step id -> ``[owner, until]`` JSON
+``P:stepleases``                        sorted set: step leases by expiry
+``P:idx:all`` / ``P:idx:status:<s>``    sorted sets: run ids by ``created_at`` (all runs,
+``P:idx:wf:<w>`` /                      per status, per workflow, per status and
+``P:idx:wfs:<s>:<w>``                   workflow) for ``list_runs``
+``P:delivery:<id>``                     string (expires after an hour): the outcome of
+                                        one hook delivery, so a retried call does not
+                                        append twice
+``P:schema``                            string: the layout version
+``P:wake`` (pub/sub channel)            wake-ups: the epoch ``wake_at`` of a run made due
+======================================  ================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import anyio
+import attrs
+import redis.asyncio as aioredis
+from loguru import logger
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pyworkflow.config import Settings
+from pyworkflow.errors import (
+    ConcurrencyError,
+    ConfigError,
+    CorruptDataError,
+    HookNotFoundError,
+    HookTokenConflictError,
+    RunNotFoundError,
+    StorageUnavailableError,
+)
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPage,
+    RunPatch,
+    RunStatus,
+    StepLease,
+    utcnow,
+)
+from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.memory import decode_cursor, encode_cursor
+from pyworkflow.storage.schema import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
+from pyworkflow_redis import scripts
+from pyworkflow_redis.settings import _redact, parse_storage_url
+
+__all__ = ["SCHEMA_VERSION", "RedisStorage"]
+
+T = TypeVar("T")
+#: Version of the key layout, kept in ``<prefix>:schema``.
+SCHEMA_VERSION = "1"
+#: Errors after which a call is retried (the server restarted, the network blipped).
+RETRIED = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+_FIRST_DELAY = 0.05
+_MAX_DELAY = 2.0
+_TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
+_FSYNC_SETTINGS = ("appendonly", "appendfsync", "no-appendfsync-on-rewrite", "maxmemory-policy")
+
+
+def _text(value: float) -> str:
+    """Epoch seconds as the exact decimal text stored in Redis."""
+    return repr(value)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _str(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _encode_event(event: NewEvent) -> str:
+    return _json(
+        {
+            "type": event.type.value,
+            "cid": event.correlation_id,
+            "ts": event.timestamp.timestamp(),
+            "payload": dict(event.payload),
+        }
+    )
+
+
+def _decode_event(run_id: str, seq: int, raw: bytes) -> Event:
+    kind: Any = "?"
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("the event is not a JSON object")
+        kind = data.get("type", "?")
+        payload = data["payload"]
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not a JSON object")
+        cid = data.get("cid")
+        if cid is not None and not isinstance(cid, str):
+            raise ValueError(f"correlation id {cid!r} is not a string")
+        timestamp = datetime.fromtimestamp(float(data["ts"]), UTC)
+        return Event(run_id, seq, EventType(kind), cid, timestamp, payload)
+    except (ValueError, TypeError, KeyError, OverflowError, UnicodeDecodeError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: event seq {seq} ({kind}) cannot be decoded: {exc!r}"
+        ) from exc
+
+
+def _run_fields(run: Run) -> list[str]:
+    """``run`` as field/value pairs of its hash (None fields left out)."""
+    pairs: list[str] = []
+    for name, value in zip(RUN_COLUMNS, run_to_values(run), strict=True):
+        if value is None:
+            continue
+        pairs += [name, _text(value) if name in _TIMES else str(value)]
+    return pairs
+
+
+def _decode_run(raw: Sequence[Any] | Mapping[Any, Any], run_id: str = "?") -> Run:
+    """A Run from HGETALL's reply (a flat list from Lua, a dict from the client)."""
+    try:
+        if isinstance(raw, Mapping):
+            fields = {_str(k): _str(v) for k, v in raw.items()}
+        else:
+            items = [_str(v) for v in raw]
+            fields = dict(zip(items[::2], items[1::2], strict=True))
+        run_id = fields.get("run_id", run_id)
+        row: list[Any] = []
+        for name in RUN_COLUMNS:
+            value: Any = fields.get(name)
+            if value is not None and name in _TIMES:
+                value = float(value)
+            elif name == "last_seq":
+                value = int(value or 0)
+            row.append(value)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CorruptDataError(f"run {run_id!r}: corrupt run hash: {exc!r}") from exc
+    return run_from_row(tuple(row))
+
+
+def _decode_hook(token: str, raw: bytes | str) -> HookRecord:
+    try:
+        data = json.loads(raw)
+        return HookRecord(
+            token,
+            str(data["run_id"]),
+            str(data["correlation_id"]),
+            datetime.fromtimestamp(float(data["created_at"]), UTC),
+            data.get("schema"),
+            data.get("secret"),
+        )
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise CorruptDataError(f"hook {token!r}: corrupt hook record: {exc!r}") from exc
+
+
+def _encode_hook(hook: HookRecord) -> str:
+    return _json(
+        {
+            "run_id": hook.run_id,
+            "correlation_id": hook.correlation_id,
+            "created_at": hook.created_at.timestamp(),
+            "schema": hook.schema,
+            "secret": hook.secret,
+        }
+    )
+
+
+def _decode_step_lease(run_id: str, step_id: str, raw: bytes | str) -> StepLease:
+    try:
+        owner, until = json.loads(raw)
+        return StepLease(run_id, step_id, str(owner), datetime.fromtimestamp(float(until), UTC))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: step {step_id!r} has a corrupt lease: {exc!r}"
+        ) from exc
+
+
+def _patch_json(patch: RunPatch | None) -> str:
+    """``patch`` for the append script ('' for none); times as exact decimal text."""
+    if patch is None:
+        return ""
+    data: dict[str, Any] = {}
+    if patch.clear_outcome:
+        data["clear"] = True
+    for name in ("result", "error", "error_message"):
+        value = getattr(patch, name)
+        if value is not None:
+            data[name] = value
+    if patch.completed_at is not None:
+        data["completed_at"] = _text(patch.completed_at.timestamp())
+    if patch.status is not None:
+        data["status"] = patch.status.value
+    if patch.set_wake:
+        data["set_wake"] = True
+        if patch.wake_at is not None:
+            data["wake_at"] = _text(patch.wake_at.timestamp())
+    if patch.release_lease:
+        data["release"] = True
+    return _json(data)
+
+
+def _counted(items: Sequence[str]) -> list[str]:
+    return [str(len(items)), *items]
+
+
+def _hook_args(run_id: str, events: Sequence[NewEvent]) -> tuple[list[str], list[str]]:
+    created, disposed = hook_changes(run_id, events)
+    pairs = [part for hook in created for part in (hook.token, _encode_hook(hook))]
+    return pairs, disposed
+
+
+def _status(reply: Sequence[Any]) -> str:
+    return _str(reply[0]) if reply else ""
+
+
+class RedisStorage(Storage):
+    """Runs, event logs, timers, leases and hooks in one Redis server.
+
+    Build it from a URL (``redis://[user:password@]host[:port][/db][?prefix=...]``
+    or ``rediss://`` for TLS) and optionally the process settings, whose
+    ``[tool.pyworkflow.redis]`` table gives defaults for ``prefix``,
+    ``durability`` and ``reconnect_timeout``. ``open()`` refuses a server that
+    does not fsync every write unless ``durability = "relaxed"``.
+
+    One Redis server (or a primary with replicas); Redis Cluster is not
+    supported: the scripts touch keys they compute from the prefix.
+    """
+
+    pushes_wakeups = True
+
+    def __init__(self, url: str, settings: Settings | None = None) -> None:
+        self.url = url
+        self._connect_url, self.options = parse_storage_url(url, settings)
+        self.prefix = self.options.prefix
+        self._redis: aioredis.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.log = logger.bind(storage=_redact(url), prefix=self.prefix)
+
+    # ----- lifecycle -----
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def _client(self) -> aioredis.Redis:
+        # redis-py's own retries are off: calls are retried here, knowing which may have
+        # gone through (see _call), for up to reconnect_timeout.
+        return aioredis.Redis.from_url(
+            self._connect_url, decode_responses=False, retry=Retry(NoBackoff(), 0)
+        )
+
+    async def open(self) -> None:
+        """Connect, check the server's durability settings, start the wake-up subscriber."""
+        if self._redis is not None:
+            return
+        client = self._client()
+        self._redis = client
+        try:
+            await self._call("open", lambda retry: self._check_server(client))
+        except BaseException:
+            self._redis = None
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+            raise
+        sources = {
+            "create_run": scripts.CREATE_RUN,
+            "append": scripts.APPEND,
+            "hook": scripts.APPEND_HOOK_PAYLOAD,
+            "claim_runs": scripts.CLAIM_RUNS,
+            "claim_run": scripts.CLAIM_RUN,
+            "renew": scripts.RENEW_LEASE,
+            "release": scripts.RELEASE_LEASE,
+            "step_lease": scripts.SET_STEP_LEASE,
+            "expired_step_leases": scripts.EXPIRED_STEP_LEASES,
+        }
+        self._scripts = {name: client.register_script(src) for name, src in sources.items()}
+        self._listener = asyncio.get_running_loop().create_task(
+            self._listen(), name=f"pyworkflow-redis-wake:{self.prefix}"
+        )
+        self.log.debug("redis storage open")
+
+    async def close(self) -> None:
+        """Stop the subscriber and close the connections."""
+        listener, client = self._listener, self._redis
+        self._listener, self._redis = None, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+        if client is not None:
+            await client.aclose()
+
+    async def _check_server(self, client: aioredis.Redis) -> None:
+        await client.ping()
+        await self._check_durability(client)
+        schema_key = self._key("schema")
+        await client.set(schema_key, SCHEMA_VERSION, nx=True)
+        found = _str(await client.get(schema_key) or b"")
+        if found != SCHEMA_VERSION:
+            raise ConfigError(
+                f"Redis keys under prefix {self.prefix!r} use layout version {found!r}, "
+                f"this pyworkflow-redis writes version {SCHEMA_VERSION}; "
+                "upgrade pyworkflow-redis or choose another prefix"
+            )
+
+    async def _check_durability(self, client: aioredis.Redis) -> None:
+        """Refuse a server that may lose acknowledged writes, unless told to accept it."""
+        if self.options.durability == "relaxed":
+            return
+        opt_out = (
+            'or accept the weaker guarantee with durability = "relaxed" in '
+            "[tool.pyworkflow.redis] (or PYWORKFLOW_REDIS__DURABILITY=relaxed, or "
+            "?durability=relaxed in the storage URL); see docs/storage-redis.md"
+        )
+        config: dict[str, str] = {}
+        try:
+            for name in _FSYNC_SETTINGS:
+                reply = await client.config_get(name)
+                config.update({_str(k): _str(v) for k, v in reply.items()})
+        except ResponseError as exc:
+            raise ConfigError(
+                f"cannot check that Redis at {_redact(self.url)} fsyncs every write: "
+                f"CONFIG GET failed ({exc}); managed Redis services often disable the CONFIG "
+                "command. If the service keeps an append-only file fsync'd on every write "
+                "(appendonly yes, appendfsync always), or you accept losing the last "
+                "acknowledged writes on a crash, opt out of this check: set "
+                'durability = "relaxed" in [tool.pyworkflow.redis] (or '
+                "PYWORKFLOW_REDIS__DURABILITY=relaxed, or ?durability=relaxed in the storage "
+                "URL); see docs/storage-redis.md"
+            ) from None
+        problems = []
+        if config.get("appendonly") != "yes":
+            problems.append(f"appendonly is {config.get('appendonly')!r} (set appendonly yes)")
+        if config.get("appendfsync") != "always":
+            problems.append(
+                f"appendfsync is {config.get('appendfsync')!r} (set appendfsync always)"
+            )
+        if config.get("no-appendfsync-on-rewrite") == "yes":
+            problems.append(
+                "no-appendfsync-on-rewrite is 'yes', which skips fsyncs during AOF "
+                "rewrites (set no-appendfsync-on-rewrite no)"
+            )
+        policy = config.get("maxmemory-policy", "")
+        if policy.startswith("allkeys"):
+            problems.append(
+                f"maxmemory-policy is {policy!r}, which may evict runs when memory is full "
+                "(set maxmemory-policy noeviction)"
+            )
+        if problems:
+            raise ConfigError(
+                f"Redis at {_redact(self.url)} may lose acknowledged PyWorkflow writes on a "
+                f"crash or power loss: {'; '.join(problems)}. Set these in redis.conf (or "
+                "CONFIG SET each, then CONFIG REWRITE), " + opt_out
+            )
+
+    # ----- plumbing -----
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The open redis-py client (RuntimeError before ``open()``)."""
+        if self._redis is None:
+            raise RuntimeError(f"storage {_redact(self.url)} is not open")
+        return self._redis
+
+    async def _call(self, what: str, attempt: Callable[[bool], Awaitable[T]]) -> T:
+        """``attempt(retry)``, again with exponential backoff while Redis is unreachable.
+
+        ``retry`` is True from the second attempt on: the scripts then first
+        look whether an earlier attempt went through (the reply was lost).
+        Gives up after ``reconnect_timeout`` with ``StorageUnavailableError``.
+        """
+        deadline = time.monotonic() + self.options.reconnect_timeout
+        delay = _FIRST_DELAY
+        retry = False
+        while True:
+            try:
+                return await attempt(retry)
+            except RETRIED as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StorageUnavailableError(
+                        f"Redis storage {_redact(self.url)} unreachable for "
+                        f"{self.options.reconnect_timeout:g}s ({what}): {exc}"
+                    ) from exc
+                self.log.warning("redis unreachable during {}, retrying: {!r}", what, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+                retry = True
+
+    async def _script(self, name: str, args: Callable[[bool], list[str]]) -> Any:
+        """Run script ``name`` with ``ARGV = [prefix, *args]`` (retried as in :meth:`_call`)."""
+        script = self._scripts.get(name)
+        if script is None:
+            raise RuntimeError(f"storage {_redact(self.url)} is not open")
+        return await self._call(name, lambda retry: script(args=[self.prefix, *args(retry)]))
+
+    # ----- runs and the log -----
+
+    async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
+        stored = attrs.evolve(run, last_seq=len(events))
+        created, _ = _hook_args(run.run_id, events)
+        fields = _run_fields(stored)
+        encoded = [_encode_event(e) for e in events]
+        key = run.idempotency_key or ""
+
+        def args(retry: bool) -> list[str]:
+            flag = "1" if retry else "0"
+            return [
+                run.run_id,
+                key,
+                flag,
+                *_counted(fields),
+                *_counted(encoded),
+                *_counted(created),
+            ]
+
+        reply = await self._script("create_run", args)
+        status = _status(reply)
+        if status == "created":
+            return stored, True
+        if status == "exists":
+            return _decode_run(reply[1]), False
+        if status == "hook":
+            raise self._hook_conflict(reply)
+        if status == "duplicate":
+            raise ConcurrencyError(run.run_id, 0, int(reply[1] or 0))
+        raise CorruptDataError(f"run {run.run_id}: unexpected reply {reply!r} from create_run")
+
+    @staticmethod
+    def _hook_conflict(reply: Sequence[Any]) -> HookTokenConflictError:
+        return HookTokenConflictError(
+            f"hook token {_str(reply[1])!r} is already used by a live hook of run {_str(reply[2])}"
+        )
+
+    async def get_run(self, run_id: str) -> Run:
+        raw = await self._call(
+            "get_run", lambda retry: self.client.hgetall(self._key("run", run_id))
+        )
+        if not raw:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {_redact(self.url)}")
+        return _decode_run(raw, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> RunPage:
+        if status is not None and workflow is not None:
+            index = self._key("idx", "wfs", status.value, workflow)
+        elif status is not None:
+            index = self._key("idx", "status", status.value)
+        elif workflow is not None:
+            index = self._key("idx", "wf", workflow)
+        else:
+            index = self._key("idx", "all")
+        top, below = ("+inf", None) if cursor is None else _cursor_bounds(cursor)
+        want = limit + 1
+        runs: list[Run] = []
+        offset = 0
+        while len(runs) < want:
+            batch = max(want - len(runs), 16)
+
+            async def fetch(retry: bool, start: int = offset, num: int = batch) -> Any:
+                return await self.client.zrevrangebyscore(
+                    index, top, "-inf", start=start, num=num, withscores=True
+                )
+
+            page = await self._call("list_runs", fetch)
+            if not page:
+                break
+            offset += len(page)
+            ids = [
+                _str(member)
+                for member, score in page
+                if below is None or score < below[0] or _str(member) < below[1]
+            ]
+            for run in await self._rows(ids):
+                if (status is None or run.status == status) and (
+                    workflow is None or run.workflow_name == workflow
+                ):
+                    runs.append(run)
+        page_runs = runs[:limit]
+        more = len(runs) > limit
+        return RunPage(page_runs, encode_cursor(page_runs[-1]) if more and page_runs else None)
+
+    async def _rows(self, run_ids: list[str]) -> list[Run]:
+        """The rows of ``run_ids`` that exist, in order (one round trip)."""
+        if not run_ids:
+            return []
+
+        async def fetch(retry: bool) -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.hgetall(self._key("run", run_id))
+                return list(await pipe.execute())
+
+        raws = await self._call("list_runs", fetch)
+        return [_decode_run(raw, rid) for rid, raw in zip(run_ids, raws, strict=True) if raw]
+
+    async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
+        log_key, run_key = self._key("log", run_id), self._key("run", run_id)
+
+        async def fetch(retry: bool) -> tuple[list[bytes], int]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.lrange(log_key, max(after_seq, 0), -1)
+                pipe.exists(run_key)
+                items, exists = await pipe.execute()
+            return list(items), int(exists)
+
+        items, exists = await self._call("get_events", fetch)
+        if not exists:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {_redact(self.url)}")
+        first = max(after_seq, 0) + 1
+        return [_decode_event(run_id, seq, raw) for seq, raw in enumerate(items, start=first)]
+
+    async def append_events(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        patch: RunPatch | None = None,
+        *,
+        owner: str | None = None,
+    ) -> int:
+        encoded = [_encode_event(e) for e in events]
+        created, disposed = _hook_args(run_id, events)
+        patch_json = _patch_json(patch)
+        now = _text(utcnow().timestamp())
+
+        def args(retry: bool) -> list[str]:
+            return [
+                run_id,
+                str(expected_seq),
+                now,
+                owner or "",
+                "1" if retry else "0",
+                patch_json,
+                *_counted(encoded),
+                *_counted(created),
+                *_counted(disposed),
+            ]
+
+        reply = await self._script("append", args)
+        status = _status(reply)
+        if status == "ok":
+            return int(reply[1])
+        if status == "conflict":
+            raise ConcurrencyError(run_id, expected_seq, int(reply[1]))
+        if status == "missing":
+            raise RunNotFoundError(f"no run with id {run_id!r} in {_redact(self.url)}")
+        if status == "hook":
+            raise self._hook_conflict(reply)
+        raise CorruptDataError(f"run {run_id}: unexpected reply {reply!r} from append")
+
+    # ----- due runs and leases -----
+
+    async def claim_runs(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Run]:
+        if limit <= 0:
+            return []
+        if lease_for <= timedelta(0):
+            raise ValueError(f"a lease must last a positive time, got {lease_for}")
+        at = _text(now.timestamp())
+        until = _text((now + lease_for).timestamp())
+
+        def args(retry: bool) -> list[str]:
+            return [owner, at, until, str(limit), "1" if retry else "0"]
+
+        reply = await self._script("claim_runs", args)
+        runs = [_decode_run(raw) for raw in reply]
+        return sorted(runs, key=lambda r: (r.wake_at or now, r.run_id))
+
+    async def claim_run(
+        self,
+        run_id: str,
+        owner: str,
+        now: datetime,
+        lease_for: timedelta,
+        *,
+        take_over_prefix: str | None = None,
+    ) -> Run | None:
+        at = _text(now.timestamp())
+        until = _text((now + lease_for).timestamp())
+        has_prefix = "0" if take_over_prefix is None else "1"
+
+        def args(retry: bool) -> list[str]:
+            flag = "1" if retry else "0"
+            return [run_id, owner, at, until, has_prefix, take_over_prefix or "", flag]
+
+        reply = await self._script("claim_run", args)
+        return _decode_run(reply, run_id) if reply else None
+
+    async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        at = _text(until.timestamp())
+        return bool(await self._script("renew", lambda retry: [run_id, owner, at]))
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        await self._script("release", lambda retry: [run_id, owner])
+
+    async def next_wake_at(self) -> datetime | None:
+        first = await self._call(
+            "next_wake_at",
+            lambda retry: self.client.zrange(self._key("timers"), 0, 0, withscores=True),
+        )
+        return from_epoch(float(first[0][1])) if first else None
+
+    async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        if limit <= 0:
+            return []
+        due: Any = await self._call(
+            "due_timers",
+            lambda retry: self.client.zrangebyscore(
+                self._key("timers"), "-inf", _text(now.timestamp()), 0, limit, withscores=True
+            ),
+        )
+        tz = now.tzinfo
+        return [(_str(m), datetime.fromtimestamp(float(s), tz=tz)) for m, s in due]
+
+    # ----- hooks -----
+
+    async def get_hook(self, token: str) -> HookRecord:
+        raw = await self._call(
+            "get_hook", lambda retry: self.client.hget(self._key("hooks"), token)
+        )
+        if raw is None:
+            raise HookNotFoundError(f"no live hook with token {token!r}")
+        return _decode_hook(token, raw)
+
+    async def append_hook_payload(
+        self, token: str, payload: Mapping[str, Any], now: datetime
+    ) -> tuple[str, int]:
+        data = _json(dict(payload))
+        at = _text(now.timestamp())
+        delivery = uuid.uuid4().hex
+
+        def args(retry: bool) -> list[str]:
+            return [token, data, at, delivery, "1" if retry else "0"]
+
+        reply = await self._script("hook", args)
+        status = _status(reply)
+        if status == "missing":
+            raise HookNotFoundError(f"no live hook with token {token!r}")
+        if status == "ok":
+            seq, _, run_id = _str(reply[1]).partition(" ")
+            return run_id, int(seq)
+        raise CorruptDataError(f"hook {token!r}: corrupt hook record {reply!r}")
+
+    # ----- dispatched steps -----
+
+    async def set_step_lease(
+        self,
+        run_id: str,
+        step_id: str,
+        owner: str | None,
+        until: datetime | None,
+        *,
+        if_owner: str | None = None,
+    ) -> bool:
+        if owner is not None and until is None:
+            raise ValueError("a step lease needs an expiry time")
+        at = "" if until is None or owner is None else _text(until.timestamp())
+        value = "" if owner is None else _json([owner, at])
+
+        def args(retry: bool) -> list[str]:
+            return [
+                run_id,
+                step_id,
+                "0" if owner is None else "1",
+                value,
+                at,
+                "0" if if_owner is None else "1",
+                if_owner or "",
+                "1" if retry else "0",
+            ]
+
+        return bool(await self._script("step_lease", args))
+
+    async def get_step_leases(self, run_id: str) -> dict[str, StepLease]:
+        raw = await self._call(
+            "get_step_leases", lambda retry: self.client.hgetall(self._key("steps", run_id))
+        )
+        leases = [_decode_step_lease(run_id, _str(k), v) for k, v in raw.items()]
+        return {lease.step_id: lease for lease in leases}
+
+    async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
+        if limit <= 0:
+            return []
+        at = _text(now.timestamp())
+        reply = await self._script("expired_step_leases", lambda retry: [at, str(limit)])
+        return [
+            _decode_step_lease(_str(reply[i]), _str(reply[i + 1]), reply[i + 2])
+            for i in range(0, len(reply), 3)
+        ]
+
+    # ----- wake-ups -----
+
+    async def _listen(self) -> None:
+        """Relay ``<prefix>:wake`` messages to the wake listeners; reconnect when cut off.
+
+        After a reconnection the listeners hear ``None`` (look now): wake-ups
+        published meanwhile were missed.
+        """
+        channel = self._key("wake")
+        delay = _FIRST_DELAY
+        missed = False
+        while True:
+            client = self._redis
+            if client is None:
+                return
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                if missed:
+                    self.log.info("wake-up subscription restored")
+                    self._notify(None)
+                    missed = False
+                delay = _FIRST_DELAY
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                    if message is not None and message.get("type") == "message":
+                        self._notify(_wake_time(message.get("data")))
+            except RETRIED as exc:
+                if not missed:
+                    self.log.warning("wake-up subscription lost, reconnecting: {!r}", exc)
+                missed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+            except Exception:
+                self.log.exception("wake-up subscription failed; subscribing again")
+                missed = True
+                await asyncio.sleep(_MAX_DELAY)
+            finally:
+                with contextlib.suppress(Exception):
+                    # redis-py's PubSub.aclose has no annotations
+                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    def _notify(self, at: datetime | None) -> None:
+        try:
+            self.wake_listeners(at)
+        except Exception:  # a listener's bug must not end the subscription
+            self.log.exception("a wake listener failed")
+
+
+def _wake_time(data: Any) -> datetime | None:
+    try:
+        return from_epoch(float(_str(data)))
+    except (TypeError, ValueError, OverflowError, UnicodeDecodeError):
+        return None
+
+
+def _cursor_bounds(cursor: str) -> tuple[str, tuple[float, str]]:
+    """ZREVRANGEBYSCORE's upper bound for a cursor, and the exact (score, id) to stay below."""
+    try:
+        created, run_id = decode_cursor(cursor)
+    except ValueError as exc:
+        raise ValueError(f"invalid cursor {cursor!r}: {exc}") from None
+    return _text(created), (created, run_id)
