@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
-
 import attrs
 
 from pyworkflow.config import Settings
-from pyworkflow.errors import ConfigError
+from pyworkflow.plugin_options import (
+    option_names,
+    option_optional_text,
+    option_seconds,
+    option_text,
+    parse_plugin_table,
+)
 
 __all__ = ["CelerySettings"]
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise TypeError("a non-empty string")
-    return value.strip()
-
-
-def _optional_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return _text(value)
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError("a positive number of seconds")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError("a positive number of seconds") from None
-    if number <= 0:
-        raise TypeError("a positive number of seconds")
-    return number
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-        raise TypeError("a list of module names (or a comma-separated string)")
-    return tuple(i.strip() for i in items if i.strip())
 
 
 @attrs.frozen(kw_only=True)
@@ -73,31 +45,18 @@ class CelerySettings:
     @classmethod
     def from_settings(cls, settings: Settings) -> CelerySettings:
         """Parse the ``celery`` plugin table; a bad key or value is a ConfigError naming it."""
-        table: Mapping[str, Any] = settings.plugin_tables.get("celery", {})
-        parsers: dict[str, Callable[[Any], Any]] = {
-            "broker_url": _text,
-            "result_backend": _optional_text,
-            "workflow_queue": _text,
-            "step_queue": _text,
-            "sweep_interval": _seconds,
-            "eta_horizon": _seconds,
-            "dispatch_timeout": _seconds,
-            "modules": _names,
-        }
-        values: dict[str, Any] = {}
-        for key, raw in table.items():
-            source = settings.source_of(f"celery.{key}")
-            parse = parsers.get(key)
-            if parse is None:
-                raise ConfigError(
-                    f"unknown option {key!r} in [tool.pyworkflow.celery] (from {source}); "
-                    f"valid options: {', '.join(sorted(parsers))}"
-                )
-            try:
-                values[key] = parse(raw)
-            except TypeError as exc:
-                raise ConfigError(
-                    f"option {key!r} of [tool.pyworkflow.celery] (from {source}) must be "
-                    f"{exc}, got {raw!r}"
-                ) from None
+        values = parse_plugin_table(
+            settings,
+            "celery",
+            {
+                "broker_url": option_text,
+                "result_backend": option_optional_text,
+                "workflow_queue": option_text,
+                "step_queue": option_text,
+                "sweep_interval": option_seconds,
+                "eta_horizon": option_seconds,
+                "dispatch_timeout": option_seconds,
+                "modules": option_names,
+            },
+        )
         return cls(**values)
