@@ -84,5 +84,5 @@ def test_table_is_parsed_and_errors_name_option_source_and_value(
 
     monkeypatch.setenv("PYWORKFLOW_DEMO__SIZ", "1")
     monkeypatch.delenv("PYWORKFLOW_DEMO__SIZE")
-    with pytest.raises(ConfigError, match="unknown option 'siz'.*valid options: name, size"):
+    with pytest.raises(ConfigError, match=r"unknown option 'siz'.*valid options: name, size"):
         parse_plugin_table(load_settings(), "demo", PARSERS)
