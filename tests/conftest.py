@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyworkflow import runtime
+from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Every test starts with no runtime and no configure() overrides, in a temp cwd."""
-    for name in list(__import__("os").environ):
-        if name.startswith("PYWORKFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    runtime.reset()
-    yield
-    runtime.reset()
 
 
 FAST: dict[str, Any] = {"poll_interval": 0.05, "lease_seconds": 2.0, "drain_timeout": 2.0}

@@ -14,6 +14,7 @@ import pytest
 from pyworkflow_celery.testing import CeleryCluster, RedisMissingError, RedisServer
 
 from pyworkflow import runtime
+from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
 
 HERE = Path(__file__).parent
 #: fast leases and sweeps, so recovery tests take seconds
@@ -45,17 +46,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = start_redis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("PYWORKFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    runtime.reset()
-    yield
-    runtime.reset()
 
 
 def client_settings(broker_url: str, storage_url: str) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pyworkflow import runtime
+from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
 from pyworkflow.testing.servers import PostgresServer, ServerMissingError
 
 
@@ -36,17 +36,6 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = start_postgres()
     yield server
     server.destroy()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("PYWORKFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    runtime.reset()
-    yield
-    runtime.reset()
 
 
 @pytest.fixture

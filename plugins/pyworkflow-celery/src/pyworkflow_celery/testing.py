@@ -7,95 +7,20 @@ Each server listens on 127.0.0.1 on a free port; stop what you start
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import redis
+from pyworkflow.testing.servers import RedisServer, ServerMissingError, free_port, wait_for
+
+#: Raised when ``redis-server`` is missing (the core's ServerMissingError).
+RedisMissingError = ServerMissingError
 
 __all__ = ["CeleryCluster", "RedisMissingError", "RedisServer", "free_port", "wait_for"]
 
 QUEUES = "pyworkflow.workflows,pyworkflow.steps"
-
-
-class RedisMissingError(RuntimeError):
-    """No ``redis-server`` binary on PATH."""
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """One redis-server process; ``restart()`` keeps its port and data dir."""
-
-    def __init__(self, directory: Path, *, aof: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RedisMissingError(
-                "redis-server is not installed (Debian: apt-get install -y redis-server)"
-            )
-        self.binary = binary
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.aof = aof
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port)
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--dir", str(self.directory), "--save", ""]
-        if self.aof:
-            args += ["--appendonly", "yes", "--appendfsync", "always"]
-        else:
-            args += ["--appendonly", "no"]
-        log = open(self.directory / "redis.log", "ab")  # closed with the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-
-        def pong() -> bool:
-            try:
-                return bool(self.client().ping())
-            except redis.RedisError:
-                return False
-
-        wait_for(pong, 20, "redis-server to answer PING")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-        self.proc = None
-
-    def restart(self, pause: float = 0.0) -> None:
-        self.stop()
-        time.sleep(pause)
-        self.start()
 
 
 class CeleryCluster:
