@@ -84,6 +84,8 @@ SCHEMA_VERSION = "1"
 RETRIED = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
+#: Seconds the subscriber waits for a message before looking whether it should stop.
+_POLL = 1.0
 _TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
 _FSYNC_SETTINGS = ("appendonly", "appendfsync", "no-appendfsync-on-rewrite", "maxmemory-policy")
 
@@ -262,6 +264,7 @@ class RedisStorage(Storage):
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self.log = logger.bind(storage=_redact(url), prefix=self.prefix)
 
     # ----- lifecycle -----
@@ -280,6 +283,7 @@ class RedisStorage(Storage):
         """Connect, check the server's durability settings, start the wake-up subscriber."""
         if self._redis is not None:
             return
+        self._closing = False
         client = self._client()
         self._redis = client
         try:
@@ -310,10 +314,12 @@ class RedisStorage(Storage):
         """Stop the subscriber and close the connections."""
         listener, client = self._listener, self._redis
         self._listener, self._redis = None, None
+        self._closing = True
         if listener is not None:
             listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            # redis-py may turn a cancellation into a read timeout; the loop then sees
+            # _closing within _POLL seconds
+            await asyncio.wait({listener}, timeout=_POLL + 1)
         if client is not None:
             await client.aclose()
 
@@ -733,7 +739,7 @@ class RedisStorage(Storage):
         channel = self._key("wake")
         delay = _FIRST_DELAY
         missed = False
-        while True:
+        while not self._closing:
             client = self._redis
             if client is None:
                 return
@@ -745,8 +751,10 @@ class RedisStorage(Storage):
                     self._notify(None)
                     missed = False
                 delay = _FIRST_DELAY
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                while not self._closing:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_POLL
+                    )
                     if message is not None and message.get("type") == "message":
                         self._notify(_wake_time(message.get("data")))
             except RETRIED as exc:
