@@ -308,7 +308,6 @@ class RedisStorage(Storage):
         self._listener = asyncio.get_running_loop().create_task(
             self._listen(), name=f"pyworkflow-redis-wake:{self.prefix}"
         )
-        self.log.debug("redis storage open")
 
     async def close(self) -> None:
         """Stop the subscriber and close the connections."""
