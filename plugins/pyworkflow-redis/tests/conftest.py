@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pyworkflow import runtime
+from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
 from pyworkflow.testing.servers import RedisServer, ServerMissingError
 
 HERE = Path(__file__).parent
@@ -72,14 +73,3 @@ def own_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("PYWORKFLOW_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    runtime.reset()
-    yield
-    runtime.reset()
