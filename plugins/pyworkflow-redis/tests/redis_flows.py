@@ -42,3 +42,11 @@ async def redis_hook_flow(token: str) -> str:
     """Waits for one payload on ``token``."""
     payload = await create_hook(token=token)
     return await redis_echo_step(str(payload))
+
+
+@workflow(name="redis_nap_flow")
+async def redis_nap_flow(value: str) -> str:
+    """A step, then a short durable sleep: the step's event can be tampered with meanwhile."""
+    echoed = await redis_echo_step(value)
+    await sleep("1s")
+    return echoed

@@ -4,6 +4,7 @@ corrupt data, retried calls, restarts and pub/sub wake-ups (against real redis-s
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
@@ -23,7 +24,8 @@ from pyworkflow.errors import (
     StorageUnavailableError,
 )
 from pyworkflow.models import EventType, NewEvent, RunPatch, RunStatus, utcnow
-from pyworkflow.testing.servers import RedisServer, free_port
+from pyworkflow.storage.memory import MemoryStorage
+from pyworkflow.testing.servers import RedisServer, free_port, wait_for
 from pyworkflow.testing.storage_suite import make_run
 
 pytestmark = pytest.mark.anyio
@@ -220,6 +222,68 @@ async def test_every_key_starts_with_the_prefix_and_prefixes_do_not_mix(
         await two.close()
 
 
+# ----- several processes -----
+
+
+async def test_concurrent_claims_from_two_clients_are_disjoint(redis_url: str) -> None:
+    a, b = RedisStorage(redis_url), RedisStorage(redis_url)
+    await a.open()
+    await b.open()
+    try:
+        now = utcnow()
+        for i in range(40):
+            await a.create_run(make_run(f"r{i}", wake_at=now - timedelta(seconds=i)), [])
+        lease = timedelta(seconds=30)
+        claims = await asyncio.gather(
+            *(
+                s.claim_runs(f"w{k}-{n}", now, 3, lease)
+                for k in range(10)
+                for n, s in enumerate((a, b))
+            )
+        )
+        claimed = [r.run_id for batch in claims for r in batch]
+        assert sorted(claimed) == sorted(f"r{i}" for i in range(40))  # each exactly once
+        assert await a.claim_runs("late", now, 10, lease) == []
+        assert await b.due_timers(now, 100) != []  # still due, only leased
+    finally:
+        await a.close()
+        await b.close()
+
+
+# ----- listing -----
+
+
+async def test_list_runs_pages_like_the_memory_backend_with_ties(store: RedisStorage) -> None:
+    rng = random.Random(7)
+    base = utcnow()
+    memory = MemoryStorage()
+    statuses = [RunStatus.PENDING, RunStatus.COMPLETED, RunStatus.FAILED]
+    for i in range(40):
+        run = make_run(
+            f"r{rng.randrange(1000):03d}-{i}",
+            workflow_name=rng.choice(["a", "b:c"]),
+            status=rng.choice(statuses),
+            created_at=base + timedelta(seconds=rng.randrange(5)),  # many equal times
+        )
+        await store.create_run(run, [])
+        await memory.create_run(run, [])
+    for status in (None, *statuses):
+        for workflow in (None, "a", "b:c"):
+            for limit in (1, 3, 100):
+                pages: dict[str, list[str]] = {"redis": [], "memory": []}
+                for name, storage in (("redis", store), ("memory", memory)):
+                    cursor = None
+                    while True:
+                        page = await storage.list_runs(
+                            status=status, workflow=workflow, limit=limit, cursor=cursor
+                        )
+                        pages[name] += [r.run_id for r in page.runs]
+                        cursor = page.next_cursor
+                        if cursor is None:
+                            break
+                assert pages["redis"] == pages["memory"], (status, workflow, limit)
+
+
 # ----- corrupt data -----
 
 
@@ -247,6 +311,30 @@ async def test_a_corrupt_event_names_the_run_and_seq(
     client.hset(f"{store.prefix}:run:bad", "created_at", "yesterday")
     with pytest.raises(CorruptDataError, match="bad"):
         await store.get_run("bad")
+
+
+def test_a_corrupt_event_fails_that_run_only(
+    redis_server: RedisServer, new_prefix: Callable[[], str]
+) -> None:
+    import redis_flows
+
+    prefix = new_prefix()
+    pyworkflow.configure(
+        storage=f"{redis_server.url}?prefix={prefix}", poll_interval=0.05, lease_seconds=2
+    )
+    victim = pyworkflow.start(redis_flows.redis_nap_flow, "victim")
+    wait_for(lambda: pyworkflow.get_run(victim).status == RunStatus.SUSPENDED, 20, "the nap")
+    (seq,) = [e.seq for e in pyworkflow.get_events(victim) if e.type == EventType.STEP_COMPLETED]
+    redis_server.client().lset(f"{prefix}:log:{victim}", seq - 1, b"{not json")
+    healthy = pyworkflow.start(redis_flows.redis_nap_flow, "healthy")
+    assert pyworkflow.get_result(healthy, timeout=20) == "healthy!"
+    wait_for(lambda: pyworkflow.get_run(victim).status.is_terminal, 20, "the victim to end")
+    info = pyworkflow.get_run(victim)
+    assert info.status == RunStatus.FAILED
+    assert "CorruptDataError" in (info.error_message or "")
+    assert f"event seq {seq}" in (info.error_message or "")
+    with pytest.raises(CorruptDataError, match=f"run {victim}: event seq {seq}"):
+        pyworkflow.get_events(victim)
 
 
 # ----- a reply lost after the write went through: the retried call does not write twice ----
