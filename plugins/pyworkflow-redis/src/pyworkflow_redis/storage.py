@@ -312,7 +312,7 @@ class RedisStorage(Storage):
     async def close(self) -> None:
         """Stop the subscriber and close the connections."""
         listener, client = self._listener, self._redis
-        self._listener, self._redis = None, None
+        self._listener, self._redis, self._scripts = None, None, {}
         self._closing = True
         if listener is not None:
             listener.cancel()
