@@ -9,29 +9,45 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # as `python -m <tool>` so they come from that interpreter even before a shim rehash.
 PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
 
-# Servers the tests start themselves (on 127.0.0.1, free ports): Redis for the Celery plugin.
-if ! command -v redis-server >/dev/null 2>&1; then
+# Servers the tests start themselves (on 127.0.0.1, free ports, throw-away data dirs): Redis for
+# the Celery and Redis plugins, PostgreSQL (initdb/pg_ctl from the Debian packages) for the
+# Postgres plugin. Nothing is started here; the Debian packages' own services stay unused.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
-        echo "redis-server is missing: install it (Debian: apt-get install -y redis-server)" >&2
+        echo "missing servers: ${missing[*]} (Debian: apt-get install -y ${missing[*]})" >&2
         exit 1
     fi
 fi
 
 PIP=("$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
 "${PIP[@]}" -e ".[dev]"
-"${PIP[@]}" -e ./plugins/pyworkflow-celery
+PLUGINS=(pyworkflow-celery pyworkflow-redis pyworkflow-postgres)
+for plugin in "${PLUGINS[@]}"; do
+    "${PIP[@]}" -e "./plugins/$plugin"
+done
 
 echo "== ruff check src tests plugins bench"
 "$PYTHON" -m ruff check src tests plugins bench
 echo "== mypy --strict src/ and plugin sources"
 "$PYTHON" -m mypy --strict src/
-(cd plugins/pyworkflow-celery && "$PYTHON" -m mypy --strict src)
+for plugin in "${PLUGINS[@]}"; do
+    (cd "plugins/$plugin" && "$PYTHON" -m mypy --strict src)
+done
 echo "== mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 "$PYTHON" -m mkdocs build --strict -q -d /tmp/pyworkflow-site
 echo "== pytest"
 if [ "$#" -eq 0 ]; then
-    set -- tests plugins/pyworkflow-celery/tests
+    set -- tests
+    for plugin in "${PLUGINS[@]}"; do
+        set -- "$@" "plugins/$plugin/tests"
+    done
 fi
 "$PYTHON" -m pytest -q -p no:cacheprovider "$@"

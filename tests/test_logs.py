@@ -95,3 +95,25 @@ def test_disable_logging_removes_sink_and_silences() -> None:
     emit("INFO", "nobody")
     assert "nobody" not in second.getvalue()
     disable_logging()  # idempotent
+
+
+def test_installed_plugins_are_silent_until_enable_logging() -> None:
+    from pyworkflow.logs import library_packages
+
+    plugins = [name for name in library_packages() if name != "pyworkflow"]
+    if not plugins:
+        pytest.skip("no plugin package installed")
+    code = compile("logger.warning('from a plugin')", "<plugin>", "exec")
+    seen: list[str] = []
+    probe = logger.add(lambda m: seen.append(str(m)), level="DEBUG", format="{name}: {message}")
+    try:
+        exec(code, {"__name__": f"{plugins[0]}.module", "logger": logger})
+        assert seen == []
+        handler = enable_logging(sink=lambda m: None)
+        try:
+            exec(code, {"__name__": f"{plugins[0]}.module", "logger": logger})
+            assert seen == [f"{plugins[0]}.module: from a plugin\n"]
+        finally:
+            disable_logging(handler)
+    finally:
+        logger.remove(probe)

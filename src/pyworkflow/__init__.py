@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from loguru import logger
-
 from pyworkflow.client import (
     RunInfo,
     acancel,
@@ -50,13 +48,13 @@ from pyworkflow.errors import (
     WorkflowFailedError,
 )
 from pyworkflow.hooks import Hook
-from pyworkflow.logs import disable_logging, enable_logging
+from pyworkflow.logs import disable_logging, enable_logging, silence_library
 from pyworkflow.models import Event, EventType, RunPage, RunStatus
 from pyworkflow.runtime import configure, shutdown
 from pyworkflow.step import Step, step
 from pyworkflow.workflow import Workflow, workflow
 
-logger.disable("pyworkflow")
+silence_library()
 
 __version__ = "0.1.0"
 

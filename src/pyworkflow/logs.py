@@ -22,6 +22,27 @@ _handlers: list[int] = []
 _default_removed = False
 
 
+def library_packages() -> list[str]:
+    """``pyworkflow`` and the top-level packages of installed plugins (entry-point group).
+
+    Their logs are silent until :func:`enable_logging`, like the core's.
+    """
+    from importlib.metadata import entry_points
+
+    names = [_LIBRARY]
+    for entry in entry_points(group=_LIBRARY):
+        root = entry.value.split(":", 1)[0].split(".", 1)[0]
+        if root not in names:
+            names.append(root)
+    return names
+
+
+def silence_library() -> None:
+    """Disable the logs of ``pyworkflow`` and of every installed plugin package."""
+    for name in library_packages():
+        logger.disable(name)
+
+
 def _text_format(record: Record) -> str:
     """Time, level, logger name, message, then the bound ids present on this record."""
     ids = " ".join(f"{key}={{extra[{key}]}}" for key in BOUND_KEYS if key in record["extra"])
@@ -53,7 +74,8 @@ def enable_logging(level: str = "INFO", *, json: bool = False, sink: Any = sys.s
                 logger.remove(0)
             except ValueError:  # the application already removed or replaced it
                 pass
-        logger.enable(_LIBRARY)
+        for name in library_packages():
+            logger.enable(name)
         if json:
             handler_id = logger.add(sink, level=level.upper(), serialize=True)
         else:
@@ -77,7 +99,7 @@ def disable_logging(handler_id: int | None = None) -> None:
             if target in _handlers:
                 _handlers.remove(target)
         if not _handlers:
-            logger.disable(_LIBRARY)
+            silence_library()
 
 
 def get_library_logger(**bind: Any) -> Logger:

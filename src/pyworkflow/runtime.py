@@ -55,7 +55,11 @@ class Runtime:
         self._thread.start()
         self._started.wait()
         if self._error is not None:
-            raise self._error
+            error = self._error
+            # the task group wraps a failed start (a refused storage, say) in groups of one
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]
+            raise error
 
     def _thread_main(self) -> None:
         try:

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import celery_flows as flows
-from conftest import client_settings, make_cluster, start_redis
+from celery_support import client_settings, make_cluster, start_redis
 from pyworkflow_celery.testing import CeleryCluster as Cluster
 from pyworkflow_celery.testing import RedisServer, wait_for
 

@@ -1,0 +1,45 @@
+"""Helpers of the Celery tests (a module of its own: every plugin's tests have a conftest)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyworkflow_celery.testing import CeleryCluster, RedisMissingError, RedisServer
+
+HERE = Path(__file__).parent
+#: fast leases and sweeps, so recovery tests take seconds
+FAST = {
+    "PYWORKFLOW_LEASE_SECONDS": "2",
+    "PYWORKFLOW_POLL_INTERVAL": "0.1",
+    "PYWORKFLOW_CELERY__SWEEP_INTERVAL": "1",
+    "PYWORKFLOW_CELERY__DISPATCH_TIMEOUT": "10",
+}
+
+
+def start_redis(directory: Path, *, aof: bool = False) -> RedisServer:
+    try:
+        return RedisServer(directory, aof=aof)
+    except RedisMissingError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+def make_cluster(tmp_path: Path, broker_url: str, storage_url: str) -> CeleryCluster:
+    return CeleryCluster(
+        tmp_path, broker_url, storage_url, modules="celery_flows", pythonpath=HERE, settings=FAST
+    )
+
+
+def client_settings(broker_url: str, storage_url: str) -> dict[str, Any]:
+    """configure() arguments of a test process that starts runs on the cluster."""
+    return {
+        "storage": storage_url,
+        "executor": "celery",
+        "lease_seconds": 2,
+        "poll_interval": 0.1,
+        "celery": {"broker_url": broker_url, "sweep_interval": 1, "dispatch_timeout": 10},
+    }
