@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-from pyworkflow_celery.testing import CeleryCluster, RedisMissingError, RedisServer
+from pyworkflow_celery.testing import CeleryCluster, RedisServer
+
+from pyworkflow.testing.fixtures import require_server
 
 HERE = Path(__file__).parent
 #: fast leases and sweeps, so recovery tests take seconds
@@ -20,12 +20,7 @@ FAST = {
 
 
 def start_redis(directory: Path, *, aof: bool = False) -> RedisServer:
-    try:
-        return RedisServer(directory, aof=aof)
-    except RedisMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    return require_server(lambda: RedisServer(directory, aof=aof))
 
 
 def make_cluster(tmp_path: Path, broker_url: str, storage_url: str) -> CeleryCluster:

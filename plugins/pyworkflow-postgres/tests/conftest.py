@@ -5,24 +5,21 @@ With ``CI=true`` missing PostgreSQL binaries fail the tests instead of skipping.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from pyworkflow import runtime
-from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
-from pyworkflow.testing.servers import PostgresServer, ServerMissingError
+from pyworkflow.testing.fixtures import (
+    isolated_runtime,  # noqa: F401  (autouse)
+    require_server,
+)
+from pyworkflow.testing.servers import PostgresServer
 
 
 def start_postgres(*, fsync: bool = False) -> PostgresServer:
-    try:
-        return PostgresServer(fsync=fsync)
-    except ServerMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    return require_server(lambda: PostgresServer(fsync=fsync))
 
 
 @pytest.fixture

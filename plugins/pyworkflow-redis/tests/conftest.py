@@ -5,7 +5,6 @@ With ``CI=true`` a missing ``redis-server`` fails the tests instead of skipping.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,20 +12,18 @@ from pathlib import Path
 import pytest
 
 from pyworkflow import runtime
-from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
-from pyworkflow.testing.servers import RedisServer, ServerMissingError
+from pyworkflow.testing.fixtures import (
+    isolated_runtime,  # noqa: F401  (autouse)
+    require_server,
+)
+from pyworkflow.testing.servers import RedisServer
 
 HERE = Path(__file__).parent
 
 
 def start_redis(directory: Path, *, aof: bool = True) -> RedisServer:
     """A redis-server of the test's own (AOF always unless ``aof=False``)."""
-    try:
-        return RedisServer(directory, aof=aof)
-    except ServerMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    return require_server(lambda: RedisServer(directory, aof=aof))
 
 
 def unique_prefix() -> str:

@@ -68,6 +68,12 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise ValueError(f"invalid cursor {cursor!r}") from exc
 
 
+def page_from(runs: list[Run], limit: int) -> RunPage:
+    """The page of ``runs`` (fetched with ``limit + 1`` rows, in order) and its next cursor."""
+    page = runs[:limit]
+    return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+
+
 def page_of(
     runs: list[Run],
     status: RunStatus | None,
@@ -84,8 +90,7 @@ def page_of(
     if cursor is not None:
         after = decode_cursor(cursor)
         runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
-    page = runs[:limit]
-    return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+    return page_from(runs, limit)
 
 
 def can_claim(run: Run, now: datetime, take_over_prefix: str | None = None) -> bool:

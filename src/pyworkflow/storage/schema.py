@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +11,16 @@ from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from pyworkflow.errors import CorruptDataError
-from pyworkflow.models import Event, EventType, HookRecord, Run, RunStatus, StepLease
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPatch,
+    RunStatus,
+    StepLease,
+)
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -22,10 +31,13 @@ __all__ = [
     "HookRow",
     "RunRow",
     "StepLeaseRow",
+    "dump_payload",
     "event_from_row",
+    "event_rows",
     "from_epoch",
     "hook_from_row",
     "hook_to_values",
+    "patch_values",
     "run_from_row",
     "run_to_values",
     "step_lease_from_row",
@@ -144,6 +156,50 @@ def run_from_row(row: tuple[Any, ...]) -> Run:
         return Run(**data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise CorruptDataError(f"run {data.get('run_id')!r}: corrupt run row: {exc}") from exc
+
+
+def dump_payload(payload: Mapping[str, Any]) -> str:
+    """An event payload as the compact JSON text stored in ``payload``."""
+    return json.dumps(dict(payload), separators=(",", ":"))
+
+
+def event_rows(
+    run_id: str, after: int, events: Sequence[NewEvent]
+) -> list[tuple[str, int, str, str | None, float, str]]:
+    """Rows of ``events`` appended after seq ``after``, in ``EVENT_COLUMNS`` order."""
+    return [
+        (
+            run_id,
+            after + i,
+            e.type.value,
+            e.correlation_id,
+            e.timestamp.timestamp(),
+            dump_payload(e.payload),
+        )
+        for i, e in enumerate(events, start=1)
+    ]
+
+
+def patch_values(patch: RunPatch) -> dict[str, Any]:
+    """The run columns ``patch`` sets, with their stored values (lease release excluded).
+
+    ``clear_outcome`` nulls the outcome columns first; values the patch also
+    sets win.
+    """
+    values: dict[str, Any] = {}
+    if patch.clear_outcome:
+        values.update(result=None, error=None, error_message=None, completed_at=None)
+    for name in ("result", "error", "error_message"):
+        value = getattr(patch, name)
+        if value is not None:
+            values[name] = value
+    if patch.status is not None:
+        values["status"] = patch.status.value
+    if patch.completed_at is not None:
+        values["completed_at"] = to_epoch(patch.completed_at)
+    if patch.set_wake:
+        values["wake_at"] = to_epoch(patch.wake_at)
+    return values
 
 
 def event_from_row(row: tuple[Any, ...]) -> Event:

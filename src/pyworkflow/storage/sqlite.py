@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import queue
 import sqlite3
 import threading
@@ -42,16 +41,19 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import decode_cursor, encode_cursor, swap_step_lease
+from pyworkflow.storage.memory import decode_cursor, page_from, swap_step_lease
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
     STEP_LEASE_COLUMNS,
+    dump_payload,
     event_from_row,
+    event_rows,
     from_epoch,
     hook_from_row,
     hook_to_values,
+    patch_values,
     run_from_row,
     run_to_values,
     step_lease_from_row,
@@ -379,7 +381,7 @@ class SQLiteStorage(Storage):
     async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
         stored = attrs.evolve(run, last_seq=len(events))
         values = run_to_values(stored)
-        rows = _event_rows(run.run_id, 0, events)
+        rows = event_rows(run.run_id, 0, events)
         hooks = hook_changes(run.run_id, events)
         key = run.idempotency_key
 
@@ -430,10 +432,7 @@ class SQLiteStorage(Storage):
         def read(conn: sqlite3.Connection) -> list[Run]:
             return [run_from_row(r) for r in conn.execute(sql, (*params, limit + 1))]
 
-        runs = await self._read(read)
-        page = runs[:limit]
-        more = len(runs) > limit
-        return RunPage(page, encode_cursor(page[-1]) if more and page else None)
+        return page_from(await self._read(read), limit)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def read(conn: sqlite3.Connection) -> list[Event]:
@@ -461,7 +460,7 @@ class SQLiteStorage(Storage):
             _patch_sql(patch, owner, sets, params)
         update = f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ? AND last_seq = ?"
         update_params = (*params, run_id, expected_seq)
-        rows = _event_rows(run_id, expected_seq, events)
+        rows = event_rows(run_id, expected_seq, events)
         hooks = hook_changes(run_id, events)
 
         def write(conn: sqlite3.Connection) -> int:
@@ -593,7 +592,7 @@ class SQLiteStorage(Storage):
         self, token: str, payload: Mapping[str, Any], now: datetime
     ) -> tuple[str, int]:
         at = now.timestamp()
-        data = _dumps(payload)
+        data = dump_payload(payload)
 
         def write(conn: sqlite3.Connection) -> tuple[str, int]:
             hook = _find_hook(conn, token)
@@ -611,24 +610,6 @@ class SQLiteStorage(Storage):
         return await self._write(write)
 
 
-def _dumps(payload: Mapping[str, Any]) -> str:
-    return json.dumps(dict(payload), separators=(",", ":"))
-
-
-def _event_rows(run_id: str, after: int, events: Sequence[NewEvent]) -> list[_EventRow]:
-    return [
-        (
-            run_id,
-            after + i,
-            e.type.value,
-            e.correlation_id,
-            e.timestamp.timestamp(),
-            _dumps(e.payload),
-        )
-        for i, e in enumerate(events, start=1)
-    ]
-
-
 def _insert_events(conn: sqlite3.Connection, rows: list[_EventRow]) -> None:
     if len(rows) == 1:
         conn.execute(_INSERT_EVENT, rows[0])
@@ -637,23 +618,10 @@ def _insert_events(conn: sqlite3.Connection, rows: list[_EventRow]) -> None:
 
 
 def _patch_sql(patch: RunPatch, owner: str | None, sets: list[str], params: list[Any]) -> None:
-    """Add ``patch``'s assignments to an UPDATE (later assignments to a column win)."""
-    if patch.clear_outcome:
-        sets.append("result = NULL, error = NULL, error_message = NULL, completed_at = NULL")
-    for name in ("result", "error", "error_message"):
-        value = getattr(patch, name)
-        if value is not None:
-            sets.append(f"{name} = ?")
-            params.append(value)
-    if patch.status is not None:
-        sets.append("status = ?")
-        params.append(patch.status.value)
-    if patch.completed_at is not None:
-        sets.append("completed_at = ?")
-        params.append(to_epoch(patch.completed_at))
-    if patch.set_wake:
-        sets.append("wake_at = ?")
-        params.append(to_epoch(patch.wake_at))
+    """Add ``patch``'s assignments to an UPDATE."""
+    for name, value in patch_values(patch).items():
+        sets.append(f"{name} = ?")
+        params.append(value)
     if patch.release_lease and owner is not None:
         # SET expressions see the old row, so both test the lease being released.
         sets.append("lease_owner = CASE WHEN lease_owner = ? THEN NULL ELSE lease_owner END")

@@ -8,14 +8,28 @@ Import the ones you want into a ``conftest.py``::
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from pyworkflow import runtime
+from pyworkflow.testing.servers import ServerMissingError
 
-__all__ = ["isolated_runtime"]
+__all__ = ["isolated_runtime", "require_server"]
+
+T = TypeVar("T")
+
+
+def require_server(start: Callable[[], T]) -> T:
+    """``start()`` a test server; if its binary is missing, skip the test (fail under ``CI``)."""
+    try:
+        return start()
+    except ServerMissingError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

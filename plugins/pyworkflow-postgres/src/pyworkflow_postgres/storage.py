@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -42,21 +41,23 @@ from pyworkflow.models import (
     StepLease,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import decode_cursor, encode_cursor
+from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
     STEP_LEASE_COLUMNS,
+    dump_payload,
     event_from_row,
+    event_rows,
     from_epoch,
     hook_from_row,
     hook_to_values,
+    patch_values,
     run_from_row,
     run_to_values,
     step_lease_from_row,
     step_lease_to_values,
-    to_epoch,
 )
 from pyworkflow_postgres.connection import Backoff, is_retryable
 from pyworkflow_postgres.listener import WakeListener
@@ -78,22 +79,8 @@ _LEASE_COLS = [LEASES.c[name] for name in STEP_LEASE_COLUMNS]
 _Tx = Callable[[AsyncConnection], Awaitable[T]]
 
 
-def _dumps(payload: Mapping[str, Any]) -> str:
-    return json.dumps(dict(payload), separators=(",", ":"))
-
-
 def _event_rows(run_id: str, after: int, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
-    return [
-        {
-            "run_id": run_id,
-            "seq": after + i,
-            "type": e.type.value,
-            "correlation_id": e.correlation_id,
-            "timestamp": e.timestamp.timestamp(),
-            "payload": _dumps(e.payload),
-        }
-        for i, e in enumerate(events, start=1)
-    ]
+    return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in event_rows(run_id, after, events)]
 
 
 def _run(row: Row[Any]) -> Run:
@@ -102,20 +89,9 @@ def _run(row: Row[Any]) -> Run:
 
 def _patch_values(patch: RunPatch, owner: str | None, values: dict[str, Any]) -> float | None:
     """Add ``patch``'s assignments to ``values``; returns the wake time it sets, if any."""
-    if patch.clear_outcome:
-        values.update(result=None, error=None, error_message=None, completed_at=None)
-    for name in ("result", "error", "error_message"):
-        value = getattr(patch, name)
-        if value is not None:
-            values[name] = value
-    if patch.status is not None:
-        values["status"] = patch.status.value
-    if patch.completed_at is not None:
-        values["completed_at"] = to_epoch(patch.completed_at)
-    wake = None
-    if patch.set_wake:
-        wake = to_epoch(patch.wake_at)
-        values["wake_at"] = wake
+    changes = patch_values(patch)
+    values.update(changes)
+    wake: float | None = changes.get("wake_at")
     if patch.release_lease and owner is not None:
         # SET expressions see the old row, so both test the lease being released.
         held = RUNS.c.lease_owner == owner
@@ -143,7 +119,9 @@ class PostgresStorage(Storage):
         self.pushes_wakeups = self.settings.notify
         #: NOTIFY channel of this schema's wake-ups.
         self.channel = ("pyworkflow_wake_" + self.schema)[:63]
-        self.log = logger.bind(storage=self.sa_url.render_as_string(hide_password=True))
+        #: The URL with its password hidden, for logs and errors.
+        self.log_url = self.sa_url.render_as_string(hide_password=True)
+        self.log = logger.bind(storage=self.log_url)
         self._engine: AsyncEngine | None = None
         self._listener: WakeListener | None = None
         self._listen_task: asyncio.Task[None] | None = None
@@ -262,11 +240,6 @@ class PostgresStorage(Storage):
                     self.log.warning("database unreachable ({}); retrying", type(exc).__name__)
                 await asyncio.sleep(delay)
 
-    @property
-    def log_url(self) -> str:
-        """The URL with its password hidden."""
-        return self.sa_url.render_as_string(hide_password=True)
-
     async def _last_seq(self, conn: AsyncConnection, run_id: str) -> int:
         seq = await conn.scalar(select(RUNS.c.last_seq).where(RUNS.c.run_id == run_id))
         if seq is None:
@@ -373,9 +346,7 @@ class PostgresStorage(Storage):
         async def read(conn: AsyncConnection) -> list[Run]:
             return [_run(row) for row in await conn.execute(stmt)]
 
-        runs = await self._read(read)
-        page = runs[:limit]
-        return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
+        return page_from(await self._read(read), limit)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         stmt = (
@@ -437,7 +408,7 @@ class PostgresStorage(Storage):
         self, token: str, payload: Mapping[str, Any], now: datetime
     ) -> tuple[str, int]:
         at = now.timestamp()
-        data = _dumps(payload)
+        data = dump_payload(payload)
 
         async def find(conn: AsyncConnection) -> HookRecord:
             row = (await conn.execute(select(*_HOOK_COLS).where(HOOKS.c.token == token))).first()

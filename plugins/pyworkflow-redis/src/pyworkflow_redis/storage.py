@@ -70,7 +70,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.storage.base import Storage, hook_changes
-from pyworkflow.storage.memory import decode_cursor, encode_cursor
+from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
 from pyworkflow_redis import scripts
 from pyworkflow_redis.settings import _redact, parse_storage_url
@@ -513,9 +513,7 @@ class RedisStorage(Storage):
                     workflow is None or run.workflow_name == workflow
                 ):
                     runs.append(run)
-        page_runs = runs[:limit]
-        more = len(runs) > limit
-        return RunPage(page_runs, encode_cursor(page_runs[-1]) if more and page_runs else None)
+        return page_from(runs, limit)
 
     async def _rows(self, run_ids: list[str]) -> list[Run]:
         """The rows of ``run_ids`` that exist, in order (one round trip)."""
