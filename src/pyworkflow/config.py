@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from pyworkflow.errors import ConfigError
+from pyworkflow.redaction import redact_text, redacted_repr
 
 __all__ = [
     "ENV_PREFIX",
@@ -94,7 +95,7 @@ _Parser = Callable[[str, Any, str, bool], Any]
 def _type_error(key: str, source: str, expected: str, value: Any) -> ConfigError:
     return ConfigError(
         f"config key {key!r} (from {source}) must be {expected}, "
-        f"got {value!r} of type {type(value).__name__}"
+        f"got {redacted_repr(key, value)} of type {type(value).__name__}"
     )
 
 
@@ -236,7 +237,9 @@ def _pyproject_layer(cwd: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     table = document.get("tool", {}).get("pyworkflow", {})
     if not isinstance(table, dict):
-        raise ConfigError(f"[tool.pyworkflow] in {path} must be a table, got {table!r}")
+        raise ConfigError(
+            f"[tool.pyworkflow] in {path} must be a table, got {redact_text(repr(table))}"
+        )
     keys: dict[str, Any] = {}
     plugin_tables: dict[str, dict[str, Any]] = {}
     for key, value in table.items():

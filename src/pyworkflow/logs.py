@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from pyworkflow.redaction import redact_settings, redact_text
+
 if TYPE_CHECKING:
     from loguru import Logger, Record
 
@@ -54,6 +56,48 @@ def _text_format(record: Record) -> str:
     )
 
 
+def _scrub(record: Record) -> bool:
+    """Filter of the sinks added here: hide secrets in the message and the bound fields.
+
+    Passwords in URLs and the values of secret-named fields (``api_token``,
+    ...) become ``***`` (:mod:`pyworkflow.redaction`); the record is kept.
+    """
+    record["message"] = redact_text(record["message"])
+    if record["extra"]:
+        record["extra"] = redact_settings(record["extra"])
+    return True
+
+
+class _RedactingStream:
+    """A text stream that writes what loguru gives it with secrets hidden.
+
+    Catches what the record filter cannot reach: the exception text and
+    traceback loguru formats after filtering.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        self.stream.write(redact_text(text))
+
+    def flush(self) -> None:
+        flush = getattr(self.stream, "flush", None)
+        if callable(flush):
+            flush()
+
+    def isatty(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty()) if callable(isatty) else False
+
+
+def _redacting(sink: Any) -> Any:
+    """``sink`` behind :class:`_RedactingStream` when it is a text stream, else as given."""
+    if callable(getattr(sink, "write", None)):
+        return _RedactingStream(sink)
+    return sink
+
+
 def enable_logging(level: str = "INFO", *, json: bool = False, sink: Any = sys.stderr) -> int:
     """Show PyWorkflow's logs at ``level`` and above on ``sink``; returns the handler id.
 
@@ -65,6 +109,11 @@ def enable_logging(level: str = "INFO", *, json: bool = False, sink: Any = sys.s
     The first call removes loguru's stock stderr handler if it is still
     installed, since it would print every line a second time; the new sink
     takes every loguru record at ``level`` or above, the application's too.
+
+    Secrets never reach the sink: passwords in URLs and the values of
+    secret-named bound fields are replaced by ``***`` in messages, extras
+    and (for stream sinks) exception texts, and tracebacks do not show
+    variable values (``diagnose=False``); see :mod:`pyworkflow.redaction`.
     """
     global _default_removed
     with _lock:
@@ -76,10 +125,11 @@ def enable_logging(level: str = "INFO", *, json: bool = False, sink: Any = sys.s
                 pass
         for name in library_packages():
             logger.enable(name)
+        options: dict[str, Any] = {"level": level.upper(), "filter": _scrub, "diagnose": False}
         if json:
-            handler_id = logger.add(sink, level=level.upper(), serialize=True)
+            handler_id = logger.add(_redacting(sink), serialize=True, **options)
         else:
-            handler_id = logger.add(sink, level=level.upper(), format=_text_format)
+            handler_id = logger.add(_redacting(sink), format=_text_format, **options)
         _handlers.append(handler_id)
         return handler_id
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pyworkflow.config import Settings
 from pyworkflow.errors import ConfigError
+from pyworkflow.redaction import redacted_repr
 
 __all__ = [
     "option_bool",
@@ -126,6 +127,6 @@ def parse_plugin_table(
         except TypeError as exc:
             raise ConfigError(
                 f"option {key!r} of [tool.pyworkflow.{plugin}] (from {source}) must be "
-                f"{exc}, got {raw!r}"
+                f"{exc}, got {redacted_repr(key, raw)}"
             ) from None
     return values

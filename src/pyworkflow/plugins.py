@@ -14,6 +14,7 @@ import pluggy
 from pyworkflow import hookspecs
 from pyworkflow.errors import ConfigError, PluginError
 from pyworkflow.executors.base import Executor
+from pyworkflow.redaction import redact_url
 from pyworkflow.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -328,9 +329,10 @@ def create_storage(url: str, settings: Settings) -> Storage:
     """
     registry = _get_registries().storage
     scheme, sep, _ = url.partition("://")
+    shown = redact_url(url)
     if not sep or not scheme:
         raise ConfigError(
-            f"storage URL {url!r} (config key 'storage') has no scheme; write <scheme>://..., "
+            f"storage URL {shown!r} (config key 'storage') has no scheme; write <scheme>://..., "
             f"e.g. 'sqlite:///.pyworkflow/pyworkflow.db' or 'memory://'; "
             f"available: {_available(registry.names())}{_came_from(settings, 'storage', url)}"
         )
@@ -338,7 +340,7 @@ def create_storage(url: str, settings: Settings) -> Storage:
     factory = registry.get(scheme)
     if factory is None:
         raise ConfigError(
-            f"unknown storage scheme {scheme!r} in storage URL {url!r} (config key 'storage'); "
+            f"unknown storage scheme {scheme!r} in storage URL {shown!r} (config key 'storage'); "
             f"available: {_available(registry.names())}{_came_from(settings, 'storage', url)}; "
             f"install the plugin that serves '{scheme}://' or correct the URL"
         )

@@ -18,6 +18,7 @@ from loguru import logger
 from pyworkflow import plugins
 from pyworkflow.config import Settings, load_settings
 from pyworkflow.models import Event, NewEvent, RunStatus
+from pyworkflow.redaction import redact_url
 
 __all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
 
@@ -198,7 +199,8 @@ def get_runtime() -> Runtime:
             runtime = Runtime(load_settings(_overrides))
             runtime.start()
             _runtime = runtime
-            logger.bind(storage=runtime.settings.storage).debug("pyworkflow runtime started")
+            storage = redact_url(runtime.settings.storage)
+            logger.bind(storage=storage).debug("pyworkflow runtime started")
         return _runtime
 
 

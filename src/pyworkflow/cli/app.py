@@ -202,12 +202,22 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 @app.command()
 def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """The effective configuration and where each value came from."""
+    """The effective configuration and where each value came from (secrets shown as ***).
+
+    Plugin options follow the core keys as ``<table>.<option>``.
+    """
     from pyworkflow.config import KEYS
+    from pyworkflow.redaction import redact_settings
     from pyworkflow.runtime import current_settings
 
     settings = current_settings()
-    rows = [(key, getattr(settings, key), settings.source_of(key)) for key in KEYS]
+    values = redact_settings({key: getattr(settings, key) for key in KEYS})
+    tables = redact_settings(settings.plugin_tables)
+    rows = [(key, values[key], settings.source_of(key)) for key in KEYS]
+    for table in sorted(tables):
+        for option in sorted(tables[table]):
+            key = f"{table}.{option}"
+            rows.append((key, tables[table][option], settings.source_of(key)))
     if as_json:
         render.print_json({k: {"value": v, "source": s} for k, v, s in rows})
         return
@@ -232,12 +242,16 @@ def main() -> None:
     except Exception as exc:
         import click
 
+        from pyworkflow.redaction import redact_text
+
         if isinstance(exc, click.ClickException):
+            exc.message = redact_text(exc.message)
             exc.show()
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        render.err_console.print(f"error: {exc}", markup=False, highlight=False)
+        message = redact_text(str(exc))
+        render.err_console.print(f"error: {message}", markup=False, highlight=False)
         sys.exit(1)
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 __all__ = [
     "PostgresServer",
@@ -61,14 +62,32 @@ def _answers(port: int, request: bytes, expect: bytes) -> bool:
         return False
 
 
+def _resp(*words: str) -> bytes:
+    """One Redis command in the protocol's array form (safe for any bytes in ``words``)."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        raw = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
 class RedisServer:
     """One ``redis-server`` process; ``restart()`` keeps its port and data dir.
 
     ``aof=True`` turns on the append-only file with ``appendfsync always``
     (every acknowledged write is on disk), as a durable deployment would.
+    ``password`` starts it with ``--requirepass``; :attr:`url` and
+    :meth:`client` then carry it.
     """
 
-    def __init__(self, directory: Path, *, aof: bool = False, start: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        aof: bool = False,
+        start: bool = True,
+        password: str | None = None,
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ServerMissingError(
@@ -78,6 +97,7 @@ class RedisServer:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.aof = aof
+        self.password = password
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         if start:
@@ -85,13 +105,14 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> Any:
         """A synchronous ``redis.Redis`` client (needs redis-py)."""
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
 
     def start(self) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
@@ -100,6 +121,8 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
         log = open(self.directory / "redis.log", "ab")  # closed with the process
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         proc = self.proc
@@ -107,6 +130,8 @@ class RedisServer:
         def pong() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"redis-server exited: see {self.directory / 'redis.log'}")
+            if self.password is not None:
+                return _answers(self.port, _resp("AUTH", self.password), b"+OK")
             return _answers(self.port, b"PING\r\n", b"+PONG")
 
         wait_for(pong, 20, "redis-server to answer PING")
@@ -142,15 +167,26 @@ class PostgresServer:
 
     Runs as the ``postgres`` user when started as root (PostgreSQL refuses
     root). ``fsync=False`` trades crash safety for speed in tests that do
-    not test durability.
+    not test durability. The superuser is ``user``; with ``password``,
+    TCP connections must authenticate with it (``scram-sha-256``) and
+    :attr:`url` carries it, else every connection is trusted.
     """
 
-    def __init__(self, *, fsync: bool = True, start: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        fsync: bool = True,
+        start: bool = True,
+        user: str = "postgres",
+        password: str | None = None,
+    ) -> None:
         self.bindir = postgres_bindir()
         self.directory = Path(tempfile.mkdtemp(prefix="pyworkflow-pg-"))
         self.directory.chmod(0o711)
         self.data = self.directory / "data"
         self.fsync = fsync
+        self.user = user
+        self.password = password
         self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         self._initdb()
@@ -160,7 +196,10 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / args[0]), *args[1:]]
@@ -174,7 +213,19 @@ class PostgresServer:
     def _initdb(self) -> None:
         if self._as_postgres:
             shutil.chown(self.directory, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        args = ["initdb", "-D", str(self.data), "-U", self.user, "-E", "UTF8"]
+        if self.password is None:
+            self._run(*args, "--auth=trust")
+            return
+        pwfile = self.directory / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self._as_postgres:
+            shutil.chown(pwfile, "postgres", "postgres")
+        try:
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+            self._run(*args, *auth)
+        finally:
+            pwfile.unlink()
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"

@@ -23,6 +23,7 @@ from loguru import logger
 
 from pyworkflow import dispatch, runtime
 from pyworkflow.config import Settings
+from pyworkflow.redaction import redact_text
 from pyworkflow_celery.settings import CelerySettings
 
 __all__ = ["ACTIVATE", "STEP", "SWEEP", "app", "create_app"]
@@ -87,7 +88,10 @@ def _survive_broker_restarts() -> None:
         try:
             return original(self, client)
         except AttributeError as exc:
-            logger.warning("broker connection gone; unacked messages left to Redis ({})", exc)
+            logger.warning(
+                "broker connection gone; unacked messages left to Redis ({})",
+                redact_text(str(exc)),
+            )
             return None
 
     restore_unacked._pyworkflow = True  # type: ignore[attr-defined]

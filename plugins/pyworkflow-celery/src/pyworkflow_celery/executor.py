@@ -14,6 +14,7 @@ from pyworkflow.config import Settings
 from pyworkflow.executors.base import Executor
 from pyworkflow.executors.local import import_modules
 from pyworkflow.models import utcnow
+from pyworkflow.redaction import redact_text
 from pyworkflow_celery.settings import CelerySettings
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ class CeleryExecutor(Executor):
                 name, args=args, queue=queue, eta=eta, retry=True, retry_policy=_RETRY_POLICY
             )
         except Exception as exc:  # the sweep recovers what a lost message leaves behind
-            logger.bind(task=name, args=args).warning("could not send Celery task: {}", exc)
+            logger.bind(task=name, args=args).warning(
+                "could not send Celery task: {}", redact_text(str(exc))
+            )
 
     def _submit(self, fn: Callable[[], None]) -> concurrent.futures.Future[None] | None:
         try:

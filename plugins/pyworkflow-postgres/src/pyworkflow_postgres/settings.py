@@ -18,6 +18,7 @@ from pyworkflow.plugin_options import (
     option_text,
     parse_plugin_table,
 )
+from pyworkflow.redaction import redact_text, redact_url
 
 __all__ = ["PostgresSettings", "parse_url"]
 
@@ -87,17 +88,19 @@ def parse_url(url: str, settings: PostgresSettings) -> tuple[URL, PostgresSettin
     scheme = url.partition("://")[0].lower()
     if scheme not in ("postgresql", "postgres", "postgresql+asyncpg"):
         raise ConfigError(
-            f"storage URL {url!r}: the PostgreSQL storage uses asyncpg; write "
+            f"storage URL {redact_url(url)!r}: the PostgreSQL storage uses asyncpg; write "
             "postgresql://user:password@host:5432/database (or postgresql+asyncpg://...)"
         )
     rest = url.partition("://")[2]
     try:
         parsed = make_url(f"postgresql+asyncpg://{rest}")
     except ArgumentError as exc:
-        raise ConfigError(f"invalid PostgreSQL storage URL {url!r}: {exc}") from None
+        raise ConfigError(
+            f"invalid PostgreSQL storage URL {redact_url(url)!r}: {redact_text(str(exc))}"
+        ) from None
     if not parsed.database:
         raise ConfigError(
-            f"PostgreSQL storage URL {url!r} names no database; "
+            f"PostgreSQL storage URL {redact_url(url)!r} names no database; "
             "write postgresql://user:password@host:5432/database"
         )
     query = dict(parsed.query)
@@ -107,6 +110,7 @@ def parse_url(url: str, settings: PostgresSettings) -> tuple[URL, PostgresSettin
             settings = attrs.evolve(settings, schema=_schema(raw if isinstance(raw, str) else ""))
         except TypeError as exc:
             raise ConfigError(
-                f"PostgreSQL storage URL {url!r}: ?schema= must be {exc}, got {raw!r}"
+                f"PostgreSQL storage URL {redact_url(url)!r}: ?schema= must be {exc}, "
+                f"got {raw!r}"
             ) from None
     return parsed.set(query=query), settings

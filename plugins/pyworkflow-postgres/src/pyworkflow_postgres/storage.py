@@ -40,6 +40,7 @@ from pyworkflow.models import (
     RunStatus,
     StepLease,
 )
+from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.base import Storage, hook_changes
 from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import (
@@ -120,7 +121,7 @@ class PostgresStorage(Storage):
         #: NOTIFY channel of this schema's wake-ups.
         self.channel = ("pyworkflow_wake_" + self.schema)[:63]
         #: The URL with its password hidden, for logs and errors.
-        self.log_url = self.sa_url.render_as_string(hide_password=True)
+        self.log_url = redact_url(url)
         self.log = logger.bind(storage=self.log_url)
         self._engine: AsyncEngine | None = None
         self._listener: WakeListener | None = None
@@ -207,7 +208,7 @@ class PostgresStorage(Storage):
         """
         engine = self._engine
         if engine is None:
-            raise RuntimeError(f"storage {self.url} is not open")
+            raise RuntimeError(f"storage {self.log_url} is not open")
         backoff = Backoff(self.settings.reconnect_timeout)
         ambiguous = False
         while True:
@@ -234,7 +235,7 @@ class PostgresStorage(Storage):
                 if delay is None:
                     raise StorageUnavailableError(
                         f"PostgreSQL storage {self.log_url} unreachable for "
-                        f"{self.settings.reconnect_timeout:g}s: {exc}"
+                        f"{self.settings.reconnect_timeout:g}s: {redact_text(str(exc))}"
                     ) from exc
                 if backoff.attempts == 1:
                     self.log.warning("database unreachable ({}); retrying", type(exc).__name__)

@@ -11,6 +11,7 @@ import attrs
 from pyworkflow.config import Settings
 from pyworkflow.errors import ConfigError
 from pyworkflow.plugin_options import option_choice, option_seconds, option_text, parse_plugin_table
+from pyworkflow.redaction import redact_url, url_password
 
 __all__ = ["DURABILITY", "REDIS_QUERY_OPTIONS", "RedisSettings", "parse_storage_url"]
 
@@ -90,23 +91,10 @@ def _parse_query(url: str, options: Mapping[str, str]) -> dict[str, Any]:
 
 def _url_error(url: str, problem: str) -> ConfigError:
     return ConfigError(
-        f"invalid Redis storage URL {_redact(url)!r} (config key 'storage'): {problem}; "
+        f"invalid Redis storage URL {redact_url(url)!r} (config key 'storage'): {problem}; "
         "use redis://[user:password@]host[:port][/db][?prefix=...&durability=...] "
         "or rediss:// for TLS"
     )
-
-
-def _redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def parse_storage_url(url: str, settings: Settings | None = None) -> tuple[str, RedisSettings]:
@@ -119,6 +107,15 @@ def parse_storage_url(url: str, settings: Settings | None = None) -> tuple[str, 
     """
     try:
         parts = urlsplit(url)
+    except ValueError as exc:
+        raise _url_error(url, str(exc)) from None
+    if parts.password != url_password(url):  # an unencoded / ? # cut it: quote none of it
+        raise _url_error(
+            url,
+            "percent-encode the special characters of the password "
+            "('/' as %2F, '?' as %3F, '#' as %23)",
+        )
+    try:
         port = parts.port
     except ValueError as exc:
         raise _url_error(url, str(exc)) from None

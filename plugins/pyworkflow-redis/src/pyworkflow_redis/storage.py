@@ -69,11 +69,12 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
+from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.base import Storage, hook_changes
 from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
 from pyworkflow_redis import scripts
-from pyworkflow_redis.settings import _redact, parse_storage_url
+from pyworkflow_redis.settings import parse_storage_url
 
 __all__ = ["SCHEMA_VERSION", "RedisStorage"]
 
@@ -265,7 +266,9 @@ class RedisStorage(Storage):
         self._scripts: dict[str, AsyncScript] = {}
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
-        self.log = logger.bind(storage=_redact(url), prefix=self.prefix)
+        #: The URL with its password hidden, for logs and errors.
+        self.log_url = redact_url(url)
+        self.log = logger.bind(storage=self.log_url, prefix=self.prefix)
 
     # ----- lifecycle -----
 
@@ -351,7 +354,7 @@ class RedisStorage(Storage):
                 config.update({_str(k): _str(v) for k, v in reply.items()})
         except ResponseError as exc:
             raise ConfigError(
-                f"cannot check that Redis at {_redact(self.url)} fsyncs every write: "
+                f"cannot check that Redis at {self.log_url} fsyncs every write: "
                 f"CONFIG GET failed ({exc}); managed Redis services often disable the CONFIG "
                 "command. If the service keeps an append-only file fsync'd on every write "
                 "(appendonly yes, appendfsync always), or you accept losing the last "
@@ -380,7 +383,7 @@ class RedisStorage(Storage):
             )
         if problems:
             raise ConfigError(
-                f"Redis at {_redact(self.url)} may lose acknowledged PyWorkflow writes on a "
+                f"Redis at {self.log_url} may lose acknowledged PyWorkflow writes on a "
                 f"crash or power loss: {'; '.join(problems)}. Set these in redis.conf (or "
                 "CONFIG SET each, then CONFIG REWRITE), " + opt_out
             )
@@ -391,7 +394,7 @@ class RedisStorage(Storage):
     def client(self) -> aioredis.Redis:
         """The open redis-py client (RuntimeError before ``open()``)."""
         if self._redis is None:
-            raise RuntimeError(f"storage {_redact(self.url)} is not open")
+            raise RuntimeError(f"storage {self.log_url} is not open")
         return self._redis
 
     async def _call(self, what: str, attempt: Callable[[bool], Awaitable[T]]) -> T:
@@ -410,8 +413,8 @@ class RedisStorage(Storage):
             except RETRIED as exc:
                 if time.monotonic() + delay > deadline:
                     raise StorageUnavailableError(
-                        f"Redis storage {_redact(self.url)} unreachable for "
-                        f"{self.options.reconnect_timeout:g}s ({what}): {exc}"
+                        f"Redis storage {self.log_url} unreachable for "
+                        f"{self.options.reconnect_timeout:g}s ({what}): {redact_text(str(exc))}"
                     ) from exc
                 self.log.warning("redis unreachable during {}, retrying: {!r}", what, exc)
                 await anyio.sleep(delay)
@@ -422,7 +425,7 @@ class RedisStorage(Storage):
         """Run script ``name`` with ``ARGV = [prefix, *args]`` (retried as in :meth:`_call`)."""
         script = self._scripts.get(name)
         if script is None:
-            raise RuntimeError(f"storage {_redact(self.url)} is not open")
+            raise RuntimeError(f"storage {self.log_url} is not open")
         return await self._call(name, lambda retry: script(args=[self.prefix, *args(retry)]))
 
     # ----- runs and the log -----
@@ -468,7 +471,7 @@ class RedisStorage(Storage):
             "get_run", lambda retry: self.client.hgetall(self._key("run", run_id))
         )
         if not raw:
-            raise RunNotFoundError(f"no run with id {run_id!r} in {_redact(self.url)}")
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
         return _decode_run(raw, run_id)
 
     async def list_runs(
@@ -541,7 +544,7 @@ class RedisStorage(Storage):
 
         items, exists = await self._call("get_events", fetch)
         if not exists:
-            raise RunNotFoundError(f"no run with id {run_id!r} in {_redact(self.url)}")
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
         first = max(after_seq, 0) + 1
         return [_decode_event(run_id, seq, raw) for seq, raw in enumerate(items, start=first)]
 
@@ -579,7 +582,7 @@ class RedisStorage(Storage):
         if status == "conflict":
             raise ConcurrencyError(run_id, expected_seq, int(reply[1]))
         if status == "missing":
-            raise RunNotFoundError(f"no run with id {run_id!r} in {_redact(self.url)}")
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
         if status == "hook":
             raise self._hook_conflict(reply)
         raise CorruptDataError(f"run {run_id}: unexpected reply {reply!r} from append")
