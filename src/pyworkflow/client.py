@@ -9,14 +9,11 @@ from typing import Any
 
 import anyio
 import attrs
-import cattrs
-import cattrs.preconf.json
 
 from pyworkflow import engine
 from pyworkflow.engine import ReplayReport
 from pyworkflow.errors import (
     ConcurrencyError,
-    PayloadValidationError,
     SerializationError,
     WorkflowCancelledError,
     WorkflowFailedError,
@@ -33,7 +30,8 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.runtime import Runtime, get_runtime
-from pyworkflow.serialization import dumps_limited, load_class
+from pyworkflow.serialization import dumps_limited
+from pyworkflow.validation import load_schema, validate
 from pyworkflow.workflow import definition_of
 
 __all__ = [
@@ -300,25 +298,14 @@ def cancel(run_id: str, reason: str | None = None) -> bool:
     return runtime.call(_cancel, runtime, run_id, reason)
 
 
-_validator = cattrs.preconf.json.make_converter(forbid_extra_keys=True)
-
-
 def validate_payload(schema_path: str | None, payload: Any) -> Any:
-    """Structure ``payload`` into the hook's schema class (attrs), or raise with field errors."""
+    """``payload`` checked strictly against the hook's recorded schema (see ``validation``).
+
+    Raises ``PayloadValidationError`` listing each field at fault; no schema: as is.
+    """
     if schema_path is None:
         return payload
-    schema = load_class(schema_path)
-    try:
-        return _validator.structure(payload, schema)
-    except Exception as exc:
-        errors = (
-            cattrs.transform_error(exc)
-            if isinstance(exc, cattrs.BaseValidationError)
-            else [f"{type(exc).__name__}: {exc}"]
-        )
-        raise PayloadValidationError(
-            f"payload does not fit {schema.__qualname__}: " + "; ".join(errors), errors
-        ) from None
+    return validate(load_schema(schema_path), payload)
 
 
 async def _resume_hook(runtime: Runtime, token: str, payload: Any) -> str:

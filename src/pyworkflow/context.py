@@ -158,8 +158,9 @@ def create_hook(
 
     ``token`` defaults to an unguessable one; pass your own deterministic
     token (``f"approval:{order_id}"``) to address it without being told.
-    With ``schema`` (an attrs class) payloads are validated and structured
-    before they are recorded. With ``secret`` the HTTP server requires an
+    With ``schema`` (an attrs class, dataclass, TypedDict, pydantic model or a
+    type such as ``list[str]``) payloads are validated strictly, without
+    coercion, before they are recorded. With ``secret`` the HTTP server requires an
     HMAC-SHA256 signature of the body in ``X-PyWorkflow-Signature``.
     ``hook.url`` is set when the ``public_url`` config key is.
     """

@@ -40,6 +40,7 @@ from pyworkflow.sandbox import WorkflowLoop
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.step import StepDefinition, check_dispatchable
 from pyworkflow.stepexec import dump_error, retry_bases, run_step_attempt, voided_seqs
+from pyworkflow.validation import schema_ref
 from pyworkflow.workflow import get_workflow
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ class Activation:
             state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
         else:
             actual = token or secrets.token_urlsafe(24)
-            path = f"{schema.__module__}:{schema.__qualname__}" if schema is not None else None
+            path = schema_ref(schema) if schema is not None else None
             event = NewEvent(
                 EventType.HOOK_CREATED,
                 cid,

@@ -10,6 +10,7 @@ import enum
 import importlib
 import json
 import math
+import sys
 import traceback
 import uuid
 import zoneinfo
@@ -88,6 +89,13 @@ def _class_path(cls: type) -> str:
 _CHECKED_PATHS: dict[type, str] = {}
 
 
+def _pydantic_model_class() -> type | None:
+    """``pydantic.BaseModel`` if pydantic is imported (never imported here: it is optional)."""
+    module = sys.modules.get("pydantic")
+    base = getattr(module, "BaseModel", None)
+    return base if isinstance(base, type) else None
+
+
 def _is_record(cls: Any) -> bool:
     return isinstance(cls, type) and (attrs.has(cls) or dataclasses.is_dataclass(cls))
 
@@ -131,8 +139,9 @@ class JsonSerializer:
     with non-``str`` keys (or holding the tag key), non-finite floats, ``datetime``,
     ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID``, enum members, named
     tuples, attrs classes and dataclasses (fields structured with cattrs by their
-    declared types) and exceptions (type, args, message, traceback text). Classes
-    are recorded as ``module:QualName`` and must be importable.
+    declared types), pydantic models (field values encoded like any other value,
+    rebuilt with ``model_construct``) and exceptions (type, args, message, traceback
+    text). Classes are recorded as ``module:QualName`` and must be importable.
     """
 
     name = "json"
@@ -192,6 +201,9 @@ class JsonSerializer:
             return {TAG: "enum", "t": _class_path(cls), "v": self._encode(value.value)}
         if isinstance(value, BaseException):
             return self._encode_exception(value)
+        pydantic_model = _pydantic_model_class()
+        if pydantic_model is not None and isinstance(value, pydantic_model):
+            return self._encode_pydantic(value)
         if _is_record(cls):
             path = _class_path(cls)
             if cls not in self._unstructure_fns:
@@ -207,6 +219,19 @@ class JsonSerializer:
             "it is not a JSON type, attrs class, dataclass or other supported type; "
             "use an attrs class/dataclass or the 'pickle' serializer"
         )
+
+    def _encode_pydantic(self, model: Any) -> dict[str, Any]:
+        """Field values by name (each keeps its type), extra values, and the fields set."""
+        cls = type(model)
+        fields = {name: getattr(model, name) for name in cls.model_fields}
+        encoded = {TAG: "pydantic", "t": _class_path(cls), "v": self._encode(fields)}
+        extra = getattr(model, "__pydantic_extra__", None)
+        if extra:
+            encoded["extra"] = self._encode(dict(extra))
+        fields_set = model.model_fields_set
+        if fields_set != fields.keys():
+            encoded["set"] = sorted(fields_set)
+        return encoded
 
     def _encode_exception(self, exc: BaseException) -> dict[str, Any]:
         tb = getattr(exc, "__pyworkflow_traceback__", None)
@@ -246,6 +271,8 @@ class JsonSerializer:
             return self._decode_exception(value)
         if kind == "dict":
             return {self._decode(k): self._decode(v) for k, v in value["v"]}
+        if kind == "pydantic":
+            return self._decode_pydantic(value)
         if kind in _CONTAINERS:
             return _CONTAINERS[kind](self._decode(item) for item in value["v"])
         if kind not in ("enum", "namedtuple", "attrs", "dataclass"):
@@ -264,6 +291,22 @@ class JsonSerializer:
                     f"cannot rebuild {value['t']!r} from its stored fields: {exc!r}"
                 ) from exc
         raise SerializationError(f"{value['t']!r} is not a class of kind {kind!r}")
+
+    def _decode_pydantic(self, value: dict[str, Any]) -> Any:
+        cls = load_class(value["t"])
+        pydantic_model = _pydantic_model_class()  # loading the class imported pydantic
+        if pydantic_model is None or not issubclass(cls, pydantic_model):
+            raise SerializationError(f"{value['t']!r} is not a pydantic model")
+        fields = self._decode(value["v"])
+        extra = self._decode(value.get("extra", {}))
+        fields_set = set(value["set"]) if "set" in value else None
+        model: Any = cls  # a BaseModel subclass, typed as a plain class here
+        try:
+            return model.model_construct(_fields_set=fields_set, **extra, **fields)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot rebuild {value['t']!r} from its stored fields: {exc!r}"
+            ) from exc
 
     def _decode_exception(self, value: dict[str, Any]) -> BaseException:
         path, message, tb = str(value["t"]), str(value["message"]), str(value["traceback"])
