@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -37,6 +38,7 @@ from pyworkflow.workflow import definition_of
 __all__ = [
     "RunInfo",
     "acancel",
+    "adeliver_hook",
     "aget_events",
     "aget_hook",
     "aget_result",
@@ -47,6 +49,7 @@ __all__ = [
     "astart",
     "astart_workflow",
     "cancel",
+    "check_delivery_id",
     "check_replay",
     "get_events",
     "get_result",
@@ -308,40 +311,106 @@ def validate_payload(schema_path: str | None, payload: Any) -> Any:
     return validate(load_schema(schema_path), payload)
 
 
-async def _resume_hook(runtime: Runtime, token: str, payload: Any) -> str:
-    hook = await runtime.storage.get_hook(token)
-    value = validate_payload(hook.schema, payload)
-    data = dumps_limited(
-        runtime.serializer,
-        value,
-        limit=runtime.settings.max_payload_bytes,
-        what=f"payload of hook {token!r}",
-    )
-    event = {"token": token, "data": data}
-    run_id, seq = await runtime.storage.append_hook_payload(token, event, utcnow())
-    runtime.events_appended(
-        run_id, seq, [NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, event)]
-    )
-    runtime.executor.notify(run_id)
-    return run_id
+#: A delivery id: 1-200 printable ASCII characters, no spaces.
+_DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 
-async def aresume_hook(token: str, payload: Any = None) -> str:
+def check_delivery_id(value: Any) -> str:
+    """``value`` if it is a valid delivery id, else ``ValueError`` saying what one is."""
+    if not isinstance(value, str) or not _DELIVERY_ID.fullmatch(value):
+        raise ValueError("a delivery id must be 1-200 printable ASCII characters without spaces")
+    return value
+
+
+def _delivered(events: Sequence[Event], correlation_id: str, keys: Sequence[str]) -> bool:
+    """Whether a ``hook_received`` of this hook already carries one of ``keys``."""
+    wanted = set(keys)
+    for event in events:
+        if event.type == EventType.HOOK_RECEIVED and event.correlation_id == correlation_id:
+            seen = event.payload.get("delivery")
+            if isinstance(seen, list) and wanted.intersection(seen):
+                return True
+    return False
+
+
+async def _resume_hook(
+    runtime: Runtime, token: str, payload: Any, delivery: Sequence[str] = ()
+) -> str:
+    """Validate, record ``hook_received`` and schedule the run; once per delivery key.
+
+    Without delivery keys the payload is appended at the end of the log in one
+    atomic storage call. With keys, the log is read and the append carries the
+    seq it read (compare-and-set), so two concurrent deliveries of one key
+    record it once; a key already recorded for this hook returns at once.
+    """
+    while True:
+        hook = await runtime.storage.get_hook(token)
+        value = validate_payload(hook.schema, payload)
+        data = dumps_limited(
+            runtime.serializer,
+            value,
+            limit=runtime.settings.max_payload_bytes,
+            what=f"payload of hook {token!r}",
+        )
+        body: dict[str, Any] = {"token": token, "data": data}
+        if not delivery:
+            run_id, seq = await runtime.storage.append_hook_payload(token, body, utcnow())
+            event = NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, body)
+            runtime.events_appended(run_id, seq, [event])
+            runtime.executor.notify(run_id)
+            return run_id
+        body["delivery"] = list(delivery)
+        events = await runtime.storage.get_events(hook.run_id)
+        if _delivered(events, hook.correlation_id, delivery):
+            return hook.run_id
+        now = utcnow()
+        event = NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, body, now)
+        expected = events[-1].seq if events else 0
+        try:
+            seq = await runtime.storage.append_events(
+                hook.run_id, expected, [event], RunPatch(set_wake=True, wake_at=now)
+            )
+        except ConcurrencyError:
+            continue  # the log moved (another payload, the hook disposed): look again
+        runtime.events_appended(hook.run_id, seq, [event])
+        runtime.executor.notify(hook.run_id)
+        return hook.run_id
+
+
+def _delivery_keys(delivery_id: str | None) -> tuple[str, ...]:
+    return () if delivery_id is None else (check_delivery_id(delivery_id),)
+
+
+async def aresume_hook(token: str, payload: Any = None, *, delivery_id: str | None = None) -> str:
     """Send ``payload`` to the live hook ``token``; returns the run id it resumes.
 
     Validated against the hook's schema (``PayloadValidationError`` listing
     field errors, nothing recorded), then ``hook_received`` is appended
     atomically and the run is scheduled. ``HookNotFoundError`` for an
-    unknown or disposed token.
+    unknown or disposed token. With ``delivery_id`` the call is idempotent:
+    a second call with an id this hook already recorded records nothing and
+    returns the same run id (safe to retry after a timeout).
     """
     runtime = get_runtime()
-    return await runtime.acall(_resume_hook, runtime, token, payload)
+    keys = _delivery_keys(delivery_id)
+    return await runtime.acall(_resume_hook, runtime, token, payload, keys)
 
 
-def resume_hook(token: str, payload: Any = None) -> str:
+def resume_hook(token: str, payload: Any = None, *, delivery_id: str | None = None) -> str:
     """Sync form of :func:`aresume_hook`."""
     runtime = get_runtime()
-    return runtime.call(_resume_hook, runtime, token, payload)
+    keys = _delivery_keys(delivery_id)
+    return runtime.call(_resume_hook, runtime, token, payload, keys)
+
+
+async def adeliver_hook(token: str, payload: Any, keys: Sequence[str]) -> str:
+    """:func:`aresume_hook` recording ``payload`` once across several delivery ``keys``.
+
+    The HTTP server passes the signature of a signed request and the
+    sender's delivery id: a repeat of either is acknowledged, not recorded.
+    """
+    runtime = get_runtime()
+    return await runtime.acall(_resume_hook, runtime, token, payload, tuple(keys))
 
 
 async def _list_runs(

@@ -58,7 +58,7 @@ class WorkflowContext(Protocol):
     def record_value(self, kind: str, produce: Callable[[], Any]) -> Any: ...
 
     def create_hook(
-        self, token: str | None, schema: type | None, secret: str | None
+        self, token: str | None, schema: Any, secret: str | None
     ) -> tuple[str, str]: ...
 
     def hook_receive(self, cid: str) -> Awaitable[Any]: ...
@@ -152,7 +152,7 @@ def sleep(duration: Duration | datetime) -> Awaitable[None]:
 
 
 def create_hook(
-    token: str | None = None, schema: type | None = None, *, secret: str | None = None
+    token: str | None = None, schema: Any = None, *, secret: str | None = None
 ) -> Hook[Any]:
     """Create a hook the outside world can send payloads to (inside a workflow).
 

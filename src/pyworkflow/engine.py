@@ -26,6 +26,7 @@ from pyworkflow.errors import (
     StepFailedError,
     WorkflowNotFoundError,
 )
+from pyworkflow.hooks import check_hook_secret, check_hook_token
 from pyworkflow.models import (
     EXTERNAL_EVENTS,
     Event,
@@ -321,19 +322,18 @@ class Activation:
         return self.runtime.settings.public_url
 
     def create_hook(
-        self, token: str | None, schema: type | None, secret: str | None
+        self, token: str | None, schema: Any, secret: str | None
     ) -> tuple[str, str]:
         cid, recorded = self._next("hook", "hook", frozenset({EventType.HOOK_CREATED}))
         if recorded:
             state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
         else:
-            actual = token or secrets.token_urlsafe(24)
+            actual = secrets.token_urlsafe(24) if token is None else check_hook_token(token)
+            if secret is not None:
+                check_hook_secret(secret)
             path = schema_ref(schema) if schema is not None else None
-            event = NewEvent(
-                EventType.HOOK_CREATED,
-                cid,
-                {"name": "hook", "token": actual, "schema": path, "secret": secret},
-            )
+            payload = {"name": "hook", "token": actual, "schema": path, "signed": bool(secret)}
+            event = NewEvent(EventType.HOOK_CREATED, cid, payload, hook_secret=secret or None)
             self.buffer.append(event)
             state = _HookState(cid, actual, created=event)
         self.hooks[cid] = state

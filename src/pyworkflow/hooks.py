@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 if TYPE_CHECKING:
     from pyworkflow.context import WorkflowContext
 
-__all__ = ["Hook"]
+__all__ = ["MAX_TOKEN_LENGTH", "MIN_SECRET_LENGTH", "Hook", "check_hook_secret", "check_hook_token"]
 
 T = TypeVar("T")
 
@@ -63,3 +63,54 @@ class Hook(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         self.dispose()
+
+
+#: Longest hook token accepted (characters).
+MAX_TOKEN_LENGTH = 512
+#: Shortest hook secret accepted (characters); ``secrets.token_urlsafe(32)`` gives 43.
+MIN_SECRET_LENGTH = 16
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_hook_token(token: object) -> str:
+    """A caller-chosen hook token: 1-512 characters of valid Unicode text; else ``ValueError``.
+
+    A token that could never be stored (a lone surrogate such as ``"\\ud800"``,
+    a non-string) fails the workflow at ``create_hook`` with this error,
+    instead of an activation that crashes on every retry.
+    """
+    if not isinstance(token, str):
+        raise TypeError(f"hook token must be a string, got {type(token).__name__}")
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise ValueError(f"hook token must be 1-{MAX_TOKEN_LENGTH} characters, got {len(token)}")
+    if not _is_text(token) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
+        raise ValueError(
+            f"hook token {token!r} is not valid text: it holds a lone surrogate or a control "
+            "character"
+        )
+    return token
+
+
+def check_hook_secret(secret: object) -> str:
+    """A hook's HMAC secret: at least 16 characters of valid text; else ``ValueError``.
+
+    The message never includes the secret.
+    """
+    if not isinstance(secret, str):
+        raise TypeError(f"hook secret must be a string, got {type(secret).__name__}")
+    if len(secret) < MIN_SECRET_LENGTH or not secret.strip():
+        raise ValueError(
+            f"hook secret is too short ({len(secret)} characters): use at least "
+            f"{MIN_SECRET_LENGTH} random characters, e.g. secrets.token_urlsafe(32); an empty "
+            "secret (an unset variable) does not turn signing off"
+        )
+    if not _is_text(secret):
+        raise ValueError("hook secret is not valid text (it holds a lone surrogate)")
+    return secret

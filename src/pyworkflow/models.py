@@ -19,6 +19,7 @@ __all__ = [
     "RunPatch",
     "RunStatus",
     "StepLease",
+    "shown_payload",
     "utcnow",
 ]
 
@@ -80,12 +81,17 @@ class NewEvent:
     ``payload`` holds JSON-compatible values only (str, int, float, bool,
     None, lists and dicts of those); user values inside it are already
     serialized strings.
+
+    ``hook_secret`` travels beside a ``hook_created`` payload, never inside
+    it: storage keeps it only in the live hook's record (where the server
+    verifies signatures), so the event log never holds a secret.
     """
 
     type: EventType
     correlation_id: str | None = None
     payload: Mapping[str, Any] = attrs.field(factory=dict)
     timestamp: datetime = attrs.field(factory=utcnow)
+    hook_secret: str | None = attrs.field(default=None, repr=False, kw_only=True)
 
 
 @attrs.frozen
@@ -98,6 +104,18 @@ class Event:
     correlation_id: str | None
     timestamp: datetime
     payload: Mapping[str, Any]
+
+
+def shown_payload(event: Event) -> dict[str, Any]:
+    """``event``'s payload as the API and CLI show it.
+
+    A ``secret`` in a ``hook_created`` payload (written by versions before
+    hook secrets moved out of the log) is masked as ``"***"``.
+    """
+    data = dict(event.payload)
+    if event.type == EventType.HOOK_CREATED and data.get("secret") is not None:
+        data["secret"] = "***"
+    return data
 
 
 @attrs.frozen
@@ -159,7 +177,8 @@ class HookRecord:
 
     Written when a ``hook_created`` event is appended, removed with
     ``hook_disposed``; ``schema`` is the ``module:QualName`` of an attrs
-    class payloads must fit, ``secret`` the optional HMAC key.
+    class payloads must fit, ``secret`` the optional HMAC key (kept here
+    only, never in the event log, and left out of ``repr``).
     """
 
     token: str
@@ -167,7 +186,7 @@ class HookRecord:
     correlation_id: str
     created_at: datetime
     schema: str | None = None
-    secret: str | None = None
+    secret: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen

@@ -76,9 +76,16 @@ def server(make_server: ServerFactory) -> str:
     return make_server()
 
 
+#: A valid API token for tests (at least 16 characters).
+TOKEN = "t0ken-for-the-tests-0123"
+#: What a JSON client sends: every POST must say it is JSON (the CSRF guard).
+JSON = {"content-type": "application/json"}
+
+
 @pytest.fixture
 def http(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=10) as client:
+    """A client whose requests say ``Content-Type: application/json`` unless told otherwise."""
+    with httpx.Client(base_url=server, timeout=10, headers=JSON) as client:
         yield client
 
 

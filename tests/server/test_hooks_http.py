@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -17,7 +18,15 @@ from pyworkflow import (
 )
 from pyworkflow.server import SIGNATURE_HEADER, sign
 from tests.server import workflows as wf
-from tests.server.conftest import ServerFactory, hook_created, received, wait_for, wait_status
+from tests.server.conftest import (
+    JSON,
+    TOKEN,
+    ServerFactory,
+    hook_created,
+    received,
+    wait_for,
+    wait_status,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +107,7 @@ def test_oversize_body_is_413_and_not_recorded(make_server: ServerFactory) -> No
     wait_status(run_id, RunStatus.SUSPENDED)
     before = get_events(run_id)
     big = b'"' + b"x" * 2000 + b'"'
-    with httpx.Client(base_url=base, timeout=10) as http:
+    with httpx.Client(base_url=base, timeout=10, headers=JSON) as http:
         announced = http.post("/hooks/big", content=big)
         assert announced.status_code == 413
         assert "1024" in announced.json()["detail"]
@@ -130,25 +139,33 @@ def test_signature_required_for_hooks_with_a_secret(http: httpx.Client) -> None:
     wait_status(run_id, RunStatus.SUSPENDED)
     before = get_events(run_id)
     body = b'{"ok": true}'
-    headers = {"content-type": "application/json"}
-    assert http.post("/hooks/signed", content=body, headers=headers).status_code == 401
-    for wrong in (sign("other", body), "sha256=", "nonsense", sign("s3cret", body + b" ")):
-        response = http.post(
-            "/hooks/signed", content=body, headers={**headers, SIGNATURE_HEADER: wrong}
-        )
+    assert http.post("/hooks/signed", content=body).status_code == 401
+    now = int(time.time())
+    wrongs = (
+        sign("another-secret-0123456789", body),
+        "sha256=" + sign(wf.SECRET, body).split("v1=")[1],  # the old, replayable scheme
+        "nonsense",
+        f"t={now}",
+        f"t={now},v1=",
+        f"t=abc,v1={'0' * 64}",
+        sign(wf.SECRET, body + b" "),
+        sign(wf.SECRET, body, timestamp=now - 301),  # stale
+        sign(wf.SECRET, body, timestamp=now + 301),  # from the future
+    )
+    for wrong in wrongs:
+        response = http.post("/hooks/signed", content=body, headers={SIGNATURE_HEADER: wrong})
         assert response.status_code == 401, wrong
+        assert response.json()["detail"]
     assert get_events(run_id) == before
 
-    good = sign("s3cret", body)
-    assert good.startswith("sha256=")
-    response = http.post("/hooks/signed", content=body, headers={**headers, SIGNATURE_HEADER: good})
+    good = sign(wf.SECRET, body)
+    assert good.startswith(f"t={now}") or good.startswith("t=")
+    response = http.post("/hooks/signed", content=body, headers={SIGNATURE_HEADER: good})
     assert response.status_code == 202
-    bare = good.removeprefix("sha256=")
     body2 = b'{"ok": 2}'
-    bare = sign("s3cret", body2).removeprefix("sha256=")
-    response = http.post(
-        "/hooks/signed", content=body2, headers={**headers, SIGNATURE_HEADER: bare}
-    )
+    # several v1 signatures (a sender rotating secrets): one matching is enough
+    rotated = sign("the-old-secret-0123456789", body2) + ",v1=" + sign(wf.SECRET, body2)[-64:]
+    response = http.post("/hooks/signed", content=body2, headers={SIGNATURE_HEADER: rotated})
     assert response.status_code == 202
     assert get_result(run_id, timeout=10) == [{"ok": True}, {"ok": 2}]
 
@@ -167,25 +184,26 @@ def test_invalid_json_is_400_and_not_recorded(http: httpx.Client) -> None:
 
 
 def test_api_token_guards_api_but_not_hooks(make_server: ServerFactory) -> None:
-    base = make_server(api_token="t0ken")
+    base = make_server(api_token=TOKEN)
     run_id = start(wf.wait_forever, "guarded")
     wait_status(run_id, RunStatus.SUSPENDED)
     before = get_events(run_id)
     with httpx.Client(base_url=base, timeout=10) as http:
-        for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": "t0ken"}):
+        for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": TOKEN}):
             listed = http.get("/api/runs", headers=headers)
             assert listed.status_code == 401, headers
             assert listed.headers["www-authenticate"] == "Bearer"
             assert http.get(f"/api/runs/{run_id}", headers=headers).status_code == 401
             assert http.get(f"/api/runs/{run_id}/events", headers=headers).status_code == 401
-            assert http.post(f"/api/runs/{run_id}/cancel", headers=headers).status_code == 401
+            cancel = http.post(f"/api/runs/{run_id}/cancel", headers={**JSON, **headers})
+            assert cancel.status_code == 401
             body = {"workflow": "server_tests.greet", "args": ["x"]}
             started = http.post("/api/runs", json=body, headers=headers)
             assert started.status_code == 401
         assert get_events(run_id) == before
         assert get_run(run_id).status == RunStatus.SUSPENDED
 
-        auth = {"authorization": "Bearer t0ken"}
+        auth = {"authorization": f"Bearer {TOKEN}"}
         assert http.get("/api/runs", headers=auth).status_code == 200
         assert http.get(f"/api/runs/{run_id}", headers=auth).json()["status"] == "suspended"
         spec = http.get("/openapi.json").json()

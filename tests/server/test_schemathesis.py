@@ -10,7 +10,7 @@ import pytest
 
 from pyworkflow import RunStatus, get_result, start
 from tests.server import workflows as wf
-from tests.server.conftest import ServerFactory, wait_status
+from tests.server.conftest import TOKEN, ServerFactory, wait_status
 
 # A forged cursor is schema-valid (an opaque string) yet rightly rejected with 422,
 # so "schema-valid data must be accepted" does not hold for GET /api/runs.
@@ -18,7 +18,7 @@ EXCLUDED = "positive_data_acceptance"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("api_token", [None, "t0ken"])
+@pytest.mark.parametrize("api_token", [None, TOKEN])
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     make_server: ServerFactory, tmp_path: Path, api_token: str | None
 ) -> None:
@@ -26,6 +26,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     # data for the API to return: a finished run, a run waiting on a live schema hook
     done = start(wf.greet, "st")
     get_result(done, timeout=10)
+    # a stored lone surrogate (through the Python API) on every page the API returns
+    surrogate = start(wf.greet, "\ud800")
+    get_result(surrogate, timeout=10)
     live = start(wf.collect, "st:live", 10**9, True)
     wait_status(live, RunStatus.SUSPENDED)
 

@@ -8,6 +8,9 @@ import attrs
 
 from pyworkflow import create_hook, step, workflow
 
+#: The HMAC secret of ``signed`` hooks (tests sign with it).
+SECRET = "s3cret-for-the-tests-0123"
+
 #: URLs the ``send_payment_link`` step "sent" (e-mailed, say): the test reads them here.
 outbox: list[str] = []
 
@@ -51,7 +54,7 @@ async def short_lived(token: str) -> Any:
 @workflow(name="server_tests.signed")
 async def signed(token: str, count: int) -> list[Any]:
     out: list[Any] = []
-    async for payload in create_hook(token=token, secret="s3cret"):
+    async for payload in create_hook(token=token, secret=SECRET):
         out.append(payload)
         if len(out) == count:
             break
@@ -76,3 +79,18 @@ async def greet(name: str, punctuation: str = "!") -> str:
 @workflow(name="server_tests.wait")
 async def wait_forever(token: str) -> Any:
     return await create_hook(token=token)
+
+
+@workflow(name="server_tests.signed_with")
+async def signed_with(token: str, secret: str) -> Any:
+    return await create_hook(token=token, secret=secret)
+
+
+@workflow(name="server_tests.collect_signed")
+async def collect_signed(token: str, count: int) -> list[Any]:
+    out: list[Any] = []
+    async for payload in create_hook(token=token, secret=SECRET):
+        out.append(payload)
+        if len(out) == count:
+            break
+    return out

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pyworkflow.models import Event, EventType, Run, RunStatus
+from pyworkflow.models import Event, EventType, Run, RunStatus, shown_payload
 
 __all__ = ["console", "err_console", "event_line", "events_table", "print_json", "runs_table"]
 
@@ -53,7 +53,7 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "type": event.type.value,
         "correlation_id": event.correlation_id,
         "timestamp": _iso(event.timestamp),
-        "payload": dict(event.payload),
+        "payload": shown_payload(event),
     }
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from pyworkflow.cli import render
 from pyworkflow.cli.app import app
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
 
 
 @app.command()
@@ -23,8 +20,19 @@ def serve(
     ] = None,
     api_token: Annotated[
         str | None,
-        typer.Option(help="Bearer token required on /api/* (default: server.api_token)."),
+        typer.Option(
+            help="Bearer token required on /api/* (default: server.api_token); at least "
+            "16 characters, never empty.",
+        ),
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow serving the API on a non-loopback address without an API token "
+            "(only behind something that authenticates requests).",
+        ),
+    ] = False,
     worker: Annotated[
         bool,
         typer.Option(
@@ -42,18 +50,22 @@ def serve(
 
     from pyworkflow.executors.local import import_modules
     from pyworkflow.runtime import configure, get_runtime
-    from pyworkflow.server import create_app
+    from pyworkflow.server import check_bind, create_app
+    from pyworkflow.server.options import check_token, server_options
 
     settings = configure(embedded_worker=worker)
+    options = server_options(settings)
+    token = options.api_token if api_token is None else check_token(api_token, "--api-token")
+    bind_host = host if host is not None else options.host
+    bind_port = port if port is not None else options.port
+    check_bind(bind_host, token, insecure_no_auth=insecure_no_auth or options.insecure_no_auth)
     import_modules(list(settings.modules) + list(module or []))
-    table: dict[str, Any] = dict(settings.plugin_tables.get("server", {}))
-    bind_host = host if host is not None else str(table.get("host", DEFAULT_HOST))
-    bind_port = port if port is not None else int(table.get("port", DEFAULT_PORT))
+    app_instance = create_app(api_token=token)
     get_runtime()  # open storage (and start the worker) before the first request
     render.err_console.print(f"serving PyWorkflow on http://{bind_host}:{bind_port}")
     try:
         uvicorn.run(
-            create_app(api_token=api_token),
+            app_instance,
             host=bind_host,
             port=bind_port,
             log_level="warning",

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pyworkflow.server.app import (
-    DEFAULT_MAX_BODY_BYTES,
-    SIGNATURE_HEADER,
-    create_app,
-    jsonable,
-    sign,
-)
+from pyworkflow.server.app import create_app, jsonable
 from pyworkflow.server.openapi import openapi_document
+from pyworkflow.server.options import DEFAULT_MAX_BODY_BYTES, check_bind
+from pyworkflow.server.signing import DELIVERY_HEADER, SIGNATURE_HEADER, sign, verify
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "DELIVERY_HEADER",
     "SIGNATURE_HEADER",
+    "check_bind",
     "create_app",
     "jsonable",
     "openapi_document",
     "sign",
+    "verify",
 ]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +14,10 @@ import cattrs.preconf.json
 from loguru import logger
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from pyworkflow import client
@@ -29,9 +30,25 @@ from pyworkflow.errors import (
     SerializationError,
     WorkflowNotFoundError,
 )
-from pyworkflow.models import Event, RunStatus
+from pyworkflow.models import Event, RunStatus, shown_payload
 from pyworkflow.runtime import get_runtime
 from pyworkflow.server.openapi import openapi_document
+from pyworkflow.server.options import (
+    DEFAULT_MAX_BODY_BYTES,
+    ServerOptions,
+    check_origin,
+    check_token,
+    server_options,
+)
+from pyworkflow.server.signing import DELIVERY_HEADER, SIGNATURE_HEADER, SignatureError, verify
+from pyworkflow.server.wire import (
+    MAX_JSON_DEPTH,
+    ApiError,
+    JsonResponse,
+    parse_json,
+    read_body,
+    require_json,
+)
 from pyworkflow.workflow import get_workflow
 
 __all__ = [
@@ -40,15 +57,8 @@ __all__ = [
     "SIGNATURE_HEADER",
     "create_app",
     "jsonable",
-    "sign",
 ]
 
-#: Largest request body accepted when ``server.max_body_bytes`` is not set (1 MiB).
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-#: Header carrying ``sha256=<hex HMAC-SHA256(secret, raw body)>`` for hooks with a secret.
-SIGNATURE_HEADER = "X-PyWorkflow-Signature"
-#: JSON bodies nested deeper than this are rejected with 400.
-MAX_JSON_DEPTH = 64
 #: Most runs ``GET /api/runs`` returns in one page.
 MAX_PAGE = 500
 
@@ -56,29 +66,6 @@ _log = logger.bind(component="server")
 _converter = cattrs.preconf.json.make_converter()
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class ApiError(Exception):
-    """A client error turned into a JSON response ``{"detail": ..., ["errors": [...]]}``."""
-
-    def __init__(self, status: int, detail: str, errors: list[str] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.errors = errors
-
-    def response(self) -> JSONResponse:
-        body: dict[str, Any] = {"detail": self.detail}
-        if self.errors is not None:
-            body["errors"] = self.errors
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, headers=headers)
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-PyWorkflow-Signature`` value for ``body`` under a hook's ``secret``."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
 
 
 def jsonable(value: Any) -> Any:
@@ -112,7 +99,7 @@ def run_json(info: client.RunInfo) -> dict[str, Any]:
 
 def event_json(event: Event) -> dict[str, Any]:
     """The JSON form of an event (the ``Event`` schema of the OpenAPI document)."""
-    payload = jsonable(dict(event.payload))
+    payload = jsonable(shown_payload(event))
     return {
         "run_id": event.run_id,
         "seq": event.seq,
@@ -126,10 +113,21 @@ def event_json(event: Event) -> dict[str, Any]:
 # ----- options -----
 
 
-@attrs.frozen
-class _Options:
-    api_token: str | None
-    max_body_bytes: int
+def _options(
+    api_token: str | None,
+    max_body_bytes: int | None,
+    signature_tolerance: float | None,
+) -> ServerOptions:
+    """Explicit arguments win over ``[tool.pyworkflow.server]`` of the running settings."""
+    configured = server_options()
+    changes: dict[str, Any] = {}
+    if api_token is not None:
+        changes["api_token"] = api_token
+    if max_body_bytes is not None:
+        changes["max_body_bytes"] = max_body_bytes
+    if signature_tolerance is not None:
+        changes["signature_tolerance"] = signature_tolerance
+    return attrs.evolve(configured, **changes)
 
 
 def _check_limit(value: Any, source: str) -> int:
@@ -138,107 +136,30 @@ def _check_limit(value: Any, source: str) -> int:
     return value
 
 
-def _check_token(value: Any, source: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"{source} must be a string, got {value!r}")
-    return value or None
+def _check_seconds(value: Any, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{source} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
-def _options(api_token: str | None, max_body_bytes: int | None) -> _Options:
-    """Explicit arguments win over ``[tool.pyworkflow.server]`` of the running settings."""
-    table: Mapping[str, Any] = get_runtime().settings.plugin_tables.get("server", {})
-    token = (
-        api_token
-        if api_token is not None
-        else _check_token(table.get("api_token"), "config key 'server.api_token'")
-    )
-    limit = (
-        max_body_bytes
-        if max_body_bytes is not None
-        else _check_limit(
-            table.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
-            "config key 'server.max_body_bytes'",
-        )
-    )
-    return _Options(api_token=token or None, max_body_bytes=limit)
-
-
-# ----- request helpers -----
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, or 413 once it is (announced or found to be) over ``limit`` bytes."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            announced = int(length)
-        except ValueError:
-            raise ApiError(400, "invalid Content-Length header") from None
-        if announced > limit:
-            raise ApiError(413, f"request body is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _depth(value: Any) -> int:
-    """How deeply lists and objects nest in ``value`` (iteratively: no recursion limit)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item)
-    return deepest
-
-
-def _parse_json(body: bytes, *, empty_is_null: bool = False) -> Any:
-    """Strict JSON (no NaN/Infinity, at most ``MAX_JSON_DEPTH`` deep), else 400."""
-    if not body.strip():
-        if empty_is_null:
-            return None
-        raise ApiError(400, "request body must be JSON (it is empty)")
-    try:
-        value = json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, huge ints
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return value
-
-
-def _check_signature(secret: str, body: bytes, header: str | None) -> None:
-    if header is None:
-        raise ApiError(401, f"missing {SIGNATURE_HEADER} header")
-    given = header.strip()
-    if given.lower().startswith("sha256="):
-        given = given[len("sha256=") :]
-    expected = sign(secret, body)[len("sha256=") :]
-    if not hmac.compare_digest(given.lower().encode(), expected.encode()):
-        raise ApiError(401, f"invalid {SIGNATURE_HEADER} signature")
+def _cancel_reason(body: Any) -> str:
+    """The reason of ``POST /api/runs/{id}/cancel`` (an optional ``{"reason": str}``), or 422."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "request body must be a JSON object (or empty)")
+    errors = [f"{field}: unknown field" for field in sorted(set(body) - {"reason"})]
+    reason = body.get("reason", "cancelled over HTTP")
+    if not isinstance(reason, str) or len(reason) > 1000:
+        errors.append("reason: must be a string of at most 1000 characters")
+    if errors:
+        raise ApiError(422, "invalid request body", errors)
+    assert isinstance(reason, str)
+    return reason
 
 
 def _check_bearer(expected: str, header: str | None) -> None:
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), expected.encode()
+        given.strip().encode("utf-8", "replace"), expected.encode()
     ):
         raise ApiError(401, "missing or invalid bearer token")
 
@@ -281,22 +202,43 @@ def _check_arguments(name: str, args: list[Any], kwargs: dict[str, Any]) -> None
 # ----- the app -----
 
 
-def create_app(*, api_token: str | None = None, max_body_bytes: int | None = None) -> Starlette:
+def create_app(
+    *,
+    api_token: str | None = None,
+    max_body_bytes: int | None = None,
+    signature_tolerance: float | None = None,
+    cors_origins: list[str] | tuple[str, ...] | None = None,
+) -> Starlette:
     """The PyWorkflow HTTP server as a plain ASGI (Starlette) app.
 
     ``api_token`` requires ``Authorization: Bearer <token>`` on every
-    ``/api/*`` route; ``max_body_bytes`` caps request bodies (413 past it).
-    ``None`` takes each from ``[tool.pyworkflow.server]`` (``api_token``,
-    ``max_body_bytes``, default 1 MiB) when a request comes in. Mount it in
-    your own app with ``Mount("/workflows", app=create_app())``.
+    ``/api/*`` route (an empty or short token is a ``ConfigError``, never
+    "auth off"); ``max_body_bytes`` caps request bodies (413 past it);
+    ``signature_tolerance`` is how many seconds a signed hook request's
+    timestamp may be off (default 300); ``cors_origins`` lists the web
+    origins allowed to call the server from a browser (CORS is off when
+    empty). ``None`` takes each from ``[tool.pyworkflow.server]`` (read when
+    a request comes in, except ``cors_origins``, read now if a runtime is
+    configured). Mount it in your own app with
+    ``Mount("/workflows", app=create_app())``.
     """
     if max_body_bytes is not None:
         _check_limit(max_body_bytes, "max_body_bytes")
     if api_token is not None:
-        _check_token(api_token, "api_token")
+        api_token = check_token(api_token, "api_token")
+    if signature_tolerance is not None:
+        signature_tolerance = _check_seconds(signature_tolerance, "signature_tolerance")
+    origins: tuple[str, ...] = ()
+    if cors_origins is not None:
+        if isinstance(cors_origins, str) or not isinstance(cors_origins, list | tuple):
+            raise ConfigError("cors_origins must be a list of origins")
+        try:
+            origins = tuple(check_origin(origin) for origin in cors_origins)
+        except TypeError as exc:
+            raise ConfigError(f"cors_origins must be {exc}") from None
 
-    def options() -> _Options:
-        return _options(api_token, max_body_bytes)
+    def options() -> ServerOptions:
+        return _options(api_token, max_body_bytes, signature_tolerance)
 
     def api(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
@@ -304,6 +246,8 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
                 opts = options()
                 if opts.api_token is not None:
                     _check_bearer(opts.api_token, request.headers.get("authorization"))
+                if request.method == "POST":
+                    require_json(request)
                 return await handler(request)
             except ApiError as exc:
                 return exc.response()
@@ -314,17 +258,33 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
         token = request.path_params["token"]
         log = _log.bind(token=token)
         try:
-            body = await _read_body(request, options().max_body_bytes)
+            opts = options()
+            require_json(request)
+            body = await read_body(request, opts.max_body_bytes)
             try:
                 hook = await client.aget_hook(token)
             except HookNotFoundError:
                 raise ApiError(404, "no live hook with this token") from None
             log = log.bind(run_id=hook.run_id)
+            keys: list[str] = []
             if hook.secret is not None:
-                _check_signature(hook.secret, body, request.headers.get(SIGNATURE_HEADER))
-            payload = _parse_json(body, empty_is_null=True)
+                header = request.headers.get(SIGNATURE_HEADER)
+                try:
+                    signature = verify(
+                        hook.secret, body, header, tolerance=opts.signature_tolerance
+                    )
+                except SignatureError as exc:
+                    raise ApiError(401, str(exc)) from None
+                keys.append(f"sig:{signature[:32]}")
+            delivery = request.headers.get(DELIVERY_HEADER)
+            if delivery is not None:
+                try:
+                    keys.append(client.check_delivery_id(delivery))
+                except ValueError as exc:
+                    raise ApiError(400, f"{DELIVERY_HEADER}: {exc}") from None
+            payload = parse_json(body, empty_is_null=True)
             try:
-                run_id = await client.aresume_hook(token, payload)
+                run_id = await client.adeliver_hook(token, payload, keys)
             except HookNotFoundError:
                 raise ApiError(404, "no live hook with this token") from None
             except PayloadValidationError as exc:
@@ -337,7 +297,7 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
             log.bind(status=exc.status).info("hook request rejected: {}", exc.detail)
             return exc.response()
         log.bind(run_id=run_id).info("hook payload recorded")
-        return JSONResponse({"run_id": run_id}, status_code=202)
+        return JsonResponse({"run_id": run_id}, status_code=202)
 
     async def list_runs(request: Request) -> Response:
         query = request.query_params
@@ -353,7 +313,7 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
         except ValueError as exc:
             raise ApiError(422, f"query parameter 'cursor' is invalid: {exc}") from None
         runs = [run_json(client._info(get_runtime(), run)) for run in page.runs]
-        return JSONResponse({"runs": runs, "next_cursor": page.next_cursor})
+        return JsonResponse({"runs": runs, "next_cursor": page.next_cursor})
 
     async def get_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -361,7 +321,7 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
             info = await client.aget_run(run_id)
         except RunNotFoundError:
             raise ApiError(404, f"no run {run_id!r}") from None
-        return JSONResponse(run_json(info))
+        return JsonResponse(run_json(info))
 
     async def get_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -370,10 +330,10 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
             events = await client.aget_events(run_id)
         except RunNotFoundError:
             raise ApiError(404, f"no run {run_id!r}") from None
-        return JSONResponse({"events": [event_json(e) for e in events]})
+        return JsonResponse({"events": [event_json(e) for e in events]})
 
     async def start_run(request: Request) -> Response:
-        body = _parse_json(await _read_body(request, options().max_body_bytes))
+        body = parse_json(await read_body(request, options().max_body_bytes))
         if not isinstance(body, dict):
             raise ApiError(422, "request body must be a JSON object")
         errors: list[str] = []
@@ -404,28 +364,33 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
         except (SerializationError, RecursionError) as exc:
             raise ApiError(422, f"arguments cannot be recorded: {exc}") from None
         _log.bind(run_id=run_id, workflow=name).info("run started over HTTP")
-        return JSONResponse({"run_id": run_id}, status_code=201)
+        return JsonResponse({"run_id": run_id}, status_code=201)
 
     async def cancel_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
+        raw = await read_body(request, options().max_body_bytes)
+        reason = _cancel_reason(parse_json(raw) if raw.strip() else {})
         try:
-            cancelled = await client.acancel(run_id, "cancelled over HTTP")
+            cancelled = await client.acancel(run_id, reason)
         except RunNotFoundError:
             raise ApiError(404, f"no run {run_id!r}") from None
         _log.bind(run_id=run_id).info("cancel requested over HTTP: {}", cancelled)
-        return JSONResponse({"cancelled": cancelled}, status_code=202)
+        return JsonResponse({"cancelled": cancelled}, status_code=202)
 
     async def runs(request: Request) -> Response:
         return await (start_run if request.method == "POST" else list_runs)(request)
 
     async def openapi(request: Request) -> Response:
-        secured = options().api_token is not None
+        try:
+            secured = options().api_token is not None
+        except ConfigError as exc:
+            return ApiError(500, f"server misconfigured: {exc}").response()
         root_path = str(request.scope.get("root_path", ""))
-        return JSONResponse(openapi_document(secured=secured, root_path=root_path))
+        return JsonResponse(openapi_document(secured=secured, root_path=root_path))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return JSONResponse(
+        return JsonResponse(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
@@ -437,6 +402,28 @@ def create_app(*, api_token: str | None = None, max_body_bytes: int | None = Non
         Route("/api/runs/{run_id}/cancel", api(cancel_run), methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    if cors_origins is None:
+        origins = _configured_origins()
+    middleware = []
+    if origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", SIGNATURE_HEADER, DELIVERY_HEADER],
+                max_age=600,
+            )
+        )
+    app = Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: http_error}
+    )
     app.router.redirect_slashes = False
     return app
+
+
+def _configured_origins() -> tuple[str, ...]:
+    """``server.cors_origins`` of the current settings (without starting a runtime)."""
+    from pyworkflow.runtime import current_settings
+
+    return server_options(current_settings()).cors_origins

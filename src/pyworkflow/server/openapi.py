@@ -120,6 +120,17 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["run_id"],
         "properties": {"run_id": {"type": "string"}},
     },
+    "CancelRun": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "reason": {
+                "type": "string",
+                "maxLength": 1000,
+                "description": "Recorded with the cancellation request.",
+            }
+        },
+    },
     "Cancelled": {
         "type": "object",
         "required": ["cancelled"],
@@ -142,6 +153,7 @@ _RUN_ID = {
 _UNAUTHORIZED = _error("Missing or wrong bearer token (only when an API token is configured).")
 _BAD_JSON = _error("The body is not JSON (or nested too deeply).")
 _TOO_LARGE = _error("The body is over the size limit.")
+_NOT_JSON = _error("The Content-Type is not application/json (with UTF-8, if a charset is given).")
 
 _PATHS: dict[str, Any] = {
     "/hooks/{token}": {
@@ -150,7 +162,10 @@ _PATHS: dict[str, Any] = {
             "summary": "Send a JSON payload to the live hook `token`.",
             "description": (
                 "Hooks created with a `secret` require the header `X-PyWorkflow-Signature: "
-                "sha256=<hex HMAC-SHA256(secret, raw body)>`. Never needs the API token."
+                "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.' + raw body)>`, with `t` "
+                "within the server's tolerance (default 300 s); a repeated signature or "
+                "`X-PyWorkflow-Delivery` id is acknowledged (202) without being recorded again. "
+                "Never needs the API token."
             ),
             "security": [],
             "parameters": [
@@ -166,6 +181,13 @@ _PATHS: dict[str, Any] = {
                     "required": False,
                     "schema": {"type": "string"},
                 },
+                {
+                    "name": "X-PyWorkflow-Delivery",
+                    "in": "header",
+                    "required": False,
+                    "description": "The sender's id of this delivery (1-200 printable ASCII).",
+                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"},
+                },
             ],
             "requestBody": {
                 "required": True,
@@ -173,10 +195,11 @@ _PATHS: dict[str, Any] = {
             },
             "responses": {
                 "202": _json(_ref("RunId"), "Recorded; the run it resumes."),
-                "400": _BAD_JSON,
-                "401": _error("Missing or wrong signature for a hook with a secret."),
+                "400": _error("The body is not JSON text, or the delivery id is invalid."),
+                "401": _error("Missing, stale or wrong signature for a hook with a secret."),
                 "404": _error("No live hook has this token (unknown or disposed)."),
                 "413": _TOO_LARGE,
+                "415": _NOT_JSON,
                 "422": _error("The payload does not fit the hook's schema; see `errors`."),
             },
         }
@@ -230,6 +253,7 @@ _PATHS: dict[str, Any] = {
                 "401": _UNAUTHORIZED,
                 "404": _error("No workflow with this name is registered."),
                 "413": _TOO_LARGE,
+                "415": _NOT_JSON,
                 "422": _error("Invalid request body; see `errors`."),
             },
         },
@@ -262,11 +286,20 @@ _PATHS: dict[str, Any] = {
         "post": {
             "operationId": "cancelRun",
             "summary": "Ask the run to stop.",
+            "description": "Send `Content-Type: application/json`, with or without a body.",
             "parameters": [_RUN_ID],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("CancelRun")}},
+            },
             "responses": {
                 "202": _json(_ref("Cancelled"), "Cancellation requested (or run already ended)."),
+                "400": _BAD_JSON,
                 "401": _UNAUTHORIZED,
                 "404": _error("No such run."),
+                "413": _TOO_LARGE,
+                "415": _NOT_JSON,
+                "422": _error("Invalid request body; see `errors`."),
             },
         }
     },

@@ -25,7 +25,8 @@ __all__ = ["Storage", "hook_changes"]
 def hook_changes(run_id: str, events: Sequence[NewEvent]) -> tuple[list[HookRecord], list[str]]:
     """Hooks that ``events`` leave live and tokens they dispose (every backend applies these).
 
-    A ``hook_created`` event inserts a live hook (a token already live is a
+    A ``hook_created`` event inserts a live hook, with the event's
+    ``hook_secret`` (never part of its payload) (a token already live is a
     ``HookTokenConflictError`` and the whole append is refused);
     ``hook_disposed`` removes it.
     """
@@ -41,7 +42,7 @@ def hook_changes(run_id: str, events: Sequence[NewEvent]) -> tuple[list[HookReco
                 correlation_id=str(event.correlation_id),
                 created_at=event.timestamp,
                 schema=payload.get("schema"),
-                secret=payload.get("secret"),
+                secret=event.hook_secret,
             )
         elif event.type == EventType.HOOK_DISPOSED:
             token = str(event.payload["token"])

@@ -413,11 +413,14 @@ class StorageConformance:
     # ----- hooks -----
 
     async def test_hooks_by_token(self, storage: Storage) -> None:
-        created = ev(EventType.HOOK_CREATED, "3", token="tok", schema=None, secret="s")
+        payload = {"token": "tok", "schema": None, "signed": True}
+        created = NewEvent(EventType.HOOK_CREATED, "3", payload, hook_secret="s3cr3t-value")
         await storage.create_run(make_run("r"), [])
         await storage.append_events("r", 0, [created])
         hook = await storage.get_hook("tok")
-        assert (hook.run_id, hook.correlation_id, hook.secret) == ("r", "3", "s")
+        assert (hook.run_id, hook.correlation_id, hook.secret) == ("r", "3", "s3cr3t-value")
+        stored = await storage.get_events("r")
+        assert "s3cr3t-value" not in repr(stored) and "s3cr3t-value" not in repr(hook)
         now = utcnow()
         run_id, seq = await storage.append_hook_payload("tok", {"token": "tok", "data": "1"}, now)
         assert (run_id, seq) == ("r", 2)
