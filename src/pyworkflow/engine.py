@@ -321,9 +321,7 @@ class Activation:
     def public_url(self) -> str | None:
         return self.runtime.settings.public_url
 
-    def create_hook(
-        self, token: str | None, schema: Any, secret: str | None
-    ) -> tuple[str, str]:
+    def create_hook(self, token: str | None, schema: Any, secret: str | None) -> tuple[str, str]:
         cid, recorded = self._next("hook", "hook", frozenset({EventType.HOOK_CREATED}))
         if recorded:
             state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
