@@ -4,15 +4,25 @@
 becomes ``httpx.AsyncClient`` (``httpx.get`` is not awaitable). A tiny server
 on 127.0.0.1 answers 500 twice and then 200 on ``/flaky``, and 404 on
 ``/missing``.
+
+It calls HTTP with httpx, which PyWorkflow itself does not need: install it
+with ``pip install httpx`` (or ``pip install -e ".[examples]"``).
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import sys
 import threading
 
-import httpx
+try:
+    import httpx
+except ImportError:  # pragma: no cover - exercised by tests/test_examples.py
+    sys.exit(
+        "examples/error_handling.py calls an HTTP API with httpx, which PyWorkflow does not "
+        'install: pip install httpx (or pip install -e ".[examples]")'
+    )
 
 from pyworkflow import FatalError, RetryableError, get_result, start, step, workflow
 
