@@ -54,6 +54,8 @@ def test_the_app_is_json_only_with_two_queues_and_a_sweep_schedule() -> None:
     routes = app.conf.task_routes
     assert routes[ACTIVATE]["queue"] == "wf" and routes[SWEEP]["queue"] == "wf"
     assert routes[STEP]["queue"] == "st"
+    # a worker started without -Q consumes both queues (issue 12, finding 10)
+    assert set(app.amqp.queues.consume_from) == {"wf", "st"}
     assert app.conf.beat_schedule["pyworkflow-sweep"]["schedule"] == 3.0
     assert {ACTIVATE, STEP, SWEEP} <= set(app.tasks)
 

@@ -98,6 +98,17 @@ def _survive_broker_restarts() -> None:
     qos.restore_unacked = restore_unacked
 
 
+def _worker_queues(options: CelerySettings) -> dict[str, dict[str, str]]:
+    """The queues a worker started without ``-Q`` consumes: workflow and step queue.
+
+    Each is declared as Celery declares a queue it creates on first use (an
+    exchange and a routing key of the queue's name), so ``-Q`` can still pick
+    one of them and messages sent before keep their route.
+    """
+    names = (options.workflow_queue, options.step_queue)
+    return {name: {"exchange": name, "routing_key": name} for name in names}
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app configured for PyWorkflow from ``settings`` (default: this process's)."""
     settings = settings or runtime.current_settings()
@@ -109,6 +120,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         task_ignore_result=True,
         task_default_queue=options.workflow_queue,
+        # a worker started without -Q consumes every queue listed here: both
+        task_queues=_worker_queues(options),
         task_routes={
             ACTIVATE: {"queue": options.workflow_queue},
             SWEEP: {"queue": options.workflow_queue},

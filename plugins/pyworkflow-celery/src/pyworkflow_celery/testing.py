@@ -7,6 +7,7 @@ Each server listens on 127.0.0.1 on a free port; stop what you start
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,6 +98,36 @@ class CeleryCluster:
         args += ["-c", str(concurrency), "--without-gossip", "--without-mingle"]
         args += ["--without-heartbeat"]
         return self._spawn(name, args, "ready.", env)
+
+    def command(self, name: str, argv: list[str], ready: str) -> subprocess.Popen[bytes]:
+        """Run ``argv`` exactly as a user types it (``celery`` resolved next to this Python).
+
+        Only the environment is prepared (storage, broker, modules); stdout and
+        stderr go to ``<name>.log``. Returns once ``ready`` appears there.
+        """
+        program = shutil.which(argv[0], path=str(Path(sys.executable).parent)) or argv[0]
+        log = self.tmp_path / f"{name}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [program, *argv[1:]],
+                env=self.env(),
+                cwd=self.tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs[name] = proc
+        self.logs[name] = log
+
+        def started() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"{name} exited with {proc.returncode}: {log.read_text()[-2000:]}"
+                )
+            return ready in log.read_text()
+
+        wait_for(started, 60, f"{' '.join(argv)} to start")
+        return proc
 
     def beat(self) -> subprocess.Popen[bytes]:
         schedule = self.tmp_path / "beat-schedule"
