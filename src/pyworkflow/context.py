@@ -7,14 +7,14 @@ import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import attrs
 from loguru import logger
 
-from pyworkflow.durations import Duration, parse_duration
+from pyworkflow.durations import Duration, check_due_time, parse_duration
 from pyworkflow.models import utcnow
 
 if TYPE_CHECKING:
@@ -134,12 +134,14 @@ def sleep(duration: Duration | datetime) -> Awaitable[None]:
     """Wait durably: ``await sleep("5m")``, ``"2h"``, ``"3d"``, a timedelta or a datetime.
 
     Inside a workflow the run suspends (the process may exit) and resumes
-    when the time comes. Outside a workflow it is an ordinary sleep.
+    when the time comes. Outside a workflow it is an ordinary sleep. A bad
+    duration (NaN, infinite, negative, non-ASCII digits, over 100 years) or a
+    due time more than 100 years away raises ``ValueError`` at the call.
     """
     until: datetime | None = None
     delta: timedelta | None = None
     if isinstance(duration, datetime):
-        until = duration if duration.tzinfo else duration.replace(tzinfo=UTC)
+        until = check_due_time(duration, utcnow())
     else:
         delta = parse_duration(duration, what="sleep duration")
     ctx = _workflow.get()
