@@ -61,6 +61,18 @@ def retry_bases(history: Iterable[Event], voided: set[int]) -> dict[str, int]:
     }
 
 
+def _unwritable_result(name: str, result: Any, error: SerializationError) -> SerializationError:
+    """The error a step fails with when its result cannot be serialized."""
+    if isinstance(error, PayloadTooLargeError):
+        return error
+    kind = type(result)
+    return SerializationError(
+        f"result of step {name!r} (a {kind.__module__}.{kind.__qualname__}) cannot be "
+        f"stored: {error}; return a value the serializer can write (or store it elsewhere "
+        "and return a reference to it)"
+    )
+
+
 async def _call_body(
     body: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> Any:
@@ -104,28 +116,38 @@ async def run_step_attempt(
     log = logger.bind(run_id=run_id, step_id=step_id, step=definition.name, attempt=attempt)
     base = {"name": definition.name, "attempt": attempt, **(extra or {})}
     timeout = definition.timeout.total_seconds() if definition.timeout else None
+    error: BaseException
     try:
         if timeout is None:
             result = await _call_body(body, args, kwargs)
         else:
             with anyio.fail_after(timeout):
                 result = await _call_body(body, args, kwargs)
-        data = dumps_limited(
-            serializer, result, limit=limit, what=f"result of step {definition.name!r}"
-        )
-        log.debug("step completed")
-        return NewEvent(EventType.STEP_COMPLETED, step_id, {**base, "result": data})
     except Exception as raised:
-        error: BaseException = raised
+        error = raised
         if isinstance(raised, TimeoutError) and timeout is not None:
             error = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
-        data, error = dump_error(serializer, limit, error, f"error of step {definition.name!r}")
-        detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
-        if definition.retry.should_retry(error, attempt - retry_base):
-            delay = definition.retry.delay_for(error, attempt - retry_base)
-            due = utcnow() + delay
-            detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
-            log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
-            return NewEvent(EventType.STEP_RETRYING, step_id, detail)
-        log.error("step failed: {}", error)
-        return NewEvent(EventType.STEP_FAILED, step_id, detail)
+        retry = True
+    else:
+        try:
+            data = dumps_limited(
+                serializer, result, limit=limit, what=f"result of step {definition.name!r}"
+            )
+        except SerializationError as unwritable:
+            # running the body again returns the same kind of value: fail now, like an
+            # oversized result (a FatalError), instead of spending the retries
+            error = _unwritable_result(definition.name, result, unwritable)
+            retry = False
+        else:
+            log.debug("step completed")
+            return NewEvent(EventType.STEP_COMPLETED, step_id, {**base, "result": data})
+    data, error = dump_error(serializer, limit, error, f"error of step {definition.name!r}")
+    detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
+    if retry and definition.retry.should_retry(error, attempt - retry_base):
+        delay = definition.retry.delay_for(error, attempt - retry_base)
+        due = utcnow() + delay
+        detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
+        log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
+        return NewEvent(EventType.STEP_RETRYING, step_id, detail)
+    log.error("step failed: {}", error)
+    return NewEvent(EventType.STEP_FAILED, step_id, detail)
