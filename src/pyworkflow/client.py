@@ -15,6 +15,7 @@ from pyworkflow import engine
 from pyworkflow.engine import ReplayReport
 from pyworkflow.errors import (
     ConcurrencyError,
+    CorruptDataError,
     SerializationError,
     WorkflowCancelledError,
     WorkflowFailedError,
@@ -85,11 +86,11 @@ def _info(runtime: Runtime, run: Run) -> RunInfo:
     error: BaseException | None = None
     try:
         if run.result is not None:
-            result = runtime.serializer.loads(run.result)
+            result = runtime.serializer_for(run).loads(run.result)
         if run.error is not None:
-            loaded = runtime.serializer.loads(run.error)
+            loaded = runtime.serializer_for(run).loads(run.error)
             error = loaded if isinstance(loaded, BaseException) else None
-    except SerializationError as exc:
+    except (SerializationError, CorruptDataError) as exc:
         error = exc
     return RunInfo(
         run_id=run.run_id,
@@ -217,6 +218,8 @@ async def _wait(runtime: Runtime, run_id: str, timeout: float | None) -> RunInfo
 
 def _outcome(info: RunInfo) -> Any:
     if info.status == RunStatus.COMPLETED:
+        if info.error is not None:  # the stored result could not be decoded
+            raise info.error
         return info.result
     if info.status == RunStatus.CANCELLED:
         raise WorkflowCancelledError(f"run {info.run_id} was cancelled")
@@ -347,7 +350,7 @@ async def _resume_hook(
         hook = await runtime.storage.get_hook(token)
         value = validate_payload(hook.schema, payload)
         data = dumps_limited(
-            runtime.serializer,
+            runtime.serializer_for(await runtime.storage.get_run(hook.run_id)),
             value,
             limit=runtime.settings.max_payload_bytes,
             what=f"payload of hook {token!r}",

@@ -29,9 +29,11 @@ import anyio
 import attrs
 from loguru import logger
 
+from pyworkflow.engine import _fail_corrupt as fail_corrupt
 from pyworkflow.engine import queued_owner, run_activation
 from pyworkflow.errors import (
     ConcurrencyError,
+    CorruptDataError,
     RunNotFoundError,
     SerializationError,
     StepNotFoundError,
@@ -227,7 +229,13 @@ async def _run_leased(
         log.error("{}", exc)
         definition, body = _missing_step(name, exc)
     try:
-        call = runtime.serializer.loads(str(scheduled.payload.get("input") or "{}"))
+        serializer = runtime.serializer_for(run)  # the run keeps the one it started with
+    except CorruptDataError as exc:  # its serializer's plugin is not installed here
+        log.error("{}", exc)
+        await fail_corrupt(runtime, run, owner, exc)
+        return EventType.WORKFLOW_FAILED.value
+    try:
+        call = serializer.loads(str(scheduled.payload.get("input") or "{}"))
         args, kwargs = tuple(call.get("args", ())), dict(call.get("kwargs", {}))
     except (SerializationError, AttributeError, TypeError) as exc:
         definition, body = _missing_step(name, exc)
@@ -266,7 +274,7 @@ async def _run_leased(
             step_id=step_id,
             attempt=attempt,
             retry_base=view.retry_base,
-            serializer=runtime.serializer,
+            serializer=serializer,
             limit=runtime.settings.max_payload_bytes,
             extra=tags,
         )

@@ -178,7 +178,7 @@ class Activation:
     def __init__(self, runtime: Runtime, run: Run, history: Sequence[Event], owner: str) -> None:
         self.runtime = runtime
         self.storage = runtime.storage
-        self.serializer = runtime.serializer
+        self.serializer = runtime.serializer_for(run)  # the run keeps the one it started with
         self.limit = runtime.settings.max_payload_bytes
         self.run = run
         self.run_id = run.run_id

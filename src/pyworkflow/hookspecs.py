@@ -118,9 +118,9 @@ def pyworkflow_register_serializers(register: SerializerRegister) -> None:
         Call ``register(name, serializer)`` for each serializer. The
         serializer has a ``name`` attribute equal to ``name``,
         ``dumps(value) -> str`` and ``loads(text) -> Any`` (see
-        :class:`pyworkflow.serialization.Serializer`). Every stored payload
-        records the name of the serializer that wrote it, so a name must
-        keep meaning the same format forever.
+        :class:`pyworkflow.serialization.Serializer`). Every run records
+        the name of the serializer it started with and decodes its payloads
+        with it, so a name must keep meaning the same format forever.
     """
 
 

@@ -17,8 +17,10 @@ from loguru import logger
 
 from pyworkflow import plugins
 from pyworkflow.config import Settings, load_settings
-from pyworkflow.models import Event, NewEvent, RunStatus
+from pyworkflow.errors import ConfigError, CorruptDataError
+from pyworkflow.models import Event, NewEvent, Run, RunStatus
 from pyworkflow.redaction import redact_url
+from pyworkflow.serialization import Serializer
 
 __all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
 
@@ -35,6 +37,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: The configured serializer: it writes the payloads of runs started from now on.
         self.serializer = plugins.get_serializer(settings.serializer)
         self.storage = plugins.create_storage(settings.storage, settings)
         self.executor = plugins.create_executor(settings.executor, settings)
@@ -98,6 +101,29 @@ class Runtime:
         except RuntimeError:  # the loop already ended
             pass
         thread.join(timeout=self.settings.drain_timeout + 10)
+
+    # ----- serializers -----
+
+    def serializer_for(self, run: Run) -> Serializer:
+        """The serializer that reads and writes ``run``'s payloads: the one it started with.
+
+        A run records its serializer's name when it is created and keeps it for
+        life, whatever the ``serializer`` setting says later. A name no plugin
+        registers in this process raises :class:`CorruptDataError` naming the
+        serializer (activations fail the run with it, once).
+        """
+        if run.serializer == self.serializer.name:
+            return self.serializer
+        try:
+            return plugins.get_serializer(run.serializer)
+        except ConfigError as exc:
+            raise CorruptDataError(
+                f"run {run.run_id} was written with serializer {run.serializer!r}, which no "
+                f"installed plugin provides (available: {', '.join(plugins.serializer_names())}); "
+                f"install the plugin that registers serializer {run.serializer!r} (its "
+                "pyworkflow_register_serializers hook) on every worker and client, then "
+                f"retry the run: pyworkflow runs retry {run.run_id}"
+            ) from exc
 
     # ----- calling into the runtime loop -----
 

@@ -22,7 +22,6 @@ from pyworkflow.errors import (
     ConfigError,
     CorruptDataError,
     HookNotFoundError,
-    HookTokenConflictError,
     RunNotFoundError,
 )
 from pyworkflow.hookspecs import hookimpl
@@ -38,7 +37,7 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.base import Storage, check_hook_conflicts, hook_changes
 from pyworkflow.storage.memory import (
     apply_patch,
     can_claim,
@@ -225,19 +224,19 @@ class FileStorage(Storage):
 
     def _apply_hooks(self, run_id: str, events: Sequence[NewEvent]) -> None:
         created, disposed = hook_changes(run_id, events)
-        for hook in created:
-            path = self.root / "hooks" / _key(hook.token)
-            if path.exists():
-                owner = json.loads(path.read_text())[1]
-                raise HookTokenConflictError(
-                    f"hook token {hook.token!r} is already used by a live hook of run {owner}"
-                )
+        check_hook_conflicts(run_id, created, disposed, self._hook_holder)
         for token in disposed:
-            path = self.root / "hooks" / _key(token)
-            if path.exists() and json.loads(path.read_text())[1] == run_id:
-                path.unlink()
+            if self._hook_holder(token) == run_id:
+                (self.root / "hooks" / _key(token)).unlink()
         for hook in created:
             self._write_json(self.root / "hooks" / _key(hook.token), list(hook_to_values(hook)))
+
+    def _hook_holder(self, token: str) -> str | None:
+        """The run id of the live hook holding ``token``, or ``None``."""
+        try:
+            return str(json.loads((self.root / "hooks" / _key(token)).read_text())[1])
+        except FileNotFoundError:
+            return None
 
     def _steps_path(self, run_id: str) -> Path:
         return self.root / "steps" / f"{_key(run_id)}.json"

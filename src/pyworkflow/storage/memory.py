@@ -13,7 +13,6 @@ import attrs
 from pyworkflow.errors import (
     ConcurrencyError,
     HookNotFoundError,
-    HookTokenConflictError,
     RunNotFoundError,
 )
 from pyworkflow.hookspecs import hookimpl
@@ -29,7 +28,7 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.base import Storage, check_hook_conflicts, hook_changes
 
 __all__ = ["MemoryStorage"]
 
@@ -206,17 +205,16 @@ class MemoryStorage(Storage):
 
     def _apply_hooks(self, run_id: str, events: Sequence[NewEvent]) -> None:
         created, disposed = hook_changes(run_id, events)
-        for hook in created:
-            if hook.token in self._hooks:
-                raise HookTokenConflictError(
-                    f"hook token {hook.token!r} is already used by a live hook of run "
-                    f"{self._hooks[hook.token].run_id}"
-                )
+        check_hook_conflicts(run_id, created, disposed, self._hook_holder)
         for token in disposed:
             if token in self._hooks and self._hooks[token].run_id == run_id:
                 del self._hooks[token]
         for hook in created:
             self._hooks[hook.token] = hook
+
+    def _hook_holder(self, token: str) -> str | None:
+        hook = self._hooks.get(token)
+        return None if hook is None else hook.run_id
 
     async def get_hook(self, token: str) -> HookRecord:
         with self._lock:

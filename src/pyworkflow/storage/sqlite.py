@@ -24,7 +24,6 @@ from pyworkflow.errors import (
     ConcurrencyError,
     ConfigError,
     HookNotFoundError,
-    HookTokenConflictError,
     RunNotFoundError,
 )
 from pyworkflow.hookspecs import hookimpl
@@ -40,7 +39,7 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.base import Storage, hook_changes, hook_conflict_error
 from pyworkflow.storage.memory import decode_cursor, page_from, swap_step_lease
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
@@ -634,6 +633,7 @@ def _patch_sql(patch: RunPatch, owner: str | None, sets: list[str], params: list
 def _apply_hooks(
     conn: sqlite3.Connection, run_id: str, created: list[HookRecord], disposed: list[str]
 ) -> None:
+    """Apply the rule of :func:`hook_changes`: this run's disposed hooks go first, then inserts."""
     for token in disposed:
         conn.execute(f"DELETE FROM {_HOOKS} WHERE token = ? AND run_id = ?", (token, run_id))
     for hook in created:
@@ -641,10 +641,7 @@ def _apply_hooks(
             conn.execute(_INSERT_HOOK, hook_to_values(hook))
         except sqlite3.IntegrityError:
             row = conn.execute(_HOOK_SELECT, (hook.token,)).fetchone()
-            owner = row[1] if row else "?"
-            raise HookTokenConflictError(
-                f"hook token {hook.token!r} is already used by a live hook of run {owner}"
-            ) from None
+            raise hook_conflict_error(hook.token, row[1] if row else "?") from None
 
 
 def _find_hook(conn: sqlite3.Connection, token: str) -> HookRecord:

@@ -12,9 +12,12 @@ A plugin's tests run it like this::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from pyworkflow import (
     RunStatus,
     SerializationError,
     WorkflowCancelledError,
+    create_hook,
     get_events,
     get_result,
     get_run,
@@ -43,6 +47,8 @@ from pyworkflow import (
     workflow,
     workflow_logger,
 )
+from pyworkflow import plugins as pw_plugins
+from pyworkflow.storage.memory import MemoryStorage
 
 calls: dict[str, list[Any]] = {}
 
@@ -283,6 +289,47 @@ class Pipeline(pyworkflow.Workflow):
         return result
 
 
+# ----- a run keeps its serializer when the default changes -----
+
+
+@dataclasses.dataclass(frozen=True)
+class Parcel:
+    """A value whose types must come back whole through either serializer."""
+
+    sku: str
+    price: Decimal
+    shipped: datetime
+    tags: frozenset[str]
+
+
+@step()
+async def pack(parcel: Parcel, extra: tuple[int, ...]) -> dict[str, Any]:
+    return {"parcel": parcel, "extra": extra, "raw": b"\x00\xff", "on": date(2024, 1, 2)}
+
+
+@workflow
+async def switching_flow(token: str, parcel: Parcel, extra: tuple[int, ...]) -> tuple[Any, ...]:
+    packed = await pack(parcel, extra)
+    stamp = pyworkflow.now()
+    received: Parcel = await create_hook(token=token)  # the default serializer changes here
+    again = await pack(received, extra)
+    return (parcel, extra, packed, stamp, received, again)
+
+
+def shape(value: Any) -> Any:
+    """The nested types of ``value``, to compare what came back with what went in."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return (type(value), tuple(shape(getattr(value, f.name)) for f in fields))
+    if isinstance(value, dict):
+        return (dict, tuple(sorted((str(k), shape(v)) for k, v in value.items())))
+    if isinstance(value, list | tuple):
+        return (type(value), tuple(shape(v) for v in value))
+    if isinstance(value, set | frozenset):
+        return (type(value), tuple(sorted(type(v).__name__ for v in value)))
+    return type(value)
+
+
 #: Settings that keep the suite fast: short polls and leases.
 FAST: dict[str, Any] = {"poll_interval": 0.05, "lease_seconds": 2.0, "drain_timeout": 2.0}
 
@@ -486,6 +533,80 @@ class EngineConformance:
         run_id = start(long_sleeper)
         with pytest.raises(TimeoutError, match="still"):
             get_result(run_id, timeout=0.3)
+
+    def switch_default_serializer(self, name: str) -> None:
+        """Make ``name`` the configured serializer, as a redeployed process would see it.
+
+        A persistent backend gets a new runtime configured with ``name``; a
+        ``memory://`` storage lives inside its runtime and a restart would lose
+        the run, so there the running runtime's default is replaced instead.
+        """
+        if isinstance(runtime.get_runtime().storage, MemoryStorage):
+            runtime.get_runtime().serializer = pw_plugins.get_serializer(name)
+        else:
+            pyworkflow.configure(serializer=name)
+        assert runtime.get_runtime().serializer.name == name
+
+    @pytest.mark.parametrize(("first", "then"), [("json", "pickle"), ("pickle", "json")])
+    def test_a_run_keeps_its_serializer_when_the_default_changes(
+        self, storage_url: str, first: str, then: str
+    ) -> None:
+        pyworkflow.configure(
+            storage=storage_url, serializer=first, **{**FAST, **self.extra_settings}
+        )
+        token = f"switch-{uuid.uuid4().hex}"
+        shipped = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+        parcel = Parcel("sku-1", Decimal("9.99"), shipped, frozenset({"fragile"}))
+        run_id = start(switching_flow, token, parcel, (1, 2))
+        deadline = time.monotonic() + 30
+        while get_run(run_id).status != RunStatus.SUSPENDED or "hook_created" not in types_of(
+            run_id
+        ):
+            assert time.monotonic() < deadline, f"run never waited on its hook: {types_of(run_id)}"
+            time.sleep(0.02)
+
+        self.switch_default_serializer(then)
+        sent = Parcel("sku-2", Decimal("0.10"), shipped, frozenset({"a", "b"}))
+        assert pyworkflow.resume_hook(token, sent) == run_id
+        result = get_result(run_id, timeout=30)
+
+        events = get_events(run_id)
+        (recorded,) = [e for e in events if e.type == EventType.VALUE_RECORDED]
+        old = pw_plugins.get_serializer(first)
+        stamp = old.loads(recorded.payload["value"])
+        assert type(stamp) is datetime
+        bits = {"extra": (1, 2), "raw": b"\x00\xff", "on": date(2024, 1, 2)}
+        expected = (
+            parcel,
+            (1, 2),
+            {"parcel": parcel, **bits},
+            stamp,
+            sent,
+            {"parcel": sent, **bits},
+        )
+        assert result == expected
+        assert shape(result) == shape(expected)
+        # every payload of the run was written, before and after the switch, by its own serializer
+        payloads = [
+            (e.type.value, key, e.payload[key])
+            for e in events
+            for key in ("input", "result", "data", "value")
+            if isinstance(e.payload.get(key), str)
+        ]
+        kinds = {kind for kind, _, _ in payloads}
+        assert {"step_completed", "hook_received", "value_recorded", "workflow_completed"} <= kinds
+        for kind, key, data in payloads:
+            try:
+                old.loads(data)
+            except SerializationError as exc:
+                raise AssertionError(f"{kind} {key} not written with {first!r}: {exc}") from exc
+        rt = runtime.get_runtime()
+        assert rt.call(rt.storage.get_run, run_id).serializer == first
+
+        # a run started now uses the new default, and completes with it
+        fresh = start(Pipeline, 5)
+        assert get_result(fresh, timeout=30) == 20
+        assert rt.call(rt.storage.get_run, fresh).serializer == then
 
     def test_idempotency_key_returns_the_same_run(self, pw: str) -> None:
         first = pyworkflow.start_workflow(busy_flow, idempotency_key="order-1")

@@ -440,3 +440,42 @@ class StorageConformance:
         with pytest.raises(HookNotFoundError):
             await storage.append_hook_payload("tok", {"data": "2"}, now)
         assert len(await storage.get_events("r")) == 3
+
+    async def test_hook_dispose_then_recreate_in_one_append(self, storage: Storage) -> None:
+        """One rule on every backend (``hook_changes``): events apply in log order."""
+
+        def created(cid: str, token: str = "tok") -> NewEvent:
+            return ev(EventType.HOOK_CREATED, cid, token=token, schema=None)
+
+        def disposed(cid: str, token: str = "tok") -> NewEvent:
+            return ev(EventType.HOOK_DISPOSED, cid, token=token)
+
+        await storage.create_run(make_run("holder"), [created("1")])
+        # Disposing this run's hook and creating the same token again in one append is allowed.
+        await storage.append_events("holder", 1, [disposed("1"), created("2")])
+        hook = await storage.get_hook("tok")
+        assert (hook.run_id, hook.correlation_id) == ("holder", "2")
+        # Another run cannot free a hook it does not hold: the conflict names token and holder.
+        await storage.create_run(make_run("other"), [])
+        with pytest.raises(HookTokenConflictError, match=r"'tok'.*run holder\b"):
+            await storage.append_events("other", 0, [disposed("1"), created("1")])
+        assert await storage.get_events("other") == []  # the whole append was refused
+        with pytest.raises(HookTokenConflictError, match=r"'tok'.*run holder\b"):
+            await storage.create_run(make_run("newcomer"), [disposed("1"), created("1")])
+        with pytest.raises(RunNotFoundError):
+            await storage.get_run("newcomer")
+        # The holder itself must dispose first: creating a token it holds is a conflict.
+        with pytest.raises(HookTokenConflictError, match=r"'tok'.*run holder\b"):
+            await storage.append_events("holder", 3, [created("3")])
+        # Within one append: create, dispose, create again is fine; two creations are not.
+        await storage.append_events("holder", 3, [created("4", "t2"), disposed("4", "t2")])
+        again = [created("5", "t2"), disposed("5", "t2"), created("6", "t2")]
+        await storage.append_events("holder", 5, again)
+        assert (await storage.get_hook("t2")).correlation_id == "6"
+        await storage.append_events("holder", 8, [disposed("6", "t2")])
+        with pytest.raises(HookTokenConflictError, match=r"'t3'.*run holder\b"):
+            await storage.append_events("holder", 9, [created("7", "t3"), created("8", "t3")])
+        with pytest.raises(HookNotFoundError):
+            await storage.get_hook("t3")
+        assert len(await storage.get_events("holder")) == 9
+        assert (await storage.get_hook("tok")).correlation_id == "2"

@@ -25,7 +25,6 @@ from pyworkflow.errors import (
     ConcurrencyError,
     ConfigError,
     HookNotFoundError,
-    HookTokenConflictError,
     RunNotFoundError,
     StorageUnavailableError,
 )
@@ -41,7 +40,7 @@ from pyworkflow.models import (
     StepLease,
 )
 from pyworkflow.redaction import redact_text, redact_url
-from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.base import Storage, hook_changes, hook_conflict_error
 from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
@@ -254,6 +253,7 @@ class PostgresStorage(Storage):
     async def _apply_hooks(
         self, conn: AsyncConnection, run_id: str, created: list[HookRecord], disposed: list[str]
     ) -> None:
+        """Apply the rule of ``hook_changes``: this run's disposed hooks go first, then inserts."""
         if disposed:
             await conn.execute(
                 delete(HOOKS).where(HOOKS.c.token.in_(disposed), HOOKS.c.run_id == run_id)
@@ -268,9 +268,7 @@ class PostgresStorage(Storage):
         for hook in created:
             if hook.token not in inserted:
                 owner = await conn.scalar(select(HOOKS.c.run_id).where(HOOKS.c.token == hook.token))
-                raise HookTokenConflictError(
-                    f"hook token {hook.token!r} is already used by a live hook of run {owner}"
-                )
+                raise hook_conflict_error(hook.token, str(owner))
 
     async def _event_at(self, conn: AsyncConnection, run_id: str, seq: int) -> Row[Any] | None:
         stmt = select(*_EVENT_COLS).where(EVENTS.c.run_id == run_id, EVENTS.c.seq == seq)

@@ -70,7 +70,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.redaction import redact_text, redact_url
-from pyworkflow.storage.base import Storage, hook_changes
+from pyworkflow.storage.base import Storage, hook_changes, hook_conflict_error
 from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
 from pyworkflow_redis import scripts
@@ -462,9 +462,7 @@ class RedisStorage(Storage):
 
     @staticmethod
     def _hook_conflict(reply: Sequence[Any]) -> HookTokenConflictError:
-        return HookTokenConflictError(
-            f"hook token {_str(reply[1])!r} is already used by a live hook of run {_str(reply[2])}"
-        )
+        return hook_conflict_error(_str(reply[1]), _str(reply[2]))
 
     async def get_run(self, run_id: str) -> Run:
         raw = await self._call(
