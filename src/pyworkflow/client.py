@@ -117,6 +117,7 @@ async def _create(
     run_id: str | None,
 ) -> str:
     definition = definition_of(target)
+    runtime.executor.check_startable(definition)  # e.g. __main__ workflows on Celery
     data = dumps_limited(
         runtime.serializer,
         {"args": tuple(args), "kwargs": dict(kwargs)},

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from pyworkflow.errors import ConfigError
+
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
+    from pyworkflow.workflow import WorkflowDefinition
 
 __all__ = ["Executor"]
 
@@ -29,6 +33,32 @@ class Executor(abc.ABC):
     #: Seconds a dispatched step may wait for a worker before it counts as lost
     #: and is dispatched again.
     dispatch_timeout: float = 300.0
+    #: Whether workflows run in other processes, which find them by importing
+    #: the modules named in ``modules``: such an executor cannot run a workflow
+    #: defined in the starting script (``__main__``), and ``start()`` refuses one
+    #: (:meth:`check_startable`) instead of leaving its run pending forever.
+    runs_workflows_elsewhere: bool = False
+
+    def check_startable(self, definition: WorkflowDefinition) -> None:
+        """Raise :class:`ConfigError` if this executor's workers could never run ``definition``.
+
+        With ``runs_workflows_elsewhere``, a workflow defined in ``__main__``
+        (the script being run) is refused: other processes cannot import it.
+        """
+        if not self.runs_workflows_elsewhere or not definition.origin.startswith("__main__."):
+            return
+        script = getattr(sys.modules.get("__main__"), "__file__", None)
+        where = f"the script {script}" if script else "the interactive session"
+        qualname = definition.origin.removeprefix("__main__.")
+        raise ConfigError(
+            f"workflow {definition.name!r} is defined in {where} (module __main__), and the "
+            f"{self.name!r} executor runs workflows in worker processes, which cannot import "
+            "__main__: its run would stay pending forever. Move the workflow and its steps "
+            "into a module (for example workflows.py), import it in the script "
+            f"(from workflows import {qualname.partition('.')[0]}), and list that module in "
+            "the 'modules' setting ([tool.pyworkflow] modules = [\"workflows\"], or "
+            "PYWORKFLOW_MODULES=workflows) so the workers import it."
+        )
 
     async def start(self, runtime: Runtime) -> None:
         """Called once when the process's runtime starts."""

@@ -37,6 +37,7 @@ class CeleryExecutor(Executor):
 
     name = "celery"
     dispatches_steps = True
+    runs_workflows_elsewhere = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
