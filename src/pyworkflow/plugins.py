@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import re
 import threading
@@ -28,6 +29,7 @@ __all__ = [
     "PROJECT",
     "PluginInfo",
     "Registry",
+    "check_hooks",
     "create_executor",
     "create_storage",
     "executor_names",
@@ -69,7 +71,47 @@ def make_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManage
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
         _load_entrypoints(pm)
+        check_hooks(pm)
     return pm
+
+
+def check_hooks(pm: pluggy.PluginManager) -> None:
+    """Refuse hook implementations that match no PyWorkflow hook (a misspelled name).
+
+    pluggy registers a ``@hookimpl`` whose name no hookspec declares and never
+    calls it, so a plugin defining ``pyworkflow_register_storages`` would load
+    without complaint. This is pluggy's ``check_pending()`` with a
+    :class:`PluginError` naming each plugin, its distribution, the unknown hook
+    and the closest PyWorkflow hook. Implementations marked
+    ``@hookimpl(optionalhook=True)`` are allowed, as in pluggy.
+    """
+    callers = {
+        name: caller
+        for name, caller in vars(pm.hook).items()
+        if not name.startswith("_") and isinstance(caller, pluggy.HookCaller)
+    }
+    known = sorted(name for name, caller in callers.items() if caller.has_spec())
+    problems: list[str] = []
+    for name, caller in sorted(callers.items()):
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            plugin = _describe(pm, impl.plugin_name)
+            problems.append(f"{plugin} implements unknown hook {name!r}{hint}")
+    if problems:
+        raise PluginError(
+            "; ".join(problems) + f". PyWorkflow's hooks are: {', '.join(known)}. Rename the "
+            "function, or mark it @hookimpl(optionalhook=True) if it is meant for a hook that "
+            "may not exist, or uninstall the distribution"
+        )
+    try:
+        pm.check_pending()  # pluggy's own rule, in case it grows beyond the loop above
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"{exc}; rename the hook or uninstall the plugin") from exc
 
 
 def _dist_label(dist: importlib.metadata.Distribution) -> str:
@@ -276,6 +318,8 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry[Any]) 
 
 
 def _build_registries(pm: pluggy.PluginManager) -> _Registries:
+    check_hooks(pm)  # also for a manager whose plugins were registered by hand
+
     def describe(plugin: str) -> str:
         return _describe(pm, plugin)
 
