@@ -130,15 +130,24 @@ async def fetch_flow(url: str, log: str) -> dict[str, str]:
 # ----- parallel steps on different workers -----
 
 
-@step()
-async def two_seconds(label: str) -> str:
-    await anyio.sleep(2)
+@step(max_retries=0)
+async def meet(label: str, other: str, folder: str) -> str:
+    """Mark this step started, then wait (up to 60 s) until ``other`` has started too.
+
+    Two of these under ``gather`` finish only if they run at the same time: run
+    one after the other, the first would wait for a step that cannot start, and
+    fail. So parallelism is shown by construction, not by a wall-time bound.
+    """
+    Path(folder, label).touch()
+    with anyio.fail_after(60):
+        while not Path(folder, other).exists():
+            await anyio.sleep(0.02)
     return label
 
 
 @workflow
-async def parallel_flow() -> list[str]:
-    return list(await asyncio.gather(two_seconds("a"), two_seconds("b")))
+async def parallel_flow(folder: str) -> list[str]:
+    return list(await asyncio.gather(meet("a", "b", folder), meet("b", "a", folder)))
 
 
 # ----- crash recovery -----
