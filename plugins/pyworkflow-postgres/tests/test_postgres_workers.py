@@ -51,18 +51,16 @@ def test_an_idle_worker_is_woken_by_notify(schema_url: str, tmp_path: Path) -> N
         tmp_path,
         modules="pg_flows",
         pythonpath=HERE,
-        settings={"PYWORKFLOW_POLL_INTERVAL": "30"},
+        settings={"PYWORKFLOW_POLL_INTERVAL": "600"},
     )
     pool.start("w1")
     try:
         pyworkflow.configure(storage=schema_url, embedded_worker=False)
         import pg_flows
 
-        time.sleep(1.0)  # the worker's first poll is over; it now waits 30 s
-        began = time.monotonic()
+        time.sleep(1.0)  # the worker's first poll is over; its next is 10 minutes away
         run_id = pyworkflow.start(pg_flows.pg_step_sleep_step, 1, "0s")
-        assert get_result(run_id, timeout=20) == 4
-        took = time.monotonic() - began
+        # finishing well before the next poll can only be NOTIFY's doing (no tight bound)
+        assert get_result(run_id, timeout=120) == 4
     finally:
         pool.stop_all()
-    assert took < 5, f"the run waited {took:.1f}s: the worker was not woken by NOTIFY"

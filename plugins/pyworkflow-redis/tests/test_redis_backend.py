@@ -172,7 +172,7 @@ async def test_an_unreachable_server_fails_after_the_reconnect_timeout() -> None
     began = time.monotonic()
     with pytest.raises(StorageUnavailableError, match="unreachable"):
         await storage.open()
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 25  # the default reconnect_timeout is 30 s
 
 
 # ----- key layout -----

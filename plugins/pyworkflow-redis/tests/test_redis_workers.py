@@ -65,28 +65,21 @@ def test_an_idle_worker_is_woken_by_pub_sub(redis_url: str, tmp_path: Path) -> N
         tmp_path,
         modules="redis_flows",
         pythonpath=HERE,
-        settings={"PYWORKFLOW_POLL_INTERVAL": "30"},
+        settings={"PYWORKFLOW_POLL_INTERVAL": "600"},
     )
     pool.start("w1")
     try:
         pyworkflow.configure(storage=redis_url, embedded_worker=False)
         import redis_flows
 
-        time.sleep(1.0)  # the worker's first poll is over; it now waits 30 s
-        began = time.monotonic()
+        time.sleep(1.0)  # the worker's first poll is over; its next is 10 minutes away
+        # finishing well before the next poll can only be pub/sub's doing (no tight bound)
         run_id = pyworkflow.start(redis_flows.redis_quick_flow, "hi")
-        assert get_result(run_id, timeout=20) == "hi!"
-        started = time.monotonic() - began
+        assert get_result(run_id, timeout=120) == "hi!"
         token = f"redis-wake-{run_id}"
         hooked = pyworkflow.start(redis_flows.redis_hook_flow, token)
-        wait_for(lambda: get_run(hooked).status == RunStatus.SUSPENDED, 20, "the hook wait")
-        time.sleep(0.5)
-        began = time.monotonic()
+        wait_for(lambda: get_run(hooked).status == RunStatus.SUSPENDED, 120, "the hook wait")
         pyworkflow.resume_hook(token, "payload")
-        assert get_result(hooked, timeout=20) == "payload!"
-        resumed = time.monotonic() - began
+        assert get_result(hooked, timeout=120) == "payload!"
     finally:
         pool.stop_all()
-    print(f"woken by pub/sub: new run {started:.2f}s, hook {resumed:.2f}s")
-    assert started < 5, f"a new run waited {started:.1f}s: the worker was not woken"
-    assert resumed < 5, f"a resumed hook waited {resumed:.1f}s: the worker was not woken"
