@@ -28,9 +28,45 @@ __all__ = ["LocalExecutor", "Worker", "import_modules"]
 
 
 def import_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """Import the workflow modules named in config so their workflows register."""
+    """Import the workflow modules named in config so their workflows register.
+
+    A module that cannot be found (or that imports a module that cannot be
+    found) is a :class:`~pyworkflow.errors.ConfigError` naming the ``modules``
+    setting, the module and where Python looked (the current directory and
+    ``sys.path``), instead of a ``ModuleNotFoundError`` from inside the runtime.
+    Any other error raised while importing the module propagates unchanged.
+    """
+    # Imported here: this function's edit stays local to it.
+    import sys
+
+    from pyworkflow.errors import ConfigError
+
     for name in modules:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            setting = (
+                "config key 'modules' ([tool.pyworkflow] modules, PYWORKFLOW_MODULES or "
+                "configure(modules=...)) or a --module option"
+            )
+            missing = exc.name or ""
+            if missing and missing != name and not name.startswith(f"{missing}."):
+                raise ConfigError(
+                    f"workflow module {name!r} (from the {setting}) was found, but importing "
+                    f"it failed: {exc}; install the package that provides {missing!r} in this "
+                    "environment"
+                ) from exc
+            cwd = os.getcwd()
+            looked = [entry or f"{cwd} (the current directory)" for entry in sys.path]
+            on_path = any(os.path.abspath(entry or cwd) == cwd for entry in sys.path)
+            raise ConfigError(
+                f"cannot import workflow module {name!r} named in the {setting}: {exc}. "
+                f"The current directory is {cwd}"
+                f"{'' if on_path else ', which is not on sys.path'}; Python looked in: "
+                f"{', '.join(looked)}. Correct the module name, run from the folder that holds "
+                f"{name.split('.')[0]!r} (its .py file or package), or add that folder to "
+                "PYTHONPATH"
+            ) from exc
 
 
 class Worker:
