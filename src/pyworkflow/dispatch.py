@@ -38,6 +38,7 @@ from pyworkflow.errors import (
     SerializationError,
     StepNotFoundError,
 )
+from pyworkflow.leases import lease_keeper
 from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, utcnow
 from pyworkflow.step import RetryPolicy, StepDefinition, get_step
 from pyworkflow.stepexec import retry_bases, run_step_attempt, voided_seqs
@@ -70,8 +71,9 @@ def worker_id(name: str) -> str:
 async def activate_run(runtime: Runtime, run_id: str, owner: str) -> bool:
     """Lease ``run_id`` if it is due and activate it; False if there was nothing to do.
 
-    The lease is renewed while the activation runs; losing it cancels the
-    activation (another worker recovered the run).
+    The lease is renewed while the activation runs, from the lease keeper's
+    thread (:mod:`pyworkflow.leases`: a blocked event loop cannot stop it);
+    losing it cancels the activation (another worker recovered the run).
     """
     storage = runtime.storage
     lease_for = timedelta(seconds=runtime.settings.lease_seconds)
@@ -81,19 +83,18 @@ async def activate_run(runtime: Runtime, run_id: str, owner: str) -> bool:
     if run is None:
         logger.bind(run_id=run_id).debug("activation message ignored: run not due or leased")
         return False
-    async with anyio.create_task_group() as tg:
+    keeper = lease_keeper(runtime)
+    with anyio.CancelScope() as scope:
 
-        async def renew() -> None:
-            while True:
-                await anyio.sleep(max(0.05, lease_for.total_seconds() / 3))
-                if not await storage.renew_lease(run_id, owner, utcnow() + lease_for):
-                    logger.bind(run_id=run_id).warning("lease lost; stopping activation")
-                    tg.cancel_scope.cancel()
-                    return
+        def lost() -> None:
+            logger.bind(run_id=run_id).warning("lease lost; stopping activation")
+            scope.cancel()
 
-        tg.start_soon(renew)
-        await run_activation(runtime, run, owner)
-        tg.cancel_scope.cancel()
+        held = keeper.hold_run(run_id, owner, lease_for, lost)
+        try:
+            await run_activation(runtime, run, owner)
+        finally:
+            keeper.release(held)
     return True
 
 
@@ -250,36 +251,30 @@ async def _run_leased(
         log.debug("step already started, settled or superseded; ignored")
         return "stale"
     log.info("dispatched step started")
-    lost = False
     outcome: NewEvent | None = None
-    async with anyio.create_task_group() as tg:
-
-        async def renew() -> None:
-            nonlocal lost
-            while True:
-                await anyio.sleep(max(0.05, lease_for.total_seconds() / 3))
-                until = utcnow() + lease_for
-                if not await storage.set_step_lease(run_id, step_id, owner, until, if_owner=owner):
-                    lost = True
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(renew)
-        outcome = await run_step_attempt(
-            definition,
-            body,
-            args,
-            kwargs,
-            run_id=run_id,
-            step_id=step_id,
-            attempt=attempt,
-            retry_base=view.retry_base,
-            serializer=serializer,
-            limit=runtime.settings.max_payload_bytes,
-            extra=tags,
-        )
-        tg.cancel_scope.cancel()
-    if lost or outcome is None:
+    keeper = lease_keeper(runtime)
+    # the step lease is renewed from the keeper's thread, even while the body blocks
+    # this loop; if it is lost anyway, a body still running is cancelled, and an
+    # outcome already in hand is still offered to the log (may_settle decides)
+    with anyio.CancelScope() as scope:
+        held = keeper.hold_step(run_id, step_id, owner, lease_for, scope.cancel)
+        try:
+            outcome = await run_step_attempt(
+                definition,
+                body,
+                args,
+                kwargs,
+                run_id=run_id,
+                step_id=step_id,
+                attempt=attempt,
+                retry_base=view.retry_base,
+                serializer=serializer,
+                limit=runtime.settings.max_payload_bytes,
+                extra=tags,
+            )
+        finally:
+            keeper.release(held)
+    if outcome is None:
         log.warning("step lease lost while running (the step was dispatched again)")
         return "lost"
 

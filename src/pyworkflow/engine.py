@@ -74,15 +74,28 @@ _STEP_CALLS = frozenset({EventType.STEP_STARTED, EventType.STEP_SCHEDULED})
 _DISPATCHED_STEP_EVENTS = _STEP_FACTS | {EventType.STEP_STARTED}
 #: Events that do not mean an earlier activation ran the workflow code.
 _NOT_DECISIONS = EXTERNAL_EVENTS | {EventType.WORKFLOW_STARTED}
+#: Events after which a step outcome from before them is not recorded any more.
+_RUN_ENDS = frozenset(
+    {
+        EventType.WORKFLOW_COMPLETED,
+        EventType.WORKFLOW_FAILED,
+        EventType.WORKFLOW_CANCELLED,
+        EventType.WORKFLOW_RETRIED,
+    }
+)
 
 
 def is_external(event: Event | NewEvent) -> bool:
     """Whether ``event`` was written by someone other than the run's activation.
 
     Besides cancellations and hook payloads, that is every step event written
-    by a worker running a dispatched step (marked ``"dispatched": true``).
+    by a worker running a dispatched step (marked ``"dispatched": true``), and
+    every step outcome a worker recorded after another worker took the run
+    over (marked ``"late": true``, see ``Activation._rebase``).
     """
     if event.type in EXTERNAL_EVENTS:
+        return True
+    if event.type in _STEP_FACTS and event.payload.get("late"):
         return True
     return event.type in _DISPATCHED_STEP_EVENTS and bool(event.payload.get("dispatched"))
 
@@ -655,22 +668,57 @@ class Activation:
         self.runtime.events_appended(self.run_id, self.seq, events)
 
     async def _rebase(self, events: list[NewEvent]) -> None:
-        """After a conflict: keep step outcomes if only external events came in."""
+        """After a conflict: keep the step outcomes in ``events`` nobody else dealt with.
+
+        Re-reads what was appended since this activation's last append. Each
+        step outcome (completed, failed, retrying) is appended at the new end
+        of the log unless those appends end or retry the run, or carry the same
+        step (another attempt of it, or its outcome): a finished result is not
+        thrown away because the lease lapsed while the step ran, and a step is
+        never settled twice.
+
+        If only external events came in (cancellation, hook payloads, dispatched
+        or late step events), the activation replays again (``_Restart``).
+        Otherwise another worker has taken the run over: the outcomes kept are
+        marked ``"late": true``, which makes them external for that worker (it
+        replays them in instead of stopping), and this activation stops
+        (``_LostOwnership``).
+        """
+        facts = [e for e in events if e.type in _STEP_FACTS]
+        touched: set[str | None] = set()
+        taken = ended = False
         while True:
             newer = await self.storage.get_events(self.run_id, after_seq=self.seq)
-            if not all(is_external(e) for e in newer):
-                raise _LostOwnership
-            self.seq = newer[-1].seq if newer else self.seq
-            facts = [e for e in events if e.type in _STEP_FACTS]
-            if not facts:
-                raise _Restart
-            try:
-                self.seq = await self.storage.append_events(
-                    self.run_id, self.seq, facts, owner=self.owner
-                )
-            except ConcurrencyError:
-                continue
-            raise _Restart
+            if newer:
+                self.seq = newer[-1].seq
+            taken = taken or not all(is_external(e) for e in newer)
+            ended = ended or any(e.type in _RUN_ENDS for e in newer)
+            touched.update(e.correlation_id for e in newer)
+            kept = [] if ended else [e for e in facts if e.correlation_id not in touched]
+            if taken:
+                kept = [attrs.evolve(e, payload={**e.payload, "late": True}) for e in kept]
+            if kept:
+                try:
+                    self.seq = await self.storage.append_events(
+                        self.run_id, self.seq, kept, owner=self.owner
+                    )
+                except ConcurrencyError:
+                    continue
+                self.runtime.events_appended(self.run_id, self.seq, kept)
+            recorded = {e.correlation_id for e in kept}
+            for fact in facts:
+                log = self.log.bind(step_id=fact.correlation_id)
+                what = f"step {fact.payload.get('name')!r} attempt {fact.payload.get('attempt')}"
+                if fact.correlation_id not in recorded:
+                    why = "the run ended" if ended else "another attempt of it was recorded"
+                    log.warning("{} finished after {}; its outcome is dropped", what, why)
+                elif taken:
+                    log.warning(
+                        "{} finished after another worker took the run over; "
+                        "its outcome is recorded for that worker",
+                        what,
+                    )
+            raise _LostOwnership if taken else _Restart
 
     async def _check_external(self) -> None:
         run = await self.storage.get_run(self.run_id)
@@ -848,6 +896,8 @@ async def activate(runtime: Runtime, run: Run, owner: str) -> None:
             log.debug("external events arrived; replaying again")
         except _LostOwnership:
             log.warning("another worker appended to this run; stopping this activation")
+            # if this worker still holds the lease, let the run be claimed at once
+            await runtime.storage.release_lease(run.run_id, owner)
             return
         except WorkflowNotFoundError as exc:
             log.error("{}", exc)

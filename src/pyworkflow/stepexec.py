@@ -3,18 +3,28 @@
 Shared by activations that run steps in-process and by workers that run
 steps dispatched to them: the retry decision, timeout and error encoding
 are the same wherever the body runs.
+
+An ``async`` step body runs on its worker's event loop, so a body that blocks
+(``time.sleep``, a long CPU-bound stretch between two ``await``) stops every
+other run on that worker meanwhile. Each resumption of a body is timed; one
+that holds the loop for more than :data:`BLOCKING_WARNING_SECONDS` is logged
+as a warning naming the step, while it blocks (by the lease keeper's thread,
+:func:`report_blocking`) and once it is over. Leases do not depend on the
+loop (:mod:`pyworkflow.leases`), so such a step is not run twice for it.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import attrs
 from loguru import logger
 
 from pyworkflow import context as ctxmod
@@ -23,7 +33,24 @@ from pyworkflow.models import Event, EventType, NewEvent, utcnow
 from pyworkflow.serialization import Serializer, dumps_limited
 from pyworkflow.step import StepDefinition
 
-__all__ = ["dump_error", "retry_bases", "run_step_attempt", "voided_seqs"]
+if TYPE_CHECKING:
+    from loguru import Logger
+
+__all__ = [
+    "BLOCKING_CHECK_SECONDS",
+    "BLOCKING_WARNING_SECONDS",
+    "dump_error",
+    "report_blocking",
+    "retry_bases",
+    "run_step_attempt",
+    "voided_seqs",
+]
+
+#: An ``async`` step body that keeps its event loop busy this long without
+#: awaiting (seconds) is reported with a warning naming the step.
+BLOCKING_WARNING_SECONDS = 1.0
+#: How often the lease keeper's thread looks for such a body while leases are held.
+BLOCKING_CHECK_SECONDS = 0.25
 
 
 def dump_error(
@@ -73,14 +100,102 @@ def _unwritable_result(name: str, result: Any, error: SerializationError) -> Ser
     )
 
 
+@attrs.define(eq=False)
+class _Resumption:
+    """One stretch of a step body running on its loop, from resume to next suspension."""
+
+    log: Logger
+    name: str
+    since: float
+    reported: bool = False
+
+
+#: Step bodies running on some event loop right now (read from the lease keeper's thread).
+_resuming: dict[int, _Resumption] = {}
+
+
+def report_blocking(now: float) -> None:
+    """Warn once about each step body holding its loop past the threshold at ``now``.
+
+    ``now`` is a ``time.monotonic()`` reading; safe to call from any thread.
+    """
+    try:
+        stretches = tuple(_resuming.values())
+    except RuntimeError:  # changed by the loop's thread meanwhile: look again next time
+        return
+    for stretch in stretches:
+        if not stretch.reported and now - stretch.since > BLOCKING_WARNING_SECONDS:
+            stretch.reported = True
+            stretch.log.warning(
+                "step {!r} has been blocking its worker's event loop for {:.1f}s "
+                "(threshold {:g}s): other runs on this worker wait until it awaits; "
+                "its leases are still renewed",
+                stretch.name,
+                now - stretch.since,
+                BLOCKING_WARNING_SECONDS,
+            )
+
+
+class _Timed:
+    """Awaits a step body, timing each stretch it runs on the loop without suspending."""
+
+    def __init__(self, awaitable: Awaitable[Any], log: Logger, name: str) -> None:
+        self.awaitable = awaitable
+        self.log = log
+        self.name = name
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        inner = self.awaitable.__await__()
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            stretch = _Resumption(self.log, self.name, time.monotonic())
+            _resuming[id(stretch)] = stretch
+            try:
+                if error is None:
+                    yielded = inner.send(value)
+                else:
+                    yielded = inner.throw(error)
+            except StopIteration as done:
+                return done.value
+            finally:
+                del _resuming[id(stretch)]
+                self._check(stretch)
+            value, error = None, None
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                inner.close()
+                raise
+            except BaseException as exc:  # cancellation included: the body gets it
+                error = exc
+
+    def _check(self, stretch: _Resumption) -> None:
+        held = time.monotonic() - stretch.since
+        if held > BLOCKING_WARNING_SECONDS:
+            self.log.warning(
+                "step {!r} blocked its worker's event loop for {:.1f}s without awaiting "
+                "(threshold {:g}s); nothing else on this worker ran meanwhile. Make the step "
+                "a plain `def` (it then runs in a thread) or call blocking code through "
+                "`await anyio.to_thread.run_sync(...)`",
+                self.name,
+                held,
+                BLOCKING_WARNING_SECONDS,
+            )
+
+
 async def _call_body(
-    body: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    body: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    log: Logger,
+    name: str,
 ) -> Any:
     if inspect.iscoroutinefunction(body):
-        return await body(*args, **kwargs)
+        return await _Timed(body(*args, **kwargs), log, name)
     result = await anyio.to_thread.run_sync(functools.partial(body, *args, **kwargs))
     if inspect.isawaitable(result):
-        result = await result
+        result = await _Timed(result, log, name)
     return result
 
 
@@ -119,10 +234,10 @@ async def run_step_attempt(
     error: BaseException
     try:
         if timeout is None:
-            result = await _call_body(body, args, kwargs)
+            result = await _call_body(body, args, kwargs, log, definition.name)
         else:
             with anyio.fail_after(timeout):
-                result = await _call_body(body, args, kwargs)
+                result = await _call_body(body, args, kwargs, log, definition.name)
     except Exception as raised:
         error = raised
         if isinstance(raised, TimeoutError) and timeout is not None:

@@ -19,6 +19,7 @@ from pyworkflow.config import Settings
 from pyworkflow.engine import run_activation
 from pyworkflow.executors.base import Executor
 from pyworkflow.hookspecs import hookimpl
+from pyworkflow.leases import LeaseKeeper, lease_keeper
 from pyworkflow.models import Run, utcnow
 
 if TYPE_CHECKING:
@@ -73,7 +74,9 @@ class Worker:
     """Claims due runs from storage and activates them, up to ``concurrency`` at once.
 
     Runs whose lease expired (their worker died) are due again and get
-    recovered here like any other due run.
+    recovered here like any other due run. The leases of the runs it
+    activates are renewed from a thread of their own (:mod:`pyworkflow.leases`),
+    so a step that blocks this worker's event loop does not lose them.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Worker:
         self._stopping = False
         self._hints: list[datetime] = []
         self._idle = anyio.Event()
+        self._keeper: LeaseKeeper | None = None
 
     # ----- thread-safe signals -----
 
@@ -150,7 +154,6 @@ class Worker:
 
     async def _loop_until_stopped(self) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._renew_leases)
             while True:
                 # an embedded worker makes one claim pass after stop(): runs its process
                 # just started get activated (up to their first suspension) before exit
@@ -163,6 +166,10 @@ class Worker:
                 if free > 0:
                     claimed = await self._claim(free)
                     for run in claimed:
+                        if run.run_id in self.active:
+                            # its lease lapsed and came back to this worker: the activation
+                            # still running goes on (its lease is renewed under this owner)
+                            continue
                         scope = anyio.CancelScope()
                         self.active[run.run_id] = scope
                         tg.start_soon(self._activate, run, scope)
@@ -212,32 +219,27 @@ class Worker:
             scope.cancel()
 
     async def _activate(self, run: Run, scope: anyio.CancelScope) -> None:
+        log = logger.bind(run_id=run.run_id)
+
+        def lost() -> None:
+            if self.active.get(run.run_id) is scope:
+                log.warning("lease lost; stopping activation")
+                scope.cancel()
+
+        if self._keeper is None:
+            self._keeper = lease_keeper(self.runtime)
+        held = self._keeper.hold_run(run.run_id, self.owner, self.lease, lost)
         try:
             with scope:
                 await run_activation(self.runtime, run, self.owner)
         except Exception:  # storage down even for the back-off: the lease expires, recovery
-            logger.bind(run_id=run.run_id).exception("activation ended with a storage error")
+            log.exception("activation ended with a storage error")
         finally:
+            self._keeper.release(held)
             self.active.pop(run.run_id, None)
             if not self.active:
                 self._idle.set()
             self._set()
-
-    async def _renew_leases(self) -> None:
-        interval = max(0.05, self.settings.lease_seconds / 3)
-        while True:
-            await anyio.sleep(interval)
-            until = utcnow() + self.lease
-            for run_id, scope in list(self.active.items()):
-                try:
-                    held = await self.runtime.storage.renew_lease(run_id, self.owner, until)
-                except Exception:  # keep renewing the others; this lease may still expire
-                    logger.bind(run_id=run_id).exception("renewing the lease failed")
-                    continue
-                if not held:
-                    if run_id in self.active:
-                        logger.bind(run_id=run_id).warning("lease lost; stopping activation")
-                        scope.cancel()
 
 
 class LocalExecutor(Executor):

@@ -119,6 +119,12 @@ class Storage(abc.ABC):
     #: :meth:`add_wake_listener` listeners (Postgres ``LISTEN/NOTIFY``, Redis
     #: pub/sub). Workers poll either way; a push only makes them claim sooner.
     pushes_wakeups: bool = False
+    #: Whether this object may be used from another thread's event loop at the same
+    #: time as from its own (its data lives in this object, under a lock). A worker's
+    #: lease renewer, which runs on a thread of its own so that a blocked loop cannot
+    #: starve it, then uses this object; otherwise (the default) the renewer opens a
+    #: second storage on the same URL, with its own connections.
+    shared_with_threads: bool = False
 
     def add_wake_listener(self, listener: Callable[[datetime | None], None]) -> None:
         """Call ``listener(wake_at)`` on the storage's loop when any process makes a run due.

@@ -133,6 +133,9 @@ def expired_of(leases: Iterable[StepLease], now: datetime, limit: int) -> list[S
 class MemoryStorage(Storage):
     """Runs and events in dicts, guarded by a lock; lost when the process ends."""
 
+    #: A second instance would not see this one's runs; the lock makes sharing safe.
+    shared_with_threads = True
+
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.Lock()
