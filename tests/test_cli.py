@@ -168,6 +168,9 @@ def test_replay_reports_determinism_and_divergence(project: Path) -> None:
     (project / "flows.py").write_text(harmless)
     ok = json.loads(cli(project, "runs", "replay", run_id, "-m", "flows", "--json").stdout)
     assert ok["deterministic"] is True and ok["position"] is None
+    assert ok["operations"] == 4  # the four steps, counted before they are discarded
+    human_ok = cli(project, "runs", "replay", run_id, "-m", "flows").stdout
+    assert "deterministic (4 operations replayed)" in human_ok
     breaking = FLOWS.replace(
         "return await s4(await s3(await s2(await s1(x))))",
         "return await s4(await s2(await s1(x)))",
@@ -178,5 +181,6 @@ def test_replay_reports_determinism_and_divergence(project: Path) -> None:
     report = json.loads(out.stdout)
     assert report["deterministic"] is False and report["position"] == "3"
     assert report["recorded"] == "step 's3'" and report["called"] == "step 's4'"
+    assert report["operations"] == 2  # s1 and s2 replayed before the divergence
     human = cli(project, "runs", "replay", run_id, "-m", "flows", ok=False)
     assert "NOT deterministic at operation 3" in human.stdout

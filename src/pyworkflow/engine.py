@@ -174,7 +174,12 @@ def _describe(event: Event) -> str:
 
 @attrs.frozen
 class ReplayReport:
-    """Outcome of replaying a run's log against the current workflow code."""
+    """Outcome of replaying a run's log against the current workflow code.
+
+    ``operations`` is how many recorded operations (steps, sleeps, hooks,
+    recorded values) the code called and found in the log, before the
+    divergence if there is one.
+    """
 
     run_id: str
     deterministic: bool
@@ -486,10 +491,19 @@ class Activation:
             self._replay()
         except NonDeterminismError as exc:
             cid, recorded, called = self.divergence or ("?", "?", "?")
-            return ReplayReport(self.run_id, False, len(self.ops), str(exc), cid, recorded, called)
+            replayed = self._replayed(int(cid) - 1 if cid.isdigit() else None)
+            return ReplayReport(self.run_id, False, replayed, str(exc), cid, recorded, called)
         finally:
             self._discard()
-        return ReplayReport(self.run_id, True, len(self.ops))
+        return ReplayReport(self.run_id, True, self._replayed())
+
+    def _replayed(self, last: int | None = None) -> int:
+        """How many operations the code called (up to id ``last``) that the log holds.
+
+        Counted from the call counter and the log, which outlive ``_discard()``.
+        """
+        upto = self.counter if last is None else min(last, self.counter)
+        return sum(1 for n in range(1, upto + 1) if str(n) in self.by_cid)
 
     async def execute(self) -> None:
         try:
@@ -900,7 +914,10 @@ async def activate(runtime: Runtime, run: Run, owner: str) -> None:
             await runtime.storage.release_lease(run.run_id, owner)
             return
         except WorkflowNotFoundError as exc:
-            log.error("{}", exc)
+            # the run waits (a deploy may bring a worker that knows it), visibly
+            from pyworkflow.unknown_workflow import note_unknown  # it imports this module
+
+            await note_unknown(runtime, run, owner, exc)
             await _back_off(runtime, run.run_id, owner)
             return
         except (CorruptDataError, SerializationError) as exc:

@@ -68,10 +68,16 @@ class EventType(enum.StrEnum):
     HOOK_DISPOSED = "hook_disposed"
     CHILD_WORKFLOW_STARTED = "child_workflow_started"
     CHILD_WORKFLOW_COMPLETED = "child_workflow_completed"
+    #: A worker met the run but does not know its workflow (``pyworkflow.unknown_workflow``).
+    WORKFLOW_UNKNOWN = "workflow_unknown"
 
 
-#: Events written by someone other than the run's owner (clients, hooks).
-EXTERNAL_EVENTS = frozenset({EventType.CANCEL_REQUESTED, EventType.HOOK_RECEIVED})
+#: Events written by someone other than the run's owner (clients, hooks, and
+#: workers that do not know the workflow); replay takes none of them for a
+#: decision of the workflow code.
+EXTERNAL_EVENTS = frozenset(
+    {EventType.CANCEL_REQUESTED, EventType.HOOK_RECEIVED, EventType.WORKFLOW_UNKNOWN}
+)
 
 
 @attrs.frozen

@@ -3,19 +3,85 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import signal
 import sys
-import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
+from typer.core import TyperArgument, TyperOption
 
 from pyworkflow.cli import render
 
-app = typer.Typer(
+try:  # typer 0.2x carries its own copy of click; its commands raise its exceptions
+    from typer._click import core as click
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer runs on click itself
+    from click import core as click  # type: ignore[no-redef]  # the same API, another module
+    from click import exceptions as click_errors  # type: ignore[no-redef]  # likewise
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _plain_flags(params: list[click.Parameter]) -> list[click.Parameter]:
+    """Flags take no value: show no type for them in help (``--wait``, not ``--wait <bool>``)."""
+    for param in params:
+        if isinstance(param, TyperOption) and (param.is_flag or param.count):
+            if param.metavar is None:
+                param.metavar = ""
+    return params
+
+
+def _usage_name(param: TyperArgument) -> str:
+    """``TARGET``, ``[ARGUMENTS]...``: click's conventions for the usage line."""
+    name = param.metavar or (param.name or "").upper()
+    if not param.required:
+        name = f"[{name}]"
+    return name + ("..." if param.nargs != 1 else "")
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose help follows the usual conventions (see :func:`_usage_name`)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain_flags(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                pieces.append(_usage_name(param))
+        return pieces
+
+
+class Group(typer.core.TyperGroup):
+    """A command group whose help shows no type for flags."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """``typer.Typer`` whose groups and commands use :class:`Group` and :class:`Command`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", Group)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        kwargs.setdefault("cls", Command)
+        decorator: Callable[[F], F] = super().command(*args, **kwargs)
+        return decorator
+
+
+app = App(
     name="pyworkflow",
     help="Durable, event-sourced workflows.",
     no_args_is_help=True,
@@ -27,11 +93,12 @@ _state = {"debug": False}
 @app.callback()
 def _root(
     storage: Annotated[
-        str | None, typer.Option(help="Storage URL (overrides config key 'storage').")
+        str | None,
+        typer.Option(metavar="URL", help="Storage URL (overrides config key 'storage')."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="Level of pyworkflow's logs on stderr.")] = (
-        "WARNING"
-    ),
+    log_level: Annotated[
+        str, typer.Option(metavar="LEVEL", help="Level of pyworkflow's logs on stderr.")
+    ] = "WARNING",
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
@@ -55,21 +122,33 @@ def worker(
         int | None, typer.Option(help="Activations at once (default: config worker_concurrency).")
     ] = None,
     module: Annotated[
-        list[str] | None, typer.Option("--module", "-m", help="Workflow module to import.")
+        list[str] | None,
+        typer.Option("--module", "-m", metavar="MODULE", help="Workflow module to import."),
     ] = None,
 ) -> None:
     """Run a long-lived worker: activate due runs, fire timers, recover expired leases.
 
+    It prints one line on stderr when it starts (storage, modules, concurrency).
     SIGINT/SIGTERM stop it cleanly: no new claims; in-flight activations get
-    ``drain_timeout`` seconds, then are left for recovery (never half-recorded).
+    drain_timeout seconds (a config key), then are left for recovery (never
+    half-recorded).
     """
     from pyworkflow.executors.local import Worker, import_modules
+    from pyworkflow.redaction import redact_url
     from pyworkflow.runtime import configure, get_runtime
 
     settings = configure(embedded_worker=False)
-    import_modules(list(settings.modules) + list(module or []))
+    modules = list(settings.modules) + list(module or [])
+    import_modules(modules)
     runtime = get_runtime()
     the_worker = Worker(runtime, concurrency=concurrency)
+    render.err_console.print(
+        f"pyworkflow worker: storage {redact_url(settings.storage)}, "
+        f"modules {', '.join(modules) or '(none)'}, concurrency {the_worker.concurrency}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         the_worker.stop()
@@ -81,15 +160,78 @@ def worker(
 
 
 def load_target(spec: str) -> Any:
-    """``module:attribute`` -> the workflow object it names."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter(f"expected MODULE:WORKFLOW, got {spec!r}")
-    module = importlib.import_module(module_name)
+    """``module:attribute`` or ``path/to/file.py:attribute`` -> the workflow object it names."""
+    where, _, attribute = spec.rpartition(":")
+    if not where or not attribute:
+        raise click_errors.UsageError(
+            f"expected MODULE:WORKFLOW or path/to/file.py:WORKFLOW, got {spec!r}"
+        )
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        module = _import_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (where == exc.name or where.startswith(exc.name + ".")):
+                raise  # the module exists; something it imports does not
+            raise click_errors.UsageError(
+                f"cannot import module {where!r} (from {spec!r}): {exc}; give MODULE:WORKFLOW "
+                "with the module importable from this directory, or path/to/file.py:WORKFLOW"
+            ) from None
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise typer.BadParameter(f"module {module_name!r} has no {attribute!r}") from None
+        raise click_errors.UsageError(f"module {module.__name__!r} has no {attribute!r}") from None
+
+
+def _import_file(path: Path) -> Any:
+    """Import the Python file ``path`` under the module name a worker would use.
+
+    Under a directory on ``sys.path`` (the current directory is one) that is the
+    dotted path from there (``examples/quickstart.py`` -> ``examples.quickstart``),
+    so workers started with ``-m examples.quickstart`` know the same workflows;
+    elsewhere the file's directory is put on ``sys.path`` and the file imported
+    by its stem.
+    """
+    if not path.is_file():
+        raise click_errors.UsageError(f"no such Python file: {str(path)!r}")
+    resolved = path.resolve()
+    for entry in sys.path:
+        base = Path(entry or os.getcwd()).resolve()
+        try:
+            parts = resolved.with_suffix("").relative_to(base).parts
+        except ValueError:
+            continue
+        if not parts or not all(part.isidentifier() for part in parts):
+            continue
+        try:
+            module = importlib.import_module(".".join(parts))
+        except ImportError:
+            continue
+        if Path(getattr(module, "__file__", "") or "").resolve() == resolved:
+            return module
+    if not resolved.stem.isidentifier():
+        raise click_errors.UsageError(f"cannot import {str(path)!r}: its name is not a module name")
+    sys.path.insert(0, str(resolved.parent))
+    return importlib.import_module(resolved.stem)
+
+
+def check_arguments(workflow: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse arguments that do not fit the workflow's signature, before any run exists."""
+    from pyworkflow.workflow import definition_of
+
+    definition = definition_of(workflow)
+    try:
+        signature = inspect.signature(definition.make_body())
+        signature = signature.replace(return_annotation=inspect.Signature.empty)
+    except (TypeError, ValueError):  # no introspectable signature: the run will tell
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise click_errors.UsageError(
+            f"arguments do not fit workflow {definition.name}{signature}: {exc}"
+        ) from None
 
 
 def parse_args(raw: list[str]) -> tuple[list[Any], dict[str, Any]]:
@@ -114,22 +256,43 @@ def _json_or_text(text: str) -> Any:
 
 @app.command()
 def run(
-    target: Annotated[str, typer.Argument(help="MODULE:WORKFLOW to start.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help="The workflow: MODULE:WORKFLOW or path/to/file.py:WORKFLOW.",
+        ),
+    ],
     arguments: Annotated[
-        list[str] | None, typer.Argument(help="Arguments: JSON values or key=value.")
+        list[str] | None,
+        typer.Argument(metavar="ARGUMENTS", help="Arguments: JSON values or key=value."),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the run ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Start a run; with --wait, follow it live and exit non-zero if it fails."""
-    import pyworkflow
-    from pyworkflow.models import RunStatus
+    """Start a run; with --wait, follow it live and exit non-zero if it fails.
 
-    pyworkflow.configure(embedded_worker=True)
+    Arguments that do not fit the workflow's signature are refused before a
+    run is created. This process works on this run only (other due runs are
+    left to workers): without --wait up to its first suspension, with --wait
+    until it ends.
+    """
+    import pyworkflow
+    from pyworkflow.cli.drive import RunDriver, drive, drives_here, follow, owner_name
+    from pyworkflow.executors.local import import_modules
+    from pyworkflow.models import Event, RunStatus
+    from pyworkflow.runtime import current_settings, get_runtime
+
     workflow = load_target(target)
     args, kwargs = parse_args(arguments or [])
+    check_arguments(workflow, args, kwargs)
+    import_modules(current_settings().modules)
     run_id = pyworkflow.start_workflow(workflow, args, kwargs)
+    runtime = get_runtime()
+    local = drives_here(runtime)
     if not wait:
+        if local:
+            runtime.call(partial(drive, runtime, run_id, owner_name(), until_end=False))
         if as_json:
             render.print_json({"run_id": run_id})
         else:
@@ -137,18 +300,20 @@ def run(
         return
     if not as_json:
         render.console.print(f"started run [bold]{run_id}[/]; following it (Ctrl-C to stop)")
-    shown = 0
-    while True:
-        events = pyworkflow.get_events(run_id)
-        for event in events[shown:]:
-            if not as_json:
-                stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
-                render.console.print(f"{stamp}  {render.event_line(event)}")
-        shown = len(events)
-        info = pyworkflow.get_run(run_id)
-        if info.status.is_terminal:
-            break
-        time.sleep(0.1)
+
+    def show(event: Event) -> None:
+        if not as_json:
+            stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
+            render.print_line(f"{stamp}  {render.event_line(event)}")
+
+    driver = RunDriver(runtime, run_id) if local else None
+    if driver is not None:
+        runtime.call(driver.start)
+    try:
+        info = follow(run_id, show, driver=driver)
+    finally:
+        if driver is not None:
+            runtime.call(driver.stop)
     if as_json:
         render.print_json(
             {"run_id": run_id, "status": info.status.value, "error": info.error_message}
@@ -157,9 +322,9 @@ def run(
         style = render.STATUS_STYLE[info.status]
         render.console.print(f"run {run_id} [{style}]{info.status.value}[/]")
         if info.status == RunStatus.COMPLETED:
-            render.console.print(f"result: {info.result!r}")
+            render.print_line(f"result: {info.result!r}")
         elif info.error_message:
-            render.console.print(f"error: {info.error_message}")
+            render.print_line(f"error: {info.error_message}")
     if info.status != RunStatus.COMPLETED:
         raise typer.Exit(1)
 
@@ -185,19 +350,17 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
             ]
         )
         return
-    from rich.table import Table
-
-    table = Table("plugin", "distribution", "storage", "executors", "serializers")
-    for p in infos:
-        dist = f"{p.distribution} {p.version}" if p.distribution else ""
-        table.add_row(
+    rows = [
+        [
             p.name,
-            dist,
+            f"{p.distribution} {p.version}" if p.distribution else "",
             ", ".join(p.storage_schemes),
             ", ".join(p.executors),
             ", ".join(p.serializers),
-        )
-    render.console.print(table)
+        ]
+        for p in infos
+    ]
+    render.print_table(("plugin", "distribution", "storage", "executors", "serializers"), rows)
 
 
 @app.command()
@@ -221,18 +384,16 @@ def config(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     if as_json:
         render.print_json({k: {"value": v, "source": s} for k, v, s in rows})
         return
-    from rich.table import Table
-
-    table = Table("key", "value", "source")
-    for key, value, source in rows:
-        table.add_row(key, repr(value), source)
-    render.console.print(table)
+    render.print_table(("key", "value", "source"), [[k, repr(v), s] for k, v, s in rows])
 
 
 def main() -> None:
-    """Entry point of the ``pyworkflow`` console script: one-line errors unless --debug."""
+    """Entry point of the ``pyworkflow`` console script: one-line errors unless --debug.
+
+    Usage errors (a bad option, argument or target) exit 2, other errors 1.
+    """
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="pyworkflow", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -240,18 +401,19 @@ def main() -> None:
         render.err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:
-        import click
-
         from pyworkflow.redaction import redact_text
 
-        if isinstance(exc, click.ClickException):
-            exc.message = redact_text(exc.message)
-            exc.show()
+        if isinstance(exc, click_errors.ClickException):
+            # one line, like every other error (click's own format spans several)
+            message = redact_text(exc.format_message())
+            context = getattr(exc, "ctx", None)
+            if isinstance(exc, click_errors.UsageError) and context is not None:
+                message += f" (see '{context.command_path} --help')"
+            render.print_line(f"error: {message}", err=True)
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        message = redact_text(str(exc))
-        render.err_console.print(f"error: {message}", markup=False, highlight=False)
+        render.print_line(f"error: {redact_text(str(exc))}", err=True)
         sys.exit(1)
 
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from pyworkflow.cli import render
-from pyworkflow.cli.app import app
+from pyworkflow.cli.app import App, app
 
-hooks_app = typer.Typer(help="Send payloads to hooks.", no_args_is_help=True)
+hooks_app = App(help="Send payloads to hooks.", no_args_is_help=True)
 app.add_typer(hooks_app, name="hooks")
 
 

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pyworkflow.models import Event, EventType, Run, RunStatus, shown_payload
 
-__all__ = ["console", "err_console", "event_line", "events_table", "print_json", "runs_table"]
+__all__ = [
+    "console",
+    "err_console",
+    "event_line",
+    "events_rows",
+    "events_table",
+    "print_json",
+    "print_line",
+    "print_table",
+    "runs_rows",
+    "runs_table",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -62,20 +74,66 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def runs_table(runs: Sequence[Run]) -> Table:
-    table = Table("workflow", "status", "created", "updated", "events")
-    table.add_column("run id", no_wrap=True)
-    for run in runs:
-        style = STATUS_STYLE.get(run.status, "")
-        table.add_row(
-            run.workflow_name,
-            f"[{style}]{run.status.value}[/]",
+def print_line(text: str, *, err: bool = False) -> None:
+    """One line of text as is: no markup, and never wrapped (piped output stays whole)."""
+    (err_console if err else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+#: A table cell: text, or Rich ``Text`` carrying a style (shown on terminals only).
+Cell = str | Text
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Table:
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Cell]]) -> None:
+    """A Rich table on a terminal; otherwise plain rows, columns aligned by spaces.
+
+    Piped or redirected output has no box drawing and no cell cut short, so
+    ``grep``/``awk`` see whole values (use ``--json`` for programs).
+    """
+    rows = list(rows)
+    if console.is_terminal:
+        console.print(_table(headers, rows))
+        return
+    plain = [[_plain(cell) for cell in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in plain:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for line in [list(headers), *plain]:
+        print_line("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _plain(cell: Cell) -> str:
+    text = cell.plain if isinstance(cell, Text) else cell
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+RUNS_HEADERS = ("workflow", "status", "created", "updated", "events", "run id")
+
+
+def runs_rows(runs: Sequence[Run]) -> list[list[Cell]]:
+    """One row per run, under :data:`RUNS_HEADERS`."""
+    return [
+        [
+            Text(run.workflow_name),
+            Text(run.status.value, style=STATUS_STYLE.get(run.status, "")),
             run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             run.updated_at.strftime("%H:%M:%S"),
             str(run.last_seq),
             run.run_id,
-        )
-    return table
+        ]
+        for run in runs
+    ]
+
+
+def runs_table(runs: Sequence[Run]) -> Table:
+    """The runs as a Rich table."""
+    return _table(RUNS_HEADERS, runs_rows(runs))
 
 
 def event_line(event: Event) -> str:
@@ -99,18 +157,28 @@ def event_line(event: Event) -> str:
     return f"{event.type.value} {what}{detail}".strip()
 
 
-def events_table(events: Sequence[Event]) -> Table:
-    """The timeline: each event with the time since the previous one."""
-    table = Table("seq", "time", "+ms", "op", "event")
+EVENTS_HEADERS = ("seq", "time", "+ms", "op", "event")
+
+
+def events_rows(events: Sequence[Event]) -> list[list[Cell]]:
+    """The timeline (:data:`EVENTS_HEADERS`): each event with the time since the previous one."""
+    rows: list[list[Cell]] = []
     previous: datetime | None = None
     for event in events:
         delta = (event.timestamp - previous).total_seconds() * 1000 if previous else 0.0
         previous = event.timestamp
-        table.add_row(
-            str(event.seq),
-            event.timestamp.strftime("%H:%M:%S.%f")[:-3],
-            f"{delta:.1f}",
-            event.correlation_id or "",
-            event_line(event),
+        rows.append(
+            [
+                str(event.seq),
+                event.timestamp.strftime("%H:%M:%S.%f")[:-3],
+                f"{delta:.1f}",
+                event.correlation_id or "",
+                Text(event_line(event)),
+            ]
         )
-    return table
+    return rows
+
+
+def events_table(events: Sequence[Event]) -> Table:
+    """The timeline as a Rich table."""
+    return _table(EVENTS_HEADERS, events_rows(events))

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from pyworkflow.cli import render
-from pyworkflow.cli.app import app
+from pyworkflow.cli.app import App, app
 
-runs_app = typer.Typer(help="Inspect and repair runs.", no_args_is_help=True)
+runs_app = App(help="Inspect and repair runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -33,35 +33,44 @@ def list_(
     if as_json:
         render.print_json([render.run_to_json(r) for r in page.runs])
     else:
-        render.console.print(render.runs_table(page.runs))
+        render.print_table(render.RUNS_HEADERS, render.runs_rows(page.runs))
 
 
 @runs_app.command()
 def show(run_id: str, as_json: JsonOption = False) -> None:
-    """A run's summary and its event timeline with durations."""
+    """A run's summary and its event timeline with durations.
+
+    A run whose workflow some worker does not know says which worker, since when.
+    """
+    from rich.markup import escape
+
     import pyworkflow
     from pyworkflow.runtime import get_runtime
+    from pyworkflow.unknown_workflow import describe, note_json, unknown_notes
 
     runtime = get_runtime()
     run = runtime.call(runtime.storage.get_run, run_id)
     events = pyworkflow.get_events(run_id)
+    notes = unknown_notes(events)
     if as_json:
         data = render.run_to_json(run)
+        data["unknown_workflow"] = [note_json(note) for note in notes]
         data["events"] = [render.event_to_json(e) for e in events]
         render.print_json(data)
         return
     style = render.STATUS_STYLE[run.status]
     render.console.print(
-        f"[bold]{run.run_id}[/]  {run.workflow_name}  [{style}]{run.status.value}[/]"
+        f"[bold]{run.run_id}[/]  {escape(run.workflow_name)}  [{style}]{run.status.value}[/]",
+        soft_wrap=True,
     )
-    render.console.print(
-        f"created {run.created_at.isoformat()}  updated {run.updated_at.isoformat()}"
-    )
+    render.print_line(f"created {run.created_at.isoformat()}  updated {run.updated_at.isoformat()}")
     if run.wake_at:
-        render.console.print(f"wakes at {run.wake_at.isoformat()}")
+        render.print_line(f"wakes at {run.wake_at.isoformat()}")
     if run.error_message:
-        render.console.print(f"error: {run.error_message}", markup=False)
-    render.console.print(render.events_table(events))
+        render.print_line(f"error: {run.error_message}")
+    for note in notes:
+        render.print_line(f"waiting: {describe(note)}")
+    render.print_table(render.EVENTS_HEADERS, render.events_rows(events))
 
 
 @runs_app.command()
@@ -73,7 +82,7 @@ def events(run_id: str, as_json: JsonOption = False) -> None:
     if as_json:
         render.print_json([render.event_to_json(e) for e in log])
     else:
-        render.console.print(render.events_table(log))
+        render.print_table(render.EVENTS_HEADERS, render.events_rows(log))
 
 
 @runs_app.command()
@@ -95,34 +104,44 @@ def retry(
     run_id: str,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to end.")] = False,
     module: Annotated[
-        list[str] | None, typer.Option("--module", "-m", help="Workflow module to import.")
+        list[str] | None,
+        typer.Option("--module", "-m", metavar="MODULE", help="Workflow module to import."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Resume a failed run from its failed step (completed steps are not run again)."""
+    """Resume a failed run from its failed step (completed steps are not run again).
+
+    This process works on this run only: with --wait until it ends, else up
+    to its first suspension; other due runs are left to workers.
+    """
+    from functools import partial
+
     import pyworkflow
+    from pyworkflow.cli.drive import drive, drives_here, owner_name
     from pyworkflow.client import retry_run
     from pyworkflow.executors.local import import_modules
-    from pyworkflow.runtime import current_settings
+    from pyworkflow.runtime import current_settings, get_runtime
     from pyworkflow.workflow import registered_workflows
 
-    pyworkflow.configure(embedded_worker=True)  # this process runs it unless --wait is off
     import_modules(list(current_settings().modules) + list(module or []))
-    if wait:
-        name = pyworkflow.get_run(run_id).workflow
-        if name not in registered_workflows():
-            raise typer.BadParameter(
-                f"workflow {name!r} is not imported here; pass -m MODULE or set 'modules'"
-            )
+    known = pyworkflow.get_run(run_id).workflow in registered_workflows()
+    runtime = get_runtime()
+    here = drives_here(runtime)
+    if wait and here and not known:
+        raise typer.BadParameter(
+            f"workflow {pyworkflow.get_run(run_id).workflow!r} is not imported here; "
+            "pass -m MODULE or set 'modules'"
+        )
     if not retry_run(run_id):
         raise typer.BadParameter(f"run {run_id} is not failed; only failed runs can be retried")
-    status = "pending"
-    if wait:
-        try:
+    if here and known:
+        runtime.call(partial(drive, runtime, run_id, owner_name(), until_end=wait))
+    elif wait:
+        try:  # another executor's workers run it
             pyworkflow.get_result(run_id)
         except Exception:
-            pass
-        status = pyworkflow.get_run(run_id).status.value
+            pass  # its status says how it ended
+    status = pyworkflow.get_run(run_id).status.value
     if as_json:
         render.print_json({"run_id": run_id, "status": status})
     else:
@@ -135,7 +154,8 @@ def retry(
 def replay(
     run_id: str,
     module: Annotated[
-        list[str] | None, typer.Option("--module", "-m", help="Workflow module to import.")
+        list[str] | None,
+        typer.Option("--module", "-m", metavar="MODULE", help="Workflow module to import."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from pyworkflow.server.wire import (
     read_body,
     require_json,
 )
+from pyworkflow.unknown_workflow import note_json, unknown_notes
 from pyworkflow.workflow import get_workflow
 
 __all__ = [
@@ -82,9 +83,13 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def run_json(info: client.RunInfo) -> dict[str, Any]:
-    """The JSON form of a run (the ``Run`` schema of the OpenAPI document)."""
-    return {
+def run_json(info: client.RunInfo, events: Sequence[Event] | None = None) -> dict[str, Any]:
+    """The JSON form of a run (the ``Run`` schema of the OpenAPI document).
+
+    Given the run's ``events`` (``GET /api/runs/{run_id}``), it also says which
+    workers do not know the run's workflow (``unknown_workflow``).
+    """
+    data = {
         "run_id": info.run_id,
         "workflow": info.workflow,
         "status": info.status.value,
@@ -95,6 +100,9 @@ def run_json(info: client.RunInfo) -> dict[str, Any]:
         "error_message": info.error_message,
         "wake_at": _iso(info.wake_at),
     }
+    if events is not None:
+        data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]
+    return data
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -319,9 +327,10 @@ def create_app(
         run_id = request.path_params["run_id"]
         try:
             info = await client.aget_run(run_id)
+            events = await client.aget_events(run_id)
         except RunNotFoundError:
             raise ApiError(404, f"no run {run_id!r}") from None
-        return JsonResponse(run_json(info))
+        return JsonResponse(run_json(info, events))
 
     async def get_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]

@@ -63,6 +63,28 @@ _SCHEMAS: dict[str, Any] = {
             },
             "error_message": {"type": "string", "nullable": True},
             "wake_at": _NULLABLE_TIME,
+            "unknown_workflow": {
+                "type": "array",
+                "items": _ref("UnknownWorkflow"),
+                "description": "Only in GET /api/runs/{run_id}: the workers that met this run "
+                "and do not know its workflow, since the run last ran (empty when none). The "
+                "run waits for a worker that knows it.",
+            },
+        },
+    },
+    "UnknownWorkflow": {
+        "type": "object",
+        "required": ["workflow", "worker", "host", "pid", "since"],
+        "properties": {
+            "workflow": {"type": "string", "description": "The workflow name it does not know."},
+            "worker": {"type": "string", "description": "The worker's id (its lease owner)."},
+            "host": {"type": "string"},
+            "pid": {"type": "integer"},
+            "since": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When this worker first met the run without knowing it.",
+            },
         },
     },
     "RunPage": {
