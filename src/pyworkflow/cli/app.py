@@ -92,6 +92,7 @@ _state = {"debug": False}
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     storage: Annotated[
         str | None,
         typer.Option(metavar="URL", help="Storage URL (overrides config key 'storage')."),
@@ -104,8 +105,12 @@ def _root(
 ) -> None:
     """Options shared by every command."""
     import pyworkflow
+    from pyworkflow.storage.base import set_command_mode
 
     _state["debug"] = debug
+    # one-shot commands give up on an unreachable storage server in seconds (e.g. the
+    # PostgreSQL plugin's command_timeout); `worker` and `serve` keep a worker's patience
+    set_command_mode(ctx.invoked_subcommand not in ("worker", "serve"))
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     pyworkflow.enable_logging(log_level.upper(), json=json_logs)

@@ -20,7 +20,34 @@ from pyworkflow.models import (
     StepLease,
 )
 
-__all__ = ["Storage", "check_hook_conflicts", "hook_changes", "hook_conflict_error"]
+__all__ = [
+    "Storage",
+    "check_hook_conflicts",
+    "command_mode",
+    "hook_changes",
+    "hook_conflict_error",
+    "set_command_mode",
+]
+
+_command_mode = False
+
+
+def set_command_mode(on: bool) -> None:
+    """Declare this process a one-shot command, or not (the default).
+
+    The ``pyworkflow`` CLI turns it on for every command except ``worker`` and
+    ``serve``. Server-backed storages then stop trying to reach their server
+    after a short command timeout (PostgreSQL: ``command_timeout``, 5 s) and
+    say what they tried, instead of retrying for their reconnect timeout as a
+    long-lived worker does.
+    """
+    global _command_mode
+    _command_mode = on
+
+
+def command_mode() -> bool:
+    """Whether this process is a one-shot command (see :func:`set_command_mode`)."""
+    return _command_mode
 
 
 def hook_changes(run_id: str, events: Sequence[NewEvent]) -> tuple[list[HookRecord], list[str]]:

@@ -49,6 +49,7 @@ from pyworkflow.storage.memory import (
 from pyworkflow.storage.schema import (
     RUN_COLUMNS,
     event_from_row,
+    from_epoch,
     hook_from_row,
     hook_to_values,
     run_from_row,
@@ -80,9 +81,15 @@ class FileStorage(Storage):
     An append writes the log lines, then the row; only then is it
     acknowledged. Log lines past the row's ``last_seq`` (a crash between the
     two writes) and a torn last line are ignored with a warning and cut off
-    by the next write. ``fsync="always"`` (default) syncs both before
-    acknowledging; ``"never"`` leaves it to the OS (faster; a power failure
-    may lose recent appends, an application crash loses nothing).
+    by the next write. The log is the truth: its first line also holds the
+    run's row as created, so a row file that is missing or unreadable is
+    rebuilt from the log (with a warning; persisted by the next write, e.g. a
+    worker's claim). A run whose row cannot be rebuilt (a log written before
+    this, or damaged) is listed as ``failed`` with a ``CorruptDataError``
+    message, warned about once per process, and never claimed.
+    ``fsync="always"`` (default) syncs both before acknowledging; ``"never"``
+    leaves it to the OS (faster; a power failure may lose recent appends, an
+    application crash loses nothing).
     """
 
     def __init__(self, url: str, *, fsync: str = "always") -> None:
@@ -106,6 +113,8 @@ class FileStorage(Storage):
         self.root = Path(location)
         self.fsync = fsync
         self._thread_lock = threading.Lock()
+        self._exclusive = False  # whether the operation in progress holds the write lock
+        self._warned: set[str] = set()  # runs whose broken row was already reported
 
     async def open(self) -> None:
         for sub in ("runs", "hooks", "keys", "steps"):
@@ -118,9 +127,11 @@ class FileStorage(Storage):
     def _locked(self, exclusive: bool) -> Iterator[None]:
         with self._thread_lock, open(self.root / ".lock", "rb") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            self._exclusive = exclusive
             try:
                 yield
             finally:
+                self._exclusive = False
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     async def _run_locked(self, exclusive: bool, fn: Callable[[], T]) -> T:
@@ -151,15 +162,60 @@ class FileStorage(Storage):
                 os.close(dir_fd)
 
     def _load(self, run_id: str) -> tuple[Run, int]:
-        """The run row and the byte length of its acknowledged log."""
+        """The run row and the byte length of its acknowledged log.
+
+        A row file that is missing (while the log exists) or unreadable is
+        rebuilt from the log; ``CorruptDataError`` when it cannot be.
+        """
         path = self._row_path(run_id)
         try:
             values = json.loads(path.read_text())
+            return run_from_row(tuple(values[: len(RUN_COLUMNS)])), int(values[-1])
         except FileNotFoundError:
-            raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}") from None
-        except ValueError as exc:
-            raise CorruptDataError(f"run {run_id}: corrupt run file {path}: {exc}") from exc
-        return run_from_row(tuple(values[: len(RUN_COLUMNS)])), int(values[-1])
+            problem = "is missing"
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            problem = f"is unreadable ({type(exc).__name__}: {exc})"
+        return self._rebuild(run_id, path, problem)
+
+    def _rebuild(self, run_id: str, row_path: Path, problem: str) -> tuple[Run, int]:
+        """Rebuild the row of ``run_id`` from its log (the row file ``problem``)."""
+        log_path = self._log_path(run_id)
+        try:
+            data = log_path.read_bytes()
+        except FileNotFoundError:
+            if problem == "is missing":
+                raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}") from None
+            raise CorruptDataError(
+                f"run {run_id}: its row file {row_path} {problem} and it has no event log "
+                f"{log_path}; restore the row file from a backup, or delete it to drop the run"
+            ) from None
+        size = data.rfind(b"\n") + 1  # complete lines only: a torn last line never counted
+        lines = data[:size].split(b"\n")[:-1]
+        try:
+            start = json.loads(lines[0])[4] if lines else None
+            created = run_from_row(tuple(start)) if isinstance(start, list) else None
+        except (ValueError, TypeError, KeyError, IndexError):
+            created = None
+        if created is None or created.run_id != run_id:
+            raise CorruptDataError(
+                f"run {run_id}: its row file {row_path} {problem}, and its event log {log_path} "
+                "does not record the run as created (written by an older version, or damaged), "
+                "so the row cannot be rebuilt; restore the row file from a backup, or delete "
+                "both files to drop the run"
+            )
+        events = [self._decode_line(run_id, i, raw) for i, raw in enumerate(lines, 1)]
+        run = project_run(created, events)
+        logger.bind(run_id=run_id).warning(
+            "run row file {} {}; rebuilt it from the event log {} ({} events, status {})",
+            row_path,
+            problem,
+            log_path,
+            len(events),
+            run.status.value,
+        )
+        if self._exclusive:
+            self._save_run(run, size)
+        return run, size
 
     def _load_run(self, run_id: str) -> Run:
         return self._load(run_id)[0]
@@ -193,16 +249,21 @@ class FileStorage(Storage):
                 f"run {run_id}: event seq {seq} cannot be decoded: {exc}"
             ) from exc
 
-    def _append_log(self, run_id: str, size: int, events: Sequence[NewEvent]) -> int:
-        """Append after the first ``size`` bytes (cutting any tail); the new size."""
-        lines = b"".join(
-            json.dumps(
-                [e.type.value, e.correlation_id, e.timestamp.timestamp(), dict(e.payload)],
-                separators=(",", ":"),
-            ).encode()
-            + b"\n"
+    def _append_log(
+        self, run_id: str, size: int, events: Sequence[NewEvent], created: Run | None = None
+    ) -> int:
+        """Append after the first ``size`` bytes (cutting any tail); the new size.
+
+        ``created`` (on the first append) is the run's row as created, written
+        as a fifth element of the first line so the row can be rebuilt.
+        """
+        rows: list[list[Any]] = [
+            [e.type.value, e.correlation_id, e.timestamp.timestamp(), dict(e.payload)]
             for e in events
-        )
+        ]
+        if created is not None and rows:
+            rows[0].append(list(run_to_values(created)))
+        lines = b"".join(json.dumps(row, separators=(",", ":")).encode() + b"\n" for row in rows)
         with open(self._log_path(run_id), "ab") as fh:
             if fh.tell() != size:
                 fh.truncate(size)  # a torn or unacknowledged tail from a crash
@@ -251,15 +312,49 @@ class FileStorage(Storage):
         return [step_lease_from_row(row) for row in rows]
 
     def _all_runs(self) -> list[Run]:
+        """Every run: rows, rows rebuilt from logs, and a failed stand-in for broken ones."""
         runs = []
-        for path in (self.root / "runs").glob("*.json"):
-            if path.name.endswith(".tmp"):
-                continue
+        ids = {path.stem for path in (self.root / "runs").glob("*.json")}
+        ids.update(path.stem for path in (self.root / "runs").glob("*.jsonl"))
+        for run_id in sorted(ids):
             try:
-                runs.append(self._load_run(path.stem))
-            except (CorruptDataError, RunNotFoundError):
+                runs.append(self._load_run(run_id))
+            except RunNotFoundError:
                 continue
+            except CorruptDataError as exc:
+                runs.append(self._stand_in(run_id, exc))
         return runs
+
+    def _stand_in(self, run_id: str, exc: CorruptDataError) -> Run:
+        """A failed row to list in place of a run whose row cannot be read or rebuilt.
+
+        It is never written and never due; the worker log says why, once per
+        process; ``get_run`` raises the ``CorruptDataError`` itself.
+        """
+        if run_id not in self._warned:
+            self._warned.add(run_id)
+            logger.bind(run_id=run_id).error("run cannot be read or rebuilt: {}", exc)
+        workflow, created = "?", None
+        with contextlib.suppress(OSError, ValueError, TypeError, IndexError, AttributeError):
+            with open(self._log_path(run_id), "rb") as fh:
+                first = json.loads(fh.readline())
+            workflow, created = str(first[3]["workflow"]), from_epoch(float(first[2]))
+        if created is None:
+            try:
+                created = from_epoch(self._row_path(run_id).stat().st_mtime)
+            except OSError:
+                created = from_epoch(0.0)
+        assert created is not None
+        return Run(
+            run_id=run_id,
+            workflow_name=workflow,
+            status=RunStatus.FAILED,
+            input="",
+            serializer="json",
+            created_at=created,
+            updated_at=created,
+            error_message=f"CorruptDataError: {exc}",
+        )
 
     # ----- the Storage interface -----
 
@@ -273,8 +368,8 @@ class FileStorage(Storage):
             if self._row_path(run.run_id).exists():
                 raise ValueError(f"run {run.run_id} already exists")
             self._apply_hooks(run.run_id, events)
-            size = self._append_log(run.run_id, 0, events)
             stored = attrs.evolve(run, last_seq=len(events))
+            size = self._append_log(run.run_id, 0, events, created=stored)
             self._save_run(stored, size)
             if key_path is not None:
                 key_path.write_text(run.run_id)
@@ -453,6 +548,46 @@ class FileStorage(Storage):
             return hook.run_id, last
 
         return await self._run_locked(True, write)
+
+
+def project_run(created: Run, events: Sequence[Event]) -> Run:
+    """The row of a run created as ``created`` after ``events`` (a rebuild from the log).
+
+    A finished run gets its outcome from its last ``workflow_completed``,
+    ``workflow_failed`` or ``workflow_cancelled`` event (unless retried since);
+    any other run is due at once (at its last event's time) with no lease, so
+    a worker replays it and the replay sets its wake-up time and status again.
+    """
+    status = RunStatus.PENDING if len(events) <= 1 else RunStatus.SUSPENDED
+    result: str | None = None
+    error: str | None = None
+    message: str | None = None
+    done: datetime | None = None
+    for event in events:
+        payload = event.payload
+        if event.type == EventType.WORKFLOW_COMPLETED:
+            status, result, done = RunStatus.COMPLETED, payload.get("result"), event.timestamp
+        elif event.type == EventType.WORKFLOW_FAILED:
+            status, done = RunStatus.FAILED, event.timestamp
+            error, message = payload.get("error"), payload.get("error_message")
+        elif event.type == EventType.WORKFLOW_CANCELLED:
+            status, done = RunStatus.CANCELLED, event.timestamp
+        elif event.type == EventType.WORKFLOW_RETRIED:
+            status, result, error, message, done = RunStatus.SUSPENDED, None, None, None, None
+    updated = events[-1].timestamp if events else created.updated_at
+    return attrs.evolve(
+        created,
+        status=status,
+        result=result,
+        error=error,
+        error_message=message,
+        completed_at=done,
+        updated_at=updated,
+        wake_at=None if status.is_terminal else updated,
+        lease_owner=None,
+        lease_expires_at=None,
+        last_seq=len(events),
+    )
 
 
 @hookimpl

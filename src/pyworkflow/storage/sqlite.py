@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import attrs
 from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import SQLModel
 
 from pyworkflow.errors import (
@@ -308,16 +308,40 @@ class SQLiteStorage(Storage):
             reader.start()
 
     def _open_connections(self) -> list[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conns = [_connect(self.path, self.synchronous)]  # switches the file to WAL first
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conns = [_connect(self.path, self.synchronous)]  # switches the file to WAL first
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise self._open_error(exc) from exc
         try:
             self._create_schema()
             conns += [_connect(self.path, self.synchronous) for _ in range(READERS)]
-        except BaseException:
+        except BaseException as exc:
             for conn in conns:
                 conn.close()
+            if isinstance(exc, sqlite3.DatabaseError | DatabaseError):
+                raise self._open_error(exc) from exc
             raise
         return conns
+
+    def _open_error(self, exc: BaseException) -> ConfigError:
+        """A ConfigError naming the file, the ``storage`` URL and what to do."""
+        path = str(self.path.absolute())
+        where = f"SQLite storage file {path!r} (config key 'storage' = {self.url!r})"
+        text = str(getattr(exc, "orig", None) or exc)
+        if "not a database" in text:
+            advice = (
+                "the file exists but is not a SQLite database: point 'storage' at a new path "
+                "or at a PyWorkflow database, or move that file away"
+            )
+        elif "malformed" in text:
+            advice = "the file is damaged: restore it from a backup, or point 'storage' elsewhere"
+        else:
+            advice = (
+                "check that the path is a file (not a folder) in a folder this process can "
+                "create and write to, or point 'storage' elsewhere"
+            )
+        return ConfigError(f"cannot open {where}: {type(exc).__name__}: {text}; {advice}")
 
     def _create_schema(self) -> None:
         engine = create_engine(

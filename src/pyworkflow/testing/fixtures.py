@@ -15,6 +15,7 @@ from typing import TypeVar
 import pytest
 
 from pyworkflow import runtime
+from pyworkflow.storage.base import set_command_mode
 from pyworkflow.testing.servers import ServerMissingError
 
 __all__ = ["isolated_runtime", "require_server"]
@@ -40,5 +41,7 @@ def isolated_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     runtime.reset()
+    set_command_mode(False)  # an in-process CLI call of an earlier test may have set it
     yield
     runtime.reset()
+    set_command_mode(False)

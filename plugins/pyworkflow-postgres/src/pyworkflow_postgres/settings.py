@@ -56,6 +56,10 @@ class PostgresSettings:
     reconnect_timeout: float = 60.0
     #: Seconds to wait for one connection attempt.
     connect_timeout: float = 10.0
+    #: Seconds a one-shot ``pyworkflow`` command (``runs list``, ``runs show``,
+    #: ``hooks resume``, ``run``...; not ``worker`` or ``serve``) keeps trying to
+    #: reach the database before it fails, in place of ``reconnect_timeout``.
+    command_timeout: float = 5.0
     #: Create and upgrade the tables at start-up; with False the tables must
     #: already be at this plugin's schema version (managed elsewhere).
     migrate: bool = True
@@ -73,6 +77,7 @@ class PostgresSettings:
                 "notify": option_bool,
                 "reconnect_timeout": option_seconds,
                 "connect_timeout": option_seconds,
+                "command_timeout": option_seconds,
                 "migrate": option_bool,
             },
         )

@@ -40,7 +40,7 @@ from pyworkflow.models import (
     StepLease,
 )
 from pyworkflow.redaction import redact_text, redact_url
-from pyworkflow.storage.base import Storage, hook_changes, hook_conflict_error
+from pyworkflow.storage.base import Storage, command_mode, hook_changes, hook_conflict_error
 from pyworkflow.storage.memory import decode_cursor, page_from
 from pyworkflow.storage.schema import (
     EVENT_COLUMNS,
@@ -108,8 +108,10 @@ class PostgresStorage(Storage):
     SQLite backend, created and upgraded at :meth:`open` by a versioned
     migration runner (table ``pyworkflow_schema_version``). Every operation
     is one transaction; while the database is unreachable it is retried with
-    backoff for ``reconnect_timeout`` seconds, then fails with
-    :class:`~pyworkflow.errors.StorageUnavailableError`.
+    backoff for ``reconnect_timeout`` seconds (``command_timeout`` in a
+    one-shot command, see :func:`pyworkflow.storage.base.set_command_mode`),
+    then fails with :class:`~pyworkflow.errors.StorageUnavailableError`
+    naming the server it tried (password hidden).
     """
 
     def __init__(self, url: str, settings: PostgresSettings | None = None) -> None:
@@ -125,18 +127,25 @@ class PostgresStorage(Storage):
         self._engine: AsyncEngine | None = None
         self._listener: WakeListener | None = None
         self._listen_task: asyncio.Task[None] | None = None
+        #: Seconds to keep retrying an unreachable database, and which option set it.
+        self._retry_for, self._retry_option = self.settings.reconnect_timeout, "reconnect_timeout"
 
     # ----- lifecycle -----
 
     def _connect_args(self) -> dict[str, Any]:
         return {
             "server_settings": {"search_path": self.schema, "application_name": "pyworkflow"},
-            "timeout": self.settings.connect_timeout,
+            "timeout": min(self.settings.connect_timeout, self._retry_for),
         }
 
     async def open(self) -> None:
         if self._engine is not None:
             return
+        if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
+            self._retry_for, self._retry_option = self.settings.command_timeout, "command_timeout"
+        else:
+            self._retry_for = self.settings.reconnect_timeout
+            self._retry_option = "reconnect_timeout"
         self._engine = create_async_engine(
             self.sa_url,
             pool_size=self.settings.pool_size,
@@ -208,7 +217,7 @@ class PostgresStorage(Storage):
         engine = self._engine
         if engine is None:
             raise RuntimeError(f"storage {self.log_url} is not open")
-        backoff = Backoff(self.settings.reconnect_timeout)
+        backoff = Backoff(self._retry_for)
         ambiguous = False
         while True:
             committing = False
@@ -232,13 +241,27 @@ class PostgresStorage(Storage):
                 ambiguous = ambiguous or committing
                 delay = backoff.next_delay()
                 if delay is None:
-                    raise StorageUnavailableError(
-                        f"PostgreSQL storage {self.log_url} unreachable for "
-                        f"{self.settings.reconnect_timeout:g}s: {redact_text(str(exc))}"
-                    ) from exc
+                    message = self._unreachable(exc, backoff.attempts + 1)
+                    raise StorageUnavailableError(message) from exc
                 if backoff.attempts == 1:
                     self.log.warning("database unreachable ({}); retrying", type(exc).__name__)
                 await asyncio.sleep(delay)
+
+    def _unreachable(self, exc: BaseException, attempts: int) -> str:
+        """What was tried and how to go on, for a database that did not answer."""
+        url = self.sa_url
+        where = f"host {url.host or 'localhost'}, port {url.port or 5432}, database {url.database}"
+        if url.username:
+            where += f", user {url.username}"
+        return (
+            f"PostgreSQL storage {self.log_url} unreachable for {self._retry_for:g}s "
+            f"(tried {attempts} time(s): {where}; each connection attempt waits up to "
+            f"{min(self.settings.connect_timeout, self._retry_for):g}s): "
+            f"{type(exc).__name__}: {redact_text(str(exc))}. Check that PostgreSQL runs and "
+            "accepts connections there (pg_isready -h HOST -p PORT) and that the storage URL "
+            f"(config key 'storage') is right; to wait longer, raise {self._retry_option} in "
+            "[tool.pyworkflow.postgres]"
+        )
 
     async def _last_seq(self, conn: AsyncConnection, run_id: str) -> int:
         seq = await conn.scalar(select(RUNS.c.last_seq).where(RUNS.c.run_id == run_id))

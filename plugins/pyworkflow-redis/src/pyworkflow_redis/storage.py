@@ -43,8 +43,14 @@ from loguru import logger
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
+    NoPermissionError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pyworkflow.config import Settings
@@ -83,6 +89,11 @@ T = TypeVar("T")
 SCHEMA_VERSION = "1"
 #: Errors after which a call is retried (the server restarted, the network blipped).
 RETRIED = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+#: The server refused the credentials: retrying cannot help (and redis-py makes
+#: AuthenticationError a ConnectionError, so these are caught before RETRIED).
+AUTHENTICATION = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
+#: The user is known but not allowed a command or key PyWorkflow needs.
+AUTHORIZATION = (AuthorizationError, NoPermissionError)
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
 #: Seconds the subscriber waits for a message before looking whether it should stop.
@@ -410,6 +421,8 @@ class RedisStorage(Storage):
         while True:
             try:
                 return await attempt(retry)
+            except AUTHENTICATION + AUTHORIZATION as exc:
+                raise self._refused(what, exc) from exc
             except RETRIED as exc:
                 if time.monotonic() + delay > deadline:
                     raise StorageUnavailableError(
@@ -420,6 +433,25 @@ class RedisStorage(Storage):
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
                 retry = True
+
+    def _refused(self, what: str, exc: Exception) -> ConfigError:
+        """The error for credentials or permissions Redis refused: not retried."""
+        detail = redact_text(str(exc)) or type(exc).__name__
+        if isinstance(exc, AUTHENTICATION):
+            return ConfigError(
+                f"Redis storage {self.log_url} refused to authenticate ({what}): {detail}. "
+                "Check the user name and password in the storage URL (config key 'storage': "
+                "redis://:PASSWORD@host:6379/0, or redis://USER:PASSWORD@host:6379/0 with an "
+                "ACL user); special characters in the password must be percent-encoded. "
+                "Not retried: a wrong password does not become right"
+            )
+        return ConfigError(
+            f"Redis storage {self.log_url} denied a command or key PyWorkflow needs "
+            f"({what}): {detail}. Give the user the keys and channels under prefix "
+            f"{self.prefix!r} (ACL ~{self.prefix}:* &{self.prefix}:*) and the commands "
+            "PyWorkflow runs (scripting, hashes, sorted sets, pub/sub, and CONFIG GET unless "
+            'durability = "relaxed"), or use another user. Not retried'
+        )
 
     async def _script(self, name: str, args: Callable[[bool], list[str]]) -> Any:
         """Run script ``name`` with ``ARGV = [prefix, *args]`` (retried as in :meth:`_call`)."""
