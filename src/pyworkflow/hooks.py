@@ -6,6 +6,8 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pyworkflow.jsoninput import is_text
+
 if TYPE_CHECKING:
     from pyworkflow.context import WorkflowContext
 
@@ -71,14 +73,6 @@ MAX_TOKEN_LENGTH = 512
 MIN_SECRET_LENGTH = 16
 
 
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def check_hook_token(token: object) -> str:
     """A caller-chosen hook token: 1-512 characters of valid Unicode text; else ``ValueError``.
 
@@ -90,7 +84,7 @@ def check_hook_token(token: object) -> str:
         raise TypeError(f"hook token must be a string, got {type(token).__name__}")
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise ValueError(f"hook token must be 1-{MAX_TOKEN_LENGTH} characters, got {len(token)}")
-    if not _is_text(token) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
+    if not is_text(token) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
         raise ValueError(
             f"hook token {token!r} is not valid text: it holds a lone surrogate or a control "
             "character"
@@ -111,6 +105,6 @@ def check_hook_secret(secret: object) -> str:
             f"{MIN_SECRET_LENGTH} random characters, e.g. secrets.token_urlsafe(32); an empty "
             "secret (an unset variable) does not turn signing off"
         )
-    if not _is_text(secret):
+    if not is_text(secret):
         raise ValueError("hook secret is not valid text (it holds a lone surrogate)")
     return secret

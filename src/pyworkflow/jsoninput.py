@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "JsonInputError", "loads_strict"]
+__all__ = ["MAX_JSON_DEPTH", "JsonInputError", "is_text", "loads_strict"]
 
 #: JSON nested deeper than this is refused.
 MAX_JSON_DEPTH = 64
@@ -25,7 +25,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _is_text(value: str) -> bool:
+def is_text(value: str) -> bool:
+    """Whether ``value`` is valid Unicode text (encodable as UTF-8: no lone surrogate)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -39,7 +40,7 @@ def check_tree(value: Any) -> None:
     while stack:
         item, level = stack.pop()
         if isinstance(item, str):
-            if not _is_text(item):
+            if not is_text(item):
                 raise JsonInputError(
                     "a string holds a lone UTF-16 surrogate escape (such as \\ud800): "
                     "it is not valid Unicode text"
