@@ -1,16 +1,18 @@
-"""Surviving connection loss: which errors mean "the database went away", and backoff.
+"""Surviving connection loss: which errors mean "the database went away" (back-off: core).
 
 A transaction that failed before COMMIT was rolled back by the server, so
 it is simply run again once the database answers. A connection lost during
 COMMIT is *ambiguous* (it may have committed); the storage then checks
-whether its write landed before retrying (see ``PostgresStorage._tx``).
+whether its write landed before retrying (see ``PostgresStorage._tx``). The
+waits between attempts follow the one back-off rule, :class:`pyworkflow.backoff.Backoff`
+(re-exported here for the storage's retry loop).
 """
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy.exc import DBAPIError
+
+from pyworkflow.backoff import Backoff
 
 __all__ = ["Backoff", "is_retryable"]
 
@@ -65,23 +67,3 @@ def is_retryable(exc: BaseException) -> bool:
         if isinstance(state, str) and (state.startswith("08") or state in _RETRY_STATES):
             return True
     return False
-
-
-class Backoff:
-    """Exponential delays (0.05 s doubling to ``cap``) until ``timeout`` has passed."""
-
-    def __init__(self, timeout: float, *, first: float = 0.05, cap: float = 2.0) -> None:
-        self.deadline = time.monotonic() + timeout
-        self.delay = first
-        self.cap = cap
-        self.attempts = 0
-
-    def next_delay(self) -> float | None:
-        """Seconds to wait before the next attempt, or None when time is up."""
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            return None
-        delay = min(self.delay, left)
-        self.delay = min(self.delay * 2, self.cap)
-        self.attempts += 1
-        return delay

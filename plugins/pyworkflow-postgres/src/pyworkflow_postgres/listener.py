@@ -10,6 +10,8 @@ from typing import Any
 
 from loguru import logger
 
+from pyworkflow.backoff import Backoff
+
 __all__ = ["WakeListener", "parse_wake"]
 
 #: Seconds between liveness checks of the listening connection.
@@ -48,17 +50,18 @@ class WakeListener:
         self.on_wake(parse_wake(payload))
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting with backoff (0.1 s doubling to 5 s)."""
-        delay = 0.1
+        """Listen until cancelled, reconnecting with back-off (0.1 s doubling to 5 s)."""
+        backoff = Backoff(initial=0.1, cap=5.0)
         while True:
             try:
                 conn = await self.connect()
             except Exception as exc:
+                delay = backoff.next_delay()
+                assert delay is not None  # no timeout: it never gives up
                 self.log.warning("LISTEN connection failed ({}); retrying in {:.1f}s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
-            delay = 0.1
+            backoff.reset()
             try:
                 await self._listen(conn)
             except asyncio.CancelledError:

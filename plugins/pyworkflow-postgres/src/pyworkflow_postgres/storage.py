@@ -217,7 +217,7 @@ class PostgresStorage(Storage):
         engine = self._engine
         if engine is None:
             raise RuntimeError(f"storage {self.log_url} is not open")
-        backoff = Backoff(self._retry_for)
+        backoff = Backoff(timeout=self._retry_for)  # 0.05 s doubling to 2 s, last wait cut short
         ambiguous = False
         while True:
             committing = False

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -53,6 +52,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from pyworkflow.backoff import Backoff
 from pyworkflow.config import Settings
 from pyworkflow.errors import (
     ConcurrencyError,
@@ -94,8 +94,6 @@ RETRIED = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutErro
 AUTHENTICATION = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
 #: The user is known but not allowed a command or key PyWorkflow needs.
 AUTHORIZATION = (AuthorizationError, NoPermissionError)
-_FIRST_DELAY = 0.05
-_MAX_DELAY = 2.0
 #: Seconds the subscriber waits for a message before looking whether it should stop.
 _POLL = 1.0
 _TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
@@ -415,8 +413,8 @@ class RedisStorage(Storage):
         look whether an earlier attempt went through (the reply was lost).
         Gives up after ``reconnect_timeout`` with ``StorageUnavailableError``.
         """
-        deadline = time.monotonic() + self.options.reconnect_timeout
-        delay = _FIRST_DELAY
+        # 0.05 s doubling to 2 s; gives up rather than sleep past the deadline
+        backoff = Backoff(timeout=self.options.reconnect_timeout, at_deadline="give_up")
         retry = False
         while True:
             try:
@@ -424,14 +422,14 @@ class RedisStorage(Storage):
             except AUTHENTICATION + AUTHORIZATION as exc:
                 raise self._refused(what, exc) from exc
             except RETRIED as exc:
-                if time.monotonic() + delay > deadline:
+                delay = backoff.next_delay()
+                if delay is None:
                     raise StorageUnavailableError(
                         f"Redis storage {self.log_url} unreachable for "
                         f"{self.options.reconnect_timeout:g}s ({what}): {redact_text(str(exc))}"
                     ) from exc
                 self.log.warning("redis unreachable during {}, retrying: {!r}", what, exc)
                 await anyio.sleep(delay)
-                delay = min(delay * 2, _MAX_DELAY)
                 retry = True
 
     def _refused(self, what: str, exc: Exception) -> ConfigError:
@@ -767,7 +765,7 @@ class RedisStorage(Storage):
         published meanwhile were missed.
         """
         channel = self._key("wake")
-        delay = _FIRST_DELAY
+        backoff = Backoff()  # 0.05 s doubling to 2 s, for as long as it takes
         missed = False
         while not self._closing:
             client = self._redis
@@ -780,7 +778,7 @@ class RedisStorage(Storage):
                     self.log.info("wake-up subscription restored")
                     self._notify(None)
                     missed = False
-                delay = _FIRST_DELAY
+                backoff.reset()
                 while not self._closing:
                     message = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=_POLL
@@ -791,12 +789,13 @@ class RedisStorage(Storage):
                 if not missed:
                     self.log.warning("wake-up subscription lost, reconnecting: {!r}", exc)
                 missed = True
+                delay = backoff.next_delay()
+                assert delay is not None  # no timeout: it never gives up
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_DELAY)
             except Exception:
                 self.log.exception("wake-up subscription failed; subscribing again")
                 missed = True
-                await asyncio.sleep(_MAX_DELAY)
+                await asyncio.sleep(backoff.cap)
             finally:
                 with contextlib.suppress(Exception):
                     # redis-py's PubSub.aclose has no annotations
