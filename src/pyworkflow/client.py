@@ -58,6 +58,7 @@ __all__ = [
     "list_runs",
     "resume_hook",
     "retry_run",
+    "run_info",
     "start",
     "start_workflow",
 ]
@@ -79,6 +80,13 @@ class RunInfo:
     version: str | None = None
     idempotency_key: str | None = None
     wake_at: datetime | None = None
+    #: The seq of the run's last event: how many events its log holds.
+    last_seq: int = 0
+
+
+def run_info(run: Run) -> RunInfo:
+    """The :class:`RunInfo` of a stored ``run`` (a row of :func:`list_runs`), result decoded."""
+    return _info(get_runtime(), run)
 
 
 def _info(runtime: Runtime, run: Run) -> RunInfo:
@@ -105,6 +113,7 @@ def _info(runtime: Runtime, run: Run) -> RunInfo:
         version=run.workflow_version,
         idempotency_key=run.idempotency_key,
         wake_at=run.wake_at,
+        last_seq=run.last_seq,
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 from loguru import logger
 
+from pyworkflow.client import aget_run
 from pyworkflow.dispatch import activate_run, worker_id
 from pyworkflow.models import Event, utcnow
 
@@ -52,7 +53,7 @@ async def drive(runtime: Runtime, run_id: str, owner: str, *, until_end: bool) -
         return
     while True:
         await activate_run(runtime, run_id, owner)
-        run = await runtime.storage.get_run(run_id)
+        run = await aget_run(run_id)
         if run.status.is_terminal:
             return
         delay = settings.poll_interval

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pyworkflow.models import Event, EventType, Run, RunStatus, shown_payload
+from pyworkflow.models import Event, EventType, Run, RunStatus
 
 __all__ = [
     "console",
@@ -37,36 +37,6 @@ STATUS_STYLE = {
     RunStatus.FAILED: "red",
     RunStatus.CANCELLED: "magenta",
 }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def run_to_json(run: Run) -> dict[str, Any]:
-    """A run's row as JSON-ready data (serialized payloads left as text)."""
-    return {
-        "run_id": run.run_id,
-        "workflow": run.workflow_name,
-        "version": run.workflow_version,
-        "status": run.status.value,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
-        "completed_at": _iso(run.completed_at),
-        "wake_at": _iso(run.wake_at),
-        "error_message": run.error_message,
-        "events": run.last_seq,
-    }
-
-
-def event_to_json(event: Event) -> dict[str, Any]:
-    return {
-        "seq": event.seq,
-        "type": event.type.value,
-        "correlation_id": event.correlation_id,
-        "timestamp": _iso(event.timestamp),
-        "payload": shown_payload(event),
-    }
 
 
 def print_json(data: Any) -> None:

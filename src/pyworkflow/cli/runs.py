@@ -31,7 +31,10 @@ def list_(
         raise typer.BadParameter(f"unknown status {status!r}; use one of {valid}")
     page = pyworkflow.list_runs(status=status, workflow=workflow, limit=limit)
     if as_json:
-        render.print_json([render.run_to_json(r) for r in page.runs])
+        from pyworkflow.client import run_info
+        from pyworkflow.jsonshape import run_json
+
+        render.print_json([run_json(run_info(r)) for r in page.runs])
     else:
         render.print_table(render.RUNS_HEADERS, render.runs_rows(page.runs))
 
@@ -45,22 +48,19 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
     from rich.markup import escape
 
     import pyworkflow
-    from pyworkflow.runtime import get_runtime
-    from pyworkflow.unknown_workflow import describe, note_json, unknown_notes
+    from pyworkflow.jsonshape import event_json, run_json
+    from pyworkflow.unknown_workflow import describe, unknown_notes
 
-    runtime = get_runtime()
-    run = runtime.call(runtime.storage.get_run, run_id)
+    run = pyworkflow.get_run(run_id)
     events = pyworkflow.get_events(run_id)
-    notes = unknown_notes(events)
     if as_json:
-        data = render.run_to_json(run)
-        data["unknown_workflow"] = [note_json(note) for note in notes]
-        data["events"] = [render.event_to_json(e) for e in events]
+        data = run_json(run, events)
+        data["events"] = [event_json(e) for e in events]  # the log itself, not its length
         render.print_json(data)
         return
     style = render.STATUS_STYLE[run.status]
     render.console.print(
-        f"[bold]{run.run_id}[/]  {escape(run.workflow_name)}  [{style}]{run.status.value}[/]",
+        f"[bold]{run.run_id}[/]  {escape(run.workflow)}  [{style}]{run.status.value}[/]",
         soft_wrap=True,
     )
     render.print_line(f"created {run.created_at.isoformat()}  updated {run.updated_at.isoformat()}")
@@ -68,7 +68,7 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
         render.print_line(f"wakes at {run.wake_at.isoformat()}")
     if run.error_message:
         render.print_line(f"error: {run.error_message}")
-    for note in notes:
+    for note in unknown_notes(events):
         render.print_line(f"waiting: {describe(note)}")
     render.print_table(render.EVENTS_HEADERS, render.events_rows(events))
 
@@ -80,7 +80,9 @@ def events(run_id: str, as_json: JsonOption = False) -> None:
 
     log = pyworkflow.get_events(run_id)
     if as_json:
-        render.print_json([render.event_to_json(e) for e in log])
+        from pyworkflow.jsonshape import event_json
+
+        render.print_json([event_json(e) for e in log])
     else:
         render.print_table(render.EVENTS_HEADERS, render.events_rows(log))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pyworkflow.server.app import create_app, jsonable
+from pyworkflow.jsonshape import jsonable
+from pyworkflow.server.app import create_app
 from pyworkflow.server.openapi import openapi_document
 from pyworkflow.server.options import DEFAULT_MAX_BODY_BYTES, check_bind
 from pyworkflow.server.signing import DELIVERY_HEADER, SIGNATURE_HEADER, sign, verify

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import hmac
 import inspect
-import json
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-import cattrs.preconf.json
 from loguru import logger
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,8 +27,8 @@ from pyworkflow.errors import (
     SerializationError,
     WorkflowNotFoundError,
 )
-from pyworkflow.models import Event, RunStatus, shown_payload
-from pyworkflow.runtime import get_runtime
+from pyworkflow.jsonshape import event_json, run_json
+from pyworkflow.models import RunStatus
 from pyworkflow.server.openapi import openapi_document
 from pyworkflow.server.options import (
     DEFAULT_MAX_BODY_BYTES,
@@ -49,7 +46,6 @@ from pyworkflow.server.wire import (
     read_body,
     require_json,
 )
-from pyworkflow.unknown_workflow import note_json, unknown_notes
 from pyworkflow.workflow import get_workflow
 
 __all__ = [
@@ -57,65 +53,14 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "SIGNATURE_HEADER",
     "create_app",
-    "jsonable",
 ]
 
 #: Most runs ``GET /api/runs`` returns in one page.
 MAX_PAGE = 500
 
 _log = logger.bind(component="server")
-_converter = cattrs.preconf.json.make_converter()
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON-compatible data (attrs classes, datetimes, ...); else its ``str()``."""
-    try:
-        data = _converter.unstructure(value)
-        json.dumps(data, allow_nan=False)
-    except Exception:
-        return str(value)
-    return data
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def run_json(info: client.RunInfo, events: Sequence[Event] | None = None) -> dict[str, Any]:
-    """The JSON form of a run (the ``Run`` schema of the OpenAPI document).
-
-    Given the run's ``events`` (``GET /api/runs/{run_id}``), it also says which
-    workers do not know the run's workflow (``unknown_workflow``).
-    """
-    data = {
-        "run_id": info.run_id,
-        "workflow": info.workflow,
-        "status": info.status.value,
-        "created_at": _iso(info.created_at),
-        "updated_at": _iso(info.updated_at),
-        "completed_at": _iso(info.completed_at),
-        "result": jsonable(info.result),
-        "error_message": info.error_message,
-        "wake_at": _iso(info.wake_at),
-    }
-    if events is not None:
-        data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]
-    return data
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    """The JSON form of an event (the ``Event`` schema of the OpenAPI document)."""
-    payload = jsonable(shown_payload(event))
-    return {
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "type": event.type.value,
-        "correlation_id": event.correlation_id,
-        "timestamp": event.timestamp.isoformat(),
-        "payload": payload if isinstance(payload, dict) else {"value": payload},
-    }
 
 
 # ----- options -----
@@ -320,7 +265,7 @@ def create_app(
             )
         except ValueError as exc:
             raise ApiError(422, f"query parameter 'cursor' is invalid: {exc}") from None
-        runs = [run_json(client._info(get_runtime(), run)) for run in page.runs]
+        runs = [run_json(client.run_info(run)) for run in page.runs]
         return JsonResponse({"runs": runs, "next_cursor": page.next_cursor})
 
     async def get_run(request: Request) -> Response:

@@ -42,6 +42,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": [
             "run_id",
             "workflow",
+            "version",
             "status",
             "created_at",
             "updated_at",
@@ -49,10 +50,16 @@ _SCHEMAS: dict[str, Any] = {
             "result",
             "error_message",
             "wake_at",
+            "events",
         ],
         "properties": {
             "run_id": {"type": "string"},
             "workflow": {"type": "string"},
+            "version": {
+                "type": "string",
+                "nullable": True,
+                "description": "The workflow's version when the run started, if it has one.",
+            },
             "status": {"type": "string", "enum": [s.value for s in RunStatus]},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
@@ -63,6 +70,11 @@ _SCHEMAS: dict[str, Any] = {
             },
             "error_message": {"type": "string", "nullable": True},
             "wake_at": _NULLABLE_TIME,
+            "events": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "How many events the run's log holds (the seq of the last one).",
+            },
             "unknown_workflow": {
                 "type": "array",
                 "items": _ref("UnknownWorkflow"),

@@ -1,0 +1,83 @@
+"""The JSON shape of runs and events: one rule for the CLI's ``--json`` and the HTTP API."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pyworkflow.models import Event, shown_payload
+from pyworkflow.unknown_workflow import note_json, unknown_notes
+
+if TYPE_CHECKING:
+    import cattrs
+
+    from pyworkflow.client import RunInfo
+
+__all__ = ["event_json", "jsonable", "run_json"]
+
+
+@functools.cache
+def _converter() -> cattrs.Converter:
+    import cattrs.preconf.json  # imported on first use: the CLI's start stays light
+
+    return cattrs.preconf.json.make_converter()
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-compatible data (attrs classes, datetimes, ...); else its ``str()``."""
+    try:
+        data = _converter().unstructure(value)
+        json.dumps(data, allow_nan=False)
+    except Exception:
+        return str(value)
+    return data
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def run_json(info: RunInfo, events: Sequence[Event] | None = None) -> dict[str, Any]:
+    """A run as JSON (the ``Run`` schema of the OpenAPI document).
+
+    ``result`` is the decoded return value made JSON-safe (:func:`jsonable`);
+    ``events`` is the number of events in the run's log. Given the run's
+    ``events``, it also lists the workers that do not know the run's workflow
+    (``unknown_workflow``, empty when none).
+    """
+    data: dict[str, Any] = {
+        "run_id": info.run_id,
+        "workflow": info.workflow,
+        "version": info.version,
+        "status": info.status.value,
+        "created_at": _iso(info.created_at),
+        "updated_at": _iso(info.updated_at),
+        "completed_at": _iso(info.completed_at),
+        "wake_at": _iso(info.wake_at),
+        "result": jsonable(info.result),
+        "error_message": info.error_message,
+        "events": info.last_seq,
+    }
+    if events is not None:
+        data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]
+    return data
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An event as JSON (the ``Event`` schema of the OpenAPI document).
+
+    The payload is :func:`~pyworkflow.models.shown_payload` made JSON-safe; one
+    that is not an object is wrapped as ``{"value": ...}``.
+    """
+    payload = jsonable(shown_payload(event))
+    return {
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "type": event.type.value,
+        "correlation_id": event.correlation_id,
+        "timestamp": event.timestamp.isoformat(),
+        "payload": payload if isinstance(payload, dict) else {"value": payload},
+    }
