@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.message
 import importlib.metadata
+import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -11,11 +12,12 @@ from typing import Any
 import pluggy
 import pytest
 
+import pyworkflow
 from pyworkflow import plugins
 from pyworkflow.config import Settings, load_settings
 from pyworkflow.errors import ConfigError, PluginError
 from pyworkflow.executors.base import Executor
-from pyworkflow.hookspecs import hookimpl
+from pyworkflow.hookspecs import StorageRegister, hookimpl
 from pyworkflow.models import Event, EventType, RunStatus, utcnow
 from pyworkflow.storage.memory import MemoryStorage
 
@@ -291,27 +293,76 @@ def test_entry_point_import_error_is_not_swallowed(monkeypatch: pytest.MonkeyPat
     assert "No module named 'no_such_module_xyz'" in message
 
 
+def fake_plugin_module(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """An importable module ``name`` serving the storage scheme ``extra``."""
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def pyworkflow_register_storage(register: StorageRegister) -> None:
+        register("extra", lambda url, settings: MemoryStorage(url))
+
+    module.pyworkflow_register_storage = pyworkflow_register_storage  # type: ignore[attr-defined]  # a module built at run time
+    monkeypatch.setitem(sys.modules, name, module)
+
+
 def test_entry_points_load_and_record_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_plugin_module(monkeypatch, "extra_plugin_xyz")
     eps = [
-        importlib.metadata.EntryPoint("memory_storage", "pyworkflow.storage.memory", "pyworkflow"),
+        importlib.metadata.EntryPoint("extra", "extra_plugin_xyz", "pyworkflow"),
         importlib.metadata.EntryPoint("other_group", "no_such_module_xyz", "console_scripts"),
     ]
-    fake_distributions(monkeypatch, FakeDist("pyworkflow", eps))
+    fake_distributions(monkeypatch, FakeDist("pyworkflow-extra", eps))
     pm = plugins.make_plugin_manager(load_entrypoints=True)
     plugins.reset_plugin_manager(pm)
     try:
-        (info,) = plugins.list_plugins()
-        assert (info.name, info.distribution) == ("memory_storage", "pyworkflow")
-        assert info.version == "9.9"
-        assert info.storage_schemes == ("memory",)
+        infos = {info.name: info for info in plugins.list_plugins()}
+        assert sorted(infos) == sorted(["extra", *plugins.DEFAULT_PLUGINS])
+        info = infos["extra"]
+        assert (info.distribution, info.version) == ("pyworkflow-extra", "9.9")
+        assert info.storage_schemes == ("extra",)
     finally:
         plugins.reset_plugin_manager()
 
 
-def test_same_entry_point_name_in_two_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_built_ins_are_registered_without_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_distributions(monkeypatch)  # nothing installed, as in a source checkout
+    pm = plugins.make_plugin_manager(load_entrypoints=True)
+    plugins.reset_plugin_manager(pm)
+    try:
+        assert list(plugins.storage_schemes()) == ["file", "memory", "sqlite"]
+        assert plugins.executor_names() == ["local"]
+        assert plugins.serializer_names() == ["json", "pickle"]
+        infos = {info.name: info for info in plugins.list_plugins()}
+        assert sorted(infos) == sorted(plugins.DEFAULT_PLUGINS)
+        assert {(i.distribution, i.version) for i in infos.values()} == {
+            ("pyworkflow", pyworkflow.__version__)
+        }
+        assert infos["memory_storage"].storage_schemes == ("memory",)
+    finally:
+        plugins.reset_plugin_manager()
+
+
+def test_core_entry_points_of_an_older_install_are_not_registered_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The metadata of an install made when core declared its built-ins as entry points.
     ep = importlib.metadata.EntryPoint("memory_storage", "pyworkflow.storage.memory", "pyworkflow")
+    fake_distributions(monkeypatch, FakeDist("pyworkflow", [ep]))
+    pm = plugins.make_plugin_manager(load_entrypoints=True)
+    assert pm.get_plugin("memory_storage").__name__ == plugins.DEFAULT_PLUGINS["memory_storage"]
+
+
+def test_another_distribution_cannot_take_a_built_in_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = importlib.metadata.EntryPoint("memory_storage", "pyworkflow.storage.memory", "pyworkflow")
+    fake_distributions(monkeypatch, FakeDist("pyworkflow-impostor", [ep]))
+    with pytest.raises(PluginError, match=r"pyworkflow-impostor 9\.9 .*'memory_storage', the name"):
+        plugins.make_plugin_manager(load_entrypoints=True)
+
+
+def test_same_entry_point_name_in_two_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
+    ep = importlib.metadata.EntryPoint("extra", "pyworkflow.storage.memory", "pyworkflow")
     fake_distributions(monkeypatch, FakeDist("one", [ep]), FakeDist("two", [ep]))
-    with pytest.raises(PluginError, match="entry point named 'memory_storage': one and two"):
+    with pytest.raises(PluginError, match="entry point named 'extra': one and two"):
         plugins.make_plugin_manager(load_entrypoints=True)
 
 

@@ -18,14 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyworkflow.default_plugins.serializers import pyworkflow_register_serializers
 from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
-from pyworkflow.serialization import (
-    JsonSerializer,
-    PickleSerializer,
-    Serializer,
-    dumps_limited,
-    pyworkflow_register_serializers,
-)
+from pyworkflow.serialization import JsonSerializer, PickleSerializer, Serializer, dumps_limited
 
 JSON = JsonSerializer()
 PICKLE = PickleSerializer()

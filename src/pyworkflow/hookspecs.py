@@ -78,7 +78,8 @@ def pyworkflow_register_storage(register: StorageRegister) -> None:
     """Register storage backends, one per URL scheme.
 
     Called once per process, the first time a storage is created. Core serves
-    ``memory``, ``sqlite`` and ``file`` through this same hook.
+    ``memory``, ``sqlite`` and ``file`` through this same hook, from
+    :mod:`pyworkflow.default_plugins`.
 
     :param register:
         Call ``register(scheme, factory)`` for each URL scheme the plugin
@@ -96,7 +97,7 @@ def pyworkflow_register_executors(register: ExecutorRegister) -> None:
     """Register executors, selected by name with the ``executor`` config key.
 
     Called once per process, the first time an executor is created. Core
-    provides ``local`` through this same hook.
+    provides ``local`` through this same hook, from :mod:`pyworkflow.default_plugins`.
 
     :param register:
         Call ``register(name, factory)`` for each executor the plugin
@@ -112,7 +113,8 @@ def pyworkflow_register_serializers(register: SerializerRegister) -> None:
     """Register serializers, selected by name with the ``serializer`` config key.
 
     Called once per process, the first time a serializer is looked up. Core
-    provides ``json`` and ``pickle`` through this same hook.
+    provides ``json`` and ``pickle`` through this same hook, from
+    :mod:`pyworkflow.default_plugins`.
 
     :param register:
         Call ``register(name, serializer)`` for each serializer. The

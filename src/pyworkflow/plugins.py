@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata
 import re
 import threading
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 import pluggy
 
+import pyworkflow
 from pyworkflow import hookspecs
 from pyworkflow.errors import ConfigError, PluginError
 from pyworkflow.executors.base import Executor
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from pyworkflow.serialization import Serializer
 
 __all__ = [
+    "CORE_DISTRIBUTION",
+    "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
     "PROJECT",
     "PluginInfo",
@@ -49,6 +53,21 @@ __all__ = [
 PROJECT = "pyworkflow"
 #: Entry-point group installed plugins declare (``[project.entry-points.pyworkflow]``).
 ENTRY_POINT_GROUP = "pyworkflow"
+#: The distribution the built-in plugins belong to.
+CORE_DISTRIBUTION = "pyworkflow"
+#: The built-in plugins, by plugin name: registered from these modules of
+#: :mod:`pyworkflow.default_plugins` before any entry point, so PyWorkflow works
+#: from a source checkout that was never installed. The names are those of the
+#: entry points core declared before, so ``pyworkflow plugins`` lists the same
+#: names and the entry points an older install's metadata still declares are
+#: recognised as these.
+DEFAULT_PLUGINS: dict[str, str] = {
+    "file_storage": "pyworkflow.default_plugins.file_storage",
+    "local_executor": "pyworkflow.default_plugins.local_executor",
+    "memory_storage": "pyworkflow.default_plugins.memory_storage",
+    "serializers": "pyworkflow.default_plugins.serializers",
+    "sqlite_storage": "pyworkflow.default_plugins.sqlite_storage",
+}
 
 T = TypeVar("T")
 
@@ -62,17 +81,26 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 def make_plugin_manager(*, load_entrypoints: bool = True) -> pluggy.PluginManager:
     """A new PluginManager with PyWorkflow's hookspecs.
 
-    With ``load_entrypoints`` (what the process-wide manager does) every
-    installed ``pyworkflow`` entry point is imported and registered, built-ins
-    included; tests pass ``False`` and register plugin objects themselves,
-    then install the manager with :func:`reset_plugin_manager`.
+    With ``load_entrypoints`` (what the process-wide manager does) the
+    built-in plugins (:data:`DEFAULT_PLUGINS`) are registered, then every
+    installed ``pyworkflow`` entry point is imported and registered; tests
+    pass ``False`` for an empty manager, register plugin objects themselves,
+    then install it with :func:`reset_plugin_manager`.
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
+        _load_default_plugins(pm)
         _load_entrypoints(pm)
         check_hooks(pm)
     return pm
+
+
+def _load_default_plugins(pm: pluggy.PluginManager) -> None:
+    """Register the built-in plugins, as any plugin is registered: through the manager."""
+    for name, module in DEFAULT_PLUGINS.items():
+        if not pm.is_blocked(name) and pm.get_plugin(name) is None:
+            pm.register(importlib.import_module(module), name=name)
 
 
 def check_hooks(pm: pluggy.PluginManager) -> None:
@@ -119,13 +147,27 @@ def _dist_label(dist: importlib.metadata.Distribution) -> str:
 
 
 def _load_entrypoints(pm: pluggy.PluginManager) -> None:
-    """Register every ``pyworkflow`` entry point; a broken one is a PluginError naming it."""
+    """Register every ``pyworkflow`` entry point; a broken one is a PluginError naming it.
+
+    An entry point named like a built-in plugin is skipped when PyWorkflow's
+    own distribution declares it (the metadata of an install made before the
+    built-ins moved to :mod:`pyworkflow.default_plugins`) and refused from any
+    other distribution.
+    """
     seen: dict[str, str] = {}
     for dist in list(importlib.metadata.distributions()):
         for ep in dist.entry_points:
             if ep.group != ENTRY_POINT_GROUP or pm.is_blocked(ep.name):
                 continue
             dist_name = dist.metadata["Name"]
+            if ep.name in DEFAULT_PLUGINS:
+                if dist_name == CORE_DISTRIBUTION:
+                    continue
+                raise PluginError(
+                    f"distribution {_dist_label(dist)} declares a {ENTRY_POINT_GROUP!r} entry "
+                    f"point named {ep.name!r}, the name of a built-in plugin; rename that entry "
+                    "point or uninstall the distribution"
+                )
             other = seen.setdefault(ep.name, dist_name)
             if other != dist_name:
                 raise PluginError(
@@ -176,12 +218,27 @@ def reset_plugin_manager(pm: pluggy.PluginManager | None = None) -> None:
         _registries = None
 
 
-def _describe(pm: pluggy.PluginManager, plugin_name: str) -> str:
-    """``plugin 'x' (distribution pkg 1.0)``, or ``plugin 'x'`` when registered directly."""
+def _distribution(pm: pluggy.PluginManager, plugin_name: str) -> tuple[str, str] | None:
+    """The distribution name and version plugin ``plugin_name`` came from, if known.
+
+    Entry-point plugins come from the distribution that declared them; the
+    built-ins from PyWorkflow itself (installed or not).
+    """
     plugin = pm.get_plugin(plugin_name)
     for registered, dist in pm.list_plugin_distinfo():
         if registered is plugin:
-            return f"plugin {plugin_name!r} (distribution {dist.project_name} {dist.version})"
+            return dist.project_name, dist.version
+    module = DEFAULT_PLUGINS.get(plugin_name)
+    if module is not None and getattr(plugin, "__name__", None) == module:
+        return CORE_DISTRIBUTION, pyworkflow.__version__
+    return None
+
+
+def _describe(pm: pluggy.PluginManager, plugin_name: str) -> str:
+    """``plugin 'x' (distribution pkg 1.0)``, or ``plugin 'x'`` when registered directly."""
+    dist = _distribution(pm, plugin_name)
+    if dist is not None:
+        return f"plugin {plugin_name!r} (distribution {dist[0]} {dist[1]})"
     return f"plugin {plugin_name!r}"
 
 
@@ -481,17 +538,16 @@ def list_plugins() -> list[PluginInfo]:
     """Every registered plugin with its distribution and what it provides, sorted by name."""
     pm = get_plugin_manager()
     registries = _get_registries()
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     infos: list[PluginInfo] = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:  # blocked
             continue
-        dist = dists.get(id(plugin))
+        dist = _distribution(pm, name)
         infos.append(
             PluginInfo(
                 name=name,
-                distribution=dist.project_name if dist is not None else None,
-                version=dist.version if dist is not None else None,
+                distribution=dist[0] if dist is not None else None,
+                version=dist[1] if dist is not None else None,
                 storage_schemes=registries.storage.names_from(name),
                 executors=registries.executors.names_from(name),
                 serializers=registries.serializers.names_from(name),

@@ -24,7 +24,6 @@ import cattrs.preconf.json
 import cloudpickle  # type: ignore[import-untyped]  # cloudpickle ships no type hints
 
 from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
-from pyworkflow.hookspecs import hookimpl
 
 __all__ = ["JsonSerializer", "PickleSerializer", "Serializer", "dumps_limited"]
 
@@ -427,10 +426,3 @@ def dumps_limited(serializer: Serializer, value: Any, *, limit: int, what: str) 
             "(config key 'max_payload_bytes')"
         )
     return text
-
-
-@hookimpl
-def pyworkflow_register_serializers(register: Callable[[str, Serializer], None]) -> None:
-    """Provide ``json`` (the default) and ``pickle`` through the plugin hook."""
-    register("json", JsonSerializer())
-    register("pickle", PickleSerializer())

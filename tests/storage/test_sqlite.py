@@ -13,10 +13,11 @@ import anyio
 import pytest
 
 from pyworkflow.config import Settings
+from pyworkflow.default_plugins.sqlite_storage import pyworkflow_register_storage
 from pyworkflow.errors import ConcurrencyError, ConfigError, CorruptDataError, RunNotFoundError
 from pyworkflow.models import EventType, NewEvent, utcnow
 from pyworkflow.storage.base import Storage
-from pyworkflow.storage.sqlite import SQLiteStorage, pyworkflow_register_storage
+from pyworkflow.storage.sqlite import SQLiteStorage
 from pyworkflow.testing import StorageConformance
 from pyworkflow.testing.storage_suite import make_run
 

@@ -8,7 +8,6 @@ import importlib
 import os
 import socket
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ from loguru import logger
 from pyworkflow.config import Settings
 from pyworkflow.engine import run_activation
 from pyworkflow.executors.base import Executor
-from pyworkflow.hookspecs import hookimpl
 from pyworkflow.leases import LeaseKeeper, lease_keeper
 from pyworkflow.models import Run, utcnow
 
@@ -288,11 +286,3 @@ class LocalExecutor(Executor):
     def notify(self, run_id: str | None = None) -> None:
         if self.worker is not None:
             self.worker.wake()
-
-
-@hookimpl
-def pyworkflow_register_executors(
-    register: Callable[[str, Callable[[Settings], Executor]], None],
-) -> None:
-    """Provide the ``local`` executor."""
-    register("local", LocalExecutor)

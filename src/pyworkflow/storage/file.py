@@ -24,7 +24,6 @@ from pyworkflow.errors import (
     HookNotFoundError,
     RunNotFoundError,
 )
-from pyworkflow.hookspecs import hookimpl
 from pyworkflow.models import (
     Event,
     EventType,
@@ -588,9 +587,3 @@ def project_run(created: Run, events: Sequence[Event]) -> Run:
         lease_expires_at=None,
         last_seq=len(events),
     )
-
-
-@hookimpl
-def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
-    """Serve ``file:///dir``."""
-    register("file", lambda url, settings: FileStorage(url))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,6 @@ from pyworkflow.errors import (
     HookNotFoundError,
     RunNotFoundError,
 )
-from pyworkflow.hookspecs import hookimpl
 from pyworkflow.models import (
     Event,
     EventType,
@@ -336,9 +335,3 @@ class MemoryStorage(Storage):
 
 def _to_event(run_id: str, seq: int, event: NewEvent) -> Event:
     return Event(run_id, seq, event.type, event.correlation_id, event.timestamp, event.payload)
-
-
-@hookimpl
-def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
-    """Serve ``memory://``."""
-    register("memory", lambda url, settings: MemoryStorage(url))

@@ -26,7 +26,6 @@ from pyworkflow.errors import (
     HookNotFoundError,
     RunNotFoundError,
 )
-from pyworkflow.hookspecs import hookimpl
 from pyworkflow.models import (
     Event,
     EventType,
@@ -673,11 +672,3 @@ def _find_hook(conn: sqlite3.Connection, token: str) -> HookRecord:
     if row is None:
         raise HookNotFoundError(f"no live hook with token {token!r}")
     return hook_from_row(row)
-
-
-@hookimpl
-def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
-    """Serve ``sqlite:///path``."""
-    register(
-        "sqlite", lambda url, settings: SQLiteStorage(url, synchronous=settings.sqlite_synchronous)
-    )

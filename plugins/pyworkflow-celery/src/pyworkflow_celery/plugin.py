@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from pyworkflow.config import Settings
-from pyworkflow.executors.base import Executor
-from pyworkflow.hookspecs import hookimpl
+from pyworkflow.hookspecs import ExecutorRegister, hookimpl
 
 
 @hookimpl
-def pyworkflow_register_executors(
-    register: Callable[[str, Callable[[Settings], Executor]], None],
-) -> None:
+def pyworkflow_register_executors(register: ExecutorRegister) -> None:
     """Provide the ``celery`` executor."""
     from pyworkflow_celery.executor import CeleryExecutor
 

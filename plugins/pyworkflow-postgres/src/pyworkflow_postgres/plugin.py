@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from pyworkflow.hookspecs import hookimpl
+from pyworkflow.hookspecs import StorageRegister, hookimpl
 from pyworkflow.storage.base import Storage
 
 #: URL schemes this plugin serves.
@@ -20,7 +19,7 @@ def _create(url: str, settings: Any) -> Storage:
 
 
 @hookimpl
-def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
+def pyworkflow_register_storage(register: StorageRegister) -> None:
     """Serve ``postgresql://``, ``postgresql+asyncpg://`` and ``postgres://``."""
     for scheme in SCHEMES:
         register(scheme, _create)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyworkflow.config import Settings
-from pyworkflow.hookspecs import hookimpl
+from pyworkflow.hookspecs import StorageRegister, hookimpl
 from pyworkflow.storage.base import Storage
 
 
@@ -16,7 +14,7 @@ def _create(url: str, settings: Settings) -> Storage:
 
 
 @hookimpl
-def pyworkflow_register_storage(register: Callable[[str, Callable[..., Storage]], None]) -> None:
+def pyworkflow_register_storage(register: StorageRegister) -> None:
     """Serve ``redis://`` (and ``rediss://``, TLS) storage URLs."""
     register("redis", _create)
     register("rediss", _create)
