@@ -7,10 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pyworkflow.errors import HookTokenConflictError
 from pyworkflow.models import (
     Event,
-    EventType,
     HookRecord,
     NewEvent,
     Run,
@@ -22,10 +20,7 @@ from pyworkflow.models import (
 
 __all__ = [
     "Storage",
-    "check_hook_conflicts",
     "command_mode",
-    "hook_changes",
-    "hook_conflict_error",
     "set_command_mode",
 ]
 
@@ -48,78 +43,6 @@ def set_command_mode(on: bool) -> None:
 def command_mode() -> bool:
     """Whether this process is a one-shot command (see :func:`set_command_mode`)."""
     return _command_mode
-
-
-def hook_changes(run_id: str, events: Sequence[NewEvent]) -> tuple[list[HookRecord], list[str]]:
-    """Hooks that ``events`` leave live and tokens they dispose (every backend applies these).
-
-    The rule every backend applies to one append (one write), in log order:
-
-    - ``hook_disposed`` frees the token if the live hook holding it belongs to
-      this run (a hook of another run is left alone);
-    - ``hook_created`` makes a live hook, with the event's ``hook_secret``
-      (never part of its payload). Its token must be free once the earlier
-      events of the append are applied: disposing a hook and creating the same
-      token again in one append is allowed; a token another run's live hook
-      holds, or this run's hook that is not disposed first, is a
-      :class:`~pyworkflow.errors.HookTokenConflictError` (see
-      :func:`hook_conflict_error`) and the whole append is refused.
-
-    Within the append a second ``hook_created`` for a token without a
-    ``hook_disposed`` between them is a conflict here; tokens live before the
-    append are checked by the backend, with :func:`check_hook_conflicts` or the
-    equivalent delete-then-insert in one transaction (SQL) or script (Redis).
-    """
-    created: dict[str, HookRecord] = {}
-    disposed: list[str] = []
-    for event in events:
-        if event.type == EventType.HOOK_CREATED:
-            payload = event.payload
-            token = str(payload["token"])
-            if token in created:
-                raise hook_conflict_error(token, run_id)
-            created[token] = HookRecord(
-                token=token,
-                run_id=run_id,
-                correlation_id=str(event.correlation_id),
-                created_at=event.timestamp,
-                schema=payload.get("schema"),
-                secret=event.hook_secret,
-            )
-        elif event.type == EventType.HOOK_DISPOSED:
-            token = str(event.payload["token"])
-            if created.pop(token, None) is None:
-                disposed.append(token)
-    return list(created.values()), disposed
-
-
-def hook_conflict_error(token: str, holder: str) -> HookTokenConflictError:
-    """The error for a created hook whose token the live hook of run ``holder`` holds."""
-    return HookTokenConflictError(
-        f"hook token {token!r} is already used by a live hook of run {holder}: dispose that "
-        "hook first (leave its `async with` block, or end that run) or choose another token"
-    )
-
-
-def check_hook_conflicts(
-    run_id: str,
-    created: Sequence[HookRecord],
-    disposed: Sequence[str],
-    holder_of: Callable[[str], str | None],
-) -> None:
-    """Raise :func:`hook_conflict_error` for the first of ``created`` whose token is taken.
-
-    ``holder_of(token)`` is the run id of the live hook holding ``token``
-    before the append (``None`` when free). A token is free for this append
-    when nobody holds it, or when this run holds it and the append disposes it
-    (``disposed``, as returned by :func:`hook_changes`). Backends call this
-    before changing anything, so a conflict leaves the append unwritten.
-    """
-    freed = set(disposed)
-    for hook in created:
-        holder = holder_of(hook.token)
-        if holder is not None and not (holder == run_id and hook.token in freed):
-            raise hook_conflict_error(hook.token, holder)
 
 
 class Storage(abc.ABC):

@@ -36,16 +36,8 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage, check_hook_conflicts, hook_changes
-from pyworkflow.storage.memory import (
-    apply_patch,
-    can_claim,
-    claimable,
-    expired_of,
-    page_of,
-    swap_step_lease,
-)
-from pyworkflow.storage.schema import (
+from pyworkflow.storage.base import Storage
+from pyworkflow.storage.rows import (
     RUN_COLUMNS,
     event_from_row,
     from_epoch,
@@ -55,6 +47,16 @@ from pyworkflow.storage.schema import (
     run_to_values,
     step_lease_from_row,
     step_lease_to_values,
+)
+from pyworkflow.storage.rules import (
+    apply_patch,
+    can_claim,
+    check_hook_conflicts,
+    claimable,
+    expired_of,
+    hook_changes,
+    page_of,
+    swap_step_lease,
 )
 
 __all__ = ["FileStorage"]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,106 +26,19 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage, check_hook_conflicts, hook_changes
+from pyworkflow.storage.base import Storage
+from pyworkflow.storage.rules import (
+    apply_patch,
+    can_claim,
+    check_hook_conflicts,
+    claimable,
+    expired_of,
+    hook_changes,
+    page_of,
+    swap_step_lease,
+)
 
 __all__ = ["MemoryStorage"]
-
-
-def apply_patch(
-    run: Run, patch: RunPatch | None, owner: str | None, now: datetime, last_seq: int
-) -> Run:
-    """Return ``run`` with ``patch`` applied (shared by simple backends)."""
-    changes: dict[str, Any] = {"updated_at": now, "last_seq": last_seq}
-    if patch is None:
-        return attrs.evolve(run, **changes)
-    if patch.clear_outcome:
-        changes.update(result=None, error=None, error_message=None, completed_at=None)
-    for name in ("status", "result", "error", "error_message", "completed_at"):
-        value = getattr(patch, name)
-        if value is not None:
-            changes[name] = value
-    if patch.set_wake:
-        changes["wake_at"] = patch.wake_at
-    if patch.release_lease and run.lease_owner == owner:
-        changes["lease_owner"] = None
-        changes["lease_expires_at"] = None
-    return attrs.evolve(run, **changes)
-
-
-def encode_cursor(run: Run) -> str:
-    raw = f"{run.created_at.timestamp()!r}|{run.run_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        ts, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return float(ts), run_id
-    except Exception as exc:
-        raise ValueError(f"invalid cursor {cursor!r}") from exc
-
-
-def page_from(runs: list[Run], limit: int) -> RunPage:
-    """The page of ``runs`` (fetched with ``limit + 1`` rows, in order) and its next cursor."""
-    page = runs[:limit]
-    return RunPage(page, encode_cursor(page[-1]) if len(runs) > limit and page else None)
-
-
-def page_of(
-    runs: list[Run],
-    status: RunStatus | None,
-    workflow: str | None,
-    limit: int,
-    cursor: str | None,
-) -> RunPage:
-    """One ``list_runs`` page out of all runs, for backends that filter in Python."""
-    runs = sorted(runs, key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
-    if status is not None:
-        runs = [r for r in runs if r.status == status]
-    if workflow is not None:
-        runs = [r for r in runs if r.workflow_name == workflow]
-    if cursor is not None:
-        after = decode_cursor(cursor)
-        runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]
-    return page_from(runs, limit)
-
-
-def can_claim(run: Run, now: datetime, take_over_prefix: str | None = None) -> bool:
-    """Whether ``run`` is due at ``now`` and its lease is free, expired or taken over."""
-    if run.wake_at is None or run.wake_at > now:
-        return False
-    if run.lease_owner is None or (run.lease_expires_at or now) < now:
-        return True
-    return take_over_prefix is not None and run.lease_owner.startswith(take_over_prefix)
-
-
-def claimable(runs: Iterable[Run], now: datetime, limit: int) -> list[Run]:
-    """Up to ``limit`` runs due at ``now`` whose lease is free or expired, earliest first."""
-    due = (r for r in runs if can_claim(r, now))
-    return sorted(due, key=lambda r: r.wake_at or now)[:limit]
-
-
-def swap_step_lease(
-    current: StepLease | None,
-    run_id: str,
-    step_id: str,
-    owner: str | None,
-    until: datetime | None,
-    if_owner: str | None,
-) -> tuple[bool, StepLease | None]:
-    """The compare-and-set rule of ``Storage.set_step_lease``: (written, new lease)."""
-    if if_owner is not None and (current is None or current.owner != if_owner):
-        return False, current
-    if owner is None:
-        return current is not None or if_owner is None, None
-    if until is None:
-        raise ValueError("a step lease needs an expiry time")
-    return True, StepLease(run_id, step_id, owner, until)
-
-
-def expired_of(leases: Iterable[StepLease], now: datetime, limit: int) -> list[StepLease]:
-    """Up to ``limit`` of ``leases`` expired at ``now``, oldest first."""
-    return sorted((lease for lease in leases if lease.until < now), key=lambda x: x.until)[:limit]
 
 
 class MemoryStorage(Storage):

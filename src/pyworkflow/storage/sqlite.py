@@ -38,9 +38,8 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage, hook_changes, hook_conflict_error
-from pyworkflow.storage.memory import decode_cursor, page_from, swap_step_lease
-from pyworkflow.storage.schema import (
+from pyworkflow.storage.base import Storage
+from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
@@ -58,6 +57,14 @@ from pyworkflow.storage.schema import (
     step_lease_to_values,
     to_epoch,
 )
+from pyworkflow.storage.rules import (
+    decode_cursor,
+    hook_changes,
+    hook_conflict_error,
+    page_from,
+    swap_step_lease,
+)
+from pyworkflow.storage.schema import EventRow, HookRow, RunRow, StepLeaseRow
 
 __all__ = ["SYNCHRONOUS", "SQLiteStorage", "path_from_url"]
 
@@ -75,7 +82,6 @@ _RUNS = "pyworkflow_runs"
 _EVENTS = "pyworkflow_events"
 _HOOKS = "pyworkflow_hooks"
 _STEP_LEASES = "pyworkflow_step_leases"
-_TABLES = (_RUNS, _EVENTS, _HOOKS, _STEP_LEASES)
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -346,7 +352,8 @@ class SQLiteStorage(Storage):
         engine = create_engine(
             f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
         )
-        tables = [SQLModel.metadata.tables[name] for name in _TABLES]
+        rows = (RunRow, EventRow, HookRow, StepLeaseRow)
+        tables = [SQLModel.metadata.tables[str(row.__tablename__)] for row in rows]
         # Each "already exists" means another process created one more table or
         # index meanwhile, so there are at most as many retries as schema objects.
         attempts = len(tables) + sum(len(table.indexes) for table in tables) + 1

@@ -40,9 +40,8 @@ from pyworkflow.models import (
     StepLease,
 )
 from pyworkflow.redaction import redact_text, redact_url
-from pyworkflow.storage.base import Storage, command_mode, hook_changes, hook_conflict_error
-from pyworkflow.storage.memory import decode_cursor, page_from
-from pyworkflow.storage.schema import (
+from pyworkflow.storage.base import Storage, command_mode
+from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
@@ -59,6 +58,7 @@ from pyworkflow.storage.schema import (
     step_lease_from_row,
     step_lease_to_values,
 )
+from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
 from pyworkflow_postgres.connection import Backoff, is_retryable
 from pyworkflow_postgres.listener import WakeListener
 from pyworkflow_postgres.migrations import LATEST, migrate, schema_version

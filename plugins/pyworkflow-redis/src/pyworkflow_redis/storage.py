@@ -76,9 +76,9 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.redaction import redact_text, redact_url
-from pyworkflow.storage.base import Storage, hook_changes, hook_conflict_error
-from pyworkflow.storage.memory import decode_cursor, page_from
-from pyworkflow.storage.schema import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
+from pyworkflow.storage.base import Storage
+from pyworkflow.storage.rows import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
+from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
 from pyworkflow_redis import scripts
 from pyworkflow_redis.settings import parse_storage_url
 

@@ -1,0 +1,200 @@
+"""Row codec of runs, events, hooks and step leases: tuples of JSON/SQL values (no SQLModel)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pyworkflow.errors import CorruptDataError
+from pyworkflow.models import (
+    Event,
+    EventType,
+    HookRecord,
+    NewEvent,
+    Run,
+    RunPatch,
+    RunStatus,
+    StepLease,
+)
+from pyworkflow.storage.rules import patch_changes
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "HOOK_COLUMNS",
+    "RUN_COLUMNS",
+    "STEP_LEASE_COLUMNS",
+    "dump_payload",
+    "event_from_row",
+    "event_rows",
+    "from_epoch",
+    "hook_from_row",
+    "hook_to_values",
+    "patch_values",
+    "run_from_row",
+    "run_to_values",
+    "step_lease_from_row",
+    "step_lease_to_values",
+    "to_epoch",
+]
+
+#: Run row columns, in the order of the stored values (File keeps rows as lists in this order).
+RUN_COLUMNS = (
+    "run_id",
+    "workflow_name",
+    "workflow_version",
+    "status",
+    "input",
+    "serializer",
+    "result",
+    "error",
+    "error_message",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "idempotency_key",
+    "parent_run_id",
+    "wake_at",
+    "lease_owner",
+    "lease_expires_at",
+    "last_seq",
+)
+#: Hook row columns, in order.
+HOOK_COLUMNS = ("token", "run_id", "correlation_id", "created_at", "schema_path", "secret")
+#: Event row columns, in order.
+EVENT_COLUMNS = ("run_id", "seq", "type", "correlation_id", "timestamp", "payload")
+#: Step lease row columns, in order.
+STEP_LEASE_COLUMNS = ("run_id", "step_id", "owner", "lease_until")
+_TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
+
+
+def to_epoch(value: datetime | None) -> float | None:
+    """An aware datetime as epoch seconds (None stays None)."""
+    return None if value is None else value.timestamp()
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (rounded to the microsecond)."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def run_to_values(run: Run) -> tuple[Any, ...]:
+    """The row values of ``run`` in ``RUN_COLUMNS`` order."""
+    values = []
+    for name in RUN_COLUMNS:
+        value = getattr(run, name)
+        if name in _TIMES:
+            value = to_epoch(value)
+        elif name == "status":
+            value = value.value
+        values.append(value)
+    return tuple(values)
+
+
+def run_from_row(row: tuple[Any, ...]) -> Run:
+    """Build a Run from a row in ``RUN_COLUMNS`` order."""
+    data = dict(zip(RUN_COLUMNS, row, strict=True))
+    try:
+        for name in _TIMES:
+            data[name] = from_epoch(data[name])
+        data["status"] = RunStatus(data["status"])
+        return Run(**data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(f"run {data.get('run_id')!r}: corrupt run row: {exc}") from exc
+
+
+def dump_payload(payload: Mapping[str, Any]) -> str:
+    """An event payload as the compact JSON text stored in ``payload``."""
+    return json.dumps(dict(payload), separators=(",", ":"))
+
+
+def event_rows(
+    run_id: str, after: int, events: Sequence[NewEvent]
+) -> list[tuple[str, int, str, str | None, float, str]]:
+    """Rows of ``events`` appended after seq ``after``, in ``EVENT_COLUMNS`` order."""
+    return [
+        (
+            run_id,
+            after + i,
+            e.type.value,
+            e.correlation_id,
+            e.timestamp.timestamp(),
+            dump_payload(e.payload),
+        )
+        for i, e in enumerate(events, start=1)
+    ]
+
+
+def patch_values(patch: RunPatch) -> dict[str, Any]:
+    """The run columns ``patch`` sets (:func:`~pyworkflow.storage.rules.patch_changes`), stored.
+
+    Lease release is excluded: it depends on who holds the lease.
+    """
+    return {name: _stored(name, value) for name, value in patch_changes(patch).items()}
+
+
+def _stored(name: str, value: Any) -> Any:
+    if name in _TIMES:
+        return to_epoch(value)
+    if name == "status":
+        return value.value
+    return value
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    """Build an Event from a row in ``EVENT_COLUMNS`` order."""
+    run_id, seq, kind, correlation_id, timestamp, payload = row
+    try:
+        decoded = json.loads(payload)
+        if not isinstance(decoded, dict):
+            raise ValueError("payload is not a JSON object")
+        return Event(
+            run_id, seq, EventType(kind), correlation_id, from_epoch(timestamp) or _never(), decoded
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: event seq {seq} ({kind}) cannot be decoded: {exc}"
+        ) from exc
+
+
+def _never() -> datetime:
+    raise ValueError("event has no timestamp")
+
+
+def hook_to_values(hook: HookRecord) -> tuple[Any, ...]:
+    """The row values of ``hook`` in ``HOOK_COLUMNS`` order."""
+    return (
+        hook.token,
+        hook.run_id,
+        hook.correlation_id,
+        hook.created_at.timestamp(),
+        hook.schema,
+        hook.secret,
+    )
+
+
+def hook_from_row(row: tuple[Any, ...]) -> HookRecord:
+    """Build a HookRecord from a row in ``HOOK_COLUMNS`` order."""
+    token, run_id, correlation_id, created_at, schema, secret = row
+    return HookRecord(
+        token, run_id, correlation_id, from_epoch(created_at) or _never(), schema, secret
+    )
+
+
+def step_lease_to_values(lease: StepLease) -> tuple[Any, ...]:
+    """The row values of ``lease`` in ``STEP_LEASE_COLUMNS`` order."""
+    return (lease.run_id, lease.step_id, lease.owner, lease.until.timestamp())
+
+
+def step_lease_from_row(row: Sequence[Any]) -> StepLease:
+    """Build a StepLease from a row in ``STEP_LEASE_COLUMNS`` order."""
+    run_id, step_id, owner, until = row
+    try:
+        if until is None:
+            raise ValueError("the lease has no expiry time")
+        return StepLease(run_id, step_id, owner, datetime.fromtimestamp(until, UTC))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: step {step_id!r} has a corrupt lease row: {exc}"
+        ) from exc
