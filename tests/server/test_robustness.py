@@ -73,8 +73,11 @@ def test_arbitrary_input_gets_4xx_never_5xx(server: str, http: httpx.Client) -> 
         response = http.post(f"/hooks/{quote(token, safe='')}", content=body, headers=headers)
         assert response.status_code < 500, (token, body, response.text)
         not_json = not content_type.startswith("application/json") or "16" in content_type
-        if token and not_json:  # "/hooks/" itself is no route: 404 from the router
-            assert response.status_code == 415, (content_type, response.text)
+        if not_json:  # refused before the token is even looked up
+            # unless the URL names no hook route at all ("/hooks/", or "." and ".." which the
+            # client normalizes away): then the router's own 404
+            routed_away = response.status_code == 404 and response.json()["detail"] == "Not Found"
+            assert response.status_code == 415 or routed_away, (token, content_type, response.text)
         if response.status_code == 202:
             accepted += 1
             assert token == "fuzz"
