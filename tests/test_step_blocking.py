@@ -14,7 +14,6 @@ never the wall clock.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from collections import Counter
@@ -152,27 +151,8 @@ class _DispatchWorkers(WorkerProcesses):
     protocol the Celery plugin uses.
     """
 
-    def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
-        log = self.directory / f"{name}.log"
-        script = _DISPATCH_WORKER.format(tests=str(HERE))
-        with open(log, "w") as sink:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", script],
-                env=self.env(**extra),
-                stderr=sink,
-                stdout=subprocess.DEVNULL,
-                cwd=self.directory,
-            )
-        self.procs[name] = proc
-        self.logs[name] = log
-
-        def started() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"worker {name} exited: {log.read_text()[-3000:]}")
-            return "worker started" in log.read_text()
-
-        wait_for(started, 60, f"worker {name} to start")
-        return proc
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", _DISPATCH_WORKER.format(tests=str(HERE))]
 
 
 @pytest.mark.slow

@@ -63,12 +63,16 @@ class WorkerProcesses:
         env.update(extra)
         return env
 
+    def command(self) -> list[str]:
+        """The command line of one worker process (override to start something else)."""
+        return [sys.executable, "-m", "pyworkflow", "--log-level", "INFO", "worker"]
+
     def start(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
-        """Start worker ``name``; returns once its log says it is claiming runs."""
+        """Start worker ``name``; returns once its log says ``worker started``."""
         log = self.directory / f"{name}.log"
         with open(log, "w") as sink:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pyworkflow", "--log-level", "INFO", "worker"],
+                self.command(),
                 env=self.env(**extra),
                 stderr=sink,
                 stdout=subprocess.DEVNULL,
