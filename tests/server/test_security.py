@@ -174,7 +174,7 @@ def test_weak_hook_secrets_fail_the_run_with_a_message_that_hides_them(server: s
 
 
 def test_the_same_signed_request_three_times_records_one_payload(http: httpx.Client) -> None:
-    run_id = start(wf.collect_signed, "replay", 10)
+    run_id = start(wf.signed, "replay", 10)
     wait_status(run_id, RunStatus.SUSPENDED)
     body = b'{"charge": "ch_1"}'
     headers = {SIGNATURE_HEADER: sign(wf.SECRET, body)}
@@ -190,7 +190,7 @@ def test_the_same_signed_request_three_times_records_one_payload(http: httpx.Cli
 
 
 def test_a_delivery_id_is_recorded_once_even_when_re_signed(http: httpx.Client) -> None:
-    run_id = start(wf.collect_signed, "deliveries", 10)
+    run_id = start(wf.signed, "deliveries", 10)
     wait_status(run_id, RunStatus.SUSPENDED)
     body = b'{"event": 1}'
     now = int(time.time())
@@ -266,7 +266,7 @@ def test_signature_tolerance_is_configurable() -> None:
 
 def test_configured_tolerance_applies_to_requests(make_server: ServerFactory) -> None:
     base = make_server(server={"signature_tolerance": 30})
-    run_id = start(wf.collect_signed, "tight", 1)
+    run_id = start(wf.signed, "tight", 1)
     wait_status(run_id, RunStatus.SUSPENDED)
     body = b"1"
     stale = sign(wf.SECRET, body, timestamp=int(time.time()) - 120)

@@ -84,13 +84,3 @@ async def wait_forever(token: str) -> Any:
 @workflow(name="server_tests.signed_with")
 async def signed_with(token: str, secret: str) -> Any:
     return await create_hook(token=token, secret=secret)
-
-
-@workflow(name="server_tests.collect_signed")
-async def collect_signed(token: str, count: int) -> list[Any]:
-    out: list[Any] = []
-    async for payload in create_hook(token=token, secret=SECRET):
-        out.append(payload)
-        if len(out) == count:
-            break
-    return out
