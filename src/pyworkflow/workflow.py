@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 import attrs
@@ -34,6 +35,23 @@ class WorkflowDefinition:
     version: str | None
     make_body: Callable[[], Callable[..., Awaitable[Any]]]
     origin: str
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise ``TypeError`` naming the signature unless the arguments bind to the workflow.
+
+        A body with no introspectable signature passes (the run will tell).
+        """
+        try:
+            signature = inspect.signature(self.make_body())
+        except (TypeError, ValueError):
+            return
+        signature = signature.replace(return_annotation=inspect.Signature.empty)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"arguments do not fit workflow {self.name}{signature}: {exc}"
+            ) from None
 
 
 _registry: dict[str, WorkflowDefinition] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import os
 import signal
@@ -225,18 +224,10 @@ def check_arguments(workflow: Any, args: list[Any], kwargs: dict[str, Any]) -> N
     """Refuse arguments that do not fit the workflow's signature, before any run exists."""
     from pyworkflow.workflow import definition_of
 
-    definition = definition_of(workflow)
     try:
-        signature = inspect.signature(definition.make_body())
-        signature = signature.replace(return_annotation=inspect.Signature.empty)
-    except (TypeError, ValueError):  # no introspectable signature: the run will tell
-        return
-    try:
-        signature.bind(*args, **kwargs)
+        definition_of(workflow).check_arguments(args, kwargs)
     except TypeError as exc:
-        raise click_errors.UsageError(
-            f"arguments do not fit workflow {definition.name}{signature}: {exc}"
-        ) from None
+        raise click_errors.UsageError(str(exc)) from None
 
 
 def parse_args(raw: list[str]) -> tuple[list[Any], dict[str, Any]]:

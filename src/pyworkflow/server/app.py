@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -141,15 +140,10 @@ def _query_status(raw: str | None) -> RunStatus | None:
 
 def _check_arguments(name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     """422 unless ``args``/``kwargs`` bind to the workflow's signature (WorkflowNotFoundError)."""
-    body = get_workflow(name).make_body()
     try:
-        signature = inspect.signature(body)
-    except (TypeError, ValueError):  # no introspectable signature: let the run decide
-        return
-    try:
-        signature.bind(*args, **kwargs)
+        get_workflow(name).check_arguments(args, kwargs)
     except TypeError as exc:
-        raise ApiError(422, f"arguments do not fit workflow {name!r}: {exc}", [str(exc)]) from None
+        raise ApiError(422, str(exc), [str(exc)]) from None
 
 
 # ----- the app -----
