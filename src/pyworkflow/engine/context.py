@@ -1,0 +1,184 @@
+"""The workflow-facing API of an activation: steps, sleeps, hooks and recorded values."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pyworkflow.engine.state import (
+    _STEP_CALLS,
+    ActivationState,
+    _describe,
+    _Discarded,
+    _Diverged,
+    _HookState,
+    _Op,
+)
+from pyworkflow.hooks import check_hook_secret, check_hook_token
+from pyworkflow.models import (
+    Event,
+    EventType,
+    NewEvent,
+    utcnow,
+)
+from pyworkflow.serialization import dumps_limited
+from pyworkflow.step import StepDefinition, check_dispatchable
+from pyworkflow.validation import schema_ref
+
+if TYPE_CHECKING:
+    pass
+
+
+class WorkflowCalls(ActivationState):
+    """What workflow code calls through ``pyworkflow.context`` (the ``WorkflowContext`` protocol).
+
+    Each call takes the next correlation id, checks it against the log
+    (divergence is a :class:`NonDeterminismError`), and either returns the
+    recorded outcome or buffers the event that records the new operation.
+    """
+
+    @property
+    def is_replaying(self) -> bool:
+        return self.replaying
+
+    def _next(
+        self, kind: str, name: str, decisions: frozenset[EventType]
+    ) -> tuple[str, list[Event]]:
+        if self.discarded:
+            raise _Discarded
+        self.counter += 1
+        cid = str(self.counter)
+        recorded = self.by_cid.get(cid, [])
+        if recorded:
+            first = recorded[0]
+            same = first.type in decisions and (
+                first.payload.get("name") == name or first.payload.get("kind") == name
+            )
+            if not same:
+                self.divergence = self.divergence or (cid, _describe(first), f"{kind} {name!r}")
+                self._diverge(
+                    f"operation {cid}: the log has {_describe(first)} (event seq {first.seq}) "
+                    f"but the workflow now calls {kind} {name!r}"
+                )
+        return cid, recorded
+
+    def _diverge(self, message: str) -> None:
+        if self.diverged is None:
+            self.diverged = message
+        raise _Diverged(message)
+
+    def call_step(
+        self,
+        definition: StepDefinition,
+        body: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> asyncio.Future[Any]:
+        cid, recorded = self._next("step", definition.name, _STEP_CALLS)
+        op = _Op(cid, "step", self.loop.create_future(), definition, body, args, kwargs)
+        resolved = False
+        for event in recorded:
+            if event.type in _STEP_CALLS:
+                attempt = int(event.payload.get("attempt", 1))
+                if attempt >= op.attempt:
+                    op.attempt = attempt
+                    op.due = None
+                    op.remote = event.type == EventType.STEP_SCHEDULED or bool(
+                        event.payload.get("dispatched")
+                    )
+            elif event.type == EventType.STEP_RETRYING:
+                if int(event.payload.get("attempt", 0)) >= op.attempt:
+                    op.due = datetime.fromisoformat(event.payload["due_at"])
+                    op.remote = False
+            elif event.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED):
+                resolved = True
+        if not resolved:
+            if self.dispatching:
+                check_dispatchable(definition, body)
+            op.input = dumps_limited(
+                self.serializer,
+                {"args": args, "kwargs": kwargs},
+                limit=self.limit,
+                what=f"input of step {definition.name!r}",
+            )
+            self.open[cid] = op
+        self.ops[cid] = op
+        return op.future
+
+    def call_sleep(self, delta: timedelta | None, until: datetime | None) -> asyncio.Future[Any]:
+        cid, recorded = self._next("sleep", "sleep", frozenset({EventType.WAIT_CREATED}))
+        op = _Op(cid, "sleep", self.loop.create_future())
+        if recorded:
+            op.due = datetime.fromisoformat(recorded[0].payload["due_at"])
+        else:
+            op.due = until if until is not None else utcnow() + (delta or timedelta())
+            self.buffer.append(
+                NewEvent(
+                    EventType.WAIT_CREATED,
+                    cid,
+                    {"name": "sleep", "due_at": op.due.isoformat()},
+                )
+            )
+        if not any(e.type == EventType.WAIT_COMPLETED for e in recorded):
+            self.open[cid] = op
+        self.ops[cid] = op
+        return op.future
+
+    def record_value(self, kind: str, produce: Callable[[], Any]) -> Any:
+        cid, recorded = self._next("value", kind, frozenset({EventType.VALUE_RECORDED}))
+        if recorded:
+            return self._load(recorded[0], "value")
+        value = produce()
+        data = self.serializer.dumps(value)
+        self.buffer.append(NewEvent(EventType.VALUE_RECORDED, cid, {"kind": kind, "value": data}))
+        return value
+
+    @property
+    def public_url(self) -> str | None:
+        return self.runtime.settings.public_url
+
+    def create_hook(self, token: str | None, schema: Any, secret: str | None) -> tuple[str, str]:
+        cid, recorded = self._next("hook", "hook", frozenset({EventType.HOOK_CREATED}))
+        if recorded:
+            state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
+        else:
+            actual = secrets.token_urlsafe(24) if token is None else check_hook_token(token)
+            if secret is not None:
+                check_hook_secret(secret)
+            path = schema_ref(schema) if schema is not None else None
+            payload = {"name": "hook", "token": actual, "schema": path, "signed": bool(secret)}
+            event = NewEvent(EventType.HOOK_CREATED, cid, payload, hook_secret=secret or None)
+            self.buffer.append(event)
+            state = _HookState(cid, actual, created=event)
+        self.hooks[cid] = state
+        return cid, state.token
+
+    def hook_receive(self, cid: str) -> asyncio.Future[Any]:
+        if self.discarded:
+            raise _Discarded
+        state = self.hooks[cid]
+        future: asyncio.Future[Any] = self.loop.create_future()
+        if state.buffer:
+            future.set_result(state.buffer.popleft())
+        else:
+            state.waiters.append(future)
+        return future
+
+    def hook_disposed(self, cid: str) -> bool:
+        return self.hooks[cid].disposed
+
+    def hook_dispose(self, cid: str) -> None:
+        if self.discarded:
+            raise _Discarded
+        state = self.hooks[cid]
+        if state.disposed:
+            return
+        state.disposed = True
+        recorded = self.by_cid.get(cid, [])
+        if not any(e.type == EventType.HOOK_DISPOSED for e in recorded):
+            self.buffer.append(
+                NewEvent(EventType.HOOK_DISPOSED, cid, {"name": "hook", "token": state.token})
+            )

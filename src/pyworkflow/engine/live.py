@@ -1,0 +1,293 @@
+"""Live scheduling: run new work after replay, then suspend or end the run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from pyworkflow.engine.recording import Recording
+from pyworkflow.engine.replay import Replay
+from pyworkflow.engine.state import _STEP_FACTS, _BadInput, _Diverged, _Op
+from pyworkflow.engine.step_leases import StepLeases
+from pyworkflow.errors import (
+    HookTokenConflictError,
+    NonDeterminismError,
+    SerializationError,
+)
+from pyworkflow.models import (
+    EventType,
+    NewEvent,
+    RunPatch,
+    RunStatus,
+    utcnow,
+)
+from pyworkflow.serialization import dumps_limited
+from pyworkflow.stepexec import run_step_attempt
+
+if TYPE_CHECKING:
+    pass
+
+
+class Live(Replay, Recording, StepLeases):
+    """After replay: run new steps and timers until the workflow suspends or ends."""
+
+    async def execute(self) -> None:
+        try:
+            self._start_root()
+        except _BadInput as bad:
+            self.log.error("cannot call the workflow: {}", bad.error)
+            await self._fail(bad.error)
+            self._discard()
+            return
+        if self.run.status == RunStatus.SUSPENDED:
+            self.buffer.append(NewEvent(EventType.WORKFLOW_RESUMED))
+        if self.run.status != RunStatus.RUNNING:
+            self.pending_patch = RunPatch(status=RunStatus.RUNNING)
+        try:
+            self._replay()
+            if any(op.remote for op in self.open.values()):
+                await self._check_dispatched()
+            failure: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                try:
+                    await self._live(tg)
+                except Exception as exc:  # re-raised below, unwrapped from the task group
+                    failure = exc
+                tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            await self._finish()
+        except NonDeterminismError as exc:
+            self.log.error("non-determinism: {}", exc)
+            await self._fail(exc)
+        except HookTokenConflictError as exc:
+            self.log.error("{}", exc)
+            await self._fail(exc)
+        finally:
+            self._discard()
+
+    async def _live(self, tg: anyio.abc.TaskGroup) -> None:
+        assert self.root is not None
+        while not self.root.done():
+            now = utcnow()
+            fired, launch, next_due = self._advance(now)
+            if fired:
+                for op in fired:
+                    event = NewEvent(EventType.WAIT_COMPLETED, op.cid, {"name": "sleep"})
+                    self.buffer.append(event)
+                    self._deliver(event)
+                    self._step_ready()
+                continue
+            if launch:
+                await self._flush()
+                if len(launch) == 1 and len(self.open) == 1:
+                    # the workflow waits on this step alone: run it inline, no task needed
+                    await self._run_step(launch[0])
+                else:
+                    for op in launch:
+                        tg.start_soon(self._run_step, op)
+            if self._take_ready_facts():
+                continue
+            if not any(op.running for op in self.open.values()):
+                await self._suspend(next_due)
+                return
+            await self._flush()
+            timeout = self.runtime.settings.poll_interval * 5
+            if next_due is not None:
+                timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
+            with anyio.move_on_after(timeout):
+                self._take_fact(*await self.facts_rx.receive())
+                self._take_ready_facts()
+                continue
+            await self._check_external()
+
+    def _take_ready_facts(self) -> bool:
+        """Take every outcome already reported, without waiting; True if any."""
+        took = False
+        while True:
+            try:
+                item = self.facts_rx.receive_nowait()
+            except anyio.WouldBlock:
+                return took
+            self._take_fact(*item)
+            took = True
+
+    def _advance(self, now: datetime) -> tuple[list[_Op], list[_Op], datetime | None]:
+        fired: list[_Op] = []
+        launch: list[_Op] = []
+        next_due: datetime | None = None
+        for op in list(self.open.values()):
+            if op.future.done():
+                self.open.pop(op.cid)
+                continue
+            if op.running or op.remote:
+                continue
+            if op.due is not None and op.due > now:
+                next_due = op.due if next_due is None else min(next_due, op.due)
+                continue
+            if op.kind == "sleep":
+                fired.append(op)
+                continue
+            assert op.definition is not None
+            op.attempt += 1
+            op.due = None
+            if self.dispatching:
+                op.remote = True
+                self.buffer.append(
+                    NewEvent(
+                        EventType.STEP_SCHEDULED,
+                        op.cid,
+                        {"name": op.definition.name, "attempt": op.attempt, "input": op.input},
+                    )
+                )
+                self.to_dispatch.append(op)
+                continue
+            op.running = True
+            self.buffer.append(
+                NewEvent(
+                    EventType.STEP_STARTED,
+                    op.cid,
+                    {
+                        "name": op.definition.name,
+                        "attempt": op.attempt,
+                        "input": op.input,
+                        "worker": self.owner,
+                    },
+                )
+            )
+            launch.append(op)
+        return fired, launch, next_due
+
+    def _take_fact(self, op: _Op, event: NewEvent) -> None:
+        if op.future.done():
+            op.running = False
+            self.open.pop(op.cid, None)
+            return
+        self.buffer.append(event)
+        if event.type == EventType.STEP_RETRYING:
+            op.running = False
+            op.due = datetime.fromisoformat(event.payload["due_at"])
+            return
+        self._deliver(event)
+        self._step_ready()
+
+    async def _run_step(self, op: _Op) -> None:
+        assert op.definition is not None and op.body is not None
+        event = await run_step_attempt(
+            op.definition,
+            op.body,
+            op.args,
+            op.kwargs,
+            run_id=self.run_id,
+            step_id=op.cid,
+            attempt=op.attempt,
+            retry_base=self.retry_base.get(op.cid, 0),
+            serializer=self.serializer,
+            limit=self.limit,
+        )
+        self.facts_tx.send_nowait((op, event))
+
+    async def _suspend(self, wake_at: datetime | None) -> None:
+        assert self.root is not None
+        # wake when a dispatched step's lease would run out, to re-dispatch a lost one
+        deadlines = list(self.step_deadlines.values())
+        if self.to_dispatch:
+            deadlines.append(utcnow() + self.dispatch_timeout)
+        if deadlines:
+            wake_at = min([*deadlines, *([wake_at] if wake_at else [])])
+        if wake_at is None and not self.open and not self._hook_waiting():
+            if self.loop.has_timers():
+                error: BaseException = RuntimeError(
+                    "workflow code awaited asyncio.sleep() or a timeout; "
+                    "use pyworkflow.sleep() for durable waits"
+                )
+            else:
+                error = RuntimeError(
+                    "workflow is blocked on something that is not a PyWorkflow operation "
+                    "(steps, sleep, hooks); it can never resume"
+                )
+            await self._fail(error)
+            return
+        self.buffer.append(
+            NewEvent(
+                EventType.WORKFLOW_SUSPENDED,
+                None,
+                {"wake_at": wake_at.isoformat() if wake_at else None},
+            )
+        )
+        await self._flush(
+            RunPatch(status=RunStatus.SUSPENDED, set_wake=True, wake_at=wake_at, release_lease=True)
+        )
+        await self._dispatch()
+        self.runtime.wake_hint(wake_at)
+        if wake_at is not None:
+            self.runtime.executor.schedule(self.run_id, wake_at)
+        self.log.debug("suspended until {}", wake_at)
+
+    async def _finish(self) -> None:
+        root = self.root
+        if root is None or not root.done():
+            return
+        if root.cancelled():
+            await self._end(EventType.WORKFLOW_CANCELLED, RunStatus.CANCELLED, {}, RunPatch())
+            return
+        exc = root.exception()
+        if exc is not None:
+            await self._fail(exc)
+            return
+        try:
+            data = dumps_limited(
+                self.serializer, root.result(), limit=self.limit, what="workflow result"
+            )
+        except SerializationError as error:
+            await self._fail(error)
+            return
+        await self._end(
+            EventType.WORKFLOW_COMPLETED,
+            RunStatus.COMPLETED,
+            {"result": data},
+            RunPatch(result=data),
+        )
+
+    async def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, _Diverged | NonDeterminismError):
+            exc = NonDeterminismError(str(exc))
+        data, exc = self._dump_error(exc, "workflow error")
+        message = f"{type(exc).__name__}: {exc}"
+        keep = _STEP_FACTS | {EventType.HOOK_CREATED, EventType.HOOK_DISPOSED}
+        self.buffer = [e for e in self.buffer if e.type in keep]
+        await self._end(
+            EventType.WORKFLOW_FAILED,
+            RunStatus.FAILED,
+            {"error": data, "error_message": message},
+            RunPatch(error=data, error_message=message),
+        )
+
+    async def _end(
+        self, kind: EventType, status: RunStatus, payload: dict[str, Any], patch: RunPatch
+    ) -> None:
+        pending = {id(e) for e in self.buffer}
+        for state in self.hooks.values():
+            if not state.disposed and (state.durable or id(state.created) in pending):
+                state.disposed = True
+                self.buffer.append(
+                    NewEvent(
+                        EventType.HOOK_DISPOSED, state.cid, {"name": "hook", "token": state.token}
+                    )
+                )
+        self.buffer.append(NewEvent(kind, None, payload))
+        await self._flush(
+            attrs.evolve(
+                patch,
+                status=status,
+                completed_at=utcnow(),
+                set_wake=True,
+                wake_at=None,
+                release_lease=True,
+            )
+        )
+        self.runtime.run_finished(self.run_id, self.workflow_name, status)
+        self.log.info("workflow {}", status.value)

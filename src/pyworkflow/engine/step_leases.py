@@ -1,0 +1,54 @@
+"""Dispatched-step leases: handing recorded steps to the executor and finding lost ones."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyworkflow.engine.state import ActivationState, queued_owner
+from pyworkflow.models import (
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+class StepLeases(ActivationState):
+    """Steps dispatched to other workers: hand them over, find the lost ones."""
+
+    async def _dispatch(self) -> None:
+        """Hand the steps just recorded as scheduled to the executor."""
+        ops, self.to_dispatch = self.to_dispatch, []
+        if not ops:
+            return
+        until = utcnow() + self.dispatch_timeout
+        for op in ops:
+            await self.storage.set_step_lease(self.run_id, op.cid, queued_owner(op.attempt), until)
+        await self.runtime.executor.dispatch_steps(
+            self.run_id, [(op.cid, op.attempt) for op in ops]
+        )
+        self.log.debug("dispatched {} step(s)", len(ops))
+
+    async def _check_dispatched(self) -> None:
+        """Find which dispatched steps are still in flight; lost ones run again."""
+        leases = await self.storage.get_step_leases(self.run_id)
+        now = utcnow()
+        for cid, lease in leases.items():
+            op = self.open.get(cid)
+            if op is None or not op.remote:
+                # settled (or retrying): the lease is left over
+                await self.storage.set_step_lease(
+                    self.run_id, cid, None, None, if_owner=lease.owner
+                )
+        for cid, op in self.open.items():
+            if not op.remote:
+                continue
+            current = leases.get(cid)
+            if current is not None and current.until > now:
+                self.step_deadlines[cid] = current.until
+            else:
+                self.log.bind(step_id=cid).warning(
+                    "dispatched step attempt {} was lost (lease expired); dispatching it again",
+                    op.attempt,
+                )
+                op.remote = False
