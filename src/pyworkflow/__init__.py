@@ -1,62 +1,183 @@
-"""PyWorkflow: durable, event-sourced workflows in plain async Python."""
+"""PyWorkflow: durable, event-sourced workflows in plain async Python.
+
+The public names below are imported on first use (:pep:`562` module
+``__getattr__``), so ``import pyworkflow`` stays cheap: a script, a worker or
+``pyworkflow --help`` pays only for what it touches. Type checkers see the
+ordinary imports under ``TYPE_CHECKING``.
+"""
 
 from __future__ import annotations
 
-from pyworkflow.client import (
-    RunInfo,
-    acancel,
-    aget_events,
-    aget_result,
-    aget_run,
-    alist_runs,
-    aresume_hook,
-    astart,
-    astart_workflow,
-    cancel,
-    get_events,
-    get_result,
-    get_run,
-    list_runs,
-    resume_hook,
-    start,
-    start_workflow,
-)
-from pyworkflow.context import (
-    StepContext,
-    create_hook,
-    first,
-    get_step_context,
-    now,
-    random,
-    sleep,
-    uuid4,
-    workflow_logger,
-)
-from pyworkflow.errors import (
-    ConfigError,
-    FatalError,
-    HookNotFoundError,
-    NonDeterminismError,
-    PayloadTooLargeError,
-    PayloadValidationError,
-    PyWorkflowError,
-    RetryableError,
-    RunNotFoundError,
-    SerializationError,
-    StepFailedError,
-    WorkflowCancelledError,
-    WorkflowFailedError,
-)
-from pyworkflow.hooks import Hook
-from pyworkflow.logs import disable_logging, enable_logging, silence_library
-from pyworkflow.models import Event, EventType, RunPage, RunStatus
-from pyworkflow.runtime import configure, shutdown
-from pyworkflow.step import Step, step
-from pyworkflow.workflow import Workflow, workflow
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-silence_library()
+if TYPE_CHECKING:
+    from pyworkflow.client import (
+        RunInfo,
+        acancel,
+        aget_events,
+        aget_result,
+        aget_run,
+        alist_runs,
+        aresume_hook,
+        astart,
+        astart_workflow,
+        cancel,
+        get_events,
+        get_result,
+        get_run,
+        list_runs,
+        resume_hook,
+        start,
+        start_workflow,
+    )
+    from pyworkflow.context import (
+        StepContext,
+        create_hook,
+        first,
+        get_step_context,
+        now,
+        random,
+        sleep,
+        uuid4,
+        workflow_logger,
+    )
+    from pyworkflow.errors import (
+        ConfigError,
+        FatalError,
+        HookNotFoundError,
+        NonDeterminismError,
+        PayloadTooLargeError,
+        PayloadValidationError,
+        PyWorkflowError,
+        RetryableError,
+        RunNotFoundError,
+        SerializationError,
+        StepFailedError,
+        WorkflowCancelledError,
+        WorkflowFailedError,
+    )
+    from pyworkflow.hooks import Hook
+    from pyworkflow.logs import disable_logging, enable_logging
+    from pyworkflow.models import Event, EventType, RunPage, RunStatus
+    from pyworkflow.runtime import configure, shutdown
+    from pyworkflow.step import Step, step
+    from pyworkflow.workflow import Workflow, workflow
 
 __version__ = "0.1.0"
+
+#: Each public name and the module that defines it, imported on first access.
+_EXPORTS: dict[str, str] = {
+    "ConfigError": "pyworkflow.errors",
+    "Event": "pyworkflow.models",
+    "EventType": "pyworkflow.models",
+    "FatalError": "pyworkflow.errors",
+    "Hook": "pyworkflow.hooks",
+    "HookNotFoundError": "pyworkflow.errors",
+    "NonDeterminismError": "pyworkflow.errors",
+    "PayloadTooLargeError": "pyworkflow.errors",
+    "PayloadValidationError": "pyworkflow.errors",
+    "PyWorkflowError": "pyworkflow.errors",
+    "RetryableError": "pyworkflow.errors",
+    "RunInfo": "pyworkflow.client",
+    "RunNotFoundError": "pyworkflow.errors",
+    "RunPage": "pyworkflow.models",
+    "RunStatus": "pyworkflow.models",
+    "SerializationError": "pyworkflow.errors",
+    "Step": "pyworkflow.step",
+    "StepContext": "pyworkflow.context",
+    "StepFailedError": "pyworkflow.errors",
+    "Workflow": "pyworkflow.workflow",
+    "WorkflowCancelledError": "pyworkflow.errors",
+    "WorkflowFailedError": "pyworkflow.errors",
+    "acancel": "pyworkflow.client",
+    "aget_events": "pyworkflow.client",
+    "aget_result": "pyworkflow.client",
+    "aget_run": "pyworkflow.client",
+    "alist_runs": "pyworkflow.client",
+    "aresume_hook": "pyworkflow.client",
+    "astart": "pyworkflow.client",
+    "astart_workflow": "pyworkflow.client",
+    "cancel": "pyworkflow.client",
+    "configure": "pyworkflow.runtime",
+    "create_hook": "pyworkflow.context",
+    "disable_logging": "pyworkflow.logs",
+    "enable_logging": "pyworkflow.logs",
+    "first": "pyworkflow.context",
+    "get_events": "pyworkflow.client",
+    "get_result": "pyworkflow.client",
+    "get_run": "pyworkflow.client",
+    "get_step_context": "pyworkflow.context",
+    "list_runs": "pyworkflow.client",
+    "now": "pyworkflow.context",
+    "random": "pyworkflow.context",
+    "resume_hook": "pyworkflow.client",
+    "shutdown": "pyworkflow.runtime",
+    "sleep": "pyworkflow.context",
+    "start": "pyworkflow.client",
+    "start_workflow": "pyworkflow.client",
+    "step": "pyworkflow.step",
+    "uuid4": "pyworkflow.context",
+    "workflow": "pyworkflow.workflow",
+    "workflow_logger": "pyworkflow.context",
+}
+
+
+def _load(name: str) -> Any:
+    """Import the module defining public ``name`` and bind ``name`` here (once)."""
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+_silenced = False
+
+
+class _Package(types.ModuleType):
+    """The class of the ``pyworkflow`` module: it sees each submodule as it is bound.
+
+    Python binds a submodule onto its package (``setattr``) when the submodule
+    has finished importing; that is when this class acts:
+
+    - The first binding silences the library's logs (and installed plugins'),
+      :func:`pyworkflow.logs.silence_library`, before any PyWorkflow code can
+      run: every use of PyWorkflow imports a submodule first, and
+      ``import pyworkflow`` alone pays for neither loguru nor the
+      entry-point scan. The command-line package does not count: it logs
+      nothing itself, its commands import the modules that do, and
+      ``pyworkflow --help`` stays fast.
+    - ``pyworkflow.step`` and ``pyworkflow.workflow`` are submodules and public
+      names (the decorators): binding such a submodule binds the public name
+      instead, as the eager ``from pyworkflow.step import step`` used to.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        global _silenced
+        if isinstance(value, types.ModuleType):
+            if _EXPORTS.get(name) == value.__name__:
+                value = getattr(value, name)
+            if not _silenced and name != "cli":
+                _silenced = True
+                from pyworkflow.logs import silence_library
+
+                silence_library()
+        super().__setattr__(name, value)
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above; an unknown name stays an error
+
+    def __getattr__(name: str) -> Any:
+        if name in _EXPORTS:
+            return _load(name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_EXPORTS))
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "ConfigError",

@@ -21,7 +21,6 @@ import attrs
 import cattrs
 import cattrs.gen
 import cattrs.preconf.json
-import cloudpickle  # type: ignore[import-untyped]  # cloudpickle ships no type hints
 
 from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
 
@@ -399,6 +398,8 @@ class PickleSerializer:
     name = "pickle"
 
     def dumps(self, value: Any) -> str:
+        import cloudpickle  # type: ignore[import-untyped]  # imported on first use: a fast start
+
         try:
             return base64.b64encode(cloudpickle.dumps(value)).decode("ascii")
         except Exception as exc:
@@ -408,6 +409,8 @@ class PickleSerializer:
             ) from exc
 
     def loads(self, data: str) -> Any:
+        import cloudpickle
+
         try:
             return cloudpickle.loads(base64.b64decode(data, validate=True))
         except Exception as exc:

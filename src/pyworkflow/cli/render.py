@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pyworkflow.models import Event, EventType, Run, RunStatus
+if TYPE_CHECKING:
+    from pyworkflow.models import Event, Run
 
 __all__ = [
     "console",
@@ -29,13 +30,15 @@ __all__ = [
 console = Console()
 err_console = Console(stderr=True)
 
-STATUS_STYLE = {
-    RunStatus.PENDING: "yellow",
-    RunStatus.RUNNING: "cyan",
-    RunStatus.SUSPENDED: "blue",
-    RunStatus.COMPLETED: "green",
-    RunStatus.FAILED: "red",
-    RunStatus.CANCELLED: "magenta",
+#: Colour of each run status (keys are the ``RunStatus`` values: ``--help`` does
+#: not import the models).
+STATUS_STYLE: dict[str, str] = {
+    "pending": "yellow",
+    "running": "cyan",
+    "suspended": "blue",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
 }
 
 
@@ -108,6 +111,8 @@ def runs_table(runs: Sequence[Run]) -> Table:
 
 def event_line(event: Event) -> str:
     """One human line for an event: what happened to which step, sleep or hook."""
+    from pyworkflow.models import EventType
+
     payload = event.payload
     name = payload.get("name") or payload.get("kind") or ""
     detail = ""

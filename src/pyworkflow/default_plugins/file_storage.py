@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pyworkflow.config import Settings
+from typing import TYPE_CHECKING
+
 from pyworkflow.hookspecs import StorageRegister, hookimpl
-from pyworkflow.storage.file import FileStorage
+
+if TYPE_CHECKING:
+    from pyworkflow.config import Settings
+    from pyworkflow.storage.file import FileStorage
 
 
 def _create(url: str, settings: Settings) -> FileStorage:
+    from pyworkflow.storage.file import FileStorage  # imported on first use: a fast start
+
     return FileStorage(url)
 
 

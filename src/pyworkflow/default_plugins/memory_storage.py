@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pyworkflow.config import Settings
+from typing import TYPE_CHECKING
+
 from pyworkflow.hookspecs import StorageRegister, hookimpl
-from pyworkflow.storage.memory import MemoryStorage
+
+if TYPE_CHECKING:
+    from pyworkflow.config import Settings
+    from pyworkflow.storage.memory import MemoryStorage
 
 
 def _create(url: str, settings: Settings) -> MemoryStorage:
+    from pyworkflow.storage.memory import MemoryStorage  # imported on first use: a fast start
+
     return MemoryStorage(url)
 
 

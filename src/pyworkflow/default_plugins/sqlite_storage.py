@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from pyworkflow.config import Settings
+from typing import TYPE_CHECKING
+
 from pyworkflow.hookspecs import StorageRegister, hookimpl
-from pyworkflow.storage.sqlite import SQLiteStorage
+
+if TYPE_CHECKING:
+    from pyworkflow.config import Settings
+    from pyworkflow.storage.sqlite import SQLiteStorage
 
 
 def _create(url: str, settings: Settings) -> SQLiteStorage:
+    from pyworkflow.storage.sqlite import SQLiteStorage  # imported on first use: a fast start
+
     return SQLiteStorage(url, synchronous=settings.sqlite_synchronous)
 
 

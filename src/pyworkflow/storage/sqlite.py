@@ -16,9 +16,6 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import attrs
-from sqlalchemy import create_engine
-from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlmodel import SQLModel
 
 from pyworkflow.errors import (
     ConcurrencyError,
@@ -64,9 +61,8 @@ from pyworkflow.storage.rules import (
     page_from,
     swap_step_lease,
 )
-from pyworkflow.storage.schema import EventRow, HookRow, RunRow, StepLeaseRow
 
-__all__ = ["SYNCHRONOUS", "SQLiteStorage", "path_from_url"]
+__all__ = ["SCHEMA", "SCHEMA_OBJECTS", "SYNCHRONOUS", "SQLiteStorage", "path_from_url"]
 
 T = TypeVar("T")
 #: Allowed values of the ``synchronous`` setting.
@@ -120,6 +116,70 @@ _EXPIRED_STEP_LEASES = (
 )
 _DUE = f"SELECT run_id, wake_at FROM {_RUNS} WHERE wake_at <= ? ORDER BY wake_at LIMIT ?"
 
+#: The tables and indexes, as plain DDL run through stdlib ``sqlite3``: the same
+#: schema that :mod:`pyworkflow.storage.schema`'s SQLModel tables create (column
+#: names, types, nullability, keys, constraint and index names; a test compares
+#: the two column by column), without importing SQLAlchemy.
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS {_RUNS} (
+\trun_id VARCHAR NOT NULL,
+\tworkflow_name VARCHAR NOT NULL,
+\tworkflow_version VARCHAR,
+\tstatus VARCHAR NOT NULL,
+\tinput VARCHAR NOT NULL,
+\tserializer VARCHAR NOT NULL,
+\tresult VARCHAR,
+\terror VARCHAR,
+\terror_message VARCHAR,
+\tcreated_at FLOAT NOT NULL,
+\tupdated_at FLOAT NOT NULL,
+\tcompleted_at FLOAT,
+\tidempotency_key VARCHAR,
+\tparent_run_id VARCHAR,
+\twake_at FLOAT,
+\tlease_owner VARCHAR,
+\tlease_expires_at FLOAT,
+\tlast_seq INTEGER NOT NULL,
+\tPRIMARY KEY (run_id),
+\tCONSTRAINT uq_pyworkflow_runs_idempotency_key UNIQUE (idempotency_key)
+)""",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_workflow ON {_RUNS} (workflow_name)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_status ON {_RUNS} (status)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_wake_at ON {_RUNS} (wake_at)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_created ON {_RUNS} (created_at, run_id)",
+    f"""CREATE TABLE IF NOT EXISTS {_EVENTS} (
+\trun_id VARCHAR NOT NULL,
+\tseq INTEGER NOT NULL,
+\ttype VARCHAR NOT NULL,
+\tcorrelation_id VARCHAR,
+\ttimestamp FLOAT NOT NULL,
+\tpayload VARCHAR NOT NULL,
+\tPRIMARY KEY (run_id, seq)
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {_HOOKS} (
+\ttoken VARCHAR NOT NULL,
+\trun_id VARCHAR NOT NULL,
+\tcorrelation_id VARCHAR NOT NULL,
+\tcreated_at FLOAT NOT NULL,
+\tschema_path VARCHAR,
+\tsecret VARCHAR,
+\tPRIMARY KEY (token)
+)""",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_hooks_run_id ON {_HOOKS} (run_id)",
+    f"""CREATE TABLE IF NOT EXISTS {_STEP_LEASES} (
+\trun_id VARCHAR NOT NULL,
+\tstep_id VARCHAR NOT NULL,
+\towner VARCHAR NOT NULL,
+\tlease_until FLOAT NOT NULL,
+\tPRIMARY KEY (run_id, step_id)
+)""",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_step_leases_until ON {_STEP_LEASES} (lease_until)",
+)
+#: Names of the tables and indexes :data:`SCHEMA` creates.
+SCHEMA_OBJECTS = frozenset(
+    statement.split(" IF NOT EXISTS ", 1)[1].split(None, 1)[0] for statement in SCHEMA
+)
+
 _Request = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
 _EventRow = tuple[str, int, str, str | None, float, str]
 
@@ -161,6 +221,33 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes of :data:`SCHEMA` that the file lacks.
+
+    A file that has them all is left alone without taking the write lock;
+    otherwise the missing ones are created in one ``BEGIN IMMEDIATE``
+    transaction, so processes opening a new file at once create it once.
+    """
+    present = {
+        str(name)
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
+        )
+    }
+    if SCHEMA_OBJECTS <= present:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 class _Writer(threading.Thread):
@@ -272,9 +359,10 @@ class _Reader(threading.Thread):
 class SQLiteStorage(Storage):
     """Runs and events in one SQLite file, safe for several processes.
 
-    The schema is created with SQLModel (tables ``pyworkflow_runs``,
-    ``pyworkflow_events``, ``pyworkflow_hooks``, ``pyworkflow_step_leases``);
-    reads and writes use stdlib ``sqlite3``. Writes go through one writer
+    The schema (tables ``pyworkflow_runs``, ``pyworkflow_events``,
+    ``pyworkflow_hooks``, ``pyworkflow_step_leases``; :data:`SCHEMA`) is
+    created, and reads and writes run, through stdlib ``sqlite3`` alone:
+    SQLAlchemy and SQLModel are not imported. Writes go through one writer
     thread that commits everything queued at once (group commit;
     ``commit_count`` counts the commits); ``BEGIN IMMEDIATE`` serializes
     writers across processes, waiting up to ``BUSY_TIMEOUT_MS``. Reads use a
@@ -319,12 +407,12 @@ class SQLiteStorage(Storage):
         except (OSError, sqlite3.DatabaseError) as exc:
             raise self._open_error(exc) from exc
         try:
-            self._create_schema()
+            _create_schema(conns[0])
             conns += [_connect(self.path, self.synchronous) for _ in range(READERS)]
         except BaseException as exc:
             for conn in conns:
                 conn.close()
-            if isinstance(exc, sqlite3.DatabaseError | DatabaseError):
+            if isinstance(exc, sqlite3.DatabaseError):
                 raise self._open_error(exc) from exc
             raise
         return conns
@@ -347,26 +435,6 @@ class SQLiteStorage(Storage):
                 "create and write to, or point 'storage' elsewhere"
             )
         return ConfigError(f"cannot open {where}: {type(exc).__name__}: {text}; {advice}")
-
-    def _create_schema(self) -> None:
-        engine = create_engine(
-            f"sqlite:///{self.path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
-        )
-        rows = (RunRow, EventRow, HookRow, StepLeaseRow)
-        tables = [SQLModel.metadata.tables[str(row.__tablename__)] for row in rows]
-        # Each "already exists" means another process created one more table or
-        # index meanwhile, so there are at most as many retries as schema objects.
-        attempts = len(tables) + sum(len(table.indexes) for table in tables) + 1
-        try:
-            for attempt in range(attempts):
-                try:
-                    SQLModel.metadata.create_all(engine, tables=tables)
-                    return
-                except OperationalError as exc:  # another process created it meanwhile
-                    if "already exists" not in str(exc) or attempt == attempts - 1:
-                        raise
-        finally:
-            engine.dispose()
 
     async def close(self) -> None:
         writer, readers = self._writer, self._readers
