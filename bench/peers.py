@@ -651,4 +651,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("[peers] interrupted; servers and workers stopped", file=sys.stderr)
+        sys.exit(130)

@@ -25,6 +25,10 @@ BENCH = Path(__file__).resolve().parent.parent
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    # Once: a Ctrl-C reaches this process and bench/peers.py's SIGTERM follows it;
+    # the second signal must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -108,6 +112,7 @@ def measure(runs: int, workers: int = 2, concurrency: int = 4) -> dict[str, floa
 
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     result = measure(**json.loads(argv[1]))
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
