@@ -41,6 +41,7 @@ NOT_ON_IMPORT = (
 #: Not imported by a first 1-step workflow on the default SQLite storage and local executor.
 NOT_FOR_A_SQLITE_RUN = (
     "asyncpg",
+    "cattrs",  # the JSON serializer builds its converter for the first attrs class/dataclass
     "celery",
     "cloudpickle",
     "httpx",
@@ -49,6 +50,7 @@ NOT_FOR_A_SQLITE_RUN = (
     "sqlalchemy",
     "sqlmodel",
     "starlette",
+    "tomllib",  # no pyproject.toml to read
     "typer",
     "uvicorn",
 )

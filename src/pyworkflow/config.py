@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -230,6 +229,8 @@ def _pyproject_layer(cwd: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any
     if path is None:
         return {}, {}, ""
     source = f"pyproject.toml ({path})"
+    import tomllib  # only where there is a pyproject.toml to read
+
     try:
         with path.open("rb") as fh:
             document = tomllib.load(fh)

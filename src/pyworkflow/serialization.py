@@ -15,14 +15,14 @@ import traceback
 import uuid
 import zoneinfo
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
-import cattrs
-import cattrs.gen
-import cattrs.preconf.json
 
 from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = ["JsonSerializer", "PickleSerializer", "Serializer", "dumps_limited"]
 
@@ -109,7 +109,11 @@ def _make_converter() -> cattrs.Converter:
     them) and arrive at ``structure`` already rebuilt; the converter maps the stored
     fields onto the class by its declared fields (aliases, defaults for fields added
     since, nested records stored as plain dicts) and leaves every other value as is.
+    Built on first use: cattrs is imported only by processes that store records.
     """
+    import cattrs.gen
+    import cattrs.preconf.json
+
     conv = cattrs.preconf.json.make_converter()
     conv.register_unstructure_hook_func(lambda _: True, _identity)
     conv.register_structure_hook_func(lambda _: True, _keep)
@@ -145,8 +149,15 @@ class JsonSerializer:
     name = "json"
 
     def __init__(self) -> None:
-        self.converter = _make_converter()
+        self._converter: cattrs.Converter | None = None
         self._unstructure_fns: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """The cattrs converter for attrs classes and dataclasses (built on first use)."""
+        if self._converter is None:
+            self._converter = _make_converter()
+        return self._converter
 
     def dumps(self, value: Any) -> str:
         try:
@@ -205,6 +216,8 @@ class JsonSerializer:
         if _is_record(cls):
             path = _class_path(cls)
             if cls not in self._unstructure_fns:
+                import cattrs.gen
+
                 fn = cattrs.gen.make_dict_unstructure_fn(cls, self.converter)
                 self._unstructure_fns[cls] = fn
             kind = "attrs" if attrs.has(cls) else "dataclass"
