@@ -95,3 +95,15 @@ def test_table_rows_and_markdown(
 def test_only_rejects_unknown_rows(peers: ModuleType) -> None:
     with pytest.raises(SystemExit):
         peers.main(["--only", "nonsense"])
+
+
+def test_cold_start_figures(pw_side: ModuleType, tmp_path: Path) -> None:
+    result = pw_side.cold(str(tmp_path), runs=1)
+    assert set(result) == {
+        "python_ms",
+        "import_ms",
+        "spawn_to_result_ms",
+        "start_to_result_ms",
+        "help_ms",
+    }
+    assert all(value > 0 for value in result.values())

@@ -22,6 +22,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
@@ -126,7 +127,41 @@ def one_workflow_steps(url: str, steps: int, repeats: int) -> dict[str, float]:
         DBOS.destroy()
 
 
+# DBOS's first workflow in a fresh process, with its default configuration (a SQLite
+# system database in the current folder); "inside" covers launch() and the workflow.
+COLD_FLOW = """
+import json, time
+from dbos import DBOS
+
+@DBOS.step()
+def add(a: int, b: int) -> int:
+    return a + b
+
+@DBOS.workflow()
+def one(a: int) -> int:
+    return add(a, 1)
+
+DBOS(config={"name": "peers-cold"})
+t = time.perf_counter()
+DBOS.launch()
+result = DBOS.start_workflow(one, 1).get_result()
+inside = time.perf_counter() - t
+assert result == 2, result
+print(json.dumps({"result_at": time.time(), "inside": inside}))
+DBOS.destroy()
+"""
+
+
+def cold(directory: str, runs: int) -> dict[str, float]:
+    """DBOS's cold start, measured exactly as ``pw_side.cold`` measures ours."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from cold_start_helpers import cli_argv, cold_figures
+
+    return cold_figures(directory, runs, "dbos", COLD_FLOW, cli_argv("dbos"))
+
+
 GROUPS: dict[str, Callable[..., dict[str, float]]] = {
+    "cold": cold,
     "sequential": sequential,
     "one_workflow_steps": one_workflow_steps,
 }

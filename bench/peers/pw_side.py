@@ -21,6 +21,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 import pyworkflow  # noqa: E402
 from pyworkflow import runtime, step, workflow  # noqa: E402
@@ -152,7 +154,37 @@ def one_workflow_steps(storage: str, steps: int, repeats: int) -> dict[str, floa
         runtime.reset()
 
 
+# Cold start: the same definitions as bench/cold_start.py (default configuration: SQLite
+# file storage in a new project folder, local executor), with a timeout on every process.
+COLD_FLOW = """
+import json, time
+from pyworkflow import get_result, start, step, workflow
+
+@step
+async def add(a: int, b: int) -> int:
+    return a + b
+
+@workflow
+async def one(a: int) -> int:
+    return await add(a, 1)
+
+t = time.perf_counter()
+result = get_result(start(one, 1))
+inside = time.perf_counter() - t
+assert result == 2, result
+print(json.dumps({"result_at": time.time(), "inside": inside}))
+"""
+
+
+def cold(directory: str, runs: int) -> dict[str, float]:
+    """PyWorkflow's cold start: import, first 1-step workflow, ``pyworkflow --help``."""
+    from cold_start_helpers import cli_argv, cold_figures
+
+    return cold_figures(directory, runs, "pyworkflow", COLD_FLOW, cli_argv("pyworkflow"))
+
+
 GROUPS: dict[str, Callable[..., dict[str, float]]] = {
+    "cold": cold,
     "sequential": sequential,
     "per_step_sqlite": per_step_sqlite,
     "one_workflow_steps": one_workflow_steps,
