@@ -151,10 +151,7 @@ async def _create(
         None,
         {"workflow": definition.name, "version": definition.version},
     )
-    stored, created = await runtime.storage.create_run(run, [started])
-    if created:
-        runtime.events_appended(stored.run_id, 1, [started])
-        runtime.executor.notify(stored.run_id)
+    stored, _ = await runtime.journal.create(run, [started])
     return stored.run_id
 
 
@@ -288,13 +285,11 @@ async def _cancel(runtime: Runtime, run_id: str, reason: str | None) -> bool:
             return False
         event = NewEvent(EventType.CANCEL_REQUESTED, None, {"reason": reason})
         try:
-            seq = await runtime.storage.append_events(
-                run_id, run.last_seq, [event], RunPatch(set_wake=True, wake_at=utcnow())
+            await runtime.journal.append(
+                run_id, run.last_seq, [event], RunPatch(set_wake=True, wake_at=utcnow()), due=True
             )
         except ConcurrencyError:
             continue
-        runtime.events_appended(run_id, seq, [event])
-        runtime.executor.notify(run_id)
         return True
 
 
@@ -367,11 +362,9 @@ async def _resume_hook(
         )
         body: dict[str, Any] = {"token": token, "data": data}
         if not delivery:
-            run_id, seq = await runtime.storage.append_hook_payload(token, body, utcnow())
-            event = NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, body)
-            runtime.events_appended(run_id, seq, [event])
-            runtime.executor.notify(run_id)
-            return run_id
+            return await runtime.journal.append_hook_payload(
+                token, body, utcnow(), hook.correlation_id
+            )
         body["delivery"] = list(delivery)
         events = await runtime.storage.get_events(hook.run_id)
         if _delivered(events, hook.correlation_id, delivery):
@@ -380,13 +373,11 @@ async def _resume_hook(
         event = NewEvent(EventType.HOOK_RECEIVED, hook.correlation_id, body, now)
         expected = events[-1].seq if events else 0
         try:
-            seq = await runtime.storage.append_events(
-                hook.run_id, expected, [event], RunPatch(set_wake=True, wake_at=now)
+            await runtime.journal.append(
+                hook.run_id, expected, [event], RunPatch(set_wake=True, wake_at=now), due=True
             )
         except ConcurrencyError:
             continue  # the log moved (another payload, the hook disposed): look again
-        runtime.events_appended(hook.run_id, seq, [event])
-        runtime.executor.notify(hook.run_id)
         return hook.run_id
 
 
@@ -488,11 +479,9 @@ async def _retry(runtime: Runtime, run_id: str) -> bool:
             status=RunStatus.PENDING, set_wake=True, wake_at=utcnow(), clear_outcome=True
         )
         try:
-            seq = await runtime.storage.append_events(run_id, run.last_seq, [event], patch)
+            await runtime.journal.append(run_id, run.last_seq, [event], patch, due=True)
         except ConcurrencyError:
             continue
-        runtime.events_appended(run_id, seq, [event])
-        runtime.executor.notify(run_id)
         return True
 
 

@@ -142,11 +142,13 @@ async def _append_if(
     patch: RunPatch | None = None,
     *,
     snapshot: tuple[Run, Sequence[Event]] | None = None,
+    due: bool = False,
 ) -> bool:
     """Append ``event`` if the run is live and ``accept`` holds on the step's
     history, re-checking after every concurrent append; False if refused.
 
-    ``snapshot`` (the run and its log, just read) saves the first reads."""
+    ``snapshot`` (the run and its log, just read) saves the first reads; with
+    ``due`` the append makes the run due and the executor is told."""
     storage = runtime.storage
     while True:
         if snapshot is None:
@@ -160,10 +162,9 @@ async def _append_if(
             return False
         last = history[-1].seq if history else 0
         try:
-            seq = await storage.append_events(run_id, last, [event], patch)
+            await runtime.journal.append(run_id, last, [event], patch, due=due)
         except ConcurrencyError:
             continue
-        runtime.events_appended(run_id, seq, [event])
         return True
 
 
@@ -286,9 +287,7 @@ async def _run_leased(
         return v.latest == attempt and attempt not in v.retried
 
     due_now = RunPatch(set_wake=True, wake_at=utcnow())
-    if await _append_if(runtime, run_id, step_id, outcome, may_settle, due_now):
-        runtime.executor.notify(run_id)
-    else:
+    if not await _append_if(runtime, run_id, step_id, outcome, may_settle, due_now, due=True):
         log.info("step outcome dropped: settled elsewhere, superseded, or the run ended")
     return outcome.type.value
 
@@ -319,7 +318,7 @@ async def sweep(runtime: Runtime, dispatcher: str, limit: int = 500) -> list[str
         log.warning("dispatched step lease expired ({}); waking the run", lease.owner)
         patch = RunPatch(set_wake=True, wake_at=now)
         try:
-            await storage.append_events(run.run_id, run.last_seq, [], patch)
+            await runtime.journal.append(run.run_id, run.last_seq, [], patch)
         except ConcurrencyError:
             continue  # the run moved on; the next sweep looks again
     lease_for = timedelta(seconds=runtime.executor.dispatch_timeout)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import threading
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -18,9 +18,12 @@ from loguru import logger
 from pyworkflow import plugins
 from pyworkflow.config import Settings, load_settings
 from pyworkflow.errors import ConfigError, CorruptDataError
-from pyworkflow.models import Event, NewEvent, Run, RunStatus
+from pyworkflow.models import Run
 from pyworkflow.redaction import redact_url
 from pyworkflow.serialization import Serializer
+
+if TYPE_CHECKING:
+    from pyworkflow.engine.journal import Journal
 
 __all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
 
@@ -41,8 +44,6 @@ class Runtime:
         self.serializer = plugins.get_serializer(settings.serializer)
         self.storage = plugins.create_storage(settings.storage, settings)
         self.executor = plugins.create_executor(settings.executor, settings)
-        self._wake_listeners: list[Callable[[datetime | None], None]] = []
-        self._observed = plugins.has_event_observers()
         self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -158,31 +159,17 @@ class Runtime:
             raise RuntimeError("the PyWorkflow runtime is not running")
         return await anyio.to_thread.run_sync(lambda: portal.call(fn, *args))
 
-    # ----- notifications from the engine -----
+    # ----- the write path -----
 
-    def add_wake_listener(self, listener: Callable[[datetime | None], None]) -> None:
-        """Be told when a run of this process suspends until a time."""
-        self._wake_listeners.append(listener)
+    @functools.cached_property
+    def journal(self) -> Journal:
+        """The one write path to run logs and its follow-ups (:mod:`pyworkflow.engine.journal`).
 
-    def wake_hint(self, at: datetime | None) -> None:
-        for listener in self._wake_listeners:
-            listener(at)
+        Made on first use, after storage and executor are in place.
+        """
+        from pyworkflow.engine.journal import Journal  # the engine package imports this module
 
-    def events_appended(self, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> None:
-        """Tell observers that ``events`` were appended, ending at ``last_seq``."""
-        if not self._observed:
-            return
-        first = last_seq - len(events) + 1
-        plugins.notify_events_appended(
-            run_id,
-            [
-                Event(run_id, first + i, e.type, e.correlation_id, e.timestamp, e.payload)
-                for i, e in enumerate(events)
-            ],
-        )
-
-    def run_finished(self, run_id: str, workflow: str, status: RunStatus) -> None:
-        plugins.notify_run_status_changed(run_id, workflow, status)
+        return Journal(self.storage, self.executor)
 
 
 _lock = threading.RLock()

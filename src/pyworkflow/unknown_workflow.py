@@ -142,11 +142,10 @@ async def note_unknown(runtime: Runtime, run: Run, owner: str, error: Exception)
             },
         )
         expected = events[-1].seq if events else 0
-        seq = await runtime.storage.append_events(run.run_id, expected, [event], owner=owner)
+        await runtime.journal.append(run.run_id, expected, [event], owner=owner)
     except ConcurrencyError:
         log.debug("the run moved on while noting its unknown workflow; noted next time")
         return
     except Exception:  # storage trouble: the back-off that follows says it again
         log.exception("could not record that the workflow is unknown to this worker")
         return
-    runtime.events_appended(run.run_id, seq, [event])

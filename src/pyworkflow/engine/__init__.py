@@ -10,6 +10,10 @@ one mixin per job over :class:`~pyworkflow.engine.state.ActivationState`:
 - :mod:`~pyworkflow.engine.recording`: flushing buffered events, rebasing after a conflict;
 - :mod:`~pyworkflow.engine.step_leases`: dispatched steps and their leases;
 - :mod:`~pyworkflow.engine.activation`: the entry points workers call.
+
+Every write to a run's log, by the engine, the client or :mod:`pyworkflow.dispatch`,
+goes through :class:`~pyworkflow.engine.journal.Journal` (``runtime.journal``), which
+also tells observers and the executor.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from pyworkflow.engine.activation import (
     check_replay,
     run_activation,
 )
+from pyworkflow.engine.journal import Journal
 from pyworkflow.engine.replay import ReplayReport
 from pyworkflow.engine.state import is_external, queued_owner
 
 __all__ = [
     "Activation",
+    "Journal",
     "ReplayReport",
     "_back_off",
     "_fail_corrupt",

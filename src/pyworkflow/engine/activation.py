@@ -98,7 +98,7 @@ async def _back_off(runtime: Runtime, run_id: str, owner: str) -> None:
     patch = RunPatch(set_wake=True, wake_at=retry_at, release_lease=True)
     try:
         run = await runtime.storage.get_run(run_id)
-        await runtime.storage.append_events(run_id, run.last_seq, [], patch, owner=owner)
+        await runtime.journal.append(run_id, run.last_seq, [], patch, owner=owner)
     except Exception:  # the run stays due; the next claim retries it
         logger.bind(run_id=run_id).exception("could not back the run off")
 
@@ -107,7 +107,7 @@ async def _fail_corrupt(runtime: Runtime, run: Run, owner: str, exc: Exception) 
     """Mark a run whose stored data cannot be decoded as failed, naming why."""
     message = f"CorruptDataError: {exc}"
     fresh = await runtime.storage.get_run(run.run_id)
-    await runtime.storage.append_events(
+    await runtime.journal.append(
         run.run_id,
         fresh.last_seq,
         [NewEvent(EventType.WORKFLOW_FAILED, None, {"error_message": message})],
@@ -120,8 +120,8 @@ async def _fail_corrupt(runtime: Runtime, run: Run, owner: str, exc: Exception) 
             release_lease=True,
         ),
         owner=owner,
+        workflow=run.workflow_name,
     )
-    runtime.run_finished(run.run_id, run.workflow_name, RunStatus.FAILED)
 
 
 async def check_replay(runtime: Runtime, run_id: str) -> ReplayReport:

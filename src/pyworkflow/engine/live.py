@@ -222,9 +222,7 @@ class Live(Replay, Recording, StepLeases):
             RunPatch(status=RunStatus.SUSPENDED, set_wake=True, wake_at=wake_at, release_lease=True)
         )
         await self._dispatch()
-        self.runtime.wake_hint(wake_at)
-        if wake_at is not None:
-            self.runtime.executor.schedule(self.run_id, wake_at)
+        self.journal.suspended(self.run_id, wake_at)
         self.log.debug("suspended until {}", wake_at)
 
     async def _finish(self) -> None:
@@ -289,5 +287,4 @@ class Live(Replay, Recording, StepLeases):
                 release_lease=True,
             )
         )
-        self.runtime.run_finished(self.run_id, self.workflow_name, status)
         self.log.info("workflow {}", status.value)

@@ -40,15 +40,14 @@ class Recording(ActivationState):
             return
         events, self.buffer = self.buffer, []
         try:
-            self.seq = await self.storage.append_events(
-                self.run_id, self.seq, events, patch, owner=self.owner
+            self.seq = await self.journal.append(
+                self.run_id, self.seq, events, patch, owner=self.owner, workflow=self.workflow_name
             )
         except ConcurrencyError:
             await self._rebase(events)
         for event in events:
             if event.type == EventType.HOOK_CREATED:
                 self.hooks[str(event.correlation_id)].durable = True
-        self.runtime.events_appended(self.run_id, self.seq, events)
 
     async def _rebase(self, events: list[NewEvent]) -> None:
         """After a conflict: keep the step outcomes in ``events`` nobody else dealt with.
@@ -82,12 +81,11 @@ class Recording(ActivationState):
                 kept = [attrs.evolve(e, payload={**e.payload, "late": True}) for e in kept]
             if kept:
                 try:
-                    self.seq = await self.storage.append_events(
+                    self.seq = await self.journal.append(
                         self.run_id, self.seq, kept, owner=self.owner
                     )
                 except ConcurrencyError:
                     continue
-                self.runtime.events_appended(self.run_id, self.seq, kept)
             recorded = {e.correlation_id for e in kept}
             for fact in facts:
                 log = self.log.bind(step_id=fact.correlation_id)

@@ -160,6 +160,8 @@ class ActivationState:
     def __init__(self, runtime: Runtime, run: Run, history: Sequence[Event], owner: str) -> None:
         self.runtime = runtime
         self.storage = runtime.storage
+        #: the one write path: every append, and what it owes observers and the executor
+        self.journal = runtime.journal
         self.serializer = runtime.serializer_for(run)  # the run keeps the one it started with
         self.limit = runtime.settings.max_payload_bytes
         self.run = run

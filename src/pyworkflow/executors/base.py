@@ -73,8 +73,10 @@ class Executor(abc.ABC):
     def schedule(self, run_id: str, at: datetime) -> None:
         """Hint that ``run_id`` suspended until ``at`` (a timer). Default: nothing.
 
-        Executors with their own timers (Celery ``eta``) arm one here; the
-        run is also found by polling or sweeping storage once due.
+        The one announcement of a suspension (see :mod:`pyworkflow.engine.journal`):
+        the local executor's embedded worker wakes then; executors with their
+        own timers (Celery ``eta``) arm one here. The run is also found by
+        polling or sweeping storage once due.
         """
 
     async def dispatch_steps(self, run_id: str, steps: Sequence[tuple[str, int]]) -> None:

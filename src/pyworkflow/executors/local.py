@@ -260,7 +260,6 @@ class LocalExecutor(Executor):
             return
         import_modules(self.settings.modules)
         worker = Worker(runtime, claim_on_stop=True)
-        runtime.add_wake_listener(self._hint)
         self.worker = worker
         self._done = anyio.Event()
         done = self._done
@@ -273,7 +272,8 @@ class LocalExecutor(Executor):
 
         runtime.task_group.start_soon(run_worker)
 
-    def _hint(self, at: datetime | None) -> None:
+    def schedule(self, run_id: str, at: datetime) -> None:
+        """A run of this process suspended until ``at``: the embedded worker wakes then."""
         if self.worker is not None:
             self.worker.hint(at)
             self.worker.wake()

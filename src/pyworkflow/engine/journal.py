@@ -1,0 +1,131 @@
+"""The one write path to run logs: append, then the follow-ups every append owes.
+
+Every writer appends through the runtime's :class:`Journal` (``runtime.journal``):
+the engine (an activation's flush, its rebase after a conflict, the back-off,
+failing a run whose data is corrupt), the client (start, cancel, retry,
+``resume_hook``) and :mod:`pyworkflow.dispatch` (a dispatched step's start and
+outcome, the sweep's wake-up). In one place, a write:
+
+1. goes to storage, carrying the ``seq`` the writer expects (a
+   :class:`~pyworkflow.errors.ConcurrencyError` goes back to the writer, which
+   decides: re-read and retry, rebase, or stop; nobody is told anything then);
+2. tells observers once per appended batch (``pyworkflow_events_appended``; an
+   empty batch, a patch alone, tells nobody), and, when its patch ends the run,
+   ``pyworkflow_run_status_changed``;
+3. tells the executor: ``notify(run_id)`` when the write makes the run due now
+   (``due=True``, and every new run and hook payload), ``schedule(run_id, at)``
+   when an activation suspends until a time (:meth:`Journal.suspended`).
+
+**A suspension is announced once, by** ``Executor.schedule``. There used to be
+two announcements, the runtime's wake listeners (``Runtime.wake_hint``) and
+``executor.schedule``, and the only wake listener was the local executor's,
+telling its own worker. The executor is the one party that acts on the
+wake-up (the local executor's embedded worker sleeps until then, Celery arms an
+``eta`` activation), so the runtime's listeners are gone. Wake-ups that other
+processes cause arrive through storage's own wake listeners
+(``Storage.add_wake_listener``: PostgreSQL ``LISTEN``, Redis pub/sub), which
+are a different channel and stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pyworkflow import plugins
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch
+
+if TYPE_CHECKING:
+    from pyworkflow.executors.base import Executor
+    from pyworkflow.storage.base import Storage
+
+__all__ = ["Journal"]
+
+
+class Journal:
+    """Appends to run logs and tells observers and the executor, in one place.
+
+    One per runtime (``runtime.journal``); it holds the runtime's storage and
+    executor, and whether any plugin observes appended events (asked once, so
+    an append with no observer costs one attribute test).
+    """
+
+    __slots__ = ("executor", "observed", "storage")
+
+    def __init__(self, storage: Storage, executor: Executor) -> None:
+        self.storage = storage
+        self.executor = executor
+        #: Whether a plugin implements ``pyworkflow_events_appended``.
+        self.observed = plugins.has_event_observers()
+
+    async def create(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
+        """Create ``run`` with its first ``events``, idempotently; the run is due at once.
+
+        Returns the stored run and whether this call created it; only a
+        created run is announced (observers, ``executor.notify``).
+        """
+        stored, created = await self.storage.create_run(run, list(events))
+        if created:
+            if self.observed and events:
+                self._observe(stored.run_id, len(events), events)
+            self.executor.notify(stored.run_id)
+        return stored, created
+
+    async def append(
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        patch: RunPatch | None = None,
+        *,
+        owner: str | None = None,
+        due: bool = False,
+        workflow: str | None = None,
+    ) -> int:
+        """Append ``events`` (and apply ``patch``) after ``expected_seq``; the new last seq.
+
+        :param owner: the activation's lease owner, when an activation writes.
+        :param due: the write makes the run due now: the executor is notified.
+        :param workflow: the run's workflow name; required when ``patch`` ends
+            the run (a terminal status), whose observers are then told.
+        """
+        seq = await self.storage.append_events(run_id, expected_seq, events, patch, owner=owner)
+        if events and self.observed:
+            self._observe(run_id, seq, events)
+        if patch is not None and patch.status is not None and patch.status.is_terminal:
+            if workflow is None:
+                raise TypeError(f"run {run_id}: an append that ends the run must name its workflow")
+            plugins.notify_run_status_changed(run_id, workflow, patch.status)
+        if due:
+            self.executor.notify(run_id)
+        return seq
+
+    async def append_hook_payload(
+        self, token: str, body: Mapping[str, Any], at: datetime, correlation_id: str
+    ) -> str:
+        """Append ``hook_received`` with ``body`` to the run of hook ``token``; its run id.
+
+        One atomic storage call (no expected seq); the run is due at once.
+        """
+        run_id, seq = await self.storage.append_hook_payload(token, body, at)
+        if self.observed:
+            event = NewEvent(EventType.HOOK_RECEIVED, correlation_id, body, at)
+            self._observe(run_id, seq, [event])
+        self.executor.notify(run_id)
+        return run_id
+
+    def suspended(self, run_id: str, wake_at: datetime | None) -> None:
+        """Announce, once, that ``run_id`` suspended until ``wake_at`` (``None``: no timer)."""
+        if wake_at is not None:
+            self.executor.schedule(run_id, wake_at)
+
+    def _observe(self, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> None:
+        first = last_seq - len(events) + 1
+        plugins.notify_events_appended(
+            run_id,
+            [
+                Event(run_id, first + i, e.type, e.correlation_id, e.timestamp, e.payload)
+                for i, e in enumerate(events)
+            ],
+        )
