@@ -21,6 +21,7 @@ from pyworkflow.errors import ConfigError, CorruptDataError
 from pyworkflow.models import Run
 from pyworkflow.redaction import redact_url
 from pyworkflow.serialization import Serializer
+from pyworkflow.storage.base import open_storage
 
 if TYPE_CHECKING:
     from pyworkflow.engine.journal import Journal
@@ -78,7 +79,8 @@ class Runtime:
         self._stop = anyio.Event()
         async with BlockingPortal() as portal, anyio.create_task_group() as tg:
             self.task_group = tg
-            await self.storage.open()
+            # background tasks of the storage (a LISTEN loop) run in this task group
+            await open_storage(self.storage, tg)
             try:
                 await self.executor.start(self)
                 self._portal = portal

@@ -31,10 +31,9 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def storage(schema_url: str) -> AsyncIterator[PostgresStorage]:
-    store = PostgresStorage(schema_url)
-    await store.open()
-    yield store
-    await store.close()
+    # as the runtime opens it: with a task group, where its LISTEN loop runs
+    async with PostgresStorage(schema_url) as store:
+        yield store
 
 
 # ----- configuration -----
@@ -196,20 +195,15 @@ async def test_notify_reaches_listeners_of_other_connections(
 async def test_no_notify_when_disabled(schema_url: str) -> None:
     quiet = PostgresStorage(schema_url, PostgresSettings(notify=False))
     loud = PostgresStorage(schema_url)
-    await quiet.open()
-    await loud.open()
     heard: list[datetime | None] = []
     loud.add_wake_listener(heard.append)
-    try:
+    async with quiet, loud:
         await anyio.sleep(0.3)
         heard.clear()
         await quiet.create_run(make_run("silent", wake_at=utcnow()), [])
         await anyio.sleep(0.5)
         assert heard == []
-        assert quiet._listen_task is None
-    finally:
-        await quiet.close()
-        await loud.close()
+        assert quiet._background is None  # no LISTEN task
 
 
 # ----- connection loss -----

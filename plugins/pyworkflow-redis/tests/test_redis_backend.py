@@ -37,12 +37,9 @@ def ev(cid: str = "1", kind: EventType = EventType.STEP_COMPLETED, **payload: An
 
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[RedisStorage]:
-    storage = RedisStorage(redis_url)
-    await storage.open()
-    try:
+    # as the runtime opens it: with a task group, where its subscriber runs
+    async with RedisStorage(redis_url) as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 # ----- plugin wiring and options -----
@@ -399,12 +396,11 @@ async def test_calls_and_the_subscriber_survive_a_restart(
 ) -> None:
     server = own_redis()
     url = f"{server.url}?prefix={new_prefix()}"
-    listening, writing = RedisStorage(url), RedisStorage(url)
     heard: list[datetime | None] = []
+    listening = RedisStorage(url)
     listening.add_wake_listener(heard.append)
-    await listening.open()
-    await writing.open()
-    try:
+    # opened as the runtime opens them: the subscriber runs in their task group until close
+    async with listening, RedisStorage(url) as writing:
         now = utcnow()
         await asyncio.sleep(0.2)  # the subscription is up
         await writing.create_run(make_run("r", wake_at=now), [ev()])
@@ -420,9 +416,6 @@ async def test_calls_and_the_subscriber_survive_a_restart(
         await writing.append_events("r", 2, [], patch)
         await wait_until(lambda: later in heard)
         assert [e.seq for e in await listening.get_events("r")] == [1, 2]
-    finally:
-        await listening.close()
-        await writing.close()
 
 
 def restart(server: RedisServer) -> None:

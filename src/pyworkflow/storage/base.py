@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from pyworkflow.models import (
     Event,
@@ -18,9 +21,13 @@ from pyworkflow.models import (
     StepLease,
 )
 
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
 __all__ = [
     "Storage",
     "command_mode",
+    "open_storage",
     "set_command_mode",
 ]
 
@@ -53,6 +60,12 @@ class Storage(abc.ABC):
     processes sharing one database: every write that depends on state
     (append, claim, lease) is atomic.
 
+    Lifecycle: :meth:`open` before use, :meth:`close` after. The runtime
+    calls ``open(task_group)`` with its own task group, in which the storage
+    starts any background task it needs (see :meth:`open`); ``async with
+    storage:`` does the same with a task group of its own, for scripts and
+    tests.
+
     Semantics every backend follows (the conformance tests check them):
 
     - ``append_events`` writes events with seq ``expected_seq + 1 ...`` only
@@ -67,7 +80,8 @@ class Storage(abc.ABC):
     url: str
     #: Whether the backend pushes wake-ups made by other processes to
     #: :meth:`add_wake_listener` listeners (Postgres ``LISTEN/NOTIFY``, Redis
-    #: pub/sub). Workers poll either way; a push only makes them claim sooner.
+    #: pub/sub) once opened with a task group. Workers poll either way; a push
+    #: only makes them claim sooner.
     pushes_wakeups: bool = False
     #: Whether this object may be used from another thread's event loop at the same
     #: time as from its own (its data lives in this object, under a lock). A worker's
@@ -97,11 +111,55 @@ class Storage(abc.ABC):
         for listener in list(self.__dict__.get("_wake_listeners", [])):
             listener(at)
 
-    async def open(self) -> None:
-        """Connect and create the schema if needed."""
+    async def open(self, task_group: TaskGroup | None = None) -> None:
+        """Connect and create the schema if needed.
+
+        ``task_group`` is the task group of whoever owns the storage (the
+        runtime passes its own). A storage that needs a task running beside
+        its calls, such as a ``LISTEN`` loop or a pub/sub subscriber that
+        pushes wake-ups, starts it there, never with ``asyncio.create_task``,
+        and :meth:`close` ends it and waits for it: after ``close()`` no task
+        of the storage's is left running. :class:`~pyworkflow.storage.background.BackgroundTasks`
+        does that bookkeeping. Without a task group (None: a one-off script, a
+        second storage used only for lease renewals) the storage starts no
+        background task; it works the same, except that it pushes no wake-ups
+        (workers find due runs by polling regardless).
+
+        Storages written before the parameter existed, whose ``open(self)``
+        takes no argument, keep working: :func:`open_storage`, which the
+        runtime uses, calls them without it (with a ``DeprecationWarning``).
+        """
 
     async def close(self) -> None:
-        """Release connections; the object is unusable afterwards."""
+        """End the storage's background tasks, release connections; unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        """Open the storage with a task group of its own (closed by ``__aexit__``)."""
+        import anyio  # lazily: importing a backend stays cheap
+
+        stack = AsyncExitStack()
+        task_group = await stack.enter_async_context(anyio.create_task_group())
+        try:
+            await open_storage(self, task_group)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self.__dict__["_context_stack"] = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close the storage, then leave its task group."""
+        stack: AsyncExitStack | None = self.__dict__.pop("_context_stack", None)
+        try:
+            await self.close()
+        finally:
+            if stack is not None:
+                await stack.__aexit__(exc_type, exc, traceback)
 
     @abc.abstractmethod
     async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
@@ -235,3 +293,35 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
         """Up to ``limit`` step leases over all runs with ``until < now``, oldest first."""
+
+
+def _open_takes_task_group(storage: Storage) -> bool:
+    import inspect  # lazily: only opening a storage needs it
+
+    try:
+        parameters = inspect.signature(storage.open).parameters.values()
+    except (TypeError, ValueError):  # a callable without a signature: assume today's contract
+        return True
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in kinds or p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+
+
+async def open_storage(storage: Storage, task_group: TaskGroup | None) -> None:
+    """``storage.open(task_group)``, or ``storage.open()`` for a storage from before the parameter.
+
+    A storage class whose ``open(self)`` takes no task group gets a
+    ``DeprecationWarning`` naming it: it still works, but any background task
+    it starts is outside the runtime's task group.
+    """
+    if _open_takes_task_group(storage):
+        await storage.open(task_group)
+        return
+    cls = type(storage)
+    warnings.warn(
+        f"{cls.__module__}.{cls.__qualname__}.open() takes no task group; define it as "
+        "open(self, task_group=None) and start background tasks in that task group "
+        "(see pyworkflow.storage.base.Storage.open)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    await storage.open()  # an override from before the parameter

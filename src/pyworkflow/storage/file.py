@@ -117,7 +117,7 @@ class FileStorage(Storage):
         self._exclusive = False  # whether the operation in progress holds the write lock
         self._warned: set[str] = set()  # runs whose broken row was already reported
 
-    async def open(self) -> None:
+    async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
         for sub in ("runs", "hooks", "keys", "steps"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch()

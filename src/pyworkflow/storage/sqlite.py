@@ -390,7 +390,7 @@ class SQLiteStorage(Storage):
         """Transactions committed by this instance so far (a benchmark reads it)."""
         return self._closed_commits + (self._writer.commit_count if self._writer else 0)
 
-    async def open(self) -> None:
+    async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
         if self._writer is not None:
             return
         writer_conn, *reader_conns = await anyio.to_thread.run_sync(self._open_connections)

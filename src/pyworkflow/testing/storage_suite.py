@@ -11,13 +11,18 @@ Use it from a plugin's tests with one import::
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
+from pyworkflow.config import load_settings
 from pyworkflow.errors import (
     ConcurrencyError,
     HookNotFoundError,
@@ -33,7 +38,8 @@ from pyworkflow.models import (
     StepLease,
     utcnow,
 )
-from pyworkflow.storage.base import Storage
+from pyworkflow.runtime import Runtime
+from pyworkflow.storage.base import Storage, open_storage
 
 __all__ = ["StorageConformance", "make_run"]
 
@@ -72,12 +78,75 @@ class StorageConformance:
 
     @pytest.fixture
     async def storage(self, tmp_path: Path) -> AsyncIterator[Storage]:
-        storage = self.make_storage(tmp_path)
-        await storage.open()
-        try:
+        # opened as the runtime opens it: with a task group for its background tasks
+        async with self.make_storage(tmp_path) as storage:
             yield storage
-        finally:
+
+    # ----- lifecycle: background tasks live in the owner's task group -----
+
+    async def test_close_ends_every_task_the_storage_started(self, tmp_path: Path) -> None:
+        storage = self.make_storage(tmp_path)
+        before = asyncio.all_tasks()
+        async with anyio.create_task_group() as tg:
+            await open_storage(storage, tg)
+            started = asyncio.all_tasks() - before
+            await storage.create_run(make_run("r"), [ev(EventType.WORKFLOW_STARTED)])
             await storage.close()
+            assert [t.get_name() for t in started if not t.done()] == []
+        # its tasks are the task group's own: they end when the task group is cancelled
+        owned = self.make_storage(tmp_path)
+        before = asyncio.all_tasks()
+        async with anyio.create_task_group() as tg:
+            await open_storage(owned, tg)
+            started = asyncio.all_tasks() - before
+            tg.cancel_scope.cancel()
+        assert [t.get_name() for t in started if not t.done()] == []
+        await owned.close()
+        # and without a task group it starts none at all (a fresh storage: the suite's
+        # make_storage may hand out an empty one per call)
+        plain = self.make_storage(tmp_path)
+        before = asyncio.all_tasks()
+        await plain.open()
+        try:
+            await plain.create_run(make_run("p"), [ev(EventType.WORKFLOW_STARTED)])
+            assert (await plain.get_run("p")).last_seq == 1
+            assert asyncio.all_tasks() - before == set()
+        finally:
+            await plain.close()
+
+    def test_runtime_shutdown_leaves_no_storage_task(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        storage = self.make_storage(tmp_path)
+        started: set[asyncio.Task[Any]] = set()
+        left: list[str] = []
+        closed: list[bool] = []
+        open_, close_ = storage.open, storage.close
+
+        @functools.wraps(open_)  # the same signature: a storage without the task group too
+        async def open_watched(*task_group: anyio.abc.TaskGroup | None) -> None:
+            before = asyncio.all_tasks()
+            await open_(*task_group)
+            started.update(asyncio.all_tasks() - before)
+
+        async def close_watched() -> None:
+            await close_()
+            left.extend(t.get_name() for t in started if not t.done())
+            closed.append(True)
+
+        monkeypatch.setattr(storage, "open", open_watched)
+        monkeypatch.setattr(storage, "close", close_watched)
+        runtime = Runtime(load_settings({"storage": "memory://"}))
+        runtime.storage = storage
+        runtime.start()
+        try:
+            if storage.pushes_wakeups:  # its wake-up loop runs in the runtime's task group
+                assert started
+            runtime.call(storage.create_run, make_run("r"), [ev(EventType.WORKFLOW_STARTED)])
+        finally:
+            runtime.shutdown()
+        assert closed == [True]
+        assert left == []
 
     # ----- runs and the log -----
 

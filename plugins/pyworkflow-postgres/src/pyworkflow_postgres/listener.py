@@ -1,13 +1,18 @@
-"""``LISTEN`` on the wake-up channel: a dedicated connection that survives restarts."""
+"""``LISTEN`` on the wake-up channel: a dedicated connection that survives restarts.
+
+:meth:`WakeListener.run` is a background task of the storage: it runs in
+the task group the storage was opened with and ends when that scope is
+cancelled (``PostgresStorage.close``), closing its connection.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from loguru import logger
 
 from pyworkflow.backoff import Backoff
@@ -59,21 +64,19 @@ class WakeListener:
                 delay = backoff.next_delay()
                 assert delay is not None  # no timeout: it never gives up
                 self.log.warning("LISTEN connection failed ({}); retrying in {:.1f}s", exc, delay)
-                await asyncio.sleep(delay)
+                await anyio.sleep(delay)
                 continue
             backoff.reset()
             try:
                 await self._listen(conn)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 self.log.warning("LISTEN connection lost ({}); reconnecting", exc)
             finally:
                 with contextlib.suppress(Exception):
-                    conn.terminate()
+                    conn.terminate()  # synchronous: the socket is closed even when cancelled
 
     async def _listen(self, conn: Any) -> None:
-        lost = asyncio.Event()
+        lost = anyio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(self.channel, self._notified)
         self.connections += 1
@@ -81,8 +84,9 @@ class WakeListener:
             self.log.info("LISTEN connection restored")
         self.on_wake(None)
         while not conn.is_closed():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), PING_INTERVAL)
+            with anyio.move_on_after(PING_INTERVAL):
+                await lost.wait()
             if lost.is_set() or conn.is_closed():
                 return
-            await asyncio.wait_for(conn.execute("SELECT 1"), PING_INTERVAL)
+            with anyio.fail_after(PING_INTERVAL):
+                await conn.execute("SELECT 1")

@@ -7,13 +7,13 @@ idle workers claim at once instead of waiting for their next poll.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
 import attrs
 from loguru import logger
 from sqlalchemy import Row, case, delete, func, insert, null, or_, select, update
@@ -40,6 +40,7 @@ from pyworkflow.models import (
     StepLease,
 )
 from pyworkflow.redaction import redact_text, redact_url
+from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
 from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
@@ -126,7 +127,7 @@ class PostgresStorage(Storage):
         self.log = logger.bind(storage=self.log_url)
         self._engine: AsyncEngine | None = None
         self._listener: WakeListener | None = None
-        self._listen_task: asyncio.Task[None] | None = None
+        self._background: BackgroundTasks | None = None
         #: Seconds to keep retrying an unreachable database, and which option set it.
         self._retry_for, self._retry_option = self.settings.reconnect_timeout, "reconnect_timeout"
 
@@ -138,7 +139,13 @@ class PostgresStorage(Storage):
             "timeout": min(self.settings.connect_timeout, self._retry_for),
         }
 
-    async def open(self) -> None:
+    async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
+        """Connect, create or check the schema, and LISTEN for wake-ups in ``task_group``.
+
+        The ``LISTEN`` loop (with ``notify``) runs in ``task_group``, the
+        runtime's; :meth:`close` ends it. Opened without a task group, the
+        storage does not listen (its wake-ups are still sent to others).
+        """
         if self._engine is not None:
             return
         if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
@@ -158,11 +165,14 @@ class PostgresStorage(Storage):
             await self._engine.dispose()
             self._engine = None
             raise
-        if self.settings.notify:
+        if self.settings.notify and task_group is not None:
             self._listener = WakeListener(
                 self._listen_connection, self.channel, self.wake_listeners
             )
-            self._listen_task = asyncio.create_task(self._listener.run())
+            self._background = BackgroundTasks(task_group, owner=self.log_url)
+            await self._background.start(
+                self._listener.run, name=f"pyworkflow-listen:{self.channel}"
+            )
 
     async def _prepare_schema(self, conn: AsyncConnection) -> None:
         if self.settings.migrate:
@@ -187,14 +197,14 @@ class PostgresStorage(Storage):
         return await asyncpg.connect(**kwargs)
 
     async def close(self) -> None:
-        task, engine = self._listen_task, self._engine
-        self._listen_task, self._engine, self._listener = None, None, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop listening (the LISTEN task has ended when this returns), close the pool."""
+        background, engine = self._background, self._engine
+        self._background, self._engine, self._listener = None, None, None
+        if background is not None:
+            await background.aclose()
         if engine is not None:
-            await engine.dispose()
+            with anyio.CancelScope(shield=True):
+                await engine.dispose()
 
     # ----- plumbing -----
 
@@ -245,7 +255,7 @@ class PostgresStorage(Storage):
                     raise StorageUnavailableError(message) from exc
                 if backoff.attempts == 1:
                     self.log.warning("database unreachable ({}); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
+                await anyio.sleep(delay)
 
     def _unreachable(self, exc: BaseException, attempts: int) -> str:
         """What was tried and how to go on, for a database that did not answer."""

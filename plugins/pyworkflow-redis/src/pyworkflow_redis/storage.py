@@ -27,7 +27,6 @@ Key layout (``P`` is the prefix, ``pyworkflow`` by default):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import uuid
@@ -36,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 import attrs
 import redis.asyncio as aioredis
 from loguru import logger
@@ -76,6 +76,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.redaction import redact_text, redact_url
+from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage
 from pyworkflow.storage.rows import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
 from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
@@ -273,7 +274,7 @@ class RedisStorage(Storage):
         self.prefix = self.options.prefix
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
-        self._listener: asyncio.Task[None] | None = None
+        self._background: BackgroundTasks | None = None
         self._closing = False
         #: The URL with its password hidden, for logs and errors.
         self.log_url = redact_url(url)
@@ -291,8 +292,13 @@ class RedisStorage(Storage):
             self._connect_url, decode_responses=False, retry=Retry(NoBackoff(), 0)
         )
 
-    async def open(self) -> None:
-        """Connect, check the server's durability settings, start the wake-up subscriber."""
+    async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
+        """Connect, check the server's durability settings, subscribe to wake-ups.
+
+        The wake-up subscriber runs in ``task_group`` (the runtime's) until
+        :meth:`close`; without a task group there is none (this storage then
+        hears no wake-ups; it still publishes its own).
+        """
         if self._redis is not None:
             return
         self._closing = False
@@ -317,22 +323,22 @@ class RedisStorage(Storage):
             "expired_step_leases": scripts.EXPIRED_STEP_LEASES,
         }
         self._scripts = {name: client.register_script(src) for name, src in sources.items()}
-        self._listener = asyncio.get_running_loop().create_task(
-            self._listen(), name=f"pyworkflow-redis-wake:{self.prefix}"
-        )
+        if task_group is not None:
+            self._background = BackgroundTasks(task_group, owner=self.log_url)
+            await self._background.start(self._listen, name=f"pyworkflow-redis-wake:{self.prefix}")
 
     async def close(self) -> None:
-        """Stop the subscriber and close the connections."""
-        listener, client = self._listener, self._redis
-        self._listener, self._redis, self._scripts = None, None, {}
+        """Stop the subscriber (its task has ended when this returns), close the connections."""
+        background, client = self._background, self._redis
+        self._background, self._redis, self._scripts = None, None, {}
         self._closing = True
-        if listener is not None:
-            listener.cancel()
-            # redis-py may turn a cancellation into a read timeout; the loop then sees
-            # _closing within _POLL seconds
-            await asyncio.wait({listener}, timeout=_POLL + 1)
+        if background is not None:
+            # a cancellation redis-py turns into a read timeout is delivered again by the
+            # task's cancel scope; the loop also sees _closing within _POLL seconds
+            await background.aclose()
         if client is not None:
-            await client.aclose()
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
 
     async def _check_server(self, client: aioredis.Redis) -> None:
         await client.ping()
@@ -791,15 +797,15 @@ class RedisStorage(Storage):
                 missed = True
                 delay = backoff.next_delay()
                 assert delay is not None  # no timeout: it never gives up
-                await asyncio.sleep(delay)
+                await anyio.sleep(delay)
             except Exception:
                 self.log.exception("wake-up subscription failed; subscribing again")
                 missed = True
-                await asyncio.sleep(backoff.cap)
+                await anyio.sleep(backoff.cap)
             finally:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
                     # redis-py's PubSub.aclose has no annotations
-                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _notify(self, at: datetime | None) -> None:
         try:
