@@ -66,7 +66,14 @@ print(json.dumps({"result_at": time.time(), "inside": inside}))
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    """This environment, without PyWorkflow settings and with bytecode caching on.
+
+    A user's interpreter reads cached bytecode; without it (``PYTHONDONTWRITEBYTECODE``
+    is set on some machines) every import compiles its source and the figures
+    measure the compiler. The warm-up run writes the caches.
+    """
+    skip = ("PYWORKFLOW_", "PYTHONDONTWRITEBYTECODE")
+    return {k: v for k, v in os.environ.items() if not k.startswith(skip)}
 
 
 def _wall(argv: list[str], cwd: str) -> float:
