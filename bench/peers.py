@@ -537,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = Report()
     began = time.perf_counter()
+    load_start = os.getloadavg()[0]
     report.header.append(
         f"run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
         f"{'--quick' if args.quick else 'full sizes'}"
@@ -560,7 +561,10 @@ def main(argv: list[str] | None = None) -> int:
                 report.errors.append(f"{group}: {exc}")
     if only_rows:
         report.rows = [r for r in report.rows if r.key in only_rows]
-    report.header.append(f"bench wall time: {time.perf_counter() - began:.0f} s")
+    report.header.append(
+        f"bench wall time: {time.perf_counter() - began:.0f} s; 1-minute load average at start "
+        f"{load_start:.1f}, at end {os.getloadavg()[0]:.1f} (other jobs on the machine show here)"
+    )
     sys.stdout.write(render(report, args.markdown))
     return 1 if report.errors else 0
 
