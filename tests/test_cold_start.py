@@ -171,10 +171,19 @@ def test_step_and_workflow_are_the_decorators_whatever_is_imported_first(
     _modules_after(code, tmp_path)
 
 
-def test_the_library_is_silent_once_any_submodule_is_imported(tmp_path: Path) -> None:
-    code = textwrap.dedent(
+@pytest.mark.parametrize(
+    "first",
+    [
+        "pyworkflow.errors",
+        "pyworkflow.logs",  # binds pyworkflow.redaction while it is itself half imported
+        "pyworkflow.redaction",
+        "pyworkflow.storage.sqlite",
+        "pyworkflow.cli, pyworkflow.models",  # the CLI package alone does not silence
+    ],
+)
+def test_the_library_is_silent_once_any_submodule_is_imported(tmp_path: Path, first: str) -> None:
+    code = f"import {first}\n" + textwrap.dedent(
         """
-        import pyworkflow.errors
         from loguru import logger
         exec(compile("logger.warning('from the library')", "<lib>", "exec"),
              {"__name__": "pyworkflow.probe", "logger": logger})

@@ -158,7 +158,11 @@ class _Package(types.ModuleType):
         if isinstance(value, types.ModuleType):
             if _EXPORTS.get(name) == value.__name__:
                 value = getattr(value, name)
-            if not _silenced and name != "cli":
+            logs = sys.modules.get("pyworkflow.logs")
+            # While pyworkflow.logs itself is importing (it binds what it imports
+            # first), wait for it to be bound.
+            ready = logs is None or hasattr(logs, "silence_library")
+            if not _silenced and name != "cli" and ready:
                 _silenced = True
                 from pyworkflow.logs import silence_library
 
