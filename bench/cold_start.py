@@ -14,18 +14,26 @@ Rows (each the median of ``--repeat`` fresh processes, default 7):
 - ``1-step workflow, process start -> exit``: also counts interpreter shutdown.
 - ``pyworkflow --help``: process start to exit.
 
-Measured on the development machine (2 cores, shared with other jobs, so
-figures move by 10-30 %), 2026-11-28, before and after the cold-start change:
+Measured on the development machine (2 cores shared with other jobs: figures
+move by 20-50 % from run to run), 2026-11-28, medians of 7, before (704eb9b)
+and after the cold-start commits, the two measured back to back:
 
 ========================================== ======== =======
 row                                         before   after
 ========================================== ======== =======
-python -c pass                                 95      95
-import pyworkflow                             240     110
-1-step workflow, process start -> result      640     330
-1-step workflow, start() -> get_result()      420      70
-pyworkflow --help                             370     250
+python -c pass                                 43      40
+import pyworkflow                             210      40
+1-step workflow, process start -> result      592     210
+1-step workflow, start() -> get_result()      426      51
+1-step workflow, process start -> exit        767     255
+pyworkflow --help                             434     229
 ========================================== ======== =======
+
+Where the "after" time goes (``-X importtime``, a 1-step run): imports of
+asyncio/anyio, attrs, loguru, importlib.metadata plus three entry-point scans
+(logs, the plugin manager, pluggy) make most of the ~110-150 ms of imports;
+the first ``get_runtime()`` ~30-40 ms (plugin manager ~12 ms, creating the
+SQLite file ~6-20 ms); ``get_result`` 10-20 ms, most of it its polling sleep.
 
 Run: ``python bench/cold_start.py [--repeat N]``.
 """
