@@ -107,3 +107,8 @@ def test_cold_start_figures(pw_side: ModuleType, tmp_path: Path) -> None:
         "help_ms",
     }
     assert all(value > 0 for value in result.values())
+
+
+def test_best_of_rounds(peers: ModuleType) -> None:
+    rounds = [{"steps_us": 900.0, "ten_step_wps": 50.0}, {"steps_us": 800.0, "ten_step_wps": 40.0}]
+    assert peers.best_of(rounds) == {"steps_us": 800.0, "ten_step_wps": 50.0}
