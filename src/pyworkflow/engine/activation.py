@@ -12,19 +12,8 @@ from pyworkflow.engine.context import WorkflowCalls
 from pyworkflow.engine.live import Live
 from pyworkflow.engine.replay import ReplayReport
 from pyworkflow.engine.state import _LostOwnership, _Restart
-from pyworkflow.errors import (
-    CorruptDataError,
-    SerializationError,
-    WorkflowNotFoundError,
-)
-from pyworkflow.models import (
-    EventType,
-    NewEvent,
-    Run,
-    RunPatch,
-    RunStatus,
-    utcnow,
-)
+from pyworkflow.errors import CorruptDataError, SerializationError, WorkflowNotFoundError
+from pyworkflow.models import EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow import context as ctxmod

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyworkflow.engine.state import (
     _STEP_CALLS,
@@ -18,18 +18,10 @@ from pyworkflow.engine.state import (
     _Op,
 )
 from pyworkflow.hooks import check_hook_secret, check_hook_token
-from pyworkflow.models import (
-    Event,
-    EventType,
-    NewEvent,
-    utcnow,
-)
+from pyworkflow.models import Event, EventType, NewEvent, utcnow
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.step import StepDefinition, check_dispatchable
 from pyworkflow.validation import schema_ref
-
-if TYPE_CHECKING:
-    pass
 
 
 class WorkflowCalls(ActivationState):

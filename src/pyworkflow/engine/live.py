@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import attrs
@@ -12,23 +12,10 @@ from pyworkflow.engine.recording import Recording
 from pyworkflow.engine.replay import Replay
 from pyworkflow.engine.state import _STEP_FACTS, _BadInput, _Diverged, _Op
 from pyworkflow.engine.step_leases import StepLeases
-from pyworkflow.errors import (
-    HookTokenConflictError,
-    NonDeterminismError,
-    SerializationError,
-)
-from pyworkflow.models import (
-    EventType,
-    NewEvent,
-    RunPatch,
-    RunStatus,
-    utcnow,
-)
+from pyworkflow.errors import HookTokenConflictError, NonDeterminismError, SerializationError
+from pyworkflow.models import EventType, NewEvent, RunPatch, RunStatus, utcnow
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.stepexec import run_step_attempt
-
-if TYPE_CHECKING:
-    pass
 
 
 class Live(Replay, Recording, StepLeases):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import attrs
 
 from pyworkflow.engine.state import (
@@ -14,17 +12,8 @@ from pyworkflow.engine.state import (
     _Restart,
     is_external,
 )
-from pyworkflow.errors import (
-    ConcurrencyError,
-)
-from pyworkflow.models import (
-    EventType,
-    NewEvent,
-    RunPatch,
-)
-
-if TYPE_CHECKING:
-    pass
+from pyworkflow.errors import ConcurrencyError
+from pyworkflow.models import EventType, NewEvent, RunPatch
 
 
 class Recording(ActivationState):

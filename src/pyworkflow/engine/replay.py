@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import attrs
 
 from pyworkflow import context as ctxmod
 from pyworkflow.engine.state import _RESOLUTIONS, ActivationState, _BadInput
-from pyworkflow.errors import (
-    NonDeterminismError,
-    StepFailedError,
-)
-from pyworkflow.models import (
-    Event,
-    EventType,
-    NewEvent,
-)
+from pyworkflow.errors import NonDeterminismError, StepFailedError
+from pyworkflow.models import Event, EventType, NewEvent
 from pyworkflow.workflow import get_workflow
-
-if TYPE_CHECKING:
-    pass
 
 
 @attrs.frozen

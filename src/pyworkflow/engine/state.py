@@ -14,18 +14,8 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from loguru import logger
 
-from pyworkflow.errors import (
-    CorruptDataError,
-    SerializationError,
-)
-from pyworkflow.models import (
-    EXTERNAL_EVENTS,
-    Event,
-    EventType,
-    NewEvent,
-    Run,
-    RunPatch,
-)
+from pyworkflow.errors import CorruptDataError, SerializationError
+from pyworkflow.models import EXTERNAL_EVENTS, Event, EventType, NewEvent, Run, RunPatch
 from pyworkflow.sandbox import WorkflowLoop
 from pyworkflow.step import StepDefinition
 from pyworkflow.stepexec import dump_error, retry_bases, voided_seqs

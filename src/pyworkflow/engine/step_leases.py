@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pyworkflow.engine.state import ActivationState, queued_owner
-from pyworkflow.models import (
-    utcnow,
-)
-
-if TYPE_CHECKING:
-    pass
+from pyworkflow.models import utcnow
 
 
 class StepLeases(ActivationState):
