@@ -9,10 +9,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 import attrs
@@ -98,6 +97,11 @@ _CLAIM = (
     "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY wake_at LIMIT ?) "
     f"RETURNING {', '.join(RUN_COLUMNS)}"
 )
+#: Whether any run is due with a free or expired lease (the claim's own test, read only).
+_ANY_DUE = (
+    f"SELECT 1 FROM {_RUNS} WHERE wake_at <= ? "
+    "AND (lease_owner IS NULL OR lease_expires_at < ?) LIMIT 1"
+)
 #: One run, due and with a free, expired (or, with a prefix, taken-over) lease.
 _CLAIM_ONE = (
     f"UPDATE {_RUNS} SET lease_owner = ?, lease_expires_at = ? "
@@ -180,7 +184,10 @@ SCHEMA_OBJECTS = frozenset(
     statement.split(" IF NOT EXISTS ", 1)[1].split(None, 1)[0] for statement in SCHEMA
 )
 
-_Request = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
+#: A request: the function to run on a connection, and the future (of the caller's
+#: event loop) that receives its outcome.
+_Request = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+_Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 _EventRow = tuple[str, int, str, str | None, float, str]
 
 
@@ -250,86 +257,172 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
+class _Busy(Exception):
+    """``BEGIN IMMEDIATE`` found the write lock taken by another connection (process)."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _transact(conn: sqlite3.Connection, batch: Sequence[_Request]) -> tuple[bool, list[_Outcome]]:
+    """Run ``batch`` in one write transaction; return (committed, outcomes).
+
+    Each request runs inside its own SAVEPOINT when the batch has several, so
+    one request's error (a ``ConcurrencyError``, say) rolls back only that
+    request; a lone request that fails rolls the transaction back. Raises
+    :class:`_Busy` when the write lock cannot be had within the connection's
+    busy timeout, and any error of ``BEGIN``/``COMMIT`` after rolling back:
+    the connection is left outside a transaction whatever happens.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise _Busy(str(exc)) from exc
+        raise
+    outcomes: list[_Outcome] = []
+    try:
+        if len(batch) == 1:
+            fn, future = batch[0]
+            try:
+                outcomes.append((future, fn(conn), None))
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                return False, [(future, None, exc)]
+        else:
+            for fn, future in batch:
+                conn.execute("SAVEPOINT request")
+                try:
+                    outcomes.append((future, fn(conn), None))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO request")
+                    outcomes.append((future, None, exc))
+                conn.execute("RELEASE request")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return True, outcomes
+
+
+def _settle(outcomes: Sequence[_Outcome]) -> None:
+    """Hand each outcome to its future (on the future's loop); cancelled ones are skipped."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _deliver(outcomes: Sequence[_Outcome]) -> None:
+    """From a worker thread: settle the futures, one wake-up per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, group in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle, group)
+
+
 class _Writer(threading.Thread):
     """Owns the write connection; commits every queued request in one transaction.
 
-    Each request runs inside its own SAVEPOINT (when the batch has several),
-    so one request's error (a ``ConcurrencyError``, say) rolls back only that
-    request. A request cancelled while queued is skipped; one already running
-    completes. Nothing a request does can stop the thread.
+    The connection is also used on the caller's event loop (``inline``), without
+    a thread hop, whenever this thread has nothing queued or in hand: ``lock``
+    is held by whichever side runs a transaction. ``busy`` is set while requests
+    are queued or being committed here; callers then queue behind them (group
+    commit under load, and no overtaking). A request cancelled while queued is
+    skipped; one already running completes. Nothing a request does can stop the
+    thread.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(name="pyworkflow-sqlite-writer", daemon=True)
         self.conn = conn
-        self.requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.requests: queue.SimpleQueue[list[_Request] | None] = queue.SimpleQueue()
+        self.busy = False
         self.commit_count = 0
+        self._busy_timeout_ms = BUSY_TIMEOUT_MS
+
+    def submit(self, batch: list[_Request]) -> None:
+        """Queue ``batch`` for this thread (callers arriving now queue behind it)."""
+        self.busy = True
+        self.requests.put(batch)
 
     def run(self) -> None:
         stop = False
         try:
             while not stop:
-                batch: list[_Request] = []
                 item = self.requests.get()
+                self.busy = True
+                batch: list[_Request] = []
                 while True:
                     if item is None:
                         stop = True
                         break
-                    if item[1].set_running_or_notify_cancel():
-                        batch.append(item)
+                    batch.extend(request for request in item if not request[1].done())
                     if len(batch) >= MAX_BATCH:
                         break
                     try:
                         item = self.requests.get_nowait()
                     except queue.Empty:
                         break
+                outcomes: list[_Outcome] = []
                 if batch:
-                    try:
-                        self._commit(batch)
-                    except Exception as exc:  # a bug here must not strand the callers
-                        for _, future in batch:
-                            if not future.done():
-                                future.set_exception(exc)
+                    with self.lock:
+                        outcomes = self._commit(batch)
+                self.busy = False  # before the callers hear: their next write may go inline
+                if not self.requests.empty():
+                    self.busy = True
+                _deliver(outcomes)
         finally:
-            self.conn.close()
+            with self.lock:
+                self.conn.close()
 
-    def _commit(self, batch: list[_Request]) -> None:
-        conn = self.conn
-        outcomes: list[tuple[Future[Any], Any, Exception | None]] = []
+    def _commit(self, batch: list[_Request]) -> list[_Outcome]:
+        """Commit ``batch``, waiting up to ``BUSY_TIMEOUT_MS`` for other processes."""
+        self._set_busy_timeout(BUSY_TIMEOUT_MS)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
-                fn, future = batch[0]
-                try:
-                    outcomes.append((future, fn(conn), None))
-                except Exception as exc:
-                    future.set_exception(exc)
-                    conn.execute("ROLLBACK")
-                    return
-            else:
-                for fn, future in batch:
-                    conn.execute("SAVEPOINT request")
-                    try:
-                        outcomes.append((future, fn(conn), None))
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO request")
-                        outcomes.append((future, None, exc))
-                    conn.execute("RELEASE request")
-            conn.execute("COMMIT")
-            self.commit_count += 1
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for future, result, error in outcomes:
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+            committed, outcomes = _transact(self.conn, batch)
+        except _Busy as exc:
+            error: BaseException = exc.__cause__ or exc
+            return [(future, None, error) for _, future in batch]
+        except Exception as exc:  # a bug or a failed COMMIT must not strand the callers
+            return [(future, None, exc) for _, future in batch]
+        self.commit_count += committed
+        return outcomes
+
+    def inline(self, batch: list[_Request]) -> list[_Outcome] | None:
+        """Commit ``batch`` on the calling thread if the write lock is free at once.
+
+        None (nothing done) when this thread is busy, or when another process
+        holds the file's write lock: the caller then queues the batch here.
+        Requests' own errors come back in the outcomes; an error of the
+        transaction itself (after its rollback) is raised.
+        """
+        if self.busy or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            self._set_busy_timeout(0)
+            try:
+                committed, outcomes = _transact(self.conn, batch)
+            except _Busy:
+                return None
+            self.commit_count += committed
+            return outcomes
+        finally:
+            self.lock.release()
+
+    def _set_busy_timeout(self, ms: int) -> None:
+        if self._busy_timeout_ms != ms:
+            self.conn.execute(f"PRAGMA busy_timeout={ms}")
+            self._busy_timeout_ms = ms
 
 
 class _Reader(threading.Thread):
@@ -344,14 +437,13 @@ class _Reader(threading.Thread):
         try:
             while (item := self.requests.get()) is not None:
                 fn, future = item
-                if not future.set_running_or_notify_cancel():
+                if future.done():
                     continue
                 try:
-                    result = fn(self.conn)
+                    outcome: _Outcome = (future, fn(self.conn), None)
                 except Exception as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
+                    outcome = (future, None, exc)
+                _deliver([outcome])
         finally:
             self.conn.close()
 
@@ -372,7 +464,7 @@ class SQLiteStorage(Storage):
     failure or OS crash, never corrupted).
     """
 
-    def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, url: str, *, synchronous: str = "FULL", inline: bool = True) -> None:
         self.url = url
         self.path = path_from_url(url)
         self.synchronous = synchronous.upper()
@@ -380,9 +472,19 @@ class SQLiteStorage(Storage):
             raise ConfigError(
                 f"invalid SQLite synchronous mode {synchronous!r}; use one of {SYNCHRONOUS}"
             )
+        #: Whether transactions and small reads may run on the caller's event loop
+        #: when the threads are idle (False: always through the threads).
+        self.inline = inline
         self._writer: _Writer | None = None
         self._readers: list[_Reader] = []
         self._reads: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        # The connection small reads use on the caller's loop, under its lock.
+        self._loop_reader: sqlite3.Connection | None = None
+        self._loop_reader_lock = threading.Lock()
+        # The loop whose current pass has written (None: none), and the writes
+        # made in that pass after the first, committed together at its end.
+        self._pass_loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Request] = []
         self._closed_commits = 0
 
     @property
@@ -396,6 +498,7 @@ class SQLiteStorage(Storage):
         writer_conn, *reader_conns = await anyio.to_thread.run_sync(self._open_connections)
         self._writer = _Writer(writer_conn)
         self._writer.start()
+        self._loop_reader = reader_conns.pop()
         self._readers = [_Reader(conn, self._reads) for conn in reader_conns]
         for reader in self._readers:
             reader.start()
@@ -408,7 +511,7 @@ class SQLiteStorage(Storage):
             raise self._open_error(exc) from exc
         try:
             _create_schema(conns[0])
-            conns += [_connect(self.path, self.synchronous) for _ in range(READERS)]
+            conns += [_connect(self.path, self.synchronous) for _ in range(READERS + 1)]
         except BaseException as exc:
             for conn in conns:
                 conn.close()
@@ -437,6 +540,7 @@ class SQLiteStorage(Storage):
         return ConfigError(f"cannot open {where}: {type(exc).__name__}: {text}; {advice}")
 
     async def close(self) -> None:
+        self._flush()  # writes of this pass: committed here or queued before the stop
         writer, readers = self._writer, self._readers
         self._writer, self._readers = None, []
         threads: list[threading.Thread] = [*readers]
@@ -449,23 +553,84 @@ class SQLiteStorage(Storage):
             await anyio.to_thread.run_sync(thread.join)
         if writer is not None:
             self._closed_commits += writer.commit_count
+        with self._loop_reader_lock:
+            if self._loop_reader is not None:
+                self._loop_reader.close()
+                self._loop_reader = None
 
     # ----- plumbing -----
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction; return once it is committed.
+
+        While the writer thread is idle, the first write of a pass of the event
+        loop commits at once on the loop's thread (no thread hop) if the file's
+        write lock is free at once; the caller then yields once, as it would
+        have waiting for the thread. The writes other tasks make in the same
+        pass go to the writer thread together at the end of the pass (group
+        commit), as do all writes while that thread is busy or when another
+        process holds the write lock.
+        """
         writer = self._writer
         if writer is None:
             raise RuntimeError(f"storage {self.url} is not open")
-        future: Future[T] = Future()
-        writer.requests.put((fn, future))
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self.inline or writer.busy or self._pass_loop not in (None, loop):
+            writer.submit([(fn, future)])
+        elif self._pass_loop is loop:
+            self._pending.append((fn, future))
+        else:
+            self._pass_loop = loop
+            loop.call_soon(self._flush)
+            outcomes = writer.inline([(fn, future)])
+            if outcomes is not None:
+                result, error = outcomes[0][1:]
+                if error is not None:
+                    raise error
+                await asyncio.sleep(0)  # a pass for the other tasks, as a hop would give
+                return cast(T, result)
+            writer.submit([(fn, future)])
+        return await future
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _flush(self) -> None:
+        """End the loop's pass: queue its writes after the first for the writer thread.
+
+        Several tasks writing in one pass is load: the writer thread commits
+        them together while the loop goes on (it never waits for an fsync of
+        theirs), and the writes that follow queue behind them until it has
+        caught up.
+        """
+        batch = [request for request in self._pending if not request[1].done()]
+        self._pending, self._pass_loop = [], None
+        if not batch:
+            return
+        writer = self._writer
+        if writer is None:
+            _settle([(f, None, RuntimeError(f"storage {self.url} is not open")) for _, f in batch])
+        else:
+            writer.submit(batch)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
+        """Run ``fn`` on a reader connection: the loop's own when free, else a thread's.
+
+        Reads that may scan many rows pass ``inline=False``.
+        """
         if not self._readers:
             raise RuntimeError(f"storage {self.url} is not open")
-        future: Future[T] = Future()
+        if inline and self.inline and self._loop_reader_lock.acquire(blocking=False):
+            try:
+                conn = self._loop_reader
+                if conn is not None:
+                    return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            finally:
+                self._loop_reader_lock.release()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._reads.put((fn, future))
-        return await asyncio.wrap_future(future)
+        return await future
 
     def _last_seq(self, conn: sqlite3.Connection, run_id: str) -> int:
         row = conn.execute(f"SELECT last_seq FROM {_RUNS} WHERE run_id = ?", (run_id,)).fetchone()
@@ -529,7 +694,7 @@ class SQLiteStorage(Storage):
         def read(conn: sqlite3.Connection) -> list[Run]:
             return [run_from_row(r) for r in conn.execute(sql, (*params, limit + 1))]
 
-        return page_from(await self._read(read), limit)
+        return page_from(await self._read(read, inline=False), limit)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def read(conn: sqlite3.Connection) -> list[Event]:
@@ -573,6 +738,8 @@ class SQLiteStorage(Storage):
         self, owner: str, now: datetime, limit: int, lease_for: timedelta
     ) -> list[Run]:
         at = now.timestamp()
+        if not await self._read(lambda conn: conn.execute(_ANY_DUE, (at, at)).fetchall()):
+            return []  # nothing due: no write transaction (the claim itself stays atomic)
         params = (owner, at + lease_for.total_seconds(), at, at, limit)
 
         def write(conn: sqlite3.Connection) -> list[Any]:
