@@ -6,13 +6,16 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
+import asyncpg
+import asyncpg.connection
+import asyncpg.transaction
 import pytest
 from pyworkflow_postgres import PostgresSettings, PostgresStorage
 from pyworkflow_postgres.migrations import LATEST
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from pyworkflow_postgres.storage import SCHEMA_LATEST
 
 import pyworkflow
 from pyworkflow.errors import ConfigError, StorageUnavailableError
@@ -92,10 +95,8 @@ async def test_schema_is_versioned_and_migrated_once_by_concurrent_openers(
         for store in stores:
             tg.start_soon(store.open)
     try:
-        engine = stores[0]._engine
-        assert engine is not None
-        async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT version FROM pyworkflow_schema_version"))).all()
+        async with stores[0]._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT version FROM pyworkflow_schema_version")
         assert [r[0] for r in rows] == [LATEST]
     finally:
         for store in stores:
@@ -103,11 +104,9 @@ async def test_schema_is_versioned_and_migrated_once_by_concurrent_openers(
 
 
 async def test_a_newer_schema_is_refused(storage: PostgresStorage, schema_url: str) -> None:
-    assert storage._engine is not None
-    async with storage._engine.begin() as conn:
+    async with storage._pool.acquire() as conn:
         await conn.execute(
-            text("INSERT INTO pyworkflow_schema_version VALUES (:v, 'from the future', 0)"),
-            {"v": LATEST + 1},
+            "INSERT INTO pyworkflow_schema_version VALUES ($1, 'from the future', 0)", LATEST + 1
         )
     newer = PostgresStorage(schema_url)
     with pytest.raises(ConfigError, match=f"at version {LATEST + 1}, newer than"):
@@ -209,47 +208,84 @@ async def test_no_notify_when_disabled(schema_url: str) -> None:
 # ----- connection loss -----
 
 
-async def test_an_interrupted_commit_that_landed_is_not_written_twice(
+def _is_append(query: str) -> bool:
+    return query.startswith("WITH u AS (UPDATE")
+
+
+async def test_an_interrupted_append_that_landed_is_not_written_twice(
     storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # an append is one statement in autocommit: its reply lost after it committed
     await storage.create_run(make_run("ambiguous"), [])
-    real_commit = AsyncConnection.commit
+    real = asyncpg.connection.Connection.fetchval
     cut = {"done": False}
 
-    async def commit_then_drop(self: AsyncConnection) -> None:
-        await real_commit(self)
-        if not cut["done"]:
+    async def run_then_drop(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        value = await real(self, query, *args, **kwargs)
+        if _is_append(query) and not cut["done"]:
             cut["done"] = True
-            raise ConnectionResetError("connection lost during COMMIT")
+            raise ConnectionResetError("connection lost before the reply")
+        return value
 
-    monkeypatch.setattr(AsyncConnection, "commit", commit_then_drop)
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchval", run_then_drop)
     events = [NewEvent(EventType.STEP_COMPLETED, "1", {"result": "1"})]
     assert await storage.append_events("ambiguous", 0, events) == 1
-    monkeypatch.setattr(AsyncConnection, "commit", real_commit)
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchval", real)
     assert cut["done"]
     assert [e.seq for e in await storage.get_events("ambiguous")] == [1]
 
 
-async def test_an_interrupted_commit_that_did_not_land_is_retried(
+async def test_an_interrupted_append_that_did_not_land_is_retried(
     storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await storage.create_run(make_run("lost"), [])
-    real_commit = AsyncConnection.commit
+    real = asyncpg.connection.Connection.fetchval
     cut = {"done": False}
 
-    async def drop_before_commit(self: AsyncConnection) -> None:
-        if not cut["done"]:
+    async def drop_before(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if _is_append(query) and not cut["done"]:
             cut["done"] = True
-            await self.rollback()
-            raise ConnectionResetError("connection lost before COMMIT reached the server")
-        await real_commit(self)
+            raise ConnectionResetError("connection lost before the statement reached the server")
+        return await real(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(AsyncConnection, "commit", drop_before_commit)
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchval", drop_before)
     events = [NewEvent(EventType.STEP_COMPLETED, "1", {"result": "1"})]
     assert await storage.append_events("lost", 0, events, RunPatch(set_wake=True)) == 1
-    monkeypatch.setattr(AsyncConnection, "commit", real_commit)
+    monkeypatch.setattr(asyncpg.connection.Connection, "fetchval", real)
     assert cut["done"]
     assert [e.seq for e in await storage.get_events("lost")] == [1]
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_an_interrupted_commit_is_checked_before_the_retry(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    # create_run (and an append with hooks) run in a transaction: the COMMIT's reply lost
+    real_commit = asyncpg.transaction.Transaction.commit
+    real_rollback = asyncpg.transaction.Transaction.rollback
+    cut = {"done": False}
+
+    async def interrupted_commit(self: Any) -> None:
+        if cut["done"]:
+            return await real_commit(self)
+        cut["done"] = True
+        if landed:
+            await real_commit(self)
+        else:
+            await real_rollback(self)
+        raise ConnectionResetError("connection lost during COMMIT")
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", interrupted_commit)
+    hook = NewEvent(EventType.HOOK_CREATED, "h", {"token": "tok-ambiguous"})
+    run, created = await storage.create_run(make_run("c"), [hook])
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", real_commit)
+    assert cut["done"] and created and run.run_id == "c"
+    assert [e.seq for e in await storage.get_events("c")] == [1]
+    assert (await storage.get_hook("tok-ambiguous")).run_id == "c"
+
+
+def test_the_schema_version_the_storage_checks_is_the_latest_migration() -> None:
+    assert SCHEMA_LATEST == LATEST
 
 
 async def test_operations_wait_out_a_server_restart() -> None:

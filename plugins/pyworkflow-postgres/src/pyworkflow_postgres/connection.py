@@ -3,7 +3,7 @@
 A transaction that failed before COMMIT was rolled back by the server, so
 it is simply run again once the database answers. A connection lost during
 COMMIT is *ambiguous* (it may have committed); the storage then checks
-whether its write landed before retrying (see ``PostgresStorage._tx``). The
+whether its write landed before retrying (see ``PostgresStorage._run_op``). The
 waits between attempts follow the one back-off rule, :class:`pyworkflow.backoff.Backoff`
 (re-exported here for the storage's retry loop).
 """

@@ -45,7 +45,9 @@ class PostgresSettings:
 
     #: PostgreSQL schema holding PyWorkflow's tables (created if missing).
     schema: str = "public"
-    #: Connections kept open per process (plus ``max_overflow`` on bursts).
+    #: Connections one process opens for its operations (plus ``max_overflow`` on
+    #: bursts): one asyncpg pool of at most ``pool_size + max_overflow``,
+    #: opened as needed, idle ones closed after 5 minutes.
     pool_size: int = 10
     #: Extra connections allowed beyond ``pool_size`` under load.
     max_overflow: int = 10
@@ -115,7 +117,6 @@ def parse_url(url: str, settings: PostgresSettings) -> tuple[URL, PostgresSettin
             settings = attrs.evolve(settings, schema=_schema(raw if isinstance(raw, str) else ""))
         except TypeError as exc:
             raise ConfigError(
-                f"PostgreSQL storage URL {redact_url(url)!r}: ?schema= must be {exc}, "
-                f"got {raw!r}"
+                f"PostgreSQL storage URL {redact_url(url)!r}: ?schema= must be {exc}, got {raw!r}"
             ) from None
     return parsed.set(query=query), settings

@@ -1,25 +1,30 @@
-"""PostgreSQL storage: SQLModel tables on async SQLAlchemy (asyncpg).
+"""PostgreSQL storage: prepared statements on a pool of asyncpg connections.
+
+Every operation runs statements of :mod:`pyworkflow_postgres.statements` on a
+connection of one asyncpg pool; asyncpg prepares each statement once per
+connection, so an operation costs its round trips and little Python. An append
+(the write of every step) is one statement: the expected-seq ``UPDATE`` of the
+run row, the event ``INSERT`` and the ``NOTIFY``, atomic without a
+``BEGIN``/``COMMIT``. SQLAlchemy and SQLModel are only loaded to create or
+upgrade the tables (:mod:`pyworkflow_postgres.migrations`).
 
 Claims use ``FOR UPDATE SKIP LOCKED`` so many workers take disjoint runs;
-every write that makes a run due sends ``NOTIFY`` in its transaction, so
-idle workers claim at once instead of waiting for their next poll.
+every write that makes a run due sends ``NOTIFY`` when it commits, so idle
+workers claim at once instead of waiting for their next poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
 import attrs
 from loguru import logger
-from sqlalchemy import Row, case, delete, func, insert, null, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlmodel import SQLModel
 
 from pyworkflow.errors import (
     ConcurrencyError,
@@ -43,10 +48,6 @@ from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
 from pyworkflow.storage.rows import (
-    EVENT_COLUMNS,
-    HOOK_COLUMNS,
-    RUN_COLUMNS,
-    STEP_LEASE_COLUMNS,
     dump_payload,
     event_from_row,
     event_rows,
@@ -57,48 +58,47 @@ from pyworkflow.storage.rows import (
     run_from_row,
     run_to_values,
     step_lease_from_row,
-    step_lease_to_values,
 )
 from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
+from pyworkflow_postgres import statements as sql
 from pyworkflow_postgres.connection import Backoff, is_retryable
 from pyworkflow_postgres.listener import WakeListener
-from pyworkflow_postgres.migrations import LATEST, migrate, schema_version
 from pyworkflow_postgres.settings import PostgresSettings, parse_url
 
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
-_tables = SQLModel.metadata.tables
-RUNS = _tables["pyworkflow_runs"]
-EVENTS = _tables["pyworkflow_events"]
-HOOKS = _tables["pyworkflow_hooks"]
-LEASES = _tables["pyworkflow_step_leases"]
-_RUN_COLS = [RUNS.c[name] for name in RUN_COLUMNS]
-_EVENT_COLS = [EVENTS.c[name] for name in EVENT_COLUMNS]
-_HOOK_COLS = [HOOKS.c[name] for name in HOOK_COLUMNS]
-_LEASE_COLS = [LEASES.c[name] for name in STEP_LEASE_COLUMNS]
-_Tx = Callable[[AsyncConnection], Awaitable[T]]
+#: A connection of the pool (asyncpg ships no type hints).
+Conn = Any
+_Op = Callable[[Conn], Awaitable[T]]
+#: How an operation runs: ``read`` and ``statement`` in autocommit (one
+#: statement is atomic by itself), ``transaction`` between BEGIN and COMMIT.
+Mode = Literal["read", "statement", "transaction"]
+#: Prepared statements each pooled connection keeps (asyncpg's cache, LRU).
+STATEMENT_CACHE_SIZE = 256
+#: Seconds an idle pooled connection stays open.
+IDLE_CONNECTION_SECONDS = 300.0
+#: The schema version this code needs: ``pyworkflow_postgres.migrations.LATEST``
+#: (a test keeps them equal), known without importing SQLAlchemy's migrations.
+SCHEMA_LATEST = 1
 
 
-def _event_rows(run_id: str, after: int, events: Sequence[NewEvent]) -> list[dict[str, Any]]:
-    return [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in event_rows(run_id, after, events)]
+async def _keep_session(conn: Conn) -> None:
+    """Pool reset hook: nothing to undo (the storage changes no session state).
+
+    asyncpg still rolls back an open transaction before this is called; its
+    default reset (``RESET ALL``, ``UNLISTEN *``, ...) would add one round
+    trip to every operation.
+    """
 
 
-def _run(row: Row[Any]) -> Run:
+def _count(status: str) -> int:
+    """Rows affected, from a command status such as ``UPDATE 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _run(row: Any) -> Run:
     return run_from_row(tuple(row))
-
-
-def _patch_values(patch: RunPatch, owner: str | None, values: dict[str, Any]) -> float | None:
-    """Add ``patch``'s assignments to ``values``; returns the wake time it sets, if any."""
-    changes = patch_values(patch)
-    values.update(changes)
-    wake: float | None = changes.get("wake_at")
-    if patch.release_lease and owner is not None:
-        # SET expressions see the old row, so both test the lease being released.
-        held = RUNS.c.lease_owner == owner
-        values["lease_owner"] = case((held, null()), else_=RUNS.c.lease_owner)
-        values["lease_expires_at"] = case((held, null()), else_=RUNS.c.lease_expires_at)
-    return wake
 
 
 class PostgresStorage(Storage):
@@ -108,11 +108,12 @@ class PostgresStorage(Storage):
     ``pyworkflow_step_leases``) are the SQLModel definitions shared with the
     SQLite backend, created and upgraded at :meth:`open` by a versioned
     migration runner (table ``pyworkflow_schema_version``). Every operation
-    is one transaction; while the database is unreachable it is retried with
-    backoff for ``reconnect_timeout`` seconds (``command_timeout`` in a
-    one-shot command, see :func:`pyworkflow.storage.base.set_command_mode`),
-    then fails with :class:`~pyworkflow.errors.StorageUnavailableError`
-    naming the server it tried (password hidden).
+    is one transaction (often one statement); while the database is
+    unreachable it is retried with backoff for ``reconnect_timeout`` seconds
+    (``command_timeout`` in a one-shot command, see
+    :func:`pyworkflow.storage.base.set_command_mode`), then fails with
+    :class:`~pyworkflow.errors.StorageUnavailableError` naming the server it
+    tried (password hidden).
     """
 
     def __init__(self, url: str, settings: PostgresSettings | None = None) -> None:
@@ -125,7 +126,7 @@ class PostgresStorage(Storage):
         #: The URL with its password hidden, for logs and errors.
         self.log_url = redact_url(url)
         self.log = logger.bind(storage=self.log_url)
-        self._engine: AsyncEngine | None = None
+        self._pool: Any = None  # an asyncpg Pool once open
         self._listener: WakeListener | None = None
         self._background: BackgroundTasks | None = None
         #: Seconds to keep retrying an unreachable database, and which option set it.
@@ -133,11 +134,26 @@ class PostgresStorage(Storage):
 
     # ----- lifecycle -----
 
-    def _connect_args(self) -> dict[str, Any]:
-        return {
-            "server_settings": {"search_path": self.schema, "application_name": "pyworkflow"},
-            "timeout": min(self.settings.connect_timeout, self._retry_for),
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """``asyncpg.connect`` arguments: the URL's (query parameters included) and ours."""
+        url = self.sa_url
+        kwargs: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("host", url.host),
+                ("port", url.port),
+                ("user", url.username),
+                ("password", url.password),
+                ("database", url.database),
+            )
+            if value is not None
         }
+        kwargs.update(url.query)  # driver options such as ?ssl=require
+        kwargs.update(
+            server_settings={"search_path": self.schema, "application_name": "pyworkflow"},
+            timeout=min(self.settings.connect_timeout, self._retry_for),
+        )
+        return kwargs
 
     async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
         """Connect, create or check the schema, and LISTEN for wake-ups in ``task_group``.
@@ -146,24 +162,29 @@ class PostgresStorage(Storage):
         runtime's; :meth:`close` ends it. Opened without a task group, the
         storage does not listen (its wake-ups are still sent to others).
         """
-        if self._engine is not None:
+        import asyncpg
+
+        if self._pool is not None:
             return
         if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
             self._retry_for, self._retry_option = self.settings.command_timeout, "command_timeout"
         else:
             self._retry_for = self.settings.reconnect_timeout
             self._retry_option = "reconnect_timeout"
-        self._engine = create_async_engine(
-            self.sa_url,
-            pool_size=self.settings.pool_size,
-            max_overflow=self.settings.max_overflow,
-            connect_args=self._connect_args(),
+        self._pool = await asyncpg.create_pool(
+            min_size=0,
+            max_size=self.settings.pool_size + self.settings.max_overflow,
+            max_inactive_connection_lifetime=IDLE_CONNECTION_SECONDS,
+            statement_cache_size=STATEMENT_CACHE_SIZE,
+            reset=_keep_session,
+            **self._connect_kwargs(),
         )
         try:
-            await self._tx(self._prepare_schema)
+            await self._prepare_schema()
         except BaseException:
-            await self._engine.dispose()
-            self._engine = None
+            pool, self._pool = self._pool, None
+            with anyio.CancelScope(shield=True):
+                pool.terminate()
             raise
         if self.settings.notify and task_group is not None:
             self._listener = WakeListener(
@@ -174,81 +195,78 @@ class PostgresStorage(Storage):
                 self._listener.run, name=f"pyworkflow-listen:{self.channel}"
             )
 
-    async def _prepare_schema(self, conn: AsyncConnection) -> None:
-        if self.settings.migrate:
-            applied = await migrate(conn, self.schema)
+    async def _prepare_schema(self) -> None:
+        """Check the schema version with one query; migrate through SQLAlchemy only if behind."""
+
+        async def version(conn: Conn) -> int:
+            if not await conn.fetchval(sql.SCHEMA_VERSION_EXISTS):
+                return 0
+            return int(await conn.fetchval(sql.SCHEMA_VERSION))
+
+        found = await self._run_op(version, mode="read")
+        if found == SCHEMA_LATEST:
+            return
+        if self.settings.migrate:  # creates or upgrades; refuses a schema newer than this code
+            await self._retrying(self._migrate)
+            return
+        raise ConfigError(
+            f"the PyWorkflow tables in schema {self.schema!r} are at version {found}, "
+            f"this pyworkflow-postgres needs {SCHEMA_LATEST}; run it once with migrate = true "
+            "or apply the migration yourself"
+        )
+
+    async def _migrate(self) -> None:
+        """Create or upgrade the tables in one transaction (SQLAlchemy, one connection)."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
+
+        from pyworkflow_postgres.migrations import migrate
+
+        kwargs = self._connect_kwargs()
+        engine = create_async_engine(
+            self.sa_url,
+            poolclass=NullPool,
+            connect_args={k: kwargs[k] for k in ("server_settings", "timeout")},
+        )
+        try:
+            async with engine.begin() as conn:
+                applied = await migrate(conn, self.schema)
             if applied:
                 self.log.info("schema {!r} migrated to version {}", self.schema, applied[-1])
-            return
-        version = await schema_version(conn)
-        if version != LATEST:
-            raise ConfigError(
-                f"the PyWorkflow tables in schema {self.schema!r} are at version {version}, "
-                f"this pyworkflow-postgres needs {LATEST}; run it once with migrate = true "
-                "or apply the migration yourself"
-            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await engine.dispose()
 
     async def _listen_connection(self) -> Any:
         import asyncpg
 
-        assert self._engine is not None
-        _, kwargs = self._engine.dialect.create_connect_args(self.sa_url)
-        kwargs.update(self._connect_args())
-        return await asyncpg.connect(**kwargs)
+        return await asyncpg.connect(**self._connect_kwargs())
 
     async def close(self) -> None:
         """Stop listening (the LISTEN task has ended when this returns), close the pool."""
-        background, engine = self._background, self._engine
-        self._background, self._engine, self._listener = None, None, None
+        background, pool = self._background, self._pool
+        self._background, self._pool, self._listener = None, None, None
         if background is not None:
             await background.aclose()
-        if engine is not None:
+        if pool is not None:
             with anyio.CancelScope(shield=True):
-                await engine.dispose()
+                try:
+                    with anyio.move_on_after(self.settings.connect_timeout):
+                        await pool.close()
+                finally:
+                    pool.terminate()  # whatever did not close in time
 
     # ----- plumbing -----
 
-    async def _read(self, fn: _Tx[T]) -> T:
-        """Run read-only ``fn`` without a transaction (autocommit: no BEGIN/ROLLBACK trips)."""
-        return await self._tx(fn, read_only=True)
-
-    async def _tx(
-        self, fn: _Tx[T], verify: _Tx[T | None] | None = None, *, read_only: bool = False
-    ) -> T:
-        """Run ``fn`` in a transaction, rerunning it while the database is unreachable.
-
-        If the connection drops during COMMIT the write may have landed:
-        ``verify`` (in a fresh transaction) then returns its result if so,
-        and None to run ``fn`` again. A pooled connection that died with a
-        server restart fails its first statement; the retry then gets a new
-        one (SQLAlchemy drops the whole pool on a disconnect), so no
-        pre-ping round trip is spent on every checkout.
-        """
-        engine = self._engine
-        if engine is None:
-            raise RuntimeError(f"storage {self.log_url} is not open")
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, again with back-off while the database is unreachable."""
         backoff = Backoff(timeout=self._retry_for)  # 0.05 s doubling to 2 s, last wait cut short
-        ambiguous = False
         while True:
-            committing = False
             try:
-                async with engine.connect() as conn:
-                    if read_only:
-                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                        return await fn(conn)
-                    if ambiguous and verify is not None:
-                        done = await verify(conn)
-                        await conn.rollback()
-                        if done is not None:
-                            return done
-                    result = await fn(conn)  # in the transaction the first statement began
-                    committing = True
-                    await conn.commit()
-                    return result
+                return await attempt()
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
-                ambiguous = ambiguous or committing
                 delay = backoff.next_delay()
                 if delay is None:
                     message = self._unreachable(exc, backoff.attempts + 1)
@@ -256,6 +274,56 @@ class PostgresStorage(Storage):
                 if backoff.attempts == 1:
                     self.log.warning("database unreachable ({}); retrying", type(exc).__name__)
                 await anyio.sleep(delay)
+
+    async def _run_op(
+        self, fn: _Op[T], verify: _Op[T | None] | None = None, *, mode: Mode = "transaction"
+    ) -> T:
+        """Run ``fn`` on a pooled connection, rerunning it while the database is unreachable.
+
+        ``mode`` ``"transaction"`` wraps ``fn`` in BEGIN/COMMIT; ``"statement"``
+        runs its one write in autocommit (atomic by itself); ``"read"`` runs
+        reads in autocommit. If the connection drops while a write may have
+        committed (during COMMIT, or during a lone write statement), ``verify``
+        (run first on the next attempt) returns its result if the write landed,
+        and None to run ``fn`` again. A pooled connection that died with a
+        server restart fails its first statement; the retry then gets a new
+        one (asyncpg replaces closed connections), so no ping is spent on every
+        checkout.
+        """
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError(f"storage {self.log_url} is not open")
+        ambiguous = False
+
+        async def attempt() -> T:
+            nonlocal ambiguous
+            async with pool.acquire() as conn:
+                if ambiguous and verify is not None:
+                    done = await verify(conn)
+                    if done is not None:
+                        return done
+                    ambiguous = False
+                if mode == "read":
+                    return await fn(conn)
+                if mode == "statement":
+                    ambiguous = True  # from here on, the write may land
+                    result = await fn(conn)
+                    ambiguous = False
+                    return result
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    result = await fn(conn)
+                except BaseException:
+                    with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
+                        await transaction.rollback()  # a lost connection rolled it back already
+                    raise
+                ambiguous = True  # a connection lost during COMMIT may have committed
+                await transaction.commit()
+                ambiguous = False
+                return result
+
+        return await self._retrying(attempt)
 
     def _unreachable(self, exc: BaseException, attempts: int) -> str:
         """What was tried and how to go on, for a database that did not answer."""
@@ -273,84 +341,74 @@ class PostgresStorage(Storage):
             "[tool.pyworkflow.postgres]"
         )
 
-    async def _last_seq(self, conn: AsyncConnection, run_id: str) -> int:
-        seq = await conn.scalar(select(RUNS.c.last_seq).where(RUNS.c.run_id == run_id))
+    async def _last_seq(self, conn: Conn, run_id: str) -> int:
+        seq = await conn.fetchval(sql.LAST_SEQ, run_id)
         if seq is None:
             raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
         return int(seq)
 
-    async def _notify(self, conn: AsyncConnection, wake_at: float | None) -> None:
+    async def _notify(self, conn: Conn, wake_at: float | None) -> None:
         if self.settings.notify and wake_at is not None:
-            await conn.execute(select(func.pg_notify(self.channel, repr(wake_at))))
+            await conn.execute(sql.NOTIFY, self.channel, repr(wake_at))
 
     async def _apply_hooks(
-        self, conn: AsyncConnection, run_id: str, created: list[HookRecord], disposed: list[str]
+        self, conn: Conn, run_id: str, created: list[HookRecord], disposed: list[str]
     ) -> None:
         """Apply the rule of ``hook_changes``: this run's disposed hooks go first, then inserts."""
         if disposed:
-            await conn.execute(
-                delete(HOOKS).where(HOOKS.c.token.in_(disposed), HOOKS.c.run_id == run_id)
-            )
+            await conn.execute(sql.DELETE_HOOKS, disposed, run_id)
         if not created:
             return
-        rows = [dict(zip(HOOK_COLUMNS, hook_to_values(h), strict=True)) for h in created]
-        result = await conn.execute(
-            pg_insert(HOOKS).values(rows).on_conflict_do_nothing().returning(HOOKS.c.token)
-        )
-        inserted = set(result.scalars())
+        columns = list(zip(*(hook_to_values(h) for h in created), strict=True))
+        inserted = {row[0] for row in await conn.fetch(sql.INSERT_HOOKS, *map(list, columns))}
         for hook in created:
             if hook.token not in inserted:
-                owner = await conn.scalar(select(HOOKS.c.run_id).where(HOOKS.c.token == hook.token))
+                owner = await conn.fetchval(sql.HOOK_OWNER, hook.token)
                 raise hook_conflict_error(hook.token, str(owner))
 
-    async def _event_at(self, conn: AsyncConnection, run_id: str, seq: int) -> Row[Any] | None:
-        stmt = select(*_EVENT_COLS).where(EVENTS.c.run_id == run_id, EVENTS.c.seq == seq)
-        return (await conn.execute(stmt)).first()
+    async def _event_at(self, conn: Conn, run_id: str, seq: int) -> Any:
+        return await conn.fetchrow(sql.EVENT_AT, run_id, seq)
 
     # ----- runs and events -----
 
     async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
         stored = attrs.evolve(run, last_seq=len(events))
-        values = dict(zip(RUN_COLUMNS, run_to_values(stored), strict=True))
-        rows = _event_rows(run.run_id, 0, events)
+        values = run_to_values(stored)
+        arrays = sql.event_arrays(event_rows(run.run_id, 0, events))
         created, disposed = hook_changes(run.run_id, events)
         key = run.idempotency_key
+        wake: float | None = values[14]  # wake_at, in RUN_COLUMNS order
 
-        async def write(conn: AsyncConnection) -> tuple[Run, bool]:
-            if key is None:
-                await conn.execute(insert(RUNS).values(values))
-            else:
-                stmt = (
-                    pg_insert(RUNS)
-                    .values(values)
-                    .on_conflict_do_nothing(constraint="uq_pyworkflow_runs_idempotency_key")
-                    .returning(RUNS.c.run_id)
-                )
-                if (await conn.execute(stmt)).first() is None:
-                    found = select(*_RUN_COLS).where(RUNS.c.idempotency_key == key)
-                    return _run((await conn.execute(found)).one()), False
-            if rows:
-                await conn.execute(insert(EVENTS), rows)
-            await self._apply_hooks(conn, run.run_id, created, disposed)
-            await self._notify(conn, values["wake_at"])
+        hooks = bool(created or disposed)
+        notify = self.settings.notify and wake is not None
+        args: list[Any] = [*values, *arrays]
+        if notify:
+            args.extend((self.channel, repr(wake)))
+        statement = sql.create_run(notify)
+
+        async def write(conn: Conn) -> tuple[Run, bool]:
+            # the run, its events and the NOTIFY in one statement, unless the key is taken
+            if await conn.fetchval(statement, *args) != 1:
+                return _run(await conn.fetchrow(sql.GET_RUN_BY_KEY, key)), False
+            if hooks:
+                await self._apply_hooks(conn, run.run_id, created, disposed)
             return stored, True
 
-        async def landed(conn: AsyncConnection) -> tuple[Run, bool] | None:
-            row = (
-                await conn.execute(select(*_RUN_COLS).where(RUNS.c.run_id == run.run_id))
-            ).first()
+        async def landed(conn: Conn) -> tuple[Run, bool] | None:
+            row = await conn.fetchrow(sql.GET_RUN, run.run_id)
             return None if row is None else (_run(row), True)
 
-        return await self._tx(write, landed)
+        # Without hooks it is one statement: atomic on its own, no BEGIN/COMMIT.
+        return await self._run_op(write, landed, mode="transaction" if hooks else "statement")
 
     async def get_run(self, run_id: str) -> Run:
-        async def read(conn: AsyncConnection) -> Run:
-            row = (await conn.execute(select(*_RUN_COLS).where(RUNS.c.run_id == run_id))).first()
+        async def read(conn: Conn) -> Run:
+            row = await conn.fetchrow(sql.GET_RUN, run_id)
             if row is None:
                 raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
             return _run(row)
 
-        return await self._read(read)
+        return await self._run_op(read, mode="read")
 
     async def list_runs(
         self,
@@ -360,40 +418,29 @@ class PostgresStorage(Storage):
         limit: int = 100,
         cursor: str | None = None,
     ) -> RunPage:
-        stmt = select(*_RUN_COLS)
+        args: list[Any] = []
         if status is not None:
-            stmt = stmt.where(RUNS.c.status == status.value)
+            args.append(status.value)
         if workflow is not None:
-            stmt = stmt.where(RUNS.c.workflow_name == workflow)
+            args.append(workflow)
         if cursor is not None:
-            created, after = decode_cursor(cursor)
-            stmt = stmt.where(
-                or_(
-                    RUNS.c.created_at < created,
-                    (RUNS.c.created_at == created) & (RUNS.c.run_id < after),
-                )
-            )
-        stmt = stmt.order_by(RUNS.c.created_at.desc(), RUNS.c.run_id.desc()).limit(limit + 1)
+            args.extend(decode_cursor(cursor))
+        args.append(limit + 1)
+        query = sql.list_runs(status is not None, workflow is not None, cursor is not None)
 
-        async def read(conn: AsyncConnection) -> list[Run]:
-            return [_run(row) for row in await conn.execute(stmt)]
+        async def read(conn: Conn) -> list[Run]:
+            return [_run(row) for row in await conn.fetch(query, *args)]
 
-        return page_from(await self._read(read), limit)
+        return page_from(await self._run_op(read, mode="read"), limit)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
-        stmt = (
-            select(*_EVENT_COLS)
-            .where(EVENTS.c.run_id == run_id, EVENTS.c.seq > after_seq)
-            .order_by(EVENTS.c.seq)
-        )
-
-        async def read(conn: AsyncConnection) -> list[Event]:
-            rows = (await conn.execute(stmt)).all()
+        async def read(conn: Conn) -> list[Event]:
+            rows = await conn.fetch(sql.GET_EVENTS, run_id, after_seq)
             if not rows:
                 await self._last_seq(conn, run_id)  # RunNotFoundError for an unknown run
             return [event_from_row(tuple(row)) for row in rows]
 
-        return await self._read(read)
+        return await self._run_op(read, mode="read")
 
     async def append_events(
         self,
@@ -405,86 +452,71 @@ class PostgresStorage(Storage):
         owner: str | None = None,
     ) -> int:
         last = expected_seq + len(events)
-        values: dict[str, Any] = {"last_seq": last, "updated_at": time.time()}
-        wake = None if patch is None else _patch_values(patch, owner, values)
-        stmt = (
-            update(RUNS)
-            .where(RUNS.c.run_id == run_id, RUNS.c.last_seq == expected_seq)
-            .values(values)
-        )
-        rows = _event_rows(run_id, expected_seq, events)
+        rows = event_rows(run_id, expected_seq, events)
+        args: list[Any] = [run_id, expected_seq, last, time.time(), *sql.event_arrays(rows)]
+        changes = {} if patch is None else patch_values(patch)
+        wake: float | None = changes.get("wake_at")
+        release = patch is not None and patch.release_lease and owner is not None
+        args.extend(changes.values())
+        if release:
+            args.append(owner)
+        notify = self.settings.notify and wake is not None
+        if notify:
+            args.extend((self.channel, repr(wake)))
+        statement = sql.append(tuple(changes), release, notify)
         created, disposed = hook_changes(run_id, events)
+        hooks = bool(created or disposed)
 
-        async def write(conn: AsyncConnection) -> int:
-            if (await conn.execute(stmt)).rowcount != 1:
+        async def write(conn: Conn) -> int:
+            if await conn.fetchval(statement, *args) != 1:
                 raise ConcurrencyError(run_id, expected_seq, await self._last_seq(conn, run_id))
-            if rows:
-                await conn.execute(insert(EVENTS), rows)
-            await self._apply_hooks(conn, run_id, created, disposed)
-            await self._notify(conn, wake)
+            if hooks:
+                await self._apply_hooks(conn, run_id, created, disposed)
             return last
 
-        async def landed(conn: AsyncConnection) -> int | None:
+        async def landed(conn: Conn) -> int | None:
             # An empty append is idempotent (the same UPDATE matches again).
             if not rows:
                 return None
             row = await self._event_at(conn, run_id, expected_seq + 1)
-            first = rows[0]
-            if row is not None and (row.type, row.timestamp) == (first["type"], first["timestamp"]):
+            if row is not None and (row["type"], row["timestamp"]) == (rows[0][2], rows[0][4]):
                 return last
             return None
 
-        return await self._tx(write, landed)
+        # Without hooks the append is one statement: atomic on its own, no BEGIN/COMMIT.
+        return await self._run_op(write, landed, mode="transaction" if hooks else "statement")
 
     async def append_hook_payload(
         self, token: str, payload: Mapping[str, Any], now: datetime
     ) -> tuple[str, int]:
         at = now.timestamp()
         data = dump_payload(payload)
+        kind = EventType.HOOK_RECEIVED.value
 
-        async def find(conn: AsyncConnection) -> HookRecord:
-            row = (await conn.execute(select(*_HOOK_COLS).where(HOOKS.c.token == token))).first()
+        async def find(conn: Conn) -> HookRecord:
+            row = await conn.fetchrow(sql.GET_HOOK, token)
             if row is None:
                 raise HookNotFoundError(f"no live hook with token {token!r}")
             return hook_from_row(tuple(row))
 
-        async def write(conn: AsyncConnection) -> tuple[str, int]:
+        async def write(conn: Conn) -> tuple[str, int]:
             hook = await find(conn)
-            seq = await conn.scalar(
-                update(RUNS)
-                .where(RUNS.c.run_id == hook.run_id)
-                .values(last_seq=RUNS.c.last_seq + 1, updated_at=at, wake_at=at)
-                .returning(RUNS.c.last_seq)
-            )
+            seq = await conn.fetchval(sql.TOUCH_RUN_FOR_HOOK, hook.run_id, at)
             if seq is None:
                 raise HookNotFoundError(f"no live hook with token {token!r}")
             # The run row is locked now: a hook disposed meanwhile is seen as gone.
             await find(conn)
             await conn.execute(
-                insert(EVENTS).values(
-                    run_id=hook.run_id,
-                    seq=seq,
-                    type=EventType.HOOK_RECEIVED.value,
-                    correlation_id=hook.correlation_id,
-                    timestamp=at,
-                    payload=data,
-                )
+                sql.APPEND_HOOK_EVENT, hook.run_id, seq, kind, hook.correlation_id, at, data
             )
             await self._notify(conn, at)
             return hook.run_id, int(seq)
 
-        async def landed(conn: AsyncConnection) -> tuple[str, int] | None:
-            stmt = select(EVENTS.c.run_id, EVENTS.c.seq).where(
-                EVENTS.c.type == EventType.HOOK_RECEIVED.value,
-                EVENTS.c.timestamp == at,
-                EVENTS.c.payload == data,
-                EVENTS.c.run_id
-                == select(HOOKS.c.run_id).where(HOOKS.c.token == token).scalar_subquery(),
-            )
-            row = (await conn.execute(stmt)).first()
-            return None if row is None else (str(row.run_id), int(row.seq))
+        async def landed(conn: Conn) -> tuple[str, int] | None:
+            row = await conn.fetchrow(sql.HOOK_PAYLOAD_LANDED, kind, at, data, token)
+            return None if row is None else (str(row["run_id"]), int(row["seq"]))
 
-        return await self._tx(write, landed)
+        return await self._run_op(write, landed)
 
     # ----- claims and leases -----
 
@@ -492,28 +524,12 @@ class PostgresStorage(Storage):
         self, owner: str, now: datetime, limit: int, lease_for: timedelta
     ) -> list[Run]:
         at = now.timestamp()
-        due = (
-            select(RUNS.c.run_id)
-            .where(
-                RUNS.c.wake_at <= at,
-                or_(RUNS.c.lease_owner.is_(None), RUNS.c.lease_expires_at < at),
-            )
-            .order_by(RUNS.c.wake_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .cte("due")
-        )
-        stmt = (
-            update(RUNS)
-            .where(RUNS.c.run_id == due.c.run_id)
-            .values(lease_owner=owner, lease_expires_at=at + lease_for.total_seconds())
-            .returning(*_RUN_COLS)
-        )
+        until = at + lease_for.total_seconds()
 
-        async def write(conn: AsyncConnection) -> list[Run]:
-            return [_run(row) for row in await conn.execute(stmt)]
+        async def write(conn: Conn) -> list[Run]:
+            return [_run(row) for row in await conn.fetch(sql.CLAIM_RUNS, at, limit, owner, until)]
 
-        runs = await self._tx(write)
+        runs = await self._run_op(write, mode="statement")
         return sorted(runs, key=lambda r: (r.wake_at or now, r.run_id))
 
     async def claim_run(
@@ -526,77 +542,59 @@ class PostgresStorage(Storage):
         take_over_prefix: str | None = None,
     ) -> Run | None:
         at = now.timestamp()
-        free = [RUNS.c.lease_owner.is_(None), RUNS.c.lease_expires_at < at]
+        args: list[Any] = [run_id, owner, at + lease_for.total_seconds(), at]
+        statement = sql.CLAIM_RUN
         if take_over_prefix is not None:
-            free.append(RUNS.c.lease_owner.startswith(take_over_prefix, autoescape=True))
-        stmt = (
-            update(RUNS)
-            .where(RUNS.c.run_id == run_id, RUNS.c.wake_at <= at, or_(*free))
-            .values(lease_owner=owner, lease_expires_at=at + lease_for.total_seconds())
-            .returning(*_RUN_COLS)
-        )
+            statement = sql.CLAIM_RUN_TAKING_OVER
+            args.append(take_over_prefix)
 
-        async def write(conn: AsyncConnection) -> Run | None:
-            row = (await conn.execute(stmt)).first()
+        async def write(conn: Conn) -> Run | None:
+            row = await conn.fetchrow(statement, *args)
             return None if row is None else _run(row)
 
-        return await self._tx(write)
+        return await self._run_op(write, mode="statement")
 
     async def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
-        stmt = (
-            update(RUNS)
-            .where(RUNS.c.run_id == run_id, RUNS.c.lease_owner == owner)
-            .values(lease_expires_at=until.timestamp())
-        )
+        async def write(conn: Conn) -> bool:
+            return (
+                _count(await conn.execute(sql.RENEW_LEASE, run_id, owner, until.timestamp())) == 1
+            )
 
-        async def write(conn: AsyncConnection) -> bool:
-            return bool((await conn.execute(stmt)).rowcount == 1)
-
-        return await self._tx(write)
+        return await self._run_op(write, mode="statement")
 
     async def release_lease(self, run_id: str, owner: str) -> None:
-        stmt = (
-            update(RUNS)
-            .where(RUNS.c.run_id == run_id, RUNS.c.lease_owner == owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
+        async def write(conn: Conn) -> None:
+            await conn.execute(sql.RELEASE_LEASE, run_id, owner)
 
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
-
-        await self._tx(write)
+        await self._run_op(write, mode="statement")
 
     async def next_wake_at(self) -> datetime | None:
-        async def read(conn: AsyncConnection) -> float | None:
-            value = await conn.scalar(select(func.min(RUNS.c.wake_at)))
+        async def read(conn: Conn) -> float | None:
+            value = await conn.fetchval(sql.NEXT_WAKE_AT)
             return None if value is None else float(value)
 
-        return from_epoch(await self._read(read))
+        return from_epoch(await self._run_op(read, mode="read"))
 
     async def due_timers(self, now: datetime, limit: int) -> list[tuple[str, datetime]]:
-        stmt = (
-            select(RUNS.c.run_id, RUNS.c.wake_at)
-            .where(RUNS.c.wake_at <= now.timestamp())
-            .order_by(RUNS.c.wake_at)
-            .limit(limit)
-        )
-
-        async def read(conn: AsyncConnection) -> list[tuple[str, float]]:
-            return [(str(r), float(w)) for r, w in await conn.execute(stmt)]
+        async def read(conn: Conn) -> list[tuple[str, float]]:
+            rows = await conn.fetch(sql.DUE_TIMERS, now.timestamp(), limit)
+            return [(str(r), float(w)) for r, w in rows]
 
         tz = now.tzinfo
-        return [(r, datetime.fromtimestamp(w, tz=tz)) for r, w in await self._read(read)]
+        return [
+            (r, datetime.fromtimestamp(w, tz=tz)) for r, w in await self._run_op(read, mode="read")
+        ]
 
     # ----- hooks -----
 
     async def get_hook(self, token: str) -> HookRecord:
-        async def read(conn: AsyncConnection) -> HookRecord:
-            row = (await conn.execute(select(*_HOOK_COLS).where(HOOKS.c.token == token))).first()
+        async def read(conn: Conn) -> HookRecord:
+            row = await conn.fetchrow(sql.GET_HOOK, token)
             if row is None:
                 raise HookNotFoundError(f"no live hook with token {token!r}")
             return hook_from_row(tuple(row))
 
-        return await self._read(read)
+        return await self._run_op(read, mode="read")
 
     # ----- dispatched steps -----
 
@@ -611,60 +609,39 @@ class PostgresStorage(Storage):
     ) -> bool:
         if owner is not None and until is None:
             raise ValueError("a step lease needs an expiry time")
-        key = (LEASES.c.run_id == run_id, LEASES.c.step_id == step_id)
-        stmt: Any
+        statement: str
+        args: list[Any] = [run_id, step_id]
         if owner is None:
-            stmt = delete(LEASES).where(*key)
+            statement = sql.STEP_LEASE_DELETE
             if if_owner is not None:
-                stmt = stmt.where(LEASES.c.owner == if_owner)
-        elif if_owner is not None:
-            assert until is not None
-            stmt = (
-                update(LEASES)
-                .where(*key, LEASES.c.owner == if_owner)
-                .values(owner=owner, lease_until=until.timestamp())
-            )
+                statement = sql.STEP_LEASE_DELETE_IF_OWNER
+                args.append(if_owner)
         else:
             assert until is not None
-            values = dict(
-                zip(
-                    STEP_LEASE_COLUMNS,
-                    step_lease_to_values(StepLease(run_id, step_id, owner, until)),
-                    strict=True,
-                )
-            )
-            stmt = (
-                pg_insert(LEASES)
-                .values(values)
-                .on_conflict_do_update(
-                    index_elements=[LEASES.c.run_id, LEASES.c.step_id],
-                    set_={"owner": owner, "lease_until": values["lease_until"]},
-                )
-            )
+            args += [owner, until.timestamp()]
+            statement = sql.STEP_LEASE_UPSERT
+            if if_owner is not None:
+                statement = sql.SET_STEP_LEASE_IF_OWNER
+                args.append(if_owner)
 
-        async def write(conn: AsyncConnection) -> bool:
-            count = (await conn.execute(stmt)).rowcount
+        async def write(conn: Conn) -> bool:
+            count = _count(await conn.execute(statement, *args))
             return if_owner is None or count == 1
 
-        return await self._tx(write)
+        return await self._run_op(write, mode="statement")
 
     async def get_step_leases(self, run_id: str) -> dict[str, StepLease]:
-        stmt = select(*_LEASE_COLS).where(LEASES.c.run_id == run_id)
+        async def read(conn: Conn) -> list[StepLease]:
+            return [
+                step_lease_from_row(tuple(row))
+                for row in await conn.fetch(sql.GET_STEP_LEASES, run_id)
+            ]
 
-        async def read(conn: AsyncConnection) -> list[StepLease]:
-            return [step_lease_from_row(tuple(row)) for row in await conn.execute(stmt)]
-
-        return {lease.step_id: lease for lease in await self._read(read)}
+        return {lease.step_id: lease for lease in await self._run_op(read, mode="read")}
 
     async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
-        stmt = (
-            select(*_LEASE_COLS)
-            .where(LEASES.c.lease_until < now.timestamp())
-            .order_by(LEASES.c.lease_until, LEASES.c.run_id, LEASES.c.step_id)
-            .limit(limit)
-        )
+        async def read(conn: Conn) -> list[StepLease]:
+            rows = await conn.fetch(sql.EXPIRED_STEP_LEASES, now.timestamp(), limit)
+            return [step_lease_from_row(tuple(row)) for row in rows]
 
-        async def read(conn: AsyncConnection) -> list[StepLease]:
-            return [step_lease_from_row(tuple(row)) for row in await conn.execute(stmt)]
-
-        return await self._read(read)
+        return await self._run_op(read, mode="read")
