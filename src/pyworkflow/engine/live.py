@@ -121,7 +121,7 @@ class Live(Replay, Recording, StepLeases):
             assert op.definition is not None
             op.attempt += 1
             op.due = None
-            if self.dispatching:
+            if self.dispatching and not self._lone_step_inline():
                 op.remote = True
                 self.buffer.append(
                     NewEvent(
@@ -141,12 +141,23 @@ class Live(Replay, Recording, StepLeases):
                         "name": op.definition.name,
                         "attempt": op.attempt,
                         "input": op.input,
-                        "worker": self.owner,
+                        "worker": self.runtime.executor.worker_name or self.owner,
                     },
                 )
             )
             launch.append(op)
         return fired, launch, next_due
+
+    def _lone_step_inline(self) -> bool:
+        """Whether a ready step runs here although the executor dispatches steps.
+
+        Only when the executor allows it (``Executor.inline_lone_steps``) and the
+        workflow waits on that step alone: nothing else open (no other step, in
+        flight or ready, and no timer), so no parallelism is lost.
+        """
+        if not self.runtime.executor.inline_lone_steps:
+            return False
+        return sum(1 for op in self.open.values() if not op.future.done()) == 1
 
     def _take_fact(self, op: _Op, event: NewEvent) -> None:
         if op.future.done():

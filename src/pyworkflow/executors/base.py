@@ -30,6 +30,17 @@ class Executor(abc.ABC):
     #: ``step_scheduled`` and hand the steps to :meth:`dispatch_steps`
     #: instead of running them in-process.
     dispatches_steps: bool = False
+    #: With ``dispatches_steps``: whether an activation whose workflow waits on
+    #: one ready step and nothing else runs that step itself, recording
+    #: ``step_started`` and the outcome as the local executor does, instead of
+    #: dispatching it (one message and one worker hop less per step). Several
+    #: ready steps (a ``gather``) are still dispatched together. A worker that
+    #: dies mid-step leaves the run's lease to expire; recovery re-runs the step.
+    inline_lone_steps: bool = False
+    #: The ``worker`` that ``step_started`` names for a step an activation runs
+    #: in this process (``None``: the activation's lease owner); the Celery
+    #: executor names the worker's hostname, as its dispatched steps do.
+    worker_name: str | None = None
     #: Seconds a dispatched step may wait for a worker before it counts as lost
     #: and is dispatched again.
     dispatch_timeout: float = 300.0

@@ -24,6 +24,7 @@ from loguru import logger
 from pyworkflow import dispatch, runtime
 from pyworkflow.config import Settings
 from pyworkflow.redaction import redact_text
+from pyworkflow_celery.executor import CeleryExecutor
 from pyworkflow_celery.settings import CelerySettings
 
 __all__ = ["ACTIVATE", "STEP", "SWEEP", "app", "create_app"]
@@ -45,7 +46,10 @@ def _runtime() -> runtime.Runtime:
 
 def _activate(task: Task, run_id: str) -> bool:
     rt = _runtime()
-    owner = dispatch.worker_id(task.request.hostname or "celery")
+    hostname = task.request.hostname or "celery"
+    if isinstance(rt.executor, CeleryExecutor):
+        rt.executor.worker_started(hostname, task.app.amqp.queues.consume_from)
+    owner = dispatch.worker_id(hostname)
     return rt.call(dispatch.activate_run, rt, run_id, owner)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,9 @@ class CeleryExecutor(Executor):
         self.settings = settings
         self.options = CelerySettings.from_settings(settings)
         self.dispatch_timeout = self.options.dispatch_timeout
+        # a worker that does not consume the step queue turns this off (worker_started)
+        self.inline_lone_steps = self.options.inline_steps
+        self._queues_known = False
         self._app: Celery | None = None
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pw-celery")
 
@@ -53,6 +56,21 @@ class CeleryExecutor(Executor):
 
             self._app = create_app(self.settings)
         return self._app
+
+    def worker_started(self, hostname: str, queues: Container[str]) -> None:
+        """Told by a worker's first activation its name and the queues it consumes.
+
+        A lone step runs inline (``inline_steps``) only where step bodies may
+        run: on a worker that also consumes the step queue, not one started
+        with ``-Q`` naming the workflow queue alone. Its ``step_started`` names
+        the worker's hostname, as a dispatched step's does.
+        """
+        if not self._queues_known:
+            self._queues_known = True
+            self.worker_name = hostname
+            self.inline_lone_steps = self.options.inline_steps and (
+                self.options.step_queue in queues
+            )
 
     async def start(self, runtime: Runtime) -> None:
         import_modules(tuple(self.settings.modules) + self.options.modules)

@@ -6,6 +6,7 @@ import attrs
 
 from pyworkflow.config import Settings
 from pyworkflow.plugin_options import (
+    option_bool,
     option_names,
     option_optional_text,
     option_seconds,
@@ -39,6 +40,13 @@ class CelerySettings:
     eta_horizon: float = 600.0
     #: Seconds a dispatched step may wait in the queue before it is sent again.
     dispatch_timeout: float = 300.0
+    #: Whether an activation whose workflow waits on one ready step and nothing
+    #: else runs that step on its own worker (recording ``step_started`` and the
+    #: outcome in its log) instead of sending it to ``step_queue``. Several ready
+    #: steps (``gather``) always go to the step queue, and a worker that does not
+    #: consume ``step_queue`` (``-Q`` naming the workflow queue only) never runs
+    #: steps inline. ``false`` sends every step body to the step queue.
+    inline_steps: bool = True
     #: Extra modules the workers import (besides ``modules`` of ``[tool.pyworkflow]``).
     modules: tuple[str, ...] = ()
 
@@ -56,6 +64,7 @@ class CelerySettings:
                 "sweep_interval": option_seconds,
                 "eta_horizon": option_seconds,
                 "dispatch_timeout": option_seconds,
+                "inline_steps": option_bool,
                 "modules": option_names,
             },
         )
