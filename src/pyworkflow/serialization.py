@@ -29,6 +29,27 @@ __all__ = ["JsonSerializer", "PickleSerializer", "Serializer", "dumps_limited"]
 #: Key marking a tagged envelope: ``{"__pw__": "<kind>", "v": ...}``.
 TAG = "__pw__"
 _PLAIN = (type(None), bool, int, str)
+#: The same, as a set: one hash lookup on the hot path.
+_PLAIN_TYPES = frozenset(_PLAIN)
+
+#: ``json.dumps(encoded, separators=(",", ":"), allow_nan=False)`` without building an
+#: encoder per call. ``_encode`` returns a fresh tree of JSON types with finite floats
+#: only, never circular, so the C encoder needs no circular check nor ``default``.
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_to_json: Callable[[Any], str]
+if _c_make_encoder is not None:
+    _iterencode = _c_make_encoder(
+        None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+    def _to_json(encoded: Any) -> str:
+        return "".join(_iterencode(encoded, 0))
+
+else:  # pragma: no cover  # a Python built without the _json accelerator
+    _to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+#: The C scanner ``json.loads`` ends in; payloads the engine wrote need nothing else.
+_scan_once: Any = getattr(json.decoder.JSONDecoder(), "scan_once")  # noqa: B009  # untyped
 
 
 @runtime_checkable
@@ -160,6 +181,11 @@ class JsonSerializer:
         return self._converter
 
     def dumps(self, value: Any) -> str:
+        cls = type(value)
+        if cls is int:  # the commonest step values, written as json.dumps writes them
+            return int.__repr__(value)
+        if cls is str:
+            return json.encoder.encode_basestring_ascii(value)
         try:
             encoded = self._encode(value)
         except RecursionError as exc:
@@ -167,11 +193,22 @@ class JsonSerializer:
                 f"cannot serialize value of type {type_name(type(value))!r} with the 'json' "
                 "serializer: it is circular or nested too deeply"
             ) from exc
-        return json.dumps(encoded, separators=(",", ":"), allow_nan=False)
+        return _to_json(encoded)
 
     def loads(self, data: str) -> Any:
         try:
-            return self._decode(json.loads(data))
+            if type(data) is str:
+                try:
+                    value, end = _scan_once(data, 0)
+                except StopIteration:  # not a JSON value where it starts: json.loads says why
+                    value, end = json.loads(data), len(data)
+                if end != len(data):  # whitespace or extra data after it
+                    value = json.loads(data)
+            else:
+                value = json.loads(data)
+            if type(value) in _PLAIN_TYPES:
+                return value
+            return self._decode(value)
         except SerializationError:
             raise
         except RecursionError as exc:
@@ -187,19 +224,27 @@ class JsonSerializer:
 
     def _encode(self, value: Any) -> Any:
         cls = type(value)
-        if cls in _PLAIN:
+        if cls in _PLAIN_TYPES:
             return value
         if cls is float:
             return value if math.isfinite(value) else {TAG: "float", "v": str(value)}
+        plain = _PLAIN_TYPES
         if cls is list:
-            return [self._encode(item) for item in value]
+            return [item if type(item) in plain else self._encode(item) for item in value]
         if cls is dict:
-            if TAG not in value and all(type(key) is str for key in value):
-                return {key: self._encode(item) for key, item in value.items()}
+            if TAG not in value:
+                out = {}
+                for key, item in value.items():
+                    if type(key) is not str:
+                        break
+                    out[key] = item if type(item) in plain else self._encode(item)
+                else:
+                    return out
             pairs = [[self._encode(k), self._encode(v)] for k, v in value.items()]
             return {TAG: "dict", "v": pairs}
         if cls is tuple:
-            return {TAG: "tuple", "v": [self._encode(item) for item in value]}
+            items = [item if type(item) in plain else self._encode(item) for item in value]
+            return {TAG: "tuple", "v": items}
         if cls is set or cls is frozenset:
             items = sorted((self._encode(item) for item in value), key=_sort_key)
             return {TAG: cls.__name__, "v": items}
@@ -269,12 +314,16 @@ class JsonSerializer:
     # ----- decoding -----
 
     def _decode(self, value: Any) -> Any:
+        plain = _PLAIN_TYPES
         if isinstance(value, list):
-            return [self._decode(item) for item in value]
+            return [item if type(item) in plain else self._decode(item) for item in value]
         if not isinstance(value, dict):
             return value
         if TAG not in value:
-            return {key: self._decode(item) for key, item in value.items()}
+            return {
+                key: item if type(item) in plain else self._decode(item)
+                for key, item in value.items()
+            }
         kind = value[TAG]
         if kind in _LEAF_DECODERS:
             return _LEAF_DECODERS[kind](value)
@@ -435,7 +484,7 @@ class PickleSerializer:
 def dumps_limited(serializer: Serializer, value: Any, *, limit: int, what: str) -> str:
     """Serialize ``value``; over ``limit`` UTF-8 bytes raise :class:`PayloadTooLargeError`."""
     text = serializer.dumps(value)
-    size = len(text.encode())
+    size = len(text) if text.isascii() else len(text.encode())
     if size > limit:
         raise PayloadTooLargeError(
             f"{what} is {size} bytes, over the payload limit of {limit} bytes "

@@ -55,6 +55,10 @@ class MemoryStorage(Storage):
         self._keys: dict[str, str] = {}
         self._hooks: dict[str, HookRecord] = {}
         self._step_leases: dict[tuple[str, str], StepLease] = {}
+        #: Runs whose stored ``Run`` no caller holds: an append without a patch moves its
+        #: ``updated_at``/``last_seq`` in place instead of building a new record (a caller
+        #: never sees a ``Run`` it was given change).
+        self._private: set[str] = set()
 
     def _run(self, run_id: str) -> Run:
         try:
@@ -62,11 +66,17 @@ class MemoryStorage(Storage):
         except KeyError:
             raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}") from None
 
+    def _give(self, run_id: str) -> Run:
+        """The stored run, to return to a caller: it is no longer changed in place."""
+        run = self._run(run_id)
+        self._private.discard(run_id)
+        return run
+
     async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
         with self._lock:
             key = run.idempotency_key
             if key is not None and key in self._keys:
-                return self._runs[self._keys[key]], False
+                return self._give(self._keys[key]), False
             stored = attrs.evolve(run, last_seq=len(events))
             self._apply_hooks(run.run_id, events)
             self._runs[run.run_id] = stored
@@ -79,7 +89,7 @@ class MemoryStorage(Storage):
 
     async def get_run(self, run_id: str) -> Run:
         with self._lock:
-            return self._run(run_id)
+            return self._give(run_id)
 
     async def list_runs(
         self,
@@ -91,6 +101,7 @@ class MemoryStorage(Storage):
     ) -> RunPage:
         with self._lock:
             runs = list(self._runs.values())
+            self._private.clear()
         return page_of(runs, status, workflow, limit, cursor)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
@@ -114,11 +125,19 @@ class MemoryStorage(Storage):
             self._apply_hooks(run_id, events)
             log = self._events[run_id]
             log.extend(_to_event(run_id, expected_seq + i, e) for i, e in enumerate(events, 1))
-            self._runs[run_id] = apply_patch(run, patch, owner, utcnow(), len(log))
-            return len(log)
+            last = len(log)
+            if patch is None and run_id in self._private:
+                _set(run, "updated_at", utcnow())
+                _set(run, "last_seq", last)
+            else:
+                self._runs[run_id] = apply_patch(run, patch, owner, utcnow(), last)
+                self._private.add(run_id)
+            return last
 
     def _apply_hooks(self, run_id: str, events: Sequence[NewEvent]) -> None:
         created, disposed = hook_changes(run_id, events)
+        if not created and not disposed:
+            return
         check_hook_conflicts(run_id, created, disposed, self._hook_holder)
         for token in disposed:
             if token in self._hooks and self._hooks[token].run_id == run_id:
@@ -162,6 +181,7 @@ class MemoryStorage(Storage):
             for run in due:
                 run = attrs.evolve(run, lease_owner=owner, lease_expires_at=now + lease_for)
                 self._runs[run.run_id] = run
+                self._private.discard(run.run_id)
                 claimed.append(run)
             return claimed
 
@@ -180,6 +200,7 @@ class MemoryStorage(Storage):
                 return None
             run = attrs.evolve(run, lease_owner=owner, lease_expires_at=now + lease_for)
             self._runs[run_id] = run
+            self._private.discard(run_id)
             return run
 
     async def set_step_lease(
@@ -243,6 +264,10 @@ class MemoryStorage(Storage):
             ]
         due.sort(key=lambda item: item[1])
         return due[:limit]
+
+
+#: Sets a field of a frozen record this storage alone holds (see ``MemoryStorage._private``).
+_set = object.__setattr__
 
 
 def _to_event(run_id: str, seq: int, event: NewEvent) -> Event:

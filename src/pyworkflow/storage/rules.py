@@ -59,6 +59,21 @@ def patch_changes(patch: RunPatch) -> dict[str, Any]:
     return changes
 
 
+def _make_replace() -> Callable[[Run, dict[str, Any]], Run]:
+    """``attrs.evolve`` for :class:`Run`, generated once: about twice as fast per append."""
+    values = ", ".join(
+        f"{f.alias}=changes[{f.name!r}] if {f.name!r} in changes else run.{f.name}"
+        for f in attrs.fields(Run)
+    )
+    namespace: dict[str, Any] = {"Run": Run}
+    exec(f"def replace(run, changes):\n    return Run({values})\n", namespace)
+    replace: Callable[[Run, dict[str, Any]], Run] = namespace["replace"]
+    return replace
+
+
+_replace_run = _make_replace()
+
+
 def apply_patch(
     run: Run, patch: RunPatch | None, owner: str | None, now: datetime, last_seq: int
 ) -> Run:
@@ -68,12 +83,12 @@ def apply_patch(
     """
     changes: dict[str, Any] = {"updated_at": now, "last_seq": last_seq}
     if patch is None:
-        return attrs.evolve(run, **changes)
+        return _replace_run(run, changes)
     changes.update(patch_changes(patch))
     if patch.release_lease and run.lease_owner == owner:
         changes["lease_owner"] = None
         changes["lease_expires_at"] = None
-    return attrs.evolve(run, **changes)
+    return _replace_run(run, changes)
 
 
 # ----- paging -----
