@@ -105,17 +105,30 @@ class InProcessDispatch(Executor):
             self._spawn(self._step, run_id, step_id, attempt)
 
 
+class InProcessInline(InProcessDispatch):
+    """Like :class:`InProcessDispatch`, but a lone ready step runs in its activation.
+
+    As the Celery executor does by default (``inline_steps``): only steps
+    awaited together (``gather``) are dispatched.
+    """
+
+    name = "inprocess-inline"
+    inline_lone_steps = True
+    worker_name = "inproc-activation"
+
+
 class _Plugin:
     @hookimpl
     def pyworkflow_register_executors(
         self, register: Callable[[str, Callable[[Settings], Executor]], None]
     ) -> None:
         register("inprocess-dispatch", InProcessDispatch)
+        register("inprocess-inline", InProcessInline)
 
 
 @pytest.fixture
 def dispatching_executor() -> Iterator[None]:
-    """Make ``executor="inprocess-dispatch"`` available for one test."""
+    """Make ``executor="inprocess-dispatch"`` (and ``"inprocess-inline"``) available for one test."""
     pm = plugins.make_plugin_manager(load_entrypoints=True)
     pm.register(_Plugin(), name="inprocess-dispatch-tests")
     plugins.reset_plugin_manager(pm)

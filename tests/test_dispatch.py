@@ -13,7 +13,7 @@ import pytest
 
 from pyworkflow import EventType, get_events, get_result, runtime, start
 from pyworkflow.testing import EngineConformance
-from pyworkflow.testing.engine_suite import FAST, gather_flow
+from pyworkflow.testing.engine_suite import FAST, flaky_flow, gather_flow
 
 from .dispatching import InProcessDispatch, dispatching_executor  # noqa: F401  # fixture
 
@@ -62,3 +62,46 @@ def test_a_lost_step_message_is_dispatched_again_after_the_timeout() -> None:
     assert ("slow_a", 2) in attempts  # the dropped first attempt was re-dispatched
     completed = [e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED]
     assert sorted(completed) == ["after_gather", "slow_a", "slow_b"]
+
+
+class TestEngineWithLoneStepsInlineOnMemory(EngineConformance):
+    extra_settings = {"executor": "inprocess-inline"}
+
+    def make_storage_url(self, tmp_path: Path) -> str:
+        return "memory://"
+
+
+class TestEngineWithLoneStepsInlineOnSQLite(EngineConformance):
+    extra_settings = {"executor": "inprocess-inline"}
+
+    def make_storage_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'pw.db'}"
+
+
+def test_a_lone_step_runs_in_its_activation_and_a_gather_is_dispatched() -> None:
+    runtime.configure(storage="memory://", executor="inprocess-inline", **FAST)
+    run_id = start(gather_flow)
+    assert get_result(run_id, timeout=20).startswith("a+b")
+    events = get_events(run_id)
+    scheduled = [e.payload["name"] for e in events if e.type == EventType.STEP_SCHEDULED]
+    started = {e.payload["name"]: e.payload for e in events if e.type == EventType.STEP_STARTED}
+    # the two steps awaited together still go to workers, at once
+    assert scheduled == ["slow_a", "slow_b"]
+    assert started["slow_a"]["dispatched"] and started["slow_a"]["worker"] == "inproc"
+    # the step awaited alone ran in the activation, named by the executor's worker_name
+    assert "dispatched" not in started["after_gather"]
+    assert started["after_gather"]["worker"] == "inproc-activation"
+    completed = [e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED]
+    assert sorted(completed) == ["after_gather", "slow_a", "slow_b"]
+
+
+def test_lone_steps_in_sequence_are_never_dispatched() -> None:
+    runtime.configure(storage="memory://", executor="inprocess-inline", **FAST)
+    run_id = start(flaky_flow)
+    assert get_result(run_id, timeout=20) == "ok after 3"
+    events = get_events(run_id)
+    assert not [e for e in events if e.type == EventType.STEP_SCHEDULED]
+    # its retries are durable timers, each next attempt run inline by an activation
+    attempts = [e.payload["attempt"] for e in events if e.type == EventType.STEP_STARTED]
+    assert attempts == [1, 2, 3]
+    assert [e.type for e in events].count(EventType.STEP_RETRYING) == 2

@@ -77,3 +77,19 @@ def test_a_step_defined_inside_a_function_cannot_be_dispatched() -> None:
 
     with pytest.raises(TypeError, match="defined inside a function"):
         check_dispatchable(local_step.definition, local_step.fn)
+
+
+def test_lone_steps_run_inline_only_on_workers_that_consume_the_step_queue() -> None:
+    executor = CeleryExecutor(load_settings({}))
+    assert executor.inline_lone_steps  # inline_steps is on by default
+    executor.worker_started("flows@host", {"pyworkflow.workflows"})  # -Q pyworkflow.workflows
+    assert not executor.inline_lone_steps
+    assert executor.worker_name == "flows@host"
+
+    executor = CeleryExecutor(load_settings({}))
+    executor.worker_started("w1@host", {"pyworkflow.workflows", "pyworkflow.steps"})
+    assert executor.inline_lone_steps
+
+    executor = CeleryExecutor(load_settings({"celery": {"inline_steps": False}}))
+    executor.worker_started("w1@host", {"pyworkflow.workflows", "pyworkflow.steps"})
+    assert not executor.inline_lone_steps
