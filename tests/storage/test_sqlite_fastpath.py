@@ -102,6 +102,10 @@ async def test_writes_of_several_tasks_in_one_pass_share_a_commit_on_the_writer(
     assert set(seen[1:]) == {WRITER}  # the others: one batch for the writer thread
     assert db.commit_count == commits + 2
     assert sorted(committed_rows(db.path, "SELECT v FROM t")) == sorted((v,) for v in values)
+    seen.clear()
+    more = [str(i) for i in range(30, 40)]
+    assert await asyncio.gather(*(db._write(insert(v, seen)) for v in more)) == more
+    assert set(seen) == {WRITER}  # still contended: none of them waits on the loop's thread
 
 
 async def test_writes_queue_behind_a_busy_writer_thread_and_commit(db: SQLiteStorage) -> None:
@@ -130,8 +134,9 @@ async def test_writes_queue_behind_a_busy_writer_thread_and_commit(db: SQLiteSto
     rows = committed_rows(db.path, "SELECT v FROM t")
     assert sorted(rows) == sorted([("first",)] + [(f"later{i}",) for i in range(5)])
     seen.clear()
+    await db._write(insert("lone", seen))  # after load: the writer thread, once
     await db._write(insert("idle again", seen))
-    assert seen == [threading.current_thread().name]  # caught up: inline again
+    assert seen == [WRITER, threading.current_thread().name]  # caught up: inline again
 
 
 async def test_a_failed_inline_write_rolls_back_and_the_connection_stays_usable(

@@ -51,7 +51,6 @@ from pyworkflow.storage.rows import (
     run_to_values,
     step_lease_from_row,
     step_lease_to_values,
-    to_epoch,
 )
 from pyworkflow.storage.rules import (
     decode_cursor,
@@ -84,6 +83,8 @@ _INSERT_RUN = (
 _EVENT_SELECT = (
     f"SELECT {', '.join(EVENT_COLUMNS)} FROM {_EVENTS} WHERE run_id = ? AND seq > ? ORDER BY seq"
 )
+#: An append without a run patch: the log's end moves (the seq check is the lock).
+_APPEND = f"UPDATE {_RUNS} SET last_seq = ?, updated_at = ? WHERE run_id = ? AND last_seq = ?"
 _INSERT_EVENT = f"INSERT INTO {_EVENTS} ({', '.join(EVENT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
 _HOOK_SELECT = f"SELECT {', '.join(HOOK_COLUMNS)} FROM {_HOOKS} WHERE token = ?"
 _INSERT_HOOK = (
@@ -336,7 +337,11 @@ class _Writer(threading.Thread):
     a thread hop, whenever this thread has nothing queued or in hand: ``lock``
     is held by whichever side runs a transaction. ``busy`` is set while requests
     are queued or being committed here; callers then queue behind them (group
-    commit under load, and no overtaking). A request cancelled while queued is
+    commit under load, and no overtaking). ``contended`` is set when several
+    tasks wrote at once, and cleared when this thread commits a lone request
+    with nothing queued: in between, every write comes here, so the loop never
+    waits for a commit (an fsync with ``synchronous=FULL``) while other tasks
+    have work. A request cancelled while queued is
     skipped; one already running completes. Nothing a request does can stop the
     thread.
     """
@@ -347,11 +352,18 @@ class _Writer(threading.Thread):
         self.lock = threading.Lock()
         self.requests: queue.SimpleQueue[list[_Request] | None] = queue.SimpleQueue()
         self.busy = False
+        self.contended = False
         self.commit_count = 0
         self._busy_timeout_ms = BUSY_TIMEOUT_MS
 
-    def submit(self, batch: list[_Request]) -> None:
-        """Queue ``batch`` for this thread (callers arriving now queue behind it)."""
+    def submit(self, batch: list[_Request], *, contended: bool = False) -> None:
+        """Queue ``batch`` for this thread (callers arriving now queue behind it).
+
+        ``contended``: the batch comes from several tasks at once; writes stay
+        off the caller's thread until this thread commits a lone write again.
+        """
+        if contended:
+            self.contended = True
         self.busy = True
         self.requests.put(batch)
 
@@ -377,9 +389,12 @@ class _Writer(threading.Thread):
                 if batch:
                     with self.lock:
                         outcomes = self._commit(batch)
-                self.busy = False  # before the callers hear: their next write may go inline
+                # Before the callers hear: their next write may go inline.
+                self.busy = False
                 if not self.requests.empty():
                     self.busy = True
+                elif len(batch) == 1:
+                    self.contended = False
                 _deliver(outcomes)
         finally:
             with self.lock:
@@ -406,7 +421,7 @@ class _Writer(threading.Thread):
         Requests' own errors come back in the outcomes; an error of the
         transaction itself (after its rollback) is raised.
         """
-        if self.busy or not self.lock.acquire(blocking=False):
+        if self.busy or self.contended or not self.lock.acquire(blocking=False):
             return None
         try:
             self._set_busy_timeout(0)
@@ -481,9 +496,11 @@ class SQLiteStorage(Storage):
         # The connection small reads use on the caller's loop, under its lock.
         self._loop_reader: sqlite3.Connection | None = None
         self._loop_reader_lock = threading.Lock()
-        # The loop whose current pass has written (None: none), and the writes
-        # made in that pass after the first, committed together at its end.
+        # The loop whose current pass has written (None: none), whether a write
+        # of that pass was committed inline (1) or not (0), and its writes queued
+        # for the writer thread at the end of the pass.
         self._pass_loop: asyncio.AbstractEventLoop | None = None
+        self._pass_writes = 0
         self._pending: list[_Request] = []
         self._closed_commits = 0
 
@@ -563,53 +580,50 @@ class SQLiteStorage(Storage):
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction; return once it is committed.
 
-        While the writer thread is idle, the first write of a pass of the event
-        loop commits at once on the loop's thread (no thread hop) if the file's
-        write lock is free at once; the caller then yields once, as it would
-        have waiting for the thread. The writes other tasks make in the same
-        pass go to the writer thread together at the end of the pass (group
-        commit), as do all writes while that thread is busy or when another
-        process holds the write lock.
+        Writes are collected per pass of the event loop. The first write of a
+        pass commits at once on the loop's thread (no thread hop) when the
+        writer thread is idle and uncontended and the file's write lock is free
+        at once; the caller then yields once, as it would have waiting for the
+        thread. The pass's other writes, or all of them otherwise, go to the
+        writer thread together at the end of the pass: one group commit, while
+        the loop goes on. Writes from several tasks in one pass mark the writer
+        contended (see :class:`_Writer`).
         """
         writer = self._writer
         if writer is None:
             raise RuntimeError(f"storage {self.url} is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if not self.inline or writer.busy or self._pass_loop not in (None, loop):
-            writer.submit([(fn, future)])
-        elif self._pass_loop is loop:
-            self._pending.append((fn, future))
-        else:
+        if not self.inline or self._pass_loop not in (None, loop):
+            writer.submit([(fn, future)])  # another loop's pass is open: no batching with it
+            return await future
+        if self._pass_loop is None:
             self._pass_loop = loop
             loop.call_soon(self._flush)
-            outcomes = writer.inline([(fn, future)])
-            if outcomes is not None:
-                result, error = outcomes[0][1:]
-                if error is not None:
-                    raise error
-                await asyncio.sleep(0)  # a pass for the other tasks, as a hop would give
-                return cast(T, result)
-            writer.submit([(fn, future)])
+            if not (writer.busy or writer.contended):
+                outcomes = writer.inline([(fn, future)])
+                if outcomes is not None:
+                    self._pass_writes = 1
+                    result, error = outcomes[0][1:]
+                    if error is not None:
+                        raise error
+                    await asyncio.sleep(0)  # a pass for the other tasks, as a hop would give
+                    return cast(T, result)
+        self._pending.append((fn, future))
         return await future
 
     def _flush(self) -> None:
-        """End the loop's pass: queue its writes after the first for the writer thread.
-
-        Several tasks writing in one pass is load: the writer thread commits
-        them together while the loop goes on (it never waits for an fsync of
-        theirs), and the writes that follow queue behind them until it has
-        caught up.
-        """
+        """End the loop's pass: hand its queued writes to the writer thread as one batch."""
         batch = [request for request in self._pending if not request[1].done()]
-        self._pending, self._pass_loop = [], None
+        contended = self._pass_writes + len(self._pending) > 1
+        self._pending, self._pass_loop, self._pass_writes = [], None, 0
         if not batch:
             return
         writer = self._writer
         if writer is None:
             _settle([(f, None, RuntimeError(f"storage {self.url} is not open")) for _, f in batch])
         else:
-            writer.submit(batch)
+            writer.submit(batch, contended=contended)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = True) -> T:
         """Run ``fn`` on a reader connection: the loop's own when free, else a thread's.
@@ -716,20 +730,24 @@ class SQLiteStorage(Storage):
     ) -> int:
         # Everything that does not need the database is prepared here, off the writer thread.
         last = expected_seq + len(events)
-        sets = ["last_seq = ?", "updated_at = ?"]
-        params: list[Any] = [last, to_epoch(utcnow())]
-        if patch is not None:
+        now = utcnow().timestamp()
+        if patch is None:  # a step's append: one constant statement (cached by sqlite3)
+            update, update_params = _APPEND, (last, now, run_id, expected_seq)
+        else:
+            sets = ["last_seq = ?", "updated_at = ?"]
+            params: list[Any] = [last, now]
             _patch_sql(patch, owner, sets, params)
-        update = f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ? AND last_seq = ?"
-        update_params = (*params, run_id, expected_seq)
+            update = f"UPDATE {_RUNS} SET {', '.join(sets)} WHERE run_id = ? AND last_seq = ?"
+            update_params = (*params, run_id, expected_seq)
         rows = event_rows(run_id, expected_seq, events)
-        hooks = hook_changes(run_id, events)
+        created, disposed = hook_changes(run_id, events)
 
         def write(conn: sqlite3.Connection) -> int:
             if conn.execute(update, update_params).rowcount != 1:
                 raise ConcurrencyError(run_id, expected_seq, self._last_seq(conn, run_id))
             _insert_events(conn, rows)
-            _apply_hooks(conn, run_id, *hooks)
+            if created or disposed:
+                _apply_hooks(conn, run_id, created, disposed)
             return last
 
         return await self._write(write)
