@@ -128,7 +128,7 @@ class _Plugin:
 
 @pytest.fixture
 def dispatching_executor() -> Iterator[None]:
-    """Make ``executor="inprocess-dispatch"`` (and ``"inprocess-inline"``) available for one test."""
+    """Make ``executor="inprocess-dispatch"`` and ``"inprocess-inline"`` available for a test."""
     pm = plugins.make_plugin_manager(load_entrypoints=True)
     pm.register(_Plugin(), name="inprocess-dispatch-tests")
     plugins.reset_plugin_manager(pm)
