@@ -25,17 +25,17 @@ _calls: dict[str, int] = {}
 
 
 @step()
-async def add(a: int, b: int = 0) -> int:
+async def pin_add(a: int, b: int = 0) -> int:
     return a + b
 
 
 @step()
-def shape(value: int) -> dict[str, Any]:
+def pin_shape(value: int) -> dict[str, Any]:
     return {"n": value, "pair": (value, "x"), "tags": {1, 2}, "none": None, "f": 1.5}
 
 
 @step(max_retries=2, retry_base="10ms", jitter=0.0)
-async def flaky(key: str) -> str:
+async def pin_flaky(key: str) -> str:
     _calls[key] = _calls.get(key, 0) + 1
     if _calls[key] == 1:
         raise ValueError(f"first try of {key}")
@@ -43,19 +43,19 @@ async def flaky(key: str) -> str:
 
 
 @step(max_retries=0)
-async def broken() -> None:
+async def pin_broken() -> None:
     raise KeyError("nope")
 
 
 @workflow
 async def pinned(n: int) -> list[Any]:
-    first = await add(n, b=2)
-    both = await asyncio.gather(add(first), add(first, 1))
-    shaped = await shape(both[1])
+    first = await pin_add(n, b=2)
+    both = await asyncio.gather(pin_add(first), pin_add(first, 1))
+    shaped = await pin_shape(both[1])
     await pyworkflow.sleep("10ms")
-    again = await flaky("k")
+    again = await pin_flaky("k")
     try:
-        await broken()
+        await pin_broken()
     except KeyError:
         pass
     return [first, list(both), shaped["n"], again, "é"]
@@ -80,19 +80,19 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_started",
         "1",
         {
-            "name": "add",
+            "name": "pin_add",
             "attempt": 1,
             "input": '{"args":{"__pw__":"tuple","v":[5]},"kwargs":{"b":2}}',
             "worker": "<worker>",
         },
     ),
-    (3, "step_completed", "1", {"name": "add", "attempt": 1, "result": "7"}),
+    (3, "step_completed", "1", {"name": "pin_add", "attempt": 1, "result": "7"}),
     (
         4,
         "step_started",
         "2",
         {
-            "name": "add",
+            "name": "pin_add",
             "attempt": 1,
             "input": '{"args":{"__pw__":"tuple","v":[7]},"kwargs":{}}',
             "worker": "<worker>",
@@ -103,20 +103,20 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_started",
         "3",
         {
-            "name": "add",
+            "name": "pin_add",
             "attempt": 1,
             "input": '{"args":{"__pw__":"tuple","v":[7,1]},"kwargs":{}}',
             "worker": "<worker>",
         },
     ),
-    (6, "step_completed", "2", {"name": "add", "attempt": 1, "result": "7"}),
-    (7, "step_completed", "3", {"name": "add", "attempt": 1, "result": "8"}),
+    (6, "step_completed", "2", {"name": "pin_add", "attempt": 1, "result": "7"}),
+    (7, "step_completed", "3", {"name": "pin_add", "attempt": 1, "result": "8"}),
     (
         8,
         "step_started",
         "4",
         {
-            "name": "shape",
+            "name": "pin_shape",
             "attempt": 1,
             "input": '{"args":{"__pw__":"tuple","v":[8]},"kwargs":{}}',
             "worker": "<worker>",
@@ -127,7 +127,7 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_completed",
         "4",
         {
-            "name": "shape",
+            "name": "pin_shape",
             "attempt": 1,
             "result": '{"n":8,"pair":{"__pw__":"tuple","v":[8,"x"]},'
             '"tags":{"__pw__":"set","v":[1,2]},"none":null,"f":1.5}',
@@ -142,7 +142,7 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_started",
         "6",
         {
-            "name": "flaky",
+            "name": "pin_flaky",
             "attempt": 1,
             "input": '{"args":{"__pw__":"tuple","v":["k"]},"kwargs":{}}',
             "worker": "<worker>",
@@ -153,7 +153,7 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_retrying",
         "6",
         {
-            "name": "flaky",
+            "name": "pin_flaky",
             "attempt": 1,
             "error": [
                 ("__pw__", "exception"),
@@ -174,19 +174,19 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_started",
         "6",
         {
-            "name": "flaky",
+            "name": "pin_flaky",
             "attempt": 2,
             "input": '{"args":{"__pw__":"tuple","v":["k"]},"kwargs":{}}',
             "worker": "<worker>",
         },
     ),
-    (19, "step_completed", "6", {"name": "flaky", "attempt": 2, "result": '"ok k"'}),
+    (19, "step_completed", "6", {"name": "pin_flaky", "attempt": 2, "result": '"ok k"'}),
     (
         20,
         "step_started",
         "7",
         {
-            "name": "broken",
+            "name": "pin_broken",
             "attempt": 1,
             "input": '{"args":{"__pw__":"tuple","v":[]},"kwargs":{}}',
             "worker": "<worker>",
@@ -197,7 +197,7 @@ EXPECTED: list[tuple[Any, ...]] = [
         "step_failed",
         "7",
         {
-            "name": "broken",
+            "name": "pin_broken",
             "attempt": 1,
             "error": [
                 ("__pw__", "exception"),

@@ -19,12 +19,12 @@ import functools
 import inspect
 import time
 import traceback
+import types
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import attrs
 from loguru import logger
 
 from pyworkflow import context as ctxmod
@@ -100,14 +100,42 @@ def _unwritable_result(name: str, result: Any, error: SerializationError) -> Ser
     )
 
 
-@attrs.define(eq=False)
+class _StepLog:
+    """A step attempt's logger, bound to its ids only when a line is logged at all.
+
+    Most attempts log nothing above DEBUG; binding loguru per attempt cost more
+    than the rest of the attempt's bookkeeping.
+    """
+
+    __slots__ = ("_bound", "attempt", "name", "run_id", "step_id")
+
+    def __init__(self, run_id: str, step_id: str, name: str, attempt: int) -> None:
+        self.run_id = run_id
+        self.step_id = step_id
+        self.name = name
+        self.attempt = attempt
+        self._bound: Logger | None = None
+
+    @property
+    def bound(self) -> Logger:
+        """The logger with ``run_id``, ``step_id``, ``step`` and ``attempt`` bound."""
+        if self._bound is None:
+            self._bound = logger.bind(
+                run_id=self.run_id, step_id=self.step_id, step=self.name, attempt=self.attempt
+            )
+        return self._bound
+
+
 class _Resumption:
     """One stretch of a step body running on its loop, from resume to next suspension."""
 
-    log: Logger
-    name: str
-    since: float
-    reported: bool = False
+    __slots__ = ("log", "name", "reported", "since")
+
+    def __init__(self, log: _StepLog, name: str, since: float) -> None:
+        self.log = log
+        self.name = name
+        self.since = since
+        self.reported = False
 
 
 #: Step bodies running on some event loop right now (read from the lease keeper's thread).
@@ -126,7 +154,7 @@ def report_blocking(now: float) -> None:
     for stretch in stretches:
         if not stretch.reported and now - stretch.since > BLOCKING_WARNING_SECONDS:
             stretch.reported = True
-            stretch.log.warning(
+            stretch.log.bound.warning(
                 "step {!r} has been blocking its worker's event loop for {:.1f}s "
                 "(threshold {:g}s): other runs on this worker wait until it awaits; "
                 "its leases are still renewed",
@@ -136,10 +164,15 @@ def report_blocking(now: float) -> None:
             )
 
 
+_monotonic = time.monotonic
+
+
 class _Timed:
     """Awaits a step body, timing each stretch it runs on the loop without suspending."""
 
-    def __init__(self, awaitable: Awaitable[Any], log: Logger, name: str) -> None:
+    __slots__ = ("awaitable", "log", "name")
+
+    def __init__(self, awaitable: Awaitable[Any], log: _StepLog, name: str) -> None:
         self.awaitable = awaitable
         self.log = log
         self.name = name
@@ -149,8 +182,9 @@ class _Timed:
         value: Any = None
         error: BaseException | None = None
         while True:
-            stretch = _Resumption(self.log, self.name, time.monotonic())
-            _resuming[id(stretch)] = stretch
+            stretch = _Resumption(self.log, self.name, _monotonic())
+            key = id(stretch)
+            _resuming[key] = stretch
             try:
                 if error is None:
                     yielded = inner.send(value)
@@ -159,8 +193,10 @@ class _Timed:
             except StopIteration as done:
                 return done.value
             finally:
-                del _resuming[id(stretch)]
-                self._check(stretch)
+                del _resuming[key]
+                held = _monotonic() - stretch.since
+                if held > BLOCKING_WARNING_SECONDS:
+                    self._warn(held)
             value, error = None, None
             try:
                 value = yield yielded
@@ -170,28 +206,36 @@ class _Timed:
             except BaseException as exc:  # cancellation included: the body gets it
                 error = exc
 
-    def _check(self, stretch: _Resumption) -> None:
-        held = time.monotonic() - stretch.since
-        if held > BLOCKING_WARNING_SECONDS:
-            self.log.warning(
-                "step {!r} blocked its worker's event loop for {:.1f}s without awaiting "
-                "(threshold {:g}s); nothing else on this worker ran meanwhile. Make the step "
-                "a plain `def` (it then runs in a thread) or call blocking code through "
-                "`await anyio.to_thread.run_sync(...)`",
-                self.name,
-                held,
-                BLOCKING_WARNING_SECONDS,
-            )
+    def _warn(self, held: float) -> None:
+        self.log.bound.warning(
+            "step {!r} blocked its worker's event loop for {:.1f}s without awaiting "
+            "(threshold {:g}s); nothing else on this worker ran meanwhile. Make the step "
+            "a plain `def` (it then runs in a thread) or call blocking code through "
+            "`await anyio.to_thread.run_sync(...)`",
+            self.name,
+            held,
+            BLOCKING_WARNING_SECONDS,
+        )
+
+
+_CO_COROUTINE = inspect.CO_COROUTINE
+
+
+def _is_async(body: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction(body)``, without its unwrapping for plain functions."""
+    if type(body) is types.FunctionType:
+        return bool(body.__code__.co_flags & _CO_COROUTINE) or inspect.iscoroutinefunction(body)
+    return inspect.iscoroutinefunction(body)
 
 
 async def _call_body(
     body: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    log: Logger,
+    log: _StepLog,
     name: str,
 ) -> Any:
-    if inspect.iscoroutinefunction(body):
+    if _is_async(body):
         return await _Timed(body(*args, **kwargs), log, name)
     result = await anyio.to_thread.run_sync(functools.partial(body, *args, **kwargs))
     if inspect.isawaitable(result):
@@ -228,8 +272,8 @@ async def run_step_attempt(
             idempotency_key=f"{run_id}:{step_id}",
         )
     )
-    log = logger.bind(run_id=run_id, step_id=step_id, step=definition.name, attempt=attempt)
-    base = {"name": definition.name, "attempt": attempt, **(extra or {})}
+    log = _StepLog(run_id, step_id, definition.name, attempt)
+    base = {"name": definition.name, "attempt": attempt, **extra} if extra else None
     timeout = definition.timeout.total_seconds() if definition.timeout else None
     error: BaseException
     try:
@@ -254,15 +298,28 @@ async def run_step_attempt(
             error = _unwritable_result(definition.name, result, unwritable)
             retry = False
         else:
-            log.debug("step completed")
-            return NewEvent(EventType.STEP_COMPLETED, step_id, {**base, "result": data})
+            # the ids as keyword arguments land in the record's extra, as bound ones would
+            logger.debug(
+                "step completed",
+                run_id=run_id,
+                step_id=step_id,
+                step=definition.name,
+                attempt=attempt,
+            )
+            if base is None:
+                payload = {"name": definition.name, "attempt": attempt, "result": data}
+            else:
+                payload = {**base, "result": data}
+            return NewEvent(EventType.STEP_COMPLETED, step_id, payload)
+    if base is None:
+        base = {"name": definition.name, "attempt": attempt}
     data, error = dump_error(serializer, limit, error, f"error of step {definition.name!r}")
     detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
     if retry and definition.retry.should_retry(error, attempt - retry_base):
         delay = definition.retry.delay_for(error, attempt - retry_base)
         due = utcnow() + delay
         detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
-        log.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
+        log.bound.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
         return NewEvent(EventType.STEP_RETRYING, step_id, detail)
-    log.error("step failed: {}", error)
+    log.bound.error("step failed: {}", error)
     return NewEvent(EventType.STEP_FAILED, step_id, detail)

@@ -71,11 +71,14 @@ class Live(Replay, Recording, StepLeases):
             if launch:
                 await self._flush()
                 if len(launch) == 1 and len(self.open) == 1:
-                    # the workflow waits on this step alone: run it inline, no task needed
-                    await self._run_step(launch[0])
-                else:
-                    for op in launch:
-                        tg.start_soon(self._run_step, op)
+                    # the workflow waits on this step alone: run it inline, no task needed,
+                    # and take its outcome at once (facts other steps reported before it
+                    # are of operations already settled: the next pass drops them)
+                    op = launch[0]
+                    self._take_fact(op, await self._attempt(op))
+                    continue
+                for op in launch:
+                    tg.start_soon(self._run_step, op)
             if self._take_ready_facts():
                 continue
             if not any(op.running for op in self.open.values()):
@@ -173,8 +176,11 @@ class Live(Replay, Recording, StepLeases):
         self._step_ready()
 
     async def _run_step(self, op: _Op) -> None:
+        self.facts_tx.send_nowait((op, await self._attempt(op)))
+
+    async def _attempt(self, op: _Op) -> NewEvent:
         assert op.definition is not None and op.body is not None
-        event = await run_step_attempt(
+        return await run_step_attempt(
             op.definition,
             op.body,
             op.args,
@@ -186,7 +192,6 @@ class Live(Replay, Recording, StepLeases):
             serializer=self.serializer,
             limit=self.limit,
         )
-        self.facts_tx.send_nowait((op, event))
 
     async def _suspend(self, wake_at: datetime | None) -> None:
         assert self.root is not None
