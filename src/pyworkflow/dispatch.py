@@ -143,12 +143,15 @@ async def _append_if(
     *,
     snapshot: tuple[Run, Sequence[Event]] | None = None,
     due: bool = False,
-) -> bool:
+) -> tuple[Run, list[Event]] | None:
     """Append ``event`` if the run is live and ``accept`` holds on the step's
-    history, re-checking after every concurrent append; False if refused.
+    history, re-checking after every concurrent append; None if refused.
 
-    ``snapshot`` (the run and its log, just read) saves the first reads; with
-    ``due`` the append makes the run due and the executor is told."""
+    ``snapshot`` (the run and its log, as last seen) saves the first reads: a
+    log that moved on since is caught by the append's expected seq, and read
+    again. With ``due`` the append makes the run due and the executor is told.
+    Returns the run and its log including ``event``: the next call's snapshot.
+    """
     storage = runtime.storage
     while True:
         if snapshot is None:
@@ -157,15 +160,18 @@ async def _append_if(
         else:
             (run, history), snapshot = snapshot, None
         if run.status.is_terminal:
-            return False
+            return None
         if not accept(_view(history, step_id)):
-            return False
+            return None
         last = history[-1].seq if history else 0
         try:
-            await runtime.journal.append(run_id, last, [event], patch, due=due)
+            seq = await runtime.journal.append(run_id, last, [event], patch, due=due)
         except ConcurrencyError:
             continue
-        return True
+        appended = Event(
+            run_id, seq, event.type, event.correlation_id, event.timestamp, event.payload
+        )
+        return run, [*history, appended]
 
 
 def _missing_step(name: str, error: Exception) -> tuple[StepDefinition, Callable[..., Any]]:
@@ -248,7 +254,8 @@ async def _run_leased(
     def may_start(v: _StepView) -> bool:
         return not v.resolved and v.latest == attempt and attempt not in v.started
 
-    if not await _append_if(runtime, run_id, step_id, started, may_start, snapshot=(run, history)):
+    seen = await _append_if(runtime, run_id, step_id, started, may_start, snapshot=(run, history))
+    if seen is None:
         log.debug("step already started, settled or superseded; ignored")
         return "stale"
     log.info("dispatched step started")
@@ -287,7 +294,11 @@ async def _run_leased(
         return v.latest == attempt and attempt not in v.retried
 
     due_now = RunPatch(set_wake=True, wake_at=utcnow())
-    if not await _append_if(runtime, run_id, step_id, outcome, may_settle, due_now, due=True):
+    # the log as this worker left it: read again only if someone appended since
+    settled = await _append_if(
+        runtime, run_id, step_id, outcome, may_settle, due_now, snapshot=seen, due=True
+    )
+    if settled is None:
         log.info("step outcome dropped: settled elsewhere, superseded, or the run ended")
     return outcome.type.value
 
