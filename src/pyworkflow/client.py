@@ -212,15 +212,33 @@ def get_run(run_id: str) -> RunInfo:
     return runtime.call(_get_run, runtime, run_id)
 
 
+#: First and longest pause between two looks at a run that may end in another process (s).
+_POLL_FIRST, _POLL_MAX = 0.005, 0.25
+
+
 async def _wait(runtime: Runtime, run_id: str, timeout: float | None) -> RunInfo:
-    delay = 0.005
+    """The run once it has ended; runs on the runtime's loop.
+
+    An end written in this process wakes the wait at once (the journal's
+    in-process signal). Storage is read again only while no activation of the
+    run is running here, at a growing interval (for runs ending elsewhere).
+    """
+    delay = _POLL_FIRST
+    executor = runtime.executor
     with anyio.fail_after(timeout):
         while True:
-            info = await _get_run(runtime, run_id)
-            if info.status.is_terminal:
-                return info
-            await anyio.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            # watched before the look: an end written after it is signalled (a fresh
+            # watch each time round: a run retried since its signal waits anew)
+            with runtime.journal.watch(run_id) as ended:
+                info = await _get_run(runtime, run_id)
+                if info.status.is_terminal:
+                    return info
+                while True:
+                    with anyio.move_on_after(delay):
+                        await ended.wait()
+                    delay = min(delay * 1.5, _POLL_MAX)
+                    if ended.is_set() or not executor.activating(run_id):
+                        break
 
 
 def _outcome(info: RunInfo) -> Any:

@@ -13,7 +13,7 @@ from pyworkflow.engine.live import Live
 from pyworkflow.engine.replay import ReplayReport
 from pyworkflow.engine.state import _LostOwnership, _Restart
 from pyworkflow.errors import CorruptDataError, SerializationError, WorkflowNotFoundError
-from pyworkflow.models import EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow import context as ctxmod
@@ -30,13 +30,21 @@ if TYPE_CHECKING:
         return activation  # mypy checks that an Activation is a WorkflowContext
 
 
-async def activate(runtime: Runtime, run: Run, owner: str) -> None:
-    """Run activations of ``run`` until it suspends, ends, or another owner appears."""
+async def activate(
+    runtime: Runtime, run: Run, owner: str, history: list[Event] | None = None
+) -> None:
+    """Run activations of ``run`` until it suspends, ends, or another owner appears.
+
+    ``history`` is the run's whole log when the caller has it (a run this
+    process just created): the first activation then reads nothing.
+    """
     log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)
     while True:
         try:
-            history = await runtime.storage.get_events(run.run_id)
+            if history is None:
+                history = await runtime.storage.get_events(run.run_id)
             activation = Activation(runtime, run, history, owner)
+            history = None  # a replay after a restart reads the log again
             await activation.execute()
             return
         except _Restart:
@@ -60,7 +68,9 @@ async def activate(runtime: Runtime, run: Run, owner: str) -> None:
             return
 
 
-async def run_activation(runtime: Runtime, run: Run, owner: str) -> bool:
+async def run_activation(
+    runtime: Runtime, run: Run, owner: str, history: list[Event] | None = None
+) -> bool:
     """:func:`activate` as workers call it; True if the activation ran to its end.
 
     A crashing activation is logged and its run made due again only after a
@@ -69,7 +79,7 @@ async def run_activation(runtime: Runtime, run: Run, owner: str) -> bool:
     """
     finished = False
     try:
-        await activate(runtime, run, owner)
+        await activate(runtime, run, owner, history)
         finished = True
     except Exception:
         logger.bind(run_id=run.run_id).exception("activation crashed; retrying it later")

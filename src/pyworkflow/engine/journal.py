@@ -25,16 +25,36 @@ wake-up (the local executor's embedded worker sleeps until then, Celery arms an
 processes cause arrive through storage's own wake listeners
 (``Storage.add_wake_listener``: PostgreSQL ``LISTEN``, Redis pub/sub), which
 are a different channel and stay.
+
+**A new run can go straight to this process's worker.** When the executor has
+a free slot (:meth:`Executor.reserve_start
+<pyworkflow.executors.base.Executor.reserve_start>`: the local executor's
+embedded worker), :meth:`Journal.create` writes the run already leased to that
+worker, in the create's own transaction, and hands it over with its first
+events: no claim, no wait for the worker loop, no re-read of the log. If the
+process dies before the activation ends, the lease expires and any worker
+recovers the run, as after any crash. An idempotency key that finds an
+existing run hands nothing over.
+
+**Who waits for a run's end is told in-process.** When an append ends a run
+(a terminal status), waiters in this process (``get_result``) that
+:meth:`Journal.watch` the run are woken at once; runs that end in other
+processes are found by the waiter's own poll of storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import attrs
+
 from pyworkflow import plugins
-from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.executors.base import Executor
@@ -51,24 +71,46 @@ class Journal:
     an append with no observer costs one attribute test).
     """
 
-    __slots__ = ("executor", "observed", "storage")
+    __slots__ = ("_watched", "executor", "observed", "storage")
 
     def __init__(self, storage: Storage, executor: Executor) -> None:
         self.storage = storage
         self.executor = executor
         #: Whether a plugin implements ``pyworkflow_events_appended``.
         self.observed = plugins.has_event_observers()
+        #: Runs that waiters of this process watch (see :meth:`watch`).
+        self._watched: dict[str, _Watch] = {}
 
     async def create(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
         """Create ``run`` with its first ``events``, idempotently; the run is due at once.
 
         Returns the stored run and whether this call created it; only a
-        created run is announced (observers, ``executor.notify``).
+        created run is announced (observers, then the executor). When the
+        executor reserves a slot for it (:meth:`Executor.reserve_start
+        <pyworkflow.executors.base.Executor.reserve_start>`), the run is
+        created leased to that slot's owner and handed over with its events;
+        otherwise ``executor.notify`` tells the executor it is due.
         """
-        stored, created = await self.storage.create_run(run, list(events))
-        if created:
-            if self.observed and events:
-                self._observe(stored.run_id, len(events), events)
+        events = list(events)
+        slot = self.executor.reserve_start()
+        if slot is not None:
+            until = utcnow() + slot.lease_for
+            run = attrs.evolve(run, lease_owner=slot.owner, lease_expires_at=until)
+        try:
+            stored, created = await self.storage.create_run(run, events)
+        except BaseException:
+            if slot is not None:
+                slot.cancel()
+            raise
+        if not created:  # an idempotency key found the run: nothing new to run
+            if slot is not None:
+                slot.cancel()
+            return stored, created
+        if self.observed and events:
+            self._observe(stored.run_id, len(events), events)
+        if slot is not None:
+            slot.take(stored, _as_events(stored.run_id, 1, events))
+        else:
             self.executor.notify(stored.run_id)
         return stored, created
 
@@ -96,6 +138,7 @@ class Journal:
         if patch is not None and patch.status is not None and patch.status.is_terminal:
             if workflow is None:
                 raise TypeError(f"run {run_id}: an append that ends the run must name its workflow")
+            self._ended(run_id)
             plugins.notify_run_status_changed(run_id, workflow, patch.status)
         if due:
             self.executor.notify(run_id)
@@ -120,12 +163,59 @@ class Journal:
         if wake_at is not None:
             self.executor.schedule(run_id, wake_at)
 
+    @contextmanager
+    def watch(self, run_id: str) -> Iterator[anyio.Event]:
+        """An event set when an append of this process ends ``run_id``, while the block runs.
+
+        Call it on the runtime's loop, and look at the run in storage *after*
+        entering the block (a run that ended before is not signalled). Waiters
+        of one run share one event; the last to leave forgets the run, so
+        timed-out and cancelled waits leave nothing behind. Runs ended by
+        other processes are not signalled: waiters poll storage for those.
+        """
+        watch = self._watched.get(run_id)
+        if watch is None:
+            watch = self._watched[run_id] = _Watch(anyio.Event(), asyncio.get_running_loop())
+        watch.waiters += 1
+        try:
+            yield watch.event
+        finally:
+            watch.waiters -= 1
+            if watch.waiters == 0 and self._watched.get(run_id) is watch:
+                del self._watched[run_id]
+
+    def _ended(self, run_id: str) -> None:
+        """Wake the waiters of ``run_id``: an append ended it."""
+        watch = self._watched.pop(run_id, None)
+        if watch is None:
+            return
+        try:
+            here = asyncio.get_running_loop() is watch.loop
+        except RuntimeError:
+            here = False
+        if here:
+            watch.event.set()
+        else:  # an append made from another thread: wake the waiters on their loop
+            watch.loop.call_soon_threadsafe(watch.event.set)
+
     def _observe(self, run_id: str, last_seq: int, events: Sequence[NewEvent]) -> None:
-        first = last_seq - len(events) + 1
         plugins.notify_events_appended(
-            run_id,
-            [
-                Event(run_id, first + i, e.type, e.correlation_id, e.timestamp, e.payload)
-                for i, e in enumerate(events)
-            ],
+            run_id, _as_events(run_id, last_seq - len(events) + 1, events)
         )
+
+
+@attrs.define(eq=False)
+class _Watch:
+    """The waiters of one run: their shared event and the loop it belongs to."""
+
+    event: anyio.Event
+    loop: asyncio.AbstractEventLoop
+    waiters: int = 0
+
+
+def _as_events(run_id: str, first: int, events: Sequence[NewEvent]) -> list[Event]:
+    """``events`` as stored: seq from ``first``."""
+    return [
+        Event(run_id, first + i, e.type, e.correlation_id, e.timestamp, e.payload)
+        for i, e in enumerate(events)
+    ]

@@ -5,16 +5,41 @@ from __future__ import annotations
 import abc
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pyworkflow.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pyworkflow.models import Event, Run
     from pyworkflow.runtime import Runtime
     from pyworkflow.workflow import WorkflowDefinition
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "StartSlot"]
+
+
+class StartSlot(abc.ABC):
+    """A place in this process's worker, held for a run about to be created.
+
+    :meth:`Executor.reserve_start` returns one; the journal creates the run
+    leased to ``owner`` until ``lease_for`` from now, in the create's own
+    transaction, then calls exactly one of :meth:`take` (created: activate
+    it now) or :meth:`cancel` (not created). Both are called on the runtime's
+    loop.
+    """
+
+    #: The lease owner the run is created with (the worker's name).
+    owner: str
+    #: How long that first lease lasts; the worker renews it from then on.
+    lease_for: timedelta
+
+    @abc.abstractmethod
+    def take(self, run: Run, history: list[Event]) -> None:
+        """Activate ``run``, created leased to :attr:`owner`, whose log is ``history``."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Give the place back: no run was created for it."""
 
 
 class Executor(abc.ABC):
@@ -73,6 +98,26 @@ class Executor(abc.ABC):
 
     async def start(self, runtime: Runtime) -> None:
         """Called once when the process's runtime starts."""
+
+    def reserve_start(self) -> StartSlot | None:
+        """A slot to run a new run of this process at once, or None (default: None).
+
+        With a slot, the run is created already leased to this executor's
+        worker and handed to it (no claim, no ``notify``); without one it is
+        created free and announced with :meth:`notify`. If the process dies
+        before the activation ends, the lease expires and any worker recovers
+        the run.
+        """
+        return None
+
+    def activating(self, run_id: str) -> bool:
+        """Whether an activation of ``run_id`` is running in this process (default: False).
+
+        Its end, if it ends the run, is then written through this process's
+        journal, which wakes in-process waiters: ``get_result`` need not poll
+        storage meanwhile.
+        """
+        return False
 
     async def stop(self) -> None:
         """Called when the runtime shuts down; finish or abandon work."""

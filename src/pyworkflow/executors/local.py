@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 from loguru import logger
 
 from pyworkflow.config import Settings
 from pyworkflow.engine import run_activation
-from pyworkflow.executors.base import Executor
+from pyworkflow.executors.base import Executor, StartSlot
 from pyworkflow.leases import LeaseKeeper, lease_keeper
-from pyworkflow.models import Run, utcnow
+from pyworkflow.models import Event, Run, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
@@ -75,6 +76,13 @@ class Worker:
     recovered here like any other due run. The leases of the runs it
     activates are renewed from a thread of their own (:mod:`pyworkflow.leases`),
     so a step that blocks this worker's event loop does not lose them.
+
+    Runs started in this process come straight in (:meth:`reserve`: created
+    already leased to this worker, then handed over), without a claim. A claim
+    pass runs when something may be due: a wake-up (``notify``, ``schedule``'s
+    hint coming due, a storage push), a slot freed while due runs may have
+    been left unclaimed, and the poll every ``poll_interval`` as the safety
+    net; an activation that ends while nothing waits for a slot costs no pass.
     """
 
     def __init__(
@@ -100,6 +108,14 @@ class Worker:
         self._hints: list[datetime] = []
         self._idle = anyio.Event()
         self._keeper: LeaseKeeper | None = None
+        #: The task group activations run in, while the loop runs.
+        self._tg: anyio.abc.TaskGroup | None = None
+        #: Slots held for runs this process is creating (see :meth:`reserve`).
+        self._reserved = 0
+        #: Whether the last claim pass may have left due runs for want of a slot.
+        self._capped = False
+        #: Runs claimed again while their activation was ending: activated once it has.
+        self._again: set[str] = set()
 
     # ----- thread-safe signals -----
 
@@ -127,6 +143,48 @@ class Worker:
         self._stopping = True
         self.wake()
 
+    def reserve(self) -> StartSlot | None:
+        """A slot for a run this process is creating, if the loop runs and has room.
+
+        Called on the worker's loop (the runtime's). The run is created leased
+        to this worker, then :meth:`StartSlot.take` activates it at once.
+        """
+        if self._tg is None or self._stopping or not self._on_loop():
+            return None
+        if len(self.active) + self._reserved >= self.concurrency:
+            return None
+        self._reserved += 1
+        return _Slot(self)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def _take(self, run: Run, history: list[Event]) -> None:
+        """Activate ``run``, created leased to this worker (a slot's :meth:`StartSlot.take`)."""
+        self._reserved -= 1
+        tg = self._tg
+        if tg is None:  # the loop ended since the slot was reserved: let anyone claim it
+            self.runtime.task_group.start_soon(self._let_go, run.run_id)
+            return
+        scope = anyio.CancelScope()
+        self.active[run.run_id] = scope
+        tg.start_soon(self._activate, run, scope, history)
+
+    def _cancel(self) -> None:
+        self._reserved -= 1
+        if self._capped:
+            self._set()
+
+    async def _let_go(self, run_id: str) -> None:
+        """Release this worker's lease on ``run_id`` so that a claim finds it at once."""
+        try:
+            await self.runtime.storage.release_lease(run_id, self.owner)
+        except Exception:  # the lease expires instead, and the run is recovered then
+            self.log.bind(run_id=run_id).exception("could not release a run's lease")
+
     def _set(self) -> None:
         self._dirty = True
         self._event.set()
@@ -134,15 +192,27 @@ class Worker:
     # ----- the loop -----
 
     async def run(self) -> None:
-        """Claim and activate due runs until ``stop()``."""
+        """Claim and activate due runs until ``stop()``.
+
+        A worker run in a runtime whose local executor has no embedded
+        worker (``pyworkflow worker``) becomes that executor's worker while
+        it runs: it hears this process's wake-ups and takes its new runs.
+        """
         self._loop = asyncio.get_running_loop()
         self.log.info("worker started (concurrency {})", self.concurrency)
         storage = self.runtime.storage
+        executor = self.runtime.executor
+        host = None
+        if isinstance(executor, LocalExecutor) and executor.worker is None:
+            host = executor
+            host.worker = self
         storage.add_wake_listener(self._pushed)
         try:
             await self._loop_until_stopped()
         finally:
             storage.remove_wake_listener(self._pushed)
+            if host is not None and host.worker is self:
+                host.worker = None
         self.log.info("worker stopped")
 
     def _pushed(self, at: datetime | None) -> None:
@@ -152,33 +222,44 @@ class Worker:
 
     async def _loop_until_stopped(self) -> None:
         async with anyio.create_task_group() as tg:
-            while True:
-                # an embedded worker makes one claim pass after stop(): runs its process
-                # just started get activated (up to their first suspension) before exit
-                stopping = self._stopping
-                if stopping and not self.claim_on_stop:
-                    break
-                self._dirty = False
-                free = self.concurrency - len(self.active)
-                claimed: list[Run] = []
-                if free > 0:
-                    claimed = await self._claim(free)
-                    for run in claimed:
-                        if run.run_id in self.active:
-                            # its lease lapsed and came back to this worker: the activation
-                            # still running goes on (its lease is renewed under this owner)
-                            continue
-                        scope = anyio.CancelScope()
-                        self.active[run.run_id] = scope
-                        tg.start_soon(self._activate, run, scope)
-                if stopping:
-                    break
-                if (claimed and len(claimed) == free) or self._dirty:
-                    await anyio.sleep(0)
-                    continue
-                await self._wait(await self._sleep_time())
-            await self._drain()
+            self._tg = tg
+            try:
+                await self._claim_until_stopped(tg)
+                await self._drain()
+            finally:
+                self._tg = None
             tg.cancel_scope.cancel()
+
+    async def _claim_until_stopped(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            # an embedded worker makes one claim pass after stop(): runs its process
+            # just started get activated (up to their first suspension) before exit
+            stopping = self._stopping
+            if stopping and not self.claim_on_stop:
+                break
+            self._dirty = False
+            free = self.concurrency - len(self.active) - self._reserved
+            claimed: list[Run] = []
+            if free > 0:
+                claimed = await self._claim(free)
+                for run in claimed:
+                    if run.run_id in self.active:
+                        # claimed again while its activation runs (its lease lapsed, or the
+                        # activation released it and is ending): that one goes on, and the
+                        # run is activated again once it has ended
+                        self._again.add(run.run_id)
+                        continue
+                    scope = anyio.CancelScope()
+                    self.active[run.run_id] = scope
+                    tg.start_soon(self._activate, run, scope)
+            # a full pass may have left due runs behind: claim again when a slot frees
+            self._capped = len(claimed) >= free
+            if stopping:
+                break
+            if (claimed and len(claimed) == free) or self._dirty:
+                await anyio.sleep(0)
+                continue
+            await self._wait(await self._sleep_time())
 
     async def _claim(self, limit: int) -> list[Run]:
         """Claim due runs; a storage outage is logged and retried after a poll interval."""
@@ -216,7 +297,9 @@ class Worker:
         for scope in self.active.values():
             scope.cancel()
 
-    async def _activate(self, run: Run, scope: anyio.CancelScope) -> None:
+    async def _activate(
+        self, run: Run, scope: anyio.CancelScope, history: list[Event] | None = None
+    ) -> None:
         log = logger.bind(run_id=run.run_id)
 
         def lost() -> None:
@@ -229,15 +312,24 @@ class Worker:
         held = self._keeper.hold_run(run.run_id, self.owner, self.lease, lost)
         try:
             with scope:
-                await run_activation(self.runtime, run, self.owner)
+                await run_activation(self.runtime, run, self.owner, history)
         except Exception:  # storage down even for the back-off: the lease expires, recovery
             log.exception("activation ended with a storage error")
         finally:
             self._keeper.release(held)
-            self.active.pop(run.run_id, None)
+            if self.active.get(run.run_id) is scope:
+                del self.active[run.run_id]
             if not self.active:
                 self._idle.set()
-            self._set()
+            if run.run_id in self._again:
+                # claimed again meanwhile: the lease is this worker's and nobody renews
+                # it now; give it up so that the next pass (or any worker) claims it
+                self._again.discard(run.run_id)
+                with anyio.CancelScope(shield=True):
+                    await self._let_go(run.run_id)
+                self._set()
+            elif self._capped:
+                self._set()  # a slot freed while due runs may be waiting for one
 
 
 class LocalExecutor(Executor):
@@ -286,3 +378,34 @@ class LocalExecutor(Executor):
     def notify(self, run_id: str | None = None) -> None:
         if self.worker is not None:
             self.worker.wake()
+
+    def reserve_start(self) -> StartSlot | None:
+        """A slot of the embedded worker when it has room: new runs go straight to it."""
+        return None if self.worker is None else self.worker.reserve()
+
+    def activating(self, run_id: str) -> bool:
+        """Whether this process's worker is activating ``run_id`` now."""
+        return self.worker is not None and run_id in self.worker.active
+
+
+class _Slot(StartSlot):
+    """A place in a :class:`Worker`, held by :meth:`Worker.reserve`."""
+
+    __slots__ = ("_done", "_worker", "lease_for", "owner")
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self.owner = worker.owner
+        self.lease_for = worker.lease
+        self._done = False
+
+    def take(self, run: Run, history: list[Event]) -> None:
+        if self._done:
+            raise RuntimeError("this start slot was already used")
+        self._done = True
+        self._worker._take(run, history)
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._done = True
+            self._worker._cancel()

@@ -353,6 +353,85 @@ class StorageConformance:
         assert taken.lease_expires_at == now + timedelta(seconds=30)
         assert (await storage.get_run("placeholder")).lease_owner == "worker-2"
 
+    # ----- runs created already leased (a start handed straight to its process's worker) -----
+
+    async def test_a_run_created_leased_is_its_owners_until_the_lease_ends(
+        self, storage: Storage
+    ) -> None:
+        now = utcnow()
+        until = now + timedelta(seconds=10)
+        leased = make_run("r", wake_at=now, lease_owner="w1", lease_expires_at=until)
+        run, created = await storage.create_run(leased, [ev(EventType.WORKFLOW_STARTED)])
+        assert created and (run.lease_owner, run.lease_expires_at) == ("w1", until)
+        stored = await storage.get_run("r")
+        assert (stored.lease_owner, stored.lease_expires_at, stored.wake_at) == ("w1", until, now)
+        assert stored.last_seq == 1
+        # due, but leased: no other worker claims it, by a pass or by its id
+        assert await storage.claim_runs("w2", now, 10, timedelta(seconds=30)) == []
+        assert await storage.claim_run("r", "w2", now, timedelta(seconds=30)) is None
+        assert await storage.due_timers(now, 10) == [("r", now)]  # still indexed by wake_at
+        # the owner renews it like a claimed lease; another worker cannot
+        renewed = now + timedelta(seconds=20)
+        assert await storage.renew_lease("r", "w1", renewed)
+        assert not await storage.renew_lease("r", "w2", renewed)
+        assert await storage.claim_runs("w2", now + timedelta(seconds=15), 10, timedelta(5)) == []
+        # ending the run releases the lease in the same append
+        done = RunPatch(
+            status=RunStatus.COMPLETED,
+            result="1",
+            completed_at=now,
+            set_wake=True,
+            wake_at=None,
+            release_lease=True,
+        )
+        end = [ev(EventType.WORKFLOW_COMPLETED)]
+        assert await storage.append_events("r", 1, end, done, owner="w1") == 2
+        run = await storage.get_run("r")
+        assert run.status == RunStatus.COMPLETED and run.lease_owner is None
+        assert run.lease_expires_at is None and run.wake_at is None
+
+    async def test_a_run_created_leased_is_recovered_when_its_owner_dies(
+        self, storage: Storage
+    ) -> None:
+        now = utcnow()
+        until = now + timedelta(seconds=5)
+        leased = make_run("r", wake_at=now, lease_owner="dead", lease_expires_at=until)
+        await storage.create_run(leased, [ev(EventType.WORKFLOW_STARTED)])
+        # never renewed: once the lease has expired the run is due to anyone
+        assert await storage.claim_runs("w2", now + timedelta(seconds=4), 10, timedelta(5)) == []
+        later = now + timedelta(seconds=6)
+        (recovered,) = await storage.claim_runs("w2", later, 10, timedelta(seconds=30))
+        assert (recovered.run_id, recovered.lease_owner) == ("r", "w2")
+        assert recovered.lease_expires_at == later + timedelta(seconds=30)
+        assert not await storage.renew_lease("r", "dead", later + timedelta(seconds=60))
+        # and by its id too (a fresh run, leased the same way)
+        await storage.create_run(
+            make_run("s", wake_at=now, lease_owner="dead", lease_expires_at=until), []
+        )
+        assert await storage.claim_run("s", "w3", now + timedelta(seconds=4), timedelta(5)) is None
+        taken = await storage.claim_run("s", "w3", later, timedelta(seconds=30))
+        assert taken is not None and taken.lease_owner == "w3"
+
+    async def test_an_idempotent_start_leaves_the_existing_run_unleased(
+        self, storage: Storage
+    ) -> None:
+        now = utcnow()
+        await storage.create_run(make_run("a", wake_at=now, idempotency_key="k"), [])
+        again = make_run(
+            "b",
+            wake_at=now,
+            idempotency_key="k",
+            lease_owner="w1",
+            lease_expires_at=now + timedelta(seconds=30),
+        )
+        existing, created = await storage.create_run(again, [ev(EventType.WORKFLOW_STARTED)])
+        assert not created and existing.run_id == "a" and existing.lease_owner is None
+        assert (await storage.get_run("a")).lease_owner is None
+        with pytest.raises(RunNotFoundError):
+            await storage.get_run("b")
+        (claimed,) = await storage.claim_runs("w2", now, 10, timedelta(seconds=30))
+        assert claimed.run_id == "a"
+
     # ----- step leases -----
 
     async def test_set_step_lease_writes_and_reads_back(self, storage: Storage) -> None:
