@@ -87,7 +87,9 @@ class StepContext:
 
 
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("pyworkflow_workflow", default=None)
-_step: ContextVar[StepContext | None] = ContextVar("pyworkflow_step", default=None)
+#: The running step's ids ``(run_id, step_id, step_name, attempt)``; its
+#: :class:`StepContext` is built when the body asks for it (most never do).
+_step: ContextVar[tuple[str, str, str, int] | None] = ContextVar("pyworkflow_step", default=None)
 
 
 def current_workflow() -> WorkflowContext | None:
@@ -97,10 +99,17 @@ def current_workflow() -> WorkflowContext | None:
 
 def get_step_context() -> StepContext:
     """The context of the step whose body is running; error outside a step."""
-    ctx = _step.get()
-    if ctx is None:
+    ids = _step.get()
+    if ids is None:
         raise RuntimeError("get_step_context() called outside a step body")
-    return ctx
+    run_id, step_id, step_name, attempt = ids
+    return StepContext(
+        run_id=run_id,
+        step_id=step_id,
+        step_name=step_name,
+        attempt=attempt,
+        idempotency_key=f"{run_id}:{step_id}",
+    )
 
 
 def now() -> datetime:

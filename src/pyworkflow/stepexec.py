@@ -219,6 +219,8 @@ class _Timed:
 
 
 _CO_COROUTINE = inspect.CO_COROUTINE
+_step_ids = ctxmod._step
+_STEP_COMPLETED = EventType.STEP_COMPLETED
 
 
 def _is_async(body: Callable[..., Any]) -> bool:
@@ -263,39 +265,32 @@ async def run_step_attempt(
     ``retry_base`` is subtracted from ``attempt`` before the retry policy is
     asked (a retried run gives the step a fresh budget).
     """
-    ctxmod._step.set(
-        ctxmod.StepContext(
-            run_id=run_id,
-            step_id=step_id,
-            step_name=definition.name,
-            attempt=attempt,
-            idempotency_key=f"{run_id}:{step_id}",
-        )
-    )
-    log = _StepLog(run_id, step_id, definition.name, attempt)
-    base = {"name": definition.name, "attempt": attempt, **extra} if extra else None
+    name = definition.name
+    _step_ids.set((run_id, step_id, name, attempt))  # get_step_context() builds its record
+    log = _StepLog(run_id, step_id, name, attempt)
+    base = {"name": name, "attempt": attempt, **extra} if extra else None
     timeout = definition.timeout.total_seconds() if definition.timeout else None
     error: BaseException
     try:
-        if timeout is None:
-            result = await _call_body(body, args, kwargs, log, definition.name)
+        if timeout is None and _is_async(body):  # the common case, one frame less
+            result = await _Timed(body(*args, **kwargs), log, name)
+        elif timeout is None:
+            result = await _call_body(body, args, kwargs, log, name)
         else:
             with anyio.fail_after(timeout):
-                result = await _call_body(body, args, kwargs, log, definition.name)
+                result = await _call_body(body, args, kwargs, log, name)
     except Exception as raised:
         error = raised
         if isinstance(raised, TimeoutError) and timeout is not None:
-            error = TimeoutError(f"step {definition.name!r} timed out after {timeout:g}s")
+            error = TimeoutError(f"step {name!r} timed out after {timeout:g}s")
         retry = True
     else:
         try:
-            data = dumps_limited(
-                serializer, result, limit=limit, what=f"result of step {definition.name!r}"
-            )
+            data = dumps_limited(serializer, result, limit=limit, what=f"result of step {name!r}")
         except SerializationError as unwritable:
             # running the body again returns the same kind of value: fail now, like an
             # oversized result (a FatalError), instead of spending the retries
-            error = _unwritable_result(definition.name, result, unwritable)
+            error = _unwritable_result(name, result, unwritable)
             retry = False
         else:
             # the ids as keyword arguments land in the record's extra, as bound ones would
@@ -303,17 +298,17 @@ async def run_step_attempt(
                 "step completed",
                 run_id=run_id,
                 step_id=step_id,
-                step=definition.name,
+                step=name,
                 attempt=attempt,
             )
             if base is None:
-                payload = {"name": definition.name, "attempt": attempt, "result": data}
+                payload = {"name": name, "attempt": attempt, "result": data}
             else:
                 payload = {**base, "result": data}
-            return NewEvent(EventType.STEP_COMPLETED, step_id, payload)
+            return NewEvent(_STEP_COMPLETED, step_id, payload)
     if base is None:
-        base = {"name": definition.name, "attempt": attempt}
-    data, error = dump_error(serializer, limit, error, f"error of step {definition.name!r}")
+        base = {"name": name, "attempt": attempt}
+    data, error = dump_error(serializer, limit, error, f"error of step {name!r}")
     detail = {**base, "error": data, "error_message": f"{type(error).__name__}: {error}"}
     if retry and definition.retry.should_retry(error, attempt - retry_base):
         delay = definition.retry.delay_for(error, attempt - retry_base)

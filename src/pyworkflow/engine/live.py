@@ -17,6 +17,8 @@ from pyworkflow.models import EventType, NewEvent, RunPatch, RunStatus, utcnow
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.stepexec import run_step_attempt
 
+_STEP_RETRYING = EventType.STEP_RETRYING
+
 
 class Live(Replay, Recording, StepLeases):
     """After replay: run new steps and timers until the workflow suspends or ends."""
@@ -168,7 +170,7 @@ class Live(Replay, Recording, StepLeases):
             self.open.pop(op.cid, None)
             return
         self.buffer.append(event)
-        if event.type == EventType.STEP_RETRYING:
+        if event.type == _STEP_RETRYING:
             op.running = False
             op.due = datetime.fromisoformat(event.payload["due_at"])
             return

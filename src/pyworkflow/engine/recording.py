@@ -34,9 +34,10 @@ class Recording(ActivationState):
             )
         except ConcurrencyError:
             await self._rebase(events)
-        for event in events:
-            if event.type == EventType.HOOK_CREATED:
-                self.hooks[str(event.correlation_id)].durable = True
+        if self.hooks:
+            for event in events:
+                if event.type == EventType.HOOK_CREATED:
+                    self.hooks[str(event.correlation_id)].durable = True
 
     async def _rebase(self, events: list[NewEvent]) -> None:
         """After a conflict: keep the step outcomes in ``events`` nobody else dealt with.

@@ -14,6 +14,10 @@ from pyworkflow.errors import NonDeterminismError, StepFailedError
 from pyworkflow.models import Event, EventType, NewEvent
 from pyworkflow.workflow import get_workflow
 
+_CANCEL_REQUESTED = EventType.CANCEL_REQUESTED
+_HOOK_RECEIVED = EventType.HOOK_RECEIVED
+_STEP_COMPLETED = EventType.STEP_COMPLETED
+
 
 @attrs.frozen
 class ReplayReport:
@@ -39,13 +43,14 @@ class Replay(ActivationState):
     def _deliver(self, event: Event | NewEvent) -> None:
         """Settle the operation ``event`` resolves, inside the workflow."""
         assert self.root is not None
-        if event.type == EventType.CANCEL_REQUESTED:
+        kind = event.type
+        if kind == _CANCEL_REQUESTED:
             if not self.root.done():
                 self.log.info("cancellation delivered into the workflow")
                 self.root.cancel()
             return
         cid = event.correlation_id or ""
-        if event.type == EventType.HOOK_RECEIVED:
+        if kind == _HOOK_RECEIVED:
             self._deliver_hook(cid, event)
             return
         op = self.ops.get(cid)
@@ -62,9 +67,9 @@ class Replay(ActivationState):
         op.running = False
         if op.future.done():
             return
-        if event.type == EventType.STEP_COMPLETED:
+        if kind == _STEP_COMPLETED:
             op.future.set_result(self._load_event(event, "result"))
-        elif event.type == EventType.STEP_FAILED:
+        elif kind == EventType.STEP_FAILED:
             error = self._load_event(event, "error")
             if not isinstance(error, BaseException):
                 error = StepFailedError(str(event.payload.get("error_message", "")))
@@ -90,9 +95,9 @@ class Replay(ActivationState):
         state.buffer.append(value)
 
     def _load_event(self, event: Event | NewEvent, key: str) -> Any:
-        if isinstance(event, Event):
+        if type(event) is Event:
             return self._load(event, key)
-        return self.serializer.loads(event.payload[key])
+        return self.serializer.loads(event.payload[key])  # written by this activation just now
 
     def _step_ready(self) -> None:
         self.loop.run_ready()

@@ -124,7 +124,10 @@ class MemoryStorage(Storage):
                 raise ConcurrencyError(run_id, expected_seq, run.last_seq)
             self._apply_hooks(run_id, events)
             log = self._events[run_id]
-            log.extend(_to_event(run_id, expected_seq + i, e) for i, e in enumerate(events, 1))
+            seq = expected_seq
+            for e in events:
+                seq += 1
+                log.append(Event(run_id, seq, e.type, e.correlation_id, e.timestamp, e.payload))
             last = len(log)
             if patch is None and run_id in self._private:
                 _set(run, "updated_at", utcnow())
@@ -135,9 +138,12 @@ class MemoryStorage(Storage):
             return last
 
     def _apply_hooks(self, run_id: str, events: Sequence[NewEvent]) -> None:
+        for event in events:
+            if event.type in _HOOK_EVENTS:
+                break
+        else:
+            return  # no hook changes: nothing to check
         created, disposed = hook_changes(run_id, events)
-        if not created and not disposed:
-            return
         check_hook_conflicts(run_id, created, disposed, self._hook_holder)
         for token in disposed:
             if token in self._hooks and self._hooks[token].run_id == run_id:
@@ -266,6 +272,7 @@ class MemoryStorage(Storage):
         return due[:limit]
 
 
+_HOOK_EVENTS = frozenset({EventType.HOOK_CREATED, EventType.HOOK_DISPOSED})
 #: Sets a field of a frozen record this storage alone holds (see ``MemoryStorage._private``).
 _set = object.__setattr__
 
