@@ -38,6 +38,7 @@ from pyworkflow import (
 from pyworkflow.client import aget_result
 from pyworkflow.executors import local
 from pyworkflow.executors.local import LocalExecutor, Worker
+from pyworkflow.leases import LeaseKeeper
 from pyworkflow.models import Event, NewEvent, Run, RunPatch
 from pyworkflow.runtime import Runtime, get_runtime
 from pyworkflow.storage.base import Storage
@@ -443,3 +444,33 @@ def test_the_cli_worker_hears_its_own_process_wake_ups(tmp_path: Path) -> None:
         worker.stop()
         thread.join(timeout=30)
     assert executor.worker is None
+
+
+def test_back_to_back_activations_do_not_wake_the_lease_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Holding a lease pokes the renewer's thread only when it would not look in time."""
+    runtime.configure(storage="memory://", **{**FAST, "lease_seconds": 30.0})
+    pokes: list[float] = []
+    real = LeaseKeeper._poke
+
+    def counted(self: LeaseKeeper) -> None:
+        pokes.append(time.monotonic())
+        real(self)
+
+    monkeypatch.setattr(LeaseKeeper, "_poke", counted)
+    assert get_result(start(slow_flow, 0), timeout=30) == "slept"  # starts the thread
+    time.sleep(0.1)  # the thread is up and lingering
+    pokes.clear()
+    for _ in range(20):
+        assert get_result(start(ten_steps), timeout=30) == 45
+    assert len(pokes) <= 1  # (one if the thread had just stopped lingering)
+
+
+def test_a_lease_held_without_a_poke_is_still_renewed() -> None:
+    runtime.configure(storage="memory://", **{**FAST, "lease_seconds": 0.3})
+    assert get_result(start(slow_flow, 0), timeout=30) == "slept"  # the thread lingers now
+    run_id = start(slow_flow, 1.5)  # five lease lengths: lost unless renewed
+    assert get_result(run_id, timeout=30) == "slept"
+    kinds = [e.type for e in get_events(run_id)]
+    assert kinds.count(EventType.STEP_STARTED) == 1 and kinds.count(EventType.WORKFLOW_STARTED) == 1

@@ -49,6 +49,10 @@ __all__ = ["HeldLease", "LeaseKeeper", "lease_keeper"]
 
 #: Pause before trying again to open the keeper's storage after a failure (seconds).
 _REOPEN_SECONDS = 1.0
+#: How long the thread keeps looking every ``BLOCKING_CHECK_SECONDS`` once it holds
+#: nothing (seconds), before it sleeps until poked: back-to-back activations then
+#: start without waking it.
+_LINGER_SECONDS = 2.0
 
 
 @attrs.define(eq=False)
@@ -89,6 +93,10 @@ class LeaseKeeper:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: asyncio.Event | None = None
         self._closing = False
+        #: ``time.monotonic()`` by which the thread looks again unpoked (under ``_lock``).
+        self._next_look = float("inf")
+        #: Since when the thread has held nothing (None: it holds something).
+        self._idle_since: float | None = None
 
     # ----- what holders call -----
 
@@ -128,7 +136,8 @@ class LeaseKeeper:
     # ----- the thread -----
 
     def _hold(self, held: HeldLease) -> HeldLease:
-        held.due = time.monotonic() + held.interval
+        now = time.monotonic()
+        held.due = now + held.interval
         with self._lock:
             if self._closing:
                 return held  # the runtime is stopping: the holder is about to end too
@@ -138,7 +147,11 @@ class LeaseKeeper:
                     target=self._thread_main, name="pyworkflow-leases", daemon=True
                 )
                 self._thread.start()
-        self._poke()
+            # a thread that looks again soon enough (its renewals, its blocking checks)
+            # needs no poke: a poke wakes it now, and costs the holder's loop a thread switch
+            poke = min(held.due, now + BLOCKING_CHECK_SECONDS) < self._next_look
+        if poke:
+            self._poke()
         return held
 
     def _poke(self) -> None:
@@ -187,14 +200,23 @@ class LeaseKeeper:
     async def _sleep(self, reopen: bool) -> None:
         """Until the next renewal is due, a blocking check is due, or someone pokes."""
         assert self._kick is not None
+        now = time.monotonic()
         with self._lock:
             dues = [held.due for held in self._held]
-        if reopen and dues:
-            timeout: float | None = _REOPEN_SECONDS
-        elif dues:
-            timeout = max(0.0, min(min(dues) - time.monotonic(), BLOCKING_CHECK_SECONDS))
-        else:
-            timeout = None  # nothing held: nothing runs, nothing can block
+            if dues:
+                self._idle_since = None
+            elif self._idle_since is None:
+                self._idle_since = now
+            if reopen and dues:
+                timeout: float | None = _REOPEN_SECONDS
+            elif dues:
+                timeout = max(0.0, min(min(dues) - now, BLOCKING_CHECK_SECONDS))
+            elif self._idle_since is not None and now - self._idle_since < _LINGER_SECONDS:
+                # just let go: look as if holding, so that the next hold needs no poke
+                timeout = BLOCKING_CHECK_SECONDS
+            else:
+                timeout = None  # nothing held for a while: nothing runs, nothing can block
+            self._next_look = float("inf") if timeout is None else now + timeout
         self._kick.clear()
         if self._closing:
             return
