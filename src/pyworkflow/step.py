@@ -203,7 +203,10 @@ class StepFunction(Generic[P, R]):
         return self.definition.name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        return _invoke(self.definition, self.fn, args, kwargs)
+        ctx = current_workflow()  # _invoke, inlined: this is every step call's path
+        if ctx is None:
+            return _call_plain(self.fn, args, kwargs)
+        return _await(ctx.call_step(self.definition, self.fn, args, kwargs))
 
     def __repr__(self) -> str:
         return f"<step {self.definition.name}>"

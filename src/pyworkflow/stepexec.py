@@ -100,46 +100,23 @@ def _unwritable_result(name: str, result: Any, error: SerializationError) -> Ser
     )
 
 
-class _StepLog:
-    """A step attempt's logger, bound to its ids only when a line is logged at all.
+#: A step attempt's ids: ``(run_id, step_id, step_name, attempt)``.
+_Ids = tuple[str, str, str, int]
+
+
+def _bound(ids: _Ids) -> Logger:
+    """The logger with a step attempt's ids bound, made only when a line is logged.
 
     Most attempts log nothing above DEBUG; binding loguru per attempt cost more
     than the rest of the attempt's bookkeeping.
     """
-
-    __slots__ = ("_bound", "attempt", "name", "run_id", "step_id")
-
-    def __init__(self, run_id: str, step_id: str, name: str, attempt: int) -> None:
-        self.run_id = run_id
-        self.step_id = step_id
-        self.name = name
-        self.attempt = attempt
-        self._bound: Logger | None = None
-
-    @property
-    def bound(self) -> Logger:
-        """The logger with ``run_id``, ``step_id``, ``step`` and ``attempt`` bound."""
-        if self._bound is None:
-            self._bound = logger.bind(
-                run_id=self.run_id, step_id=self.step_id, step=self.name, attempt=self.attempt
-            )
-        return self._bound
+    run_id, step_id, name, attempt = ids
+    return logger.bind(run_id=run_id, step_id=step_id, step=name, attempt=attempt)
 
 
-class _Resumption:
-    """One stretch of a step body running on its loop, from resume to next suspension."""
-
-    __slots__ = ("log", "name", "reported", "since")
-
-    def __init__(self, log: _StepLog, name: str, since: float) -> None:
-        self.log = log
-        self.name = name
-        self.since = since
-        self.reported = False
-
-
-#: Step bodies running on some event loop right now (read from the lease keeper's thread).
-_resuming: dict[int, _Resumption] = {}
+#: Step bodies running on some event loop right now, each a :class:`_Timed` in a
+#: stretch (read from the lease keeper's thread).
+_resuming: dict[int, _Timed] = {}
 
 
 def report_blocking(now: float) -> None:
@@ -152,14 +129,15 @@ def report_blocking(now: float) -> None:
     except RuntimeError:  # changed by the loop's thread meanwhile: look again next time
         return
     for stretch in stretches:
-        if not stretch.reported and now - stretch.since > BLOCKING_WARNING_SECONDS:
+        since = stretch.since
+        if not stretch.reported and now - since > BLOCKING_WARNING_SECONDS:
             stretch.reported = True
-            stretch.log.bound.warning(
+            _bound(stretch.ids).warning(
                 "step {!r} has been blocking its worker's event loop for {:.1f}s "
                 "(threshold {:g}s): other runs on this worker wait until it awaits; "
                 "its leases are still renewed",
-                stretch.name,
-                now - stretch.since,
+                stretch.ids[2],
+                now - since,
                 BLOCKING_WARNING_SECONDS,
             )
 
@@ -168,23 +146,29 @@ _monotonic = time.monotonic
 
 
 class _Timed:
-    """Awaits a step body, timing each stretch it runs on the loop without suspending."""
+    """Awaits a step body, timing each stretch it runs on the loop without suspending.
 
-    __slots__ = ("awaitable", "log", "name")
+    While a stretch runs, the object is in ``_resuming`` with ``since`` its
+    start (``reported`` once the lease keeper's thread has warned about it).
+    """
 
-    def __init__(self, awaitable: Awaitable[Any], log: _StepLog, name: str) -> None:
+    __slots__ = ("awaitable", "ids", "reported", "since")
+
+    def __init__(self, awaitable: Awaitable[Any], ids: _Ids) -> None:
         self.awaitable = awaitable
-        self.log = log
-        self.name = name
+        self.ids = ids
+        self.since = 0.0
+        self.reported = False
 
     def __await__(self) -> Generator[Any, Any, Any]:
         inner = self.awaitable.__await__()
         value: Any = None
         error: BaseException | None = None
+        key = id(self)
         while True:
-            stretch = _Resumption(self.log, self.name, _monotonic())
-            key = id(stretch)
-            _resuming[key] = stretch
+            self.reported = False
+            self.since = since = _monotonic()
+            _resuming[key] = self
             try:
                 if error is None:
                     yielded = inner.send(value)
@@ -194,7 +178,7 @@ class _Timed:
                 return done.value
             finally:
                 del _resuming[key]
-                held = _monotonic() - stretch.since
+                held = _monotonic() - since
                 if held > BLOCKING_WARNING_SECONDS:
                     self._warn(held)
             value, error = None, None
@@ -207,12 +191,12 @@ class _Timed:
                 error = exc
 
     def _warn(self, held: float) -> None:
-        self.log.bound.warning(
+        _bound(self.ids).warning(
             "step {!r} blocked its worker's event loop for {:.1f}s without awaiting "
             "(threshold {:g}s); nothing else on this worker ran meanwhile. Make the step "
             "a plain `def` (it then runs in a thread) or call blocking code through "
             "`await anyio.to_thread.run_sync(...)`",
-            self.name,
+            self.ids[2],
             held,
             BLOCKING_WARNING_SECONDS,
         )
@@ -221,27 +205,17 @@ class _Timed:
 _CO_COROUTINE = inspect.CO_COROUTINE
 _step_ids = ctxmod._step
 _STEP_COMPLETED = EventType.STEP_COMPLETED
-
-
-def _is_async(body: Callable[..., Any]) -> bool:
-    """``inspect.iscoroutinefunction(body)``, without its unwrapping for plain functions."""
-    if type(body) is types.FunctionType:
-        return bool(body.__code__.co_flags & _CO_COROUTINE) or inspect.iscoroutinefunction(body)
-    return inspect.iscoroutinefunction(body)
+_FunctionType = types.FunctionType
 
 
 async def _call_body(
-    body: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    log: _StepLog,
-    name: str,
+    body: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], ids: _Ids
 ) -> Any:
-    if _is_async(body):
-        return await _Timed(body(*args, **kwargs), log, name)
+    if inspect.iscoroutinefunction(body):
+        return await _Timed(body(*args, **kwargs), ids)
     result = await anyio.to_thread.run_sync(functools.partial(body, *args, **kwargs))
     if inspect.isawaitable(result):
-        result = await _Timed(result, log, name)
+        result = await _Timed(result, ids)
     return result
 
 
@@ -266,19 +240,24 @@ async def run_step_attempt(
     asked (a retried run gives the step a fresh budget).
     """
     name = definition.name
-    _step_ids.set((run_id, step_id, name, attempt))  # get_step_context() builds its record
-    log = _StepLog(run_id, step_id, name, attempt)
+    ids = (run_id, step_id, name, attempt)
+    _step_ids.set(ids)  # get_step_context() builds its record from them
+
     base = {"name": name, "attempt": attempt, **extra} if extra else None
     timeout = definition.timeout.total_seconds() if definition.timeout else None
     error: BaseException
     try:
-        if timeout is None and _is_async(body):  # the common case, one frame less
-            result = await _Timed(body(*args, **kwargs), log, name)
+        if (
+            timeout is None
+            and type(body) is _FunctionType
+            and body.__code__.co_flags & _CO_COROUTINE
+        ):  # the common case (an async function, no timeout), one frame less
+            result = await _Timed(body(*args, **kwargs), ids)
         elif timeout is None:
-            result = await _call_body(body, args, kwargs, log, name)
+            result = await _call_body(body, args, kwargs, ids)
         else:
             with anyio.fail_after(timeout):
-                result = await _call_body(body, args, kwargs, log, name)
+                result = await _call_body(body, args, kwargs, ids)
     except Exception as raised:
         error = raised
         if isinstance(raised, TimeoutError) and timeout is not None:
@@ -314,7 +293,7 @@ async def run_step_attempt(
         delay = definition.retry.delay_for(error, attempt - retry_base)
         due = utcnow() + delay
         detail.update(delay=delay.total_seconds(), due_at=due.isoformat())
-        log.bound.warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
+        _bound(ids).warning("step failed, retrying in {:.3f}s: {}", delay.total_seconds(), error)
         return NewEvent(EventType.STEP_RETRYING, step_id, detail)
-    log.bound.error("step failed: {}", error)
+    _bound(ids).error("step failed: {}", error)
     return NewEvent(EventType.STEP_FAILED, step_id, detail)

@@ -61,8 +61,7 @@ class Live(Replay, Recording, StepLeases):
     async def _live(self, tg: anyio.abc.TaskGroup) -> None:
         assert self.root is not None
         while not self.root.done():
-            now = utcnow()
-            fired, launch, next_due = self._advance(now)
+            fired, launch, next_due = self._advance()
             if fired:
                 for op in fired:
                     event = NewEvent(EventType.WAIT_COMPLETED, op.cid, {"name": "sleep"})
@@ -107,19 +106,23 @@ class Live(Replay, Recording, StepLeases):
             self._take_fact(*item)
             took = True
 
-    def _advance(self, now: datetime) -> tuple[list[_Op], list[_Op], datetime | None]:
+    def _advance(self) -> tuple[list[_Op], list[_Op], datetime | None]:
         fired: list[_Op] = []
         launch: list[_Op] = []
         next_due: datetime | None = None
+        now: datetime | None = None  # read once, when an operation has a due time
         for op in list(self.open.values()):
             if op.future.done():
                 self.open.pop(op.cid)
                 continue
             if op.running or op.remote:
                 continue
-            if op.due is not None and op.due > now:
-                next_due = op.due if next_due is None else min(next_due, op.due)
-                continue
+            if op.due is not None:
+                if now is None:
+                    now = utcnow()
+                if op.due > now:
+                    next_due = op.due if next_due is None else min(next_due, op.due)
+                    continue
             if op.kind == "sleep":
                 fired.append(op)
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -51,7 +51,11 @@ class MemoryStorage(Storage):
         self.url = url
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
-        self._events: dict[str, list[Event]] = {}
+        #: Each run's log. An append stores its ``NewEvent``s as they are; they become
+        #: ``Event``s when the log is read (:meth:`_log`), most never are while a run runs.
+        self._events: dict[str, list[Event | NewEvent]] = {}
+        #: How many leading entries of each log are ``Event``s already.
+        self._built: dict[str, int] = {}
         self._keys: dict[str, str] = {}
         self._hooks: dict[str, HookRecord] = {}
         self._step_leases: dict[tuple[str, str], StepLease] = {}
@@ -107,7 +111,18 @@ class MemoryStorage(Storage):
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         with self._lock:
             self._run(run_id)
-            return self._events[run_id][after_seq:]
+            return self._log(run_id)[after_seq:]
+
+    def _log(self, run_id: str) -> list[Event]:
+        """The run's log with every entry an ``Event`` (seq = position + 1)."""
+        log = self._events[run_id]
+        built = self._built.get(run_id, 0)
+        if built < len(log):
+            for i in range(built, len(log)):
+                e = log[i]
+                log[i] = Event(run_id, i + 1, e.type, e.correlation_id, e.timestamp, e.payload)
+            self._built[run_id] = len(log)
+        return cast("list[Event]", log)
 
     async def append_events(
         self,
@@ -119,15 +134,12 @@ class MemoryStorage(Storage):
         owner: str | None = None,
     ) -> int:
         with self._lock:
-            run = self._run(run_id)
+            run = self._runs.get(run_id) or self._run(run_id)
             if run.last_seq != expected_seq:
                 raise ConcurrencyError(run_id, expected_seq, run.last_seq)
             self._apply_hooks(run_id, events)
             log = self._events[run_id]
-            seq = expected_seq
-            for e in events:
-                seq += 1
-                log.append(Event(run_id, seq, e.type, e.correlation_id, e.timestamp, e.payload))
+            log.extend(events)  # made Events when read (_log)
             last = len(log)
             if patch is None and run_id in self._private:
                 _set(run, "updated_at", utcnow())
