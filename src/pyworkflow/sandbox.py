@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from asyncio import events
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVarTuple, Unpack
 
 from loguru import logger
 
 __all__ = ["WorkflowLoop"]
+
+_Ts = TypeVarTuple("_Ts")
 
 
 class WorkflowLoop(asyncio.BaseEventLoop):
@@ -33,6 +37,22 @@ class WorkflowLoop(asyncio.BaseEventLoop):
                     handle._run()
         finally:
             events._set_running_loop(outer)
+
+    def call_soon(
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        """``BaseEventLoop.call_soon`` in one frame when the loop is open and not in debug mode.
+
+        Every step outcome wakes the workflow's task through here.
+        """
+        if self._closed or self._debug:  # type: ignore[attr-defined]  # BaseEventLoop's flags
+            return super().call_soon(callback, *args, context=context)
+        handle = events.Handle(callback, args, self, context)
+        self._ready.append(handle)  # type: ignore[attr-defined]  # BaseEventLoop's ready deque
+        return handle
 
     def has_timers(self) -> bool:
         """Whether workflow code scheduled a wall-clock timer (e.g. ``asyncio.sleep``)."""

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 import attrs
 
+from pyworkflow.context import _workflow as _workflow_var
 from pyworkflow.context import current_workflow
 from pyworkflow.durations import Duration, parse_duration
 from pyworkflow.errors import FatalError, RetryableError, StepNotFoundError
@@ -203,7 +204,7 @@ class StepFunction(Generic[P, R]):
         return self.definition.name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        ctx = current_workflow()  # _invoke, inlined: this is every step call's path
+        ctx = _workflow_var.get()  # _invoke, inlined: this is every step call's path
         if ctx is None:
             return _call_plain(self.fn, args, kwargs)
         return _await(ctx.call_step(self.definition, self.fn, args, kwargs))

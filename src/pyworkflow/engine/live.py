@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -183,9 +184,10 @@ class Live(Replay, Recording, StepLeases):
     async def _run_step(self, op: _Op) -> None:
         self.facts_tx.send_nowait((op, await self._attempt(op)))
 
-    async def _attempt(self, op: _Op) -> NewEvent:
+    def _attempt(self, op: _Op) -> Coroutine[Any, Any, NewEvent]:
+        """The attempt of ``op`` to await (a plain call: no coroutine frame of its own)."""
         assert op.definition is not None and op.body is not None
-        return await run_step_attempt(
+        return run_step_attempt(
             op.definition,
             op.body,
             op.args,

@@ -137,7 +137,10 @@ class MemoryStorage(Storage):
             run = self._runs.get(run_id) or self._run(run_id)
             if run.last_seq != expected_seq:
                 raise ConcurrencyError(run_id, expected_seq, run.last_seq)
-            self._apply_hooks(run_id, events)
+            for event in events:
+                if event.type in _HOOK_EVENTS:
+                    self._apply_hooks(run_id, events)
+                    break
             log = self._events[run_id]
             log.extend(events)  # made Events when read (_log)
             last = len(log)
