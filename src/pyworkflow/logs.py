@@ -13,7 +13,13 @@ from pyworkflow.redaction import redact_settings, redact_text
 if TYPE_CHECKING:
     from loguru import Logger, Record
 
-__all__ = ["BOUND_KEYS", "disable_logging", "enable_logging", "get_library_logger"]
+__all__ = [
+    "BOUND_KEYS",
+    "debug_enabled",
+    "disable_logging",
+    "enable_logging",
+    "get_library_logger",
+]
 
 #: Ids bound to log records (``logger.bind(run_id=...)``) that the text format shows.
 BOUND_KEYS = ("workflow", "run_id", "step_id")
@@ -154,6 +160,26 @@ def disable_logging(handler_id: int | None = None) -> None:
                 _handlers.remove(target)
         if not _handlers:
             silence_library()
+
+
+_DEBUG_NO = 10  # loguru's DEBUG severity
+
+
+def debug_enabled(module: str) -> bool:
+    """Whether a DEBUG line logged from ``module`` may reach a sink: a cheap test for hot paths.
+
+    It makes loguru's own first tests, before loguru builds anything for the
+    line: no sink takes DEBUG (``min_level``), or ``module`` is disabled
+    (loguru's per-module cache, which ``logger.enable``/``disable`` clear).
+    When a test cannot be made it answers True and loguru decides.
+    """
+    core: Any = getattr(logger, "_core", None)
+    try:
+        if core.min_level > _DEBUG_NO:
+            return False
+        return core.enabled.get(module) is not False
+    except AttributeError:  # another loguru: let it decide
+        return True
 
 
 def get_library_logger(**bind: Any) -> Logger:

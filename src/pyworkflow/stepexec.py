@@ -29,6 +29,7 @@ from loguru import logger
 
 from pyworkflow import context as ctxmod
 from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
+from pyworkflow.logs import debug_enabled
 from pyworkflow.models import Event, EventType, NewEvent, utcnow
 from pyworkflow.serialization import Serializer, dumps_limited
 from pyworkflow.step import StepDefinition
@@ -272,14 +273,15 @@ async def run_step_attempt(
             error = _unwritable_result(name, result, unwritable)
             retry = False
         else:
-            # the ids as keyword arguments land in the record's extra, as bound ones would
-            logger.debug(
-                "step completed",
-                run_id=run_id,
-                step_id=step_id,
-                step=name,
-                attempt=attempt,
-            )
+            if debug_enabled(__name__):  # building a disabled line cost more than the rest
+                # the ids as keyword arguments land in the record's extra, as bound ones would
+                logger.debug(
+                    "step completed",
+                    run_id=run_id,
+                    step_id=step_id,
+                    step=name,
+                    attempt=attempt,
+                )
             if base is None:
                 payload = {"name": name, "attempt": attempt, "result": data}
             else:
