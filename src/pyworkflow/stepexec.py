@@ -266,7 +266,12 @@ async def run_step_attempt(
         retry = True
     else:
         try:
-            data = dumps_limited(serializer, result, limit=limit, what=f"result of step {name!r}")
+            data = dumps_limited(
+                serializer,
+                result,
+                limit=limit,
+                what=f"result of step {name!r}",
+            )
         except SerializationError as unwritable:
             # running the body again returns the same kind of value: fail now, like an
             # oversized result (a FatalError), instead of spending the retries

@@ -19,7 +19,7 @@ from pyworkflow.engine.state import (
 )
 from pyworkflow.hooks import check_hook_secret, check_hook_token
 from pyworkflow.models import Event, EventType, NewEvent, utcnow
-from pyworkflow.serialization import dumps_limited
+from pyworkflow.serialization import dumps_call_limited
 from pyworkflow.step import StepDefinition, check_dispatchable
 from pyworkflow.validation import schema_ref
 
@@ -90,9 +90,10 @@ class WorkflowCalls(ActivationState):
         if not resolved:
             if self.dispatching:
                 check_dispatchable(definition, body)
-            op.input = dumps_limited(
+            op.input = dumps_call_limited(
                 self.serializer,
-                {"args": args, "kwargs": kwargs},
+                args,
+                kwargs,
                 limit=self.limit,
                 what=f"input of step {definition.name!r}",
             )
