@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -295,25 +294,53 @@ def test_get_result_is_woken_by_the_end_without_polling_storage() -> None:
     assert len([args for args, _ in looks if args == (run_id,)]) == 2
 
 
-def test_sync_get_result_enters_the_runtime_loop_once() -> None:
+def test_sync_get_result_enters_the_runtime_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
     runtime.configure(storage="memory://", **FAST)
     rt = get_runtime()
     run_id = start(slow_flow, 0.3)
-    calls: list[Any] = []
-    portal = rt._portal
-    assert portal is not None
-    real = portal.call
+    hops: list[Any] = []
+    real = rt._start_call
 
-    def counted(fn: Callable[..., Any], *args: Any) -> Any:
-        calls.append(fn)
-        return real(fn, *args)
+    def counted(*args: Any) -> None:
+        hops.append(args[0])
+        real(*args)
 
-    portal.call = counted  # type: ignore[method-assign]  # counting the hops
-    try:
-        assert get_result(run_id, timeout=30) == "slept"
-    finally:
-        portal.call = real  # type: ignore[method-assign]  # as above
-    assert len(calls) == 1
+    monkeypatch.setattr(rt, "_start_call", counted)  # what the calling thread schedules
+    assert get_result(run_id, timeout=30) == "slept"
+    assert len(hops) == 1
+
+
+def test_sync_calls_fail_cleanly_once_the_runtime_has_stopped() -> None:
+    runtime.configure(storage="memory://", **FAST)
+    rt = get_runtime()
+    run_id = start(slow_flow, 0)
+    assert get_result(run_id, timeout=30) == "slept"
+    rt.shutdown()
+    with pytest.raises(RuntimeError, match="not running"):
+        rt.call(rt.storage.get_run, run_id)
+    with pytest.raises(RuntimeError, match="not running"):
+        rt._call_from_thread(rt.storage.get_run, (run_id,))
+    assert rt._calls == set()
+
+
+def test_a_sync_call_waiting_when_the_runtime_stops_gets_an_error() -> None:
+    runtime.configure(storage="memory://", **{**FAST, "drain_timeout": 0.5})
+    rt = get_runtime()
+    outcome: list[BaseException] = []
+
+    def wait_forever() -> None:
+        try:
+            rt.call(anyio.sleep_forever)
+        except BaseException as exc:  # what the waiting thread gets
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait_forever)
+    thread.start()
+    time.sleep(0.2)
+    rt.shutdown()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert [type(e) for e in outcome] == [RuntimeError] and "stopped" in str(outcome[0])
 
 
 def test_get_result_of_a_run_ended_by_another_process_is_found_by_polling() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
+import contextvars
 import functools
 import threading
 from collections.abc import Awaitable, Callable
@@ -52,6 +54,12 @@ class Runtime:
         self.task_group: anyio.abc.TaskGroup
         self._started = threading.Event()
         self._error: BaseException | None = None
+        #: Calls from other threads waiting for their outcome (see :meth:`_call_from_thread`).
+        self._calls: set[concurrent.futures.Future[Any]] = set()
+        #: Set once the loop takes no more calls; waiting calls are failed then.
+        self._closed = False
+        #: The loop's context, in which calls from other threads start their task.
+        self._context: contextvars.Context | None = None
 
     # ----- lifecycle -----
 
@@ -77,21 +85,25 @@ class Runtime:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = anyio.Event()
-        async with BlockingPortal() as portal, anyio.create_task_group() as tg:
-            self.task_group = tg
-            # background tasks of the storage (a LISTEN loop) run in this task group
-            await open_storage(self.storage, tg)
-            try:
-                await self.executor.start(self)
-                self._portal = portal
-                self._started.set()
-                await self._stop.wait()
-                await self.executor.stop()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.storage.close()
-            tg.cancel_scope.cancel()
-            await portal.stop(cancel_remaining=True)
+        try:
+            async with BlockingPortal() as portal, anyio.create_task_group() as tg:
+                self.task_group = tg
+                self._context = contextvars.copy_context()  # anyio knows its loop in it
+                # background tasks of the storage (a LISTEN loop) run in this task group
+                await open_storage(self.storage, tg)
+                try:
+                    await self.executor.start(self)
+                    self._portal = portal
+                    self._started.set()
+                    await self._stop.wait()
+                    await self.executor.stop()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.storage.close()
+                tg.cancel_scope.cancel()
+                await portal.stop(cancel_remaining=True)
+        finally:
+            self._close_calls()
 
     def shutdown(self) -> None:
         """Stop the executor (draining in-flight work), close storage, end the thread."""
@@ -146,7 +158,7 @@ class Runtime:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return self._portal.call(fn, *args)
+            return self._call_from_thread(fn, args)
         raise RuntimeError(
             "a synchronous PyWorkflow function was called from async code; "
             "await the async form instead (e.g. `await astart(...)`)"
@@ -156,10 +168,73 @@ class Runtime:
         """Run ``fn(*args)`` on the runtime loop from any async code."""
         if self.in_loop:
             return await fn(*args)
-        portal = self._portal
-        if portal is None:
+        if self._portal is None:
             raise RuntimeError("the PyWorkflow runtime is not running")
-        return await anyio.to_thread.run_sync(lambda: portal.call(fn, *args))
+        return await anyio.to_thread.run_sync(self._call_from_thread, fn, args)
+
+    def _call_from_thread(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+        """``fn(*args)`` as a task of the runtime's task group; its outcome, once it has one.
+
+        One round trip between this thread and the loop (a blocking portal's
+        ``call`` makes two: one to start the task, one for its outcome). A
+        call the runtime cannot take, or that its shutdown cancels, raises
+        ``RuntimeError``.
+        """
+        loop, context = self._loop, self._context
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._calls.add(future)
+        try:
+            if self._closed or loop is None or context is None:
+                raise RuntimeError("the PyWorkflow runtime is not running")
+            try:
+                loop.call_soon_threadsafe(self._start_call, fn, args, future, context=context)
+            except RuntimeError:  # the loop is closed
+                raise RuntimeError("the PyWorkflow runtime is not running") from None
+            return future.result()
+        finally:
+            self._calls.discard(future)
+
+    def _start_call(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        future: concurrent.futures.Future[T],
+    ) -> None:
+        if future.done():  # failed by the shutdown already
+            return
+        try:
+            self.task_group.start_soon(self._run_call, fn, args, future)
+        except RuntimeError:  # the task group has ended: the runtime is stopping
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the PyWorkflow runtime is not running"))
+
+    @staticmethod
+    async def _run_call(
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        future: concurrent.futures.Future[T],
+    ) -> None:
+        try:
+            result = await fn(*args)
+        except anyio.get_cancelled_exc_class():
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the PyWorkflow runtime stopped during the call"))
+            raise
+        except BaseException as exc:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if future.set_running_or_notify_cancel():
+                future.set_result(result)
+
+    def _close_calls(self) -> None:
+        """Take no more calls; fail those still waiting (their task never ran)."""
+        self._closed = True
+        for future in list(self._calls):
+            if not future.done() and future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the PyWorkflow runtime is not running"))
 
     # ----- the write path -----
 
