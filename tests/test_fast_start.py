@@ -213,6 +213,27 @@ def test_starts_beyond_the_workers_capacity_are_claimed_when_a_slot_frees() -> N
         assert get_result(run_id, timeout=30) == "slept"
 
 
+def test_a_start_racing_the_workers_stop_is_still_activated() -> None:
+    """A slot reserved before the worker stopped keeps the drain waiting for its run."""
+    runtime.configure(storage="memory://", **FAST)
+    storage = get_runtime().storage
+    worker = _worker()
+    real = storage.create_run
+
+    async def racing(run: Run, events: list[NewEvent]) -> Any:
+        worker.stop()
+        await anyio.sleep(0.2)  # the worker makes its last pass (nothing due) and drains
+        return await real(run, events)
+
+    storage.create_run = racing  # type: ignore[method-assign]  # the race, made certain
+    try:
+        run_id = start(counted_flow, "late")
+    finally:
+        storage.create_run = real  # type: ignore[method-assign]  # as above
+    assert get_result(run_id, timeout=10) == "late"  # no claim left: only the handover ran it
+    assert worker._reserved == 0
+
+
 def test_a_run_whose_handover_is_lost_is_recovered_when_its_lease_expires(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -175,6 +175,8 @@ class Worker:
 
     def _cancel(self) -> None:
         self._reserved -= 1
+        if not self.active and not self._reserved:
+            self._idle.set()
         if self._capped:
             self._set()
 
@@ -288,9 +290,10 @@ class Worker:
         return max(0.0, timeout)
 
     async def _drain(self) -> None:
-        if not self.active:
+        if not self.active and not self._reserved:
             return
-        self.log.info("waiting for {} activation(s) to finish", len(self.active))
+        # runs this process is creating for a reserved slot are activated and drained too
+        self.log.info("waiting for {} activation(s) to finish", len(self.active) + self._reserved)
         self._idle = anyio.Event()
         with anyio.move_on_after(self.settings.drain_timeout):
             await self._idle.wait()
@@ -319,7 +322,7 @@ class Worker:
             self._keeper.release(held)
             if self.active.get(run.run_id) is scope:
                 del self.active[run.run_id]
-            if not self.active:
+            if not self.active and not self._reserved:
                 self._idle.set()
             if run.run_id in self._again:
                 # claimed again meanwhile: the lease is this worker's and nobody renews
