@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+
 from pyworkflow.engine.state import ActivationState, queued_owner
 from pyworkflow.models import utcnow
 
@@ -15,8 +17,20 @@ class StepLeases(ActivationState):
         if not ops:
             return
         until = utcnow() + self.dispatch_timeout
-        for op in ops:
-            await self.storage.set_step_lease(self.run_id, op.cid, queued_owner(op.attempt), until)
+        if len(ops) == 1:
+            await self.storage.set_step_lease(
+                self.run_id, ops[0].cid, queued_owner(ops[0].attempt), until
+            )
+        else:  # at once: a storage that groups concurrent writes commits them together
+            async with anyio.create_task_group() as tg:
+                for op in ops:
+                    tg.start_soon(
+                        self.storage.set_step_lease,
+                        self.run_id,
+                        op.cid,
+                        queued_owner(op.attempt),
+                        until,
+                    )
         await self.runtime.executor.dispatch_steps(
             self.run_id, [(op.cid, op.attempt) for op in ops]
         )
