@@ -15,9 +15,11 @@ the plain chain's. With ``--dispatch-all`` it also measures PyWorkflow with
 lone steps ran inline), on fresh storage, in the same run.
 Needs ``pip install ./plugins/pyworkflow-celery``.
 
-Figures (300 runs, 2 workers x 4 threads, the 2-core development machine, loaded):
-every step dispatched 13.2 runs/s (0.25x plain chains); lone steps inline
-83.2 runs/s against 70.1 for the chains (1.19x). Per step, dispatched: an
+Figures (2 workers x 4 threads, the 2-core development machine, other jobs running):
+before lone steps ran inline, 13.2 runs/s against 52.2 for the chains (0.25x,
+300 runs); after, in one run of 500 (``--dispatch-all``): inline 104.9 runs/s,
+every step dispatched 14.8, plain chains 58.2 (1.80x and 0.25x); over several
+runs the inline ratio was 1.2x-1.8x, the chains' figure moving most. Per step, dispatched: an
 activation message, a step message and seven fsync'd writes (claim, append
 ``step_scheduled`` + suspension, queued lease, the worker's lease,
 ``step_started``, the outcome, lease release); inline: one write (the outcome
