@@ -2,6 +2,7 @@
 
 ``celery -A pyworkflow.celery.app worker --loglevel=info`` (no ``-Q``) must
 run activations and step bodies alike; ``-Q`` still splits them over workers.
+Issue 13: a lone step runs in its activation, unless ``inline_steps`` is off.
 """
 
 from __future__ import annotations
@@ -48,3 +49,26 @@ def test_queues_can_still_be_split_over_workers_with_q(cluster: Cluster) -> None
     steps_log = cluster.logs["steps"].read_text()
     assert "pyworkflow.activate[" in flows_log and "pyworkflow.step[" not in flows_log
     assert "pyworkflow.step[" in steps_log and "pyworkflow.activate[" not in steps_log
+
+
+def test_a_lone_step_runs_in_its_activation_unless_inline_steps_is_off(cluster: Cluster) -> None:
+    cluster.worker("both")
+    inline = start(flows.my_workflow, item_id=1, pause="0.1s")
+    assert get_result(inline, timeout=60) == "Processed 1"
+    events = get_events(inline)
+    assert EventType.STEP_SCHEDULED not in [e.type for e in events]
+    (started,) = [e for e in events if e.type == EventType.STEP_STARTED]
+    assert started.payload["worker"] == cluster.hostname_of("both")
+    assert "dispatched" not in started.payload
+    assert "pyworkflow.step[" not in cluster.logs["both"].read_text()
+    cluster.stop_all()
+
+    cluster.worker("off", env={"PYWORKFLOW_CELERY__INLINE_STEPS": "false"})
+    dispatched = start(flows.my_workflow, item_id=2, pause="0.1s")
+    assert get_result(dispatched, timeout=60) == "Processed 2"
+    events = get_events(dispatched)
+    assert [e.type for e in events].count(EventType.STEP_SCHEDULED) == 1
+    (started,) = [e for e in events if e.type == EventType.STEP_STARTED]
+    assert started.payload["worker"] == cluster.hostname_of("off")
+    assert started.payload["dispatched"] is True
+    assert "pyworkflow.step[" in cluster.logs["off"].read_text()
