@@ -115,9 +115,9 @@ def _bound(ids: _Ids) -> Logger:
     return logger.bind(run_id=run_id, step_id=step_id, step=name, attempt=attempt)
 
 
-#: Step bodies running on some event loop right now, each a :class:`_Timed` in a
-#: stretch (read from the lease keeper's thread).
-_resuming: dict[int, _Timed] = {}
+#: Step bodies running on some event loop right now, by stretch: ``[since, reported,
+#: ids]`` (``since`` a ``time.monotonic()`` reading; read from the lease keeper's thread).
+_resuming: dict[int, list[Any]] = {}
 
 
 def report_blocking(now: float) -> None:
@@ -130,14 +130,14 @@ def report_blocking(now: float) -> None:
     except RuntimeError:  # changed by the loop's thread meanwhile: look again next time
         return
     for stretch in stretches:
-        since = stretch.since
-        if not stretch.reported and now - since > BLOCKING_WARNING_SECONDS:
-            stretch.reported = True
-            _bound(stretch.ids).warning(
+        since, reported, ids = stretch
+        if not reported and now - since > BLOCKING_WARNING_SECONDS:
+            stretch[1] = True
+            _bound(ids).warning(
                 "step {!r} has been blocking its worker's event loop for {:.1f}s "
                 "(threshold {:g}s): other runs on this worker wait until it awaits; "
                 "its leases are still renewed",
-                stretch.ids[2],
+                ids[2],
                 now - since,
                 BLOCKING_WARNING_SECONDS,
             )
@@ -146,63 +146,57 @@ def report_blocking(now: float) -> None:
 _monotonic = time.monotonic
 
 
-class _Timed:
-    """Awaits a step body, timing each stretch it runs on the loop without suspending.
+@types.coroutine
+def _timed(awaitable: Awaitable[Any], ids: _Ids) -> Generator[Any, Any, Any]:
+    """Await a step body, timing each stretch it runs on the loop without suspending.
 
-    While a stretch runs, the object is in ``_resuming`` with ``since`` its
-    start (``reported`` once the lease keeper's thread has warned about it).
+    While a stretch runs, its record ``[since, reported, ids]`` is in
+    ``_resuming`` (``reported`` once the lease keeper's thread has warned).
     """
-
-    __slots__ = ("awaitable", "ids", "reported", "since")
-
-    def __init__(self, awaitable: Awaitable[Any], ids: _Ids) -> None:
-        self.awaitable = awaitable
-        self.ids = ids
-        self.since = 0.0
-        self.reported = False
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        inner = self.awaitable.__await__()
-        value: Any = None
-        error: BaseException | None = None
-        key = id(self)
-        while True:
-            self.reported = False
-            self.since = since = _monotonic()
-            _resuming[key] = self
-            try:
-                if error is None:
-                    yielded = inner.send(value)
-                else:
-                    yielded = inner.throw(error)
-            except StopIteration as done:
-                return done.value
-            finally:
-                del _resuming[key]
-                held = _monotonic() - since
-                if held > BLOCKING_WARNING_SECONDS:
-                    self._warn(held)
-            value, error = None, None
-            try:
-                value = yield yielded
-            except GeneratorExit:
-                inner.close()
-                raise
-            except BaseException as exc:  # cancellation included: the body gets it
-                error = exc
-
-    def _warn(self, held: float) -> None:
-        _bound(self.ids).warning(
-            "step {!r} blocked its worker's event loop for {:.1f}s without awaiting "
-            "(threshold {:g}s); nothing else on this worker ran meanwhile. Make the step "
-            "a plain `def` (it then runs in a thread) or call blocking code through "
-            "`await anyio.to_thread.run_sync(...)`",
-            self.ids[2],
-            held,
-            BLOCKING_WARNING_SECONDS,
-        )
+    inner: Any = awaitable if type(awaitable) is _CoroutineType else awaitable.__await__()
+    value: Any = None
+    error: BaseException | None = None
+    stretch: list[Any] = [0.0, False, ids]
+    key = id(stretch)
+    while True:
+        stretch[1] = False
+        stretch[0] = since = _monotonic()
+        _resuming[key] = stretch
+        try:
+            if error is None:
+                yielded = inner.send(value)
+            else:
+                yielded = inner.throw(error)
+        except StopIteration as done:
+            return done.value
+        finally:
+            del _resuming[key]
+            held = _monotonic() - since
+            if held > BLOCKING_WARNING_SECONDS:
+                _warn_blocked(ids, held)
+        value, error = None, None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            inner.close()
+            raise
+        except BaseException as exc:  # cancellation included: the body gets it
+            error = exc
 
 
+def _warn_blocked(ids: _Ids, held: float) -> None:
+    _bound(ids).warning(
+        "step {!r} blocked its worker's event loop for {:.1f}s without awaiting "
+        "(threshold {:g}s); nothing else on this worker ran meanwhile. Make the step "
+        "a plain `def` (it then runs in a thread) or call blocking code through "
+        "`await anyio.to_thread.run_sync(...)`",
+        ids[2],
+        held,
+        BLOCKING_WARNING_SECONDS,
+    )
+
+
+_CoroutineType = types.CoroutineType
 _CO_COROUTINE = inspect.CO_COROUTINE
 _step_ids = ctxmod._step
 _STEP_COMPLETED = EventType.STEP_COMPLETED
@@ -213,10 +207,10 @@ async def _call_body(
     body: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], ids: _Ids
 ) -> Any:
     if inspect.iscoroutinefunction(body):
-        return await _Timed(body(*args, **kwargs), ids)
+        return await _timed(body(*args, **kwargs), ids)
     result = await anyio.to_thread.run_sync(functools.partial(body, *args, **kwargs))
     if inspect.isawaitable(result):
-        result = await _Timed(result, ids)
+        result = await _timed(result, ids)
     return result
 
 
@@ -253,7 +247,7 @@ async def run_step_attempt(
             and type(body) is _FunctionType
             and body.__code__.co_flags & _CO_COROUTINE
         ):  # the common case (an async function, no timeout), one frame less
-            result = await _Timed(body(*args, **kwargs), ids)
+            result = await _timed(body(*args, **kwargs), ids)
         elif timeout is None:
             result = await _call_body(body, args, kwargs, ids)
         else:
