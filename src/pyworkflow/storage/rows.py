@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,23 +104,52 @@ def run_from_row(row: tuple[Any, ...]) -> Run:
         raise CorruptDataError(f"run {data.get('run_id')!r}: corrupt run row: {exc}") from exc
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` with its encoder built once (``json.dumps``
+#: builds one per call with non-default separators). Payloads are fresh trees the engine
+#: builds, never circular, so there is no circular-reference check.
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_dumps: Callable[[Any], str]
+if _c_make_encoder is not None:
+    _iterencode = _c_make_encoder(
+        None,
+        json.JSONEncoder().default,  # a value JSON cannot hold: the same TypeError as json.dumps
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+
+    def _dumps(value: Any) -> str:
+        return "".join(_iterencode(value, 0))
+
+else:  # pragma: no cover  # a Python built without the _json accelerator
+    _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+#: Each event type's stored text (one dict lookup instead of the enum's ``value`` property).
+_TYPE_TEXT: dict[EventType, str] = {kind: kind.value for kind in EventType}
+
+
 def dump_payload(payload: Mapping[str, Any]) -> str:
     """An event payload as the compact JSON text stored in ``payload``."""
-    return json.dumps(dict(payload), separators=(",", ":"))
+    return _dumps(payload if type(payload) is dict else dict(payload))
 
 
 def event_rows(
     run_id: str, after: int, events: Sequence[NewEvent]
 ) -> list[tuple[str, int, str, str | None, float, str]]:
     """Rows of ``events`` appended after seq ``after``, in ``EVENT_COLUMNS`` order."""
+    text, dumps = _TYPE_TEXT, dump_payload
     return [
         (
             run_id,
             after + i,
-            e.type.value,
+            text[e.type],
             e.correlation_id,
             e.timestamp.timestamp(),
-            dump_payload(e.payload),
+            dumps(e.payload),
         )
         for i, e in enumerate(events, start=1)
     ]

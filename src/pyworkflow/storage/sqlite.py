@@ -258,6 +258,10 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
+#: :meth:`_Writer.inline_one` did nothing: the write goes to the writer thread.
+_NOT_DONE: Any = object()
+
+
 class _Busy(Exception):
     """``BEGIN IMMEDIATE`` found the write lock taken by another connection (process)."""
 
@@ -413,24 +417,37 @@ class _Writer(threading.Thread):
         self.commit_count += committed
         return outcomes
 
-    def inline(self, batch: list[_Request]) -> list[_Outcome] | None:
-        """Commit ``batch`` on the calling thread if the write lock is free at once.
+    def inline_one(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Commit ``fn`` alone on the calling thread if the write lock is free at once.
 
-        None (nothing done) when this thread is busy, or when another process
-        holds the file's write lock: the caller then queues the batch here.
-        Requests' own errors come back in the outcomes; an error of the
-        transaction itself (after its rollback) is raised.
+        :func:`_transact` of one request, without its batch bookkeeping (the
+        path of a lone write). :data:`_NOT_DONE` (nothing done) when this thread
+        is busy or contended, or when another process holds the file's write
+        lock. An error of ``fn`` is raised after the rollback, as is one of the
+        transaction itself.
         """
         if self.busy or self.contended or not self.lock.acquire(blocking=False):
-            return None
+            return _NOT_DONE
         try:
-            self._set_busy_timeout(0)
+            if self._busy_timeout_ms:
+                self._set_busy_timeout(0)
+            conn = self.conn
             try:
-                committed, outcomes = _transact(self.conn, batch)
-            except _Busy:
-                return None
-            self.commit_count += committed
-            return outcomes
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    return _NOT_DONE
+                raise
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            self.commit_count += 1
+            return result
         finally:
             self.lock.release()
 
@@ -593,23 +610,20 @@ class SQLiteStorage(Storage):
         if writer is None:
             raise RuntimeError(f"storage {self.url} is not open")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        if not self.inline or self._pass_loop not in (None, loop):
-            writer.submit([(fn, future)])  # another loop's pass is open: no batching with it
-            return await future
-        if self._pass_loop is None:
+        if self._pass_loop is None and self.inline:
             self._pass_loop = loop
             loop.call_soon(self._flush)
-            if not (writer.busy or writer.contended):
-                outcomes = writer.inline([(fn, future)])
-                if outcomes is not None:
-                    self._pass_writes = 1
-                    result, error = outcomes[0][1:]
-                    if error is not None:
-                        raise error
-                    await asyncio.sleep(0)  # a pass for the other tasks, as a hop would give
-                    return cast(T, result)
-        self._pending.append((fn, future))
+            self._pass_writes = 1  # a write of this pass ran here (even if it failed)
+            result = writer.inline_one(fn)
+            if result is not _NOT_DONE:
+                await asyncio.sleep(0)  # a pass for the other tasks, as a hop would give
+                return cast(T, result)
+            self._pass_writes = 0
+        future: asyncio.Future[T] = loop.create_future()
+        if self._pass_loop is loop and self.inline:
+            self._pending.append((fn, future))
+        else:  # inline=False, or another loop's pass is open: no batching with it
+            writer.submit([(fn, future)])
         return await future
 
     def _flush(self) -> None:
