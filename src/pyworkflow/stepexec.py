@@ -20,7 +20,7 @@ import inspect
 import time
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -44,6 +44,8 @@ __all__ = [
     "report_blocking",
     "retry_bases",
     "run_step_attempt",
+    "runs_now",
+    "start_attempt",
     "voided_seqs",
 ]
 
@@ -146,19 +148,38 @@ def report_blocking(now: float) -> None:
 _monotonic = time.monotonic
 
 
+#: ``_timed``'s ``yielded`` when the body has not run yet.
+_UNSTARTED: Any = object()
+
+
 @types.coroutine
-def _timed(awaitable: Awaitable[Any], ids: _Ids) -> Generator[Any, Any, Any]:
+def _timed(
+    awaitable: Awaitable[Any], ids: _Ids, yielded: Any = _UNSTARTED
+) -> Generator[Any, Any, Any]:
     """Await a step body, timing each stretch it runs on the loop without suspending.
 
     While a stretch runs, its record ``[since, reported, ids]`` is in
     ``_resuming`` (``reported`` once the lease keeper's thread has warned).
+    ``yielded``, when given, is what the body's first stretch (run and timed
+    by the caller) yielded: it is passed on to the loop first.
     """
     inner: Any = awaitable if type(awaitable) is _CoroutineType else awaitable.__await__()
     value: Any = None
     error: BaseException | None = None
     stretch: list[Any] = [0.0, False, ids]
     key = id(stretch)
+    suspended = yielded is not _UNSTARTED
     while True:
+        if suspended:
+            value, error = None, None
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                inner.close()
+                raise
+            except BaseException as exc:  # cancellation included: the body gets it
+                error = exc
+        suspended = True
         stretch[1] = False
         stretch[0] = since = _monotonic()
         _resuming[key] = stretch
@@ -174,14 +195,6 @@ def _timed(awaitable: Awaitable[Any], ids: _Ids) -> Generator[Any, Any, Any]:
             held = _monotonic() - since
             if held > BLOCKING_WARNING_SECONDS:
                 _warn_blocked(ids, held)
-        value, error = None, None
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            inner.close()
-            raise
-        except BaseException as exc:  # cancellation included: the body gets it
-            error = exc
 
 
 def _warn_blocked(ids: _Ids, held: float) -> None:
@@ -240,7 +253,6 @@ async def run_step_attempt(
 
     base = {"name": name, "attempt": attempt, **extra} if extra else None
     timeout = definition.timeout.total_seconds() if definition.timeout else None
-    error: BaseException
     try:
         if (
             timeout is None
@@ -257,35 +269,57 @@ async def run_step_attempt(
         error = raised
         if isinstance(raised, TimeoutError) and timeout is not None:
             error = TimeoutError(f"step {name!r} timed out after {timeout:g}s")
-        retry = True
     else:
-        try:
-            data = dumps_limited(
-                serializer,
-                result,
-                limit=limit,
-                what=f"result of step {name!r}",
+        return _finished(definition, ids, retry_base, serializer, limit, base, result)
+    return _failed(definition, ids, retry_base, serializer, limit, base, error, True)
+
+
+def _finished(
+    definition: StepDefinition,
+    ids: _Ids,
+    retry_base: int,
+    serializer: Serializer,
+    limit: int,
+    base: dict[str, Any] | None,
+    result: Any,
+) -> NewEvent:
+    """The event of an attempt whose body returned ``result``: completed, or failed when
+    ``result`` cannot be written."""
+    run_id, step_id, name, attempt = ids
+    try:
+        data = dumps_limited(serializer, result, limit=limit, what=f"result of step {name!r}")
+    except SerializationError as unwritable:
+        # running the body again returns the same kind of value: fail now, like an
+        # oversized result (a FatalError), instead of spending the retries
+        error = _unwritable_result(name, result, unwritable)
+    else:
+        if debug_enabled(__name__):  # building a disabled line cost more than the rest
+            # the ids as keyword arguments land in the record's extra, as bound ones would
+            logger.debug(
+                "step completed", run_id=run_id, step_id=step_id, step=name, attempt=attempt
             )
-        except SerializationError as unwritable:
-            # running the body again returns the same kind of value: fail now, like an
-            # oversized result (a FatalError), instead of spending the retries
-            error = _unwritable_result(name, result, unwritable)
-            retry = False
+        if base is None:
+            payload = {"name": name, "attempt": attempt, "result": data}
         else:
-            if debug_enabled(__name__):  # building a disabled line cost more than the rest
-                # the ids as keyword arguments land in the record's extra, as bound ones would
-                logger.debug(
-                    "step completed",
-                    run_id=run_id,
-                    step_id=step_id,
-                    step=name,
-                    attempt=attempt,
-                )
-            if base is None:
-                payload = {"name": name, "attempt": attempt, "result": data}
-            else:
-                payload = {**base, "result": data}
-            return NewEvent(_STEP_COMPLETED, step_id, payload)
+            payload = {**base, "result": data}
+        return NewEvent(_STEP_COMPLETED, step_id, payload)
+    # outside the except block: the error is written with no exception being handled
+    return _failed(definition, ids, retry_base, serializer, limit, base, error, False)
+
+
+def _failed(
+    definition: StepDefinition,
+    ids: _Ids,
+    retry_base: int,
+    serializer: Serializer,
+    limit: int,
+    base: dict[str, Any] | None,
+    error: BaseException,
+    retry: bool,
+) -> NewEvent:
+    """The event of an attempt that failed with ``error``: retrying (if ``retry`` and the
+    policy allows another attempt) or failed."""
+    _, step_id, name, attempt = ids
     if base is None:
         base = {"name": name, "attempt": attempt}
     data, error = dump_error(serializer, limit, error, f"error of step {name!r}")
@@ -298,3 +332,76 @@ async def run_step_attempt(
         return NewEvent(EventType.STEP_RETRYING, step_id, detail)
     _bound(ids).error("step failed: {}", error)
     return NewEvent(EventType.STEP_FAILED, step_id, detail)
+
+
+def runs_now(definition: StepDefinition, body: Callable[..., Any]) -> bool:
+    """Whether an attempt of ``body`` can start with :func:`start_attempt`: an ``async def``
+    function with no timeout (the common step)."""
+    return (
+        definition.timeout is None
+        and type(body) is _FunctionType
+        and bool(body.__code__.co_flags & _CO_COROUTINE)
+    )
+
+
+def start_attempt(
+    definition: StepDefinition,
+    body: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    ids: _Ids,
+    retry_base: int,
+    serializer: Serializer,
+    limit: int,
+) -> NewEvent | Coroutine[Any, Any, NewEvent]:
+    """:func:`run_step_attempt` for a body :func:`runs_now` accepts, started at once.
+
+    ``ids`` is ``(run_id, step_id, step_name, attempt)``. The body's first
+    stretch runs (and is timed) in this call: a body that finishes without
+    suspending gives its outcome event here, with no coroutine of the
+    attempt's own; otherwise the coroutine that finishes the attempt is
+    returned, to be awaited. The events are those :func:`run_step_attempt`
+    writes.
+    """
+    _step_ids.set(ids)  # get_step_context() builds its record from them
+    error: Exception | None = None
+    try:
+        coro = body(*args, **kwargs)
+        stretch: list[Any] = [_monotonic(), False, ids]
+        key = id(stretch)
+        _resuming[key] = stretch
+        try:
+            yielded = coro.send(None)
+        finally:
+            del _resuming[key]
+            held = _monotonic() - stretch[0]
+            if held > BLOCKING_WARNING_SECONDS:
+                _warn_blocked(ids, held)
+    except StopIteration as done:
+        result = done.value
+    except Exception as raised:
+        error = raised
+    else:
+        return _rest_of_attempt(coro, yielded, definition, ids, retry_base, serializer, limit)
+    if error is None:
+        return _finished(definition, ids, retry_base, serializer, limit, None, result)
+    return _failed(definition, ids, retry_base, serializer, limit, None, error, True)
+
+
+async def _rest_of_attempt(
+    coro: Coroutine[Any, Any, Any],
+    yielded: Any,
+    definition: StepDefinition,
+    ids: _Ids,
+    retry_base: int,
+    serializer: Serializer,
+    limit: int,
+) -> NewEvent:
+    """The rest of an attempt whose body suspended, having yielded ``yielded``."""
+    try:
+        result = await _timed(coro, ids, yielded)
+    except Exception as raised:
+        error = raised
+    else:
+        return _finished(definition, ids, retry_base, serializer, limit, None, result)
+    return _failed(definition, ids, retry_base, serializer, limit, None, error, True)

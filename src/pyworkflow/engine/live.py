@@ -16,9 +16,11 @@ from pyworkflow.engine.step_leases import StepLeases
 from pyworkflow.errors import HookTokenConflictError, NonDeterminismError, SerializationError
 from pyworkflow.models import EventType, NewEvent, RunPatch, RunStatus, utcnow
 from pyworkflow.serialization import dumps_limited
-from pyworkflow.stepexec import run_step_attempt
+from pyworkflow.stepexec import run_step_attempt, runs_now, start_attempt
 
 _STEP_RETRYING = EventType.STEP_RETRYING
+_STEP_COMPLETED = EventType.STEP_COMPLETED
+_STEP_STARTED = EventType.STEP_STARTED
 
 
 class Live(Replay, Recording, StepLeases):
@@ -77,7 +79,11 @@ class Live(Replay, Recording, StepLeases):
                     # and take its outcome at once (facts other steps reported before it
                     # are of operations already settled: the next pass drops them)
                     op = launch[0]
-                    self._take_fact(op, await self._attempt(op))
+                    assert op.definition is not None and op.body is not None
+                    if not self.dispatching and runs_now(op.definition, op.body):
+                        await self._run_lone(op)
+                    else:
+                        self._take_fact(op, await self._attempt(op))
                     continue
                 for op in launch:
                     tg.start_soon(self._run_step, op)
@@ -180,6 +186,85 @@ class Live(Replay, Recording, StepLeases):
             return
         self._deliver(event)
         self._step_ready()
+
+    async def _run_lone(self, op: _Op) -> None:
+        """The fused path of sequential steps: run ``op``, then each next lone step, inline.
+
+        ``op`` is started (its ``step_started`` flushed) and is all the
+        workflow waits on, on an executor that runs steps here, and its body
+        is an ``async def`` without a timeout (:func:`runs_now`). Per step
+        this records the outcome, resumes the workflow, and, when the
+        workflow then waits on exactly one new such step, records that
+        step's start, flushes both events in one append and runs it: no pass
+        of :meth:`_live`, no task, no coroutine of the attempt when the body
+        finishes without suspending. Anything else returns to :meth:`_live`
+        with the same state its own path would leave: an outcome other than
+        ``step_completed`` (retry, failure) or of a settled operation is
+        taken by :meth:`_take_fact`, and a next operation that is not such a
+        step (or several, or none) is left to :meth:`_advance`. The events
+        written are those of the general path.
+        """
+        assert self.root is not None
+        root = self.root
+        open_ops = self.open
+        serializer = self.serializer
+        run_id = self.run_id
+        limit = self.limit
+        retry_base = self.retry_base
+        worker = self.runtime.executor.worker_name or self.owner
+        while True:
+            definition = op.definition
+            assert definition is not None and op.body is not None
+            cid = op.cid
+            outcome = start_attempt(
+                definition,
+                op.body,
+                op.args,
+                op.kwargs,
+                (run_id, cid, definition.name, op.attempt),
+                retry_base.get(cid, 0),
+                serializer,
+                limit,
+            )
+            if not isinstance(outcome, NewEvent):  # the body suspended
+                outcome = await outcome
+            if outcome.type is not _STEP_COMPLETED or op.future.done():
+                self._take_fact(op, outcome)
+                return
+            self.buffer.append(outcome)
+            open_ops.pop(cid, None)
+            op.running = False
+            op.future.set_result(serializer.loads(outcome.payload["result"]))
+            self._step_ready()
+            if root.done() or len(open_ops) != 1:
+                return
+            op = next(iter(open_ops.values()))
+            if (
+                op.kind != "step"
+                or op.running
+                or op.remote
+                or op.due is not None
+                or op.future.done()
+                or op.definition is None
+                or op.body is None
+                or not runs_now(op.definition, op.body)
+            ):
+                return
+            op.attempt += 1
+            op.running = True
+            self.buffer.append(
+                NewEvent(
+                    _STEP_STARTED,
+                    op.cid,
+                    {
+                        "name": op.definition.name,
+                        "attempt": op.attempt,
+                        "input": op.input,
+                        "worker": worker,
+                    },
+                )
+            )
+            await self._flush()
 
     async def _run_step(self, op: _Op) -> None:
         self.facts_tx.send_nowait((op, await self._attempt(op)))
