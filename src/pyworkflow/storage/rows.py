@@ -141,7 +141,7 @@ def event_rows(
     run_id: str, after: int, events: Sequence[NewEvent]
 ) -> list[tuple[str, int, str, str | None, float, str]]:
     """Rows of ``events`` appended after seq ``after``, in ``EVENT_COLUMNS`` order."""
-    text, dumps = _TYPE_TEXT, dump_payload
+    text, dumps = _TYPE_TEXT, _dumps
     return [
         (
             run_id,
@@ -149,7 +149,7 @@ def event_rows(
             text[e.type],
             e.correlation_id,
             e.timestamp.timestamp(),
-            dumps(e.payload),
+            dumps(e.payload if type(e.payload) is dict else dict(e.payload)),
         )
         for i, e in enumerate(events, start=1)
     ]
