@@ -15,6 +15,7 @@ loop (:mod:`pyworkflow.leases`), so such a step is not run twice for it.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
 import time
@@ -146,6 +147,8 @@ def report_blocking(now: float) -> None:
 
 
 _monotonic = time.monotonic
+_now = datetime.datetime.now
+_UTC = datetime.UTC
 
 
 #: ``_timed``'s ``yielded`` when the body has not run yet.
@@ -302,7 +305,7 @@ def _finished(
             payload = {"name": name, "attempt": attempt, "result": data}
         else:
             payload = {**base, "result": data}
-        return NewEvent(_STEP_COMPLETED, step_id, payload)
+        return NewEvent(_STEP_COMPLETED, step_id, payload, _now(_UTC))
     # outside the except block: the error is written with no exception being handled
     return _failed(definition, ids, retry_base, serializer, limit, base, error, False)
 

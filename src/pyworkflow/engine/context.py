@@ -23,6 +23,8 @@ from pyworkflow.serialization import dumps_call_limited
 from pyworkflow.step import StepDefinition, check_dispatchable
 from pyworkflow.validation import schema_ref
 
+_Future = asyncio.Future
+
 
 class WorkflowCalls(ActivationState):
     """What workflow code calls through ``pyworkflow.context`` (the ``WorkflowContext`` protocol).
@@ -69,8 +71,13 @@ class WorkflowCalls(ActivationState):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
-        cid, recorded = self._next("step", definition.name, _STEP_CALLS)
-        op = _Op(cid, "step", self.loop.create_future(), definition, body, args, kwargs)
+        cid = str(self.counter + 1)
+        if self.discarded or cid in self.by_cid:
+            cid, recorded = self._next("step", definition.name, _STEP_CALLS)
+        else:  # a new operation (live): _next, with nothing recorded to check against
+            self.counter += 1
+            recorded = []
+        op = _Op(cid, "step", _Future(loop=self.loop), definition, body, args, kwargs)
         resolved = False
         for event in recorded:
             if event.type in _STEP_CALLS:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections.abc import Coroutine
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -13,7 +15,12 @@ from pyworkflow.engine.recording import Recording
 from pyworkflow.engine.replay import Replay
 from pyworkflow.engine.state import _STEP_FACTS, _BadInput, _Diverged, _Op
 from pyworkflow.engine.step_leases import StepLeases
-from pyworkflow.errors import HookTokenConflictError, NonDeterminismError, SerializationError
+from pyworkflow.errors import (
+    ConcurrencyError,
+    HookTokenConflictError,
+    NonDeterminismError,
+    SerializationError,
+)
 from pyworkflow.models import EventType, NewEvent, RunPatch, RunStatus, utcnow
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.stepexec import run_step_attempt, runs_now, start_attempt
@@ -21,6 +28,10 @@ from pyworkflow.stepexec import run_step_attempt, runs_now, start_attempt
 _STEP_RETRYING = EventType.STEP_RETRYING
 _STEP_COMPLETED = EventType.STEP_COMPLETED
 _STEP_STARTED = EventType.STEP_STARTED
+_HOOK_CREATED = EventType.HOOK_CREATED
+_FunctionType = types.FunctionType
+_CO_COROUTINE = inspect.CO_COROUTINE
+_now = datetime.now
 
 
 class Live(Replay, Recording, StepLeases):
@@ -211,7 +222,10 @@ class Live(Replay, Recording, StepLeases):
         run_id = self.run_id
         limit = self.limit
         retry_base = self.retry_base
-        worker = self.runtime.executor.worker_name or self.owner
+        journal = self.journal
+        owner = self.owner
+        run_ready = self.loop.run_ready
+        worker = self.runtime.executor.worker_name or owner
         while True:
             definition = op.definition
             assert definition is not None and op.body is not None
@@ -235,19 +249,24 @@ class Live(Replay, Recording, StepLeases):
             open_ops.pop(cid, None)
             op.running = False
             op.future.set_result(serializer.loads(outcome.payload["result"]))
-            self._step_ready()
+            run_ready()  # the workflow runs to its next durable operation
+            if self.diverged is not None:
+                raise NonDeterminismError(self.diverged)
             if root.done() or len(open_ops) != 1:
                 return
             op = next(iter(open_ops.values()))
+            definition = op.definition
+            body = op.body
             if (
                 op.kind != "step"
                 or op.running
                 or op.remote
                 or op.due is not None
+                or definition is None
+                or definition.timeout is not None  # runs_now(), inline
+                or type(body) is not _FunctionType
+                or not body.__code__.co_flags & _CO_COROUTINE
                 or op.future.done()
-                or op.definition is None
-                or op.body is None
-                or not runs_now(op.definition, op.body)
             ):
                 return
             op.attempt += 1
@@ -257,14 +276,27 @@ class Live(Replay, Recording, StepLeases):
                     _STEP_STARTED,
                     op.cid,
                     {
-                        "name": op.definition.name,
+                        "name": definition.name,
                         "attempt": op.attempt,
                         "input": op.input,
                         "worker": worker,
                     },
+                    _now(UTC),
                 )
             )
-            await self._flush()
+            # Recording._flush, inline (no run patch is pending once the run is live)
+            if self.pending_patch is not None:
+                await self._flush()
+                continue
+            events, self.buffer = self.buffer, []
+            try:
+                self.seq = await journal.append(run_id, self.seq, events, owner=owner)
+            except ConcurrencyError:
+                await self._rebase(events)
+            if self.hooks:
+                for event in events:
+                    if event.type == _HOOK_CREATED:
+                        self.hooks[str(event.correlation_id)].durable = True
 
     async def _run_step(self, op: _Op) -> None:
         self.facts_tx.send_nowait((op, await self._attempt(op)))
