@@ -54,6 +54,15 @@ if _c_make_encoder is not None:
 else:  # pragma: no cover  # a Python built without the _json accelerator
     _to_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+#: How the C encoder writes each ``_PLAIN`` type (the encoder above: ASCII strings).
+_WRITE_PLAIN: dict[type, Callable[[Any], str]] = {
+    type(None): lambda _: "null",
+    bool: lambda value: "true" if value else "false",
+    int: int.__repr__,
+    str: _encode_str,
+}
+
 #: The C scanner ``json.loads`` ends in; payloads the engine wrote need nothing else.
 _scan_once: Any = getattr(json.decoder.JSONDecoder(), "scan_once")  # noqa: B009  # untyped
 
@@ -212,8 +221,18 @@ class JsonSerializer:
                 return self.dumps({"args": args, "kwargs": kwargs})
         if TAG in kwargs or type(args) is not tuple or type(kwargs) is not dict:
             return self.dumps({"args": args, "kwargs": kwargs})
-        # what _encode makes of it: the tuple tagged, the scalars and str keys as they are
-        return _to_json({"args": {TAG: "tuple", "v": list(args)}, "kwargs": kwargs})
+        # what _encode makes of it: the tuple tagged, the scalars and str keys as they are,
+        # written as the C encoder writes it (its own walk cost about 1 us per step call)
+        write = _WRITE_PLAIN
+        head = '{"args":{"__pw__":"tuple","v":[' + ",".join([write[type(a)](a) for a in args])
+        if not kwargs:
+            return head + ']},"kwargs":{}}'
+        for key in kwargs:
+            if type(key) is not str:
+                return _to_json({"args": {TAG: "tuple", "v": list(args)}, "kwargs": kwargs})
+        encode = _encode_str
+        pairs = ",".join([encode(k) + ":" + write[type(v)](v) for k, v in kwargs.items()])
+        return head + ']},"kwargs":{' + pairs + "}}"
 
     def loads(self, data: str) -> Any:
         try:
