@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from asyncio import events
+from asyncio import events, format_helpers
 from collections.abc import Callable
 from typing import Any, TypeVarTuple, Unpack
 
@@ -33,10 +33,29 @@ class WorkflowLoop(asyncio.BaseEventLoop):
             ready = self._ready  # type: ignore[attr-defined]  # BaseEventLoop's ready deque
             while ready:
                 handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+                if handle._cancelled:
+                    continue
+                # Handle._run, inline: one frame less for every workflow wake-up
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._callback_failed(handle, exc)
         finally:
             events._set_running_loop(outer)
+
+    def _callback_failed(self, handle: Any, exc: BaseException) -> None:
+        """What ``Handle._run`` does when a callback raises: tell the exception handler."""
+        callback = format_helpers._format_callback_source(handle._callback, handle._args)
+        context: dict[str, Any] = {
+            "message": f"Exception in callback {callback}",
+            "exception": exc,
+            "handle": handle,
+        }
+        if handle._source_traceback:
+            context["source_traceback"] = handle._source_traceback
+        self.call_exception_handler(context)
 
     def call_soon(
         self,

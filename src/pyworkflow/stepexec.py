@@ -386,9 +386,19 @@ def start_attempt(
         error = raised
     else:
         return _rest_of_attempt(coro, yielded, definition, ids, retry_base, serializer, limit)
-    if error is None:
+    if error is not None:
+        return _failed(definition, ids, retry_base, serializer, limit, None, error, True)
+    # _finished, inline for the common outcome
+    name = ids[2]
+    try:
+        data = dumps_limited(serializer, result, limit=limit, what=f"result of step {name!r}")
+    except SerializationError:
+        data = None  # _finished writes the failure, outside this except block
+    if data is None or debug_enabled(__name__):
         return _finished(definition, ids, retry_base, serializer, limit, None, result)
-    return _failed(definition, ids, retry_base, serializer, limit, None, error, True)
+    return NewEvent(
+        _STEP_COMPLETED, ids[1], {"name": name, "attempt": ids[3], "result": data}, _now(_UTC)
+    )
 
 
 async def _rest_of_attempt(

@@ -72,11 +72,24 @@ class WorkflowCalls(ActivationState):
         kwargs: dict[str, Any],
     ) -> asyncio.Future[Any]:
         cid = str(self.counter + 1)
-        if self.discarded or cid in self.by_cid:
-            cid, recorded = self._next("step", definition.name, _STEP_CALLS)
-        else:  # a new operation (live): _next, with nothing recorded to check against
+        if not self.discarded and cid not in self.by_cid:
+            # a new operation (live): what follows, with nothing recorded to check against
             self.counter += 1
-            recorded = []
+            future: asyncio.Future[Any] = _Future(loop=self.loop)
+            op = _Op(cid, "step", future, definition, body, args, kwargs)
+            if self.dispatching:
+                check_dispatchable(definition, body)
+            op.input = dumps_call_limited(
+                self.serializer,
+                args,
+                kwargs,
+                limit=self.limit,
+                what=f"input of step {definition.name!r}",
+            )
+            self.open[cid] = op
+            self.ops[cid] = op
+            return future
+        cid, recorded = self._next("step", definition.name, _STEP_CALLS)
         op = _Op(cid, "step", _Future(loop=self.loop), definition, body, args, kwargs)
         resolved = False
         for event in recorded:
