@@ -1,4 +1,4 @@
-"""The fused path of sequential steps (``Live._run_lone``): when it is taken, and that
+"""The fused path of sequential steps (``SequentialSteps._run_lone``): when it is taken, and that
 every run it takes writes the log and ends as the general path does.
 
 Each scenario runs twice, once as the engine runs it and once with the fused
@@ -19,7 +19,7 @@ import pytest
 
 import pyworkflow
 from pyworkflow import runtime, step, workflow
-from pyworkflow.engine import live
+from pyworkflow.engine import live, sequential
 from pyworkflow.errors import WorkflowCancelledError
 
 from .conftest import FAST
@@ -127,13 +127,13 @@ def _memory_runtime() -> Iterator[None]:
 def fused_steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The step ids whose attempts the fused path started, in order."""
     taken: list[str] = []
-    start = live.start_attempt
+    start = sequential.start_attempt
 
     def spy(*args: Any) -> Any:
         taken.append(args[4][1])  # ids: (run_id, step_id, name, attempt)
         return start(*args)
 
-    monkeypatch.setattr(live, "start_attempt", spy)
+    monkeypatch.setattr(sequential, "start_attempt", spy)
     return taken
 
 
