@@ -24,6 +24,7 @@ import pytest
 from pyworkflow import (
     EventType,
     RunStatus,
+    cancel,
     create_hook,
     get_events,
     get_result,
@@ -311,6 +312,18 @@ def test_get_result_is_woken_by_the_end_without_polling_storage() -> None:
     _wrap(storage, "get_run", looks)
     run_id = start(slow_flow, 0.5)
     assert get_result(run_id, timeout=30) == "slept"
+    # the run was being activated here: the end's signal carried its outcome, and
+    # the waiting thread never looked at storage (no look before, no poll, none after)
+    assert [args for args, _ in looks if args == (run_id,)] == []
+
+
+def test_async_get_result_is_woken_by_the_end_without_polling_storage() -> None:
+    runtime.configure(storage="memory://", **FAST)
+    rt = get_runtime()
+    looks: list[Any] = []
+    _wrap(rt.storage, "get_run", looks)
+    run_id = start(slow_flow, 0.5)
+    assert rt.call(aget_result, run_id, 30) == "slept"
     # one look before waiting, one after the signal: no poll while the run ran here
     assert len([args for args, _ in looks if args == (run_id,)]) == 2
 
@@ -327,8 +340,82 @@ def test_sync_get_result_enters_the_runtime_loop_once(monkeypatch: pytest.Monkey
         real(*args)
 
     monkeypatch.setattr(rt, "_start_call", counted)  # what the calling thread schedules
+    # activated here: the end wakes the waiting thread with the outcome; no hop at all
+    assert get_result(run_id, timeout=30) == "slept"
+    assert hops == []
+    assert rt.journal._thread_watched == {}
+    # ended already: one hop, the look at storage
     assert get_result(run_id, timeout=30) == "slept"
     assert len(hops) == 1
+    assert rt.journal._thread_watched == {}
+
+
+class Refused(Exception):
+    """An error a workflow raises, rebuilt by the json serializer on the waiting side."""
+
+
+@workflow
+async def refusing_flow(seconds: float) -> str:
+    await slow_step(seconds)
+    raise Refused("no")
+
+
+@workflow
+async def cancelled_flow(seconds: float) -> str:
+    return await slow_step(seconds)
+
+
+def _outcome_of(call: Any) -> tuple[str, Any]:
+    try:
+        return ("result", call())
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@pytest.mark.parametrize("storage", ["memory://", "sqlite"])
+def test_the_signalled_outcome_is_the_stored_one(storage: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}" if storage == "sqlite" else storage
+    runtime.configure(storage=url, **FAST)
+    rt = get_runtime()
+    looks: list[Any] = []
+    _wrap(rt.storage, "get_run", looks)
+    runs = [
+        start(cancelled_flow, 0.4),  # the cancellation reaches it once its step is done
+        start(slow_flow, 0.8),
+        start(refusing_flow, 1.2),
+        start(empty_flow),
+    ]
+    time.sleep(0.1)
+    cancel(runs[0])
+    signalled = [_outcome_of(lambda r=r: get_result(r, timeout=30)) for r in runs]
+    assert signalled == [
+        ("WorkflowCancelledError", f"run {runs[0]} was cancelled"),
+        ("result", "slept"),
+        ("Refused", "no"),
+        ("result", None),
+    ]
+    # the second and third were being activated here: their ends told the waiting
+    # thread (the cancelled run is read by cancel() and by its activation's replay)
+    assert [args for args, _ in looks if args[0] in runs[1:3]] == []
+    # the same outcomes once more from storage (the runs ended: each is looked at)
+    looks.clear()
+    stored = [_outcome_of(lambda r=r: get_result(r, timeout=30)) for r in runs]
+    assert stored == signalled
+    assert sorted(args[0] for args, _ in looks) == sorted(runs)
+    assert rt.journal._thread_watched == {}
+
+
+def test_a_sync_wait_for_a_run_activated_here_times_out_naming_its_status() -> None:
+    runtime.configure(storage="memory://", **FAST)
+    gate.clear()
+    run_id = start(gated_flow)
+    try:
+        with pytest.raises(TimeoutError, match=f"run {run_id} is still running after 0.1s"):
+            get_result(run_id, timeout=0.1)
+    finally:
+        gate.set()
+    assert get_result(run_id, timeout=30) == "open"
+    assert get_runtime().journal._thread_watched == {}
 
 
 def test_sync_calls_fail_cleanly_once_the_runtime_has_stopped() -> None:

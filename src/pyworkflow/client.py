@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -275,9 +276,106 @@ async def aget_result(run_id: str, timeout: float | None = None) -> Any:
 
 
 def get_result(run_id: str, timeout: float | None = None) -> Any:
-    """Sync form of :func:`aget_result`."""
+    """Sync form of :func:`aget_result`.
+
+    The calling thread waits itself (:meth:`Journal.watch_thread
+    <pyworkflow.engine.journal.Journal.watch_thread>`). While this process
+    activates the run, the thread just waits: the append that ends the run
+    wakes it with its outcome, with no trip to the runtime's loop or to
+    storage. Otherwise it enters the loop once to look at the run in storage
+    (a run ending here meanwhile wakes it all the same), and runs ending
+    elsewhere are polled for as :func:`aget_result` does.
+    """
     runtime = get_runtime()
-    return runtime.call(_result, runtime, run_id, timeout)
+    runtime.check_sync_call()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = _POLL_FIRST
+    executor = runtime.executor
+    while True:
+        with runtime.journal.watch_thread(run_id) as watch:
+            # watched before the look; a run activated here has its end signalled
+            if not executor.activating(run_id):
+                look = runtime.submit(_look, runtime, run_id, _left(deadline))
+                look.add_done_callback(watch.poke)
+                watch.woke.wait()  # the look has the timeout (from when it starts, as in _wait)
+                if watch.patch is not None:
+                    ended = _ended_outcome(runtime, run_id, watch.patch, watch.serializer)
+                    if ended is not None:
+                        look.cancel()  # not started yet: dropped
+                        return ended.unwrap()
+                try:
+                    info = look.result()  # done, or waited for: it follows the end
+                except TimeoutError:
+                    raise _timed_out(runtime, run_id, timeout) from None
+                if info.status.is_terminal:
+                    return _outcome(info)
+                watch.woke.clear()
+            while watch.patch is None:
+                left = _left(deadline)
+                if watch.woke.wait(delay if left is None else min(delay, left)):
+                    break
+                if left is not None and left <= delay:
+                    raise _timed_out(runtime, run_id, timeout)
+                delay = min(delay * 1.5, _POLL_MAX)
+                if not executor.activating(run_id):
+                    break  # look again (a fresh watch: a run retried since waits anew)
+            if watch.patch is not None:
+                ended = _ended_outcome(runtime, run_id, watch.patch, watch.serializer)
+                if ended is not None:
+                    return ended.unwrap()
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+async def _look(runtime: Runtime, run_id: str, timeout: float | None) -> RunInfo:
+    with anyio.fail_after(timeout):
+        return await _get_run(runtime, run_id)
+
+
+def _timed_out(runtime: Runtime, run_id: str, timeout: float | None) -> TimeoutError:
+    status = runtime.call(_get_run, runtime, run_id).status.value
+    return TimeoutError(f"run {run_id} is still {status} after {timeout}s")
+
+
+@attrs.frozen
+class _Ended:
+    """The outcome of a run, taken from the patch that ended it."""
+
+    result: Any = None
+    error: BaseException | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _ended_outcome(
+    runtime: Runtime, run_id: str, patch: RunPatch, serializer: str | None
+) -> _Ended | None:
+    """What :func:`_outcome` gives for the run ended by ``patch``; None: look in storage.
+
+    Only for the common ends: completed with a result, failed with an error,
+    cancelled; and only when the run's serializer is this runtime's.
+    """
+    status = patch.status
+    if status == RunStatus.CANCELLED:
+        return _Ended(error=WorkflowCancelledError(f"run {run_id} was cancelled"))
+    data = patch.result if status == RunStatus.COMPLETED else patch.error
+    if data is None or serializer is None or serializer != runtime.serializer.name:
+        return None
+    try:
+        value = runtime.serializer.loads(data)
+    except (SerializationError, CorruptDataError) as exc:
+        return _Ended(error=exc)
+    if status == RunStatus.COMPLETED:
+        return _Ended(result=value)
+    if isinstance(value, BaseException):
+        return _Ended(error=value)
+    message = patch.error_message or f"run {run_id} failed"
+    return _Ended(error=WorkflowFailedError(message, run_id=run_id))
 
 
 async def _events(runtime: Runtime, run_id: str) -> list[Event]:

@@ -60,6 +60,8 @@ class Runtime:
         self._closed = False
         #: The loop's context, in which calls from other threads start their task.
         self._context: contextvars.Context | None = None
+        #: The tasks of calls from other threads, while they run (see :meth:`_start_call`).
+        self._call_tasks: set[asyncio.Task[None]] = set()
 
     # ----- lifecycle -----
 
@@ -103,6 +105,8 @@ class Runtime:
                 tg.cancel_scope.cancel()
                 await portal.stop(cancel_remaining=True)
         finally:
+            self._closed = True
+            await self._end_call_tasks()
             self._close_calls()
 
     def shutdown(self) -> None:
@@ -151,18 +155,7 @@ class Runtime:
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the runtime loop from synchronous code."""
-        if self._portal is None:
-            raise RuntimeError("the PyWorkflow runtime is not running")
-        if self.in_loop:
-            raise RuntimeError("use the async API (a-prefixed functions) inside async code")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return self._call_from_thread(fn, args)
-        raise RuntimeError(
-            "a synchronous PyWorkflow function was called from async code; "
-            "await the async form instead (e.g. `await astart(...)`)"
-        )
+        return self.submit(fn, *args).result()
 
     async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the runtime loop from any async code."""
@@ -172,27 +165,59 @@ class Runtime:
             raise RuntimeError("the PyWorkflow runtime is not running")
         return await anyio.to_thread.run_sync(self._call_from_thread, fn, args)
 
+    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
+        """Start ``fn(*args)`` on the runtime loop from synchronous code; its future at once.
+
+        The checks and errors of :meth:`call`. Cancelling the future before
+        the loop starts the call drops the call; a call already running goes
+        on, and its outcome is dropped.
+        """
+        self.check_sync_call()
+        return self._submit(fn, args)
+
+    def check_sync_call(self) -> None:
+        """Raise ``RuntimeError`` unless a synchronous API call may enter the runtime from here.
+
+        It may from a thread that runs no event loop, while the runtime runs.
+        """
+        if self._portal is None:
+            raise RuntimeError("the PyWorkflow runtime is not running")
+        if self.in_loop:
+            raise RuntimeError("use the async API (a-prefixed functions) inside async code")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        raise RuntimeError(
+            "a synchronous PyWorkflow function was called from async code; "
+            "await the async form instead (e.g. `await astart(...)`)"
+        )
+
     def _call_from_thread(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-        """``fn(*args)`` as a task of the runtime's task group; its outcome, once it has one.
+        """``fn(*args)`` as a task on the runtime's loop; its outcome, once it has one.
 
         One round trip between this thread and the loop (a blocking portal's
         ``call`` makes two: one to start the task, one for its outcome). A
         call the runtime cannot take, or that its shutdown cancels, raises
         ``RuntimeError``.
         """
+        return self._submit(fn, args).result()
+
+    def _submit(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]
+    ) -> concurrent.futures.Future[T]:
         loop, context = self._loop, self._context
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        if self._closed or loop is None or context is None:
+            raise RuntimeError("the PyWorkflow runtime is not running")
         self._calls.add(future)
+        future.add_done_callback(self._calls.discard)
         try:
-            if self._closed or loop is None or context is None:
-                raise RuntimeError("the PyWorkflow runtime is not running")
-            try:
-                loop.call_soon_threadsafe(self._start_call, fn, args, future, context=context)
-            except RuntimeError:  # the loop is closed
-                raise RuntimeError("the PyWorkflow runtime is not running") from None
-            return future.result()
-        finally:
+            loop.call_soon_threadsafe(self._start_call, fn, args, future, context=context)
+        except RuntimeError:  # the loop is closed
             self._calls.discard(future)
+            raise RuntimeError("the PyWorkflow runtime is not running") from None
+        return future
 
     def _start_call(
         self,
@@ -200,13 +225,39 @@ class Runtime:
         args: tuple[Any, ...],
         future: concurrent.futures.Future[T],
     ) -> None:
+        """Start the call's task on the loop (in the loop's context, which this runs in).
+
+        A plain asyncio task, not a child of the runtime's task group: spawning
+        one through anyio costs several times more, twice per ``start()`` +
+        ``get_result()``. The runtime tracks these tasks itself and, when its
+        loop ends, cancels and awaits those still running
+        (:meth:`_end_call_tasks`), as the task group did.
+        """
         if future.done():  # failed by the shutdown already
             return
-        try:
-            self.task_group.start_soon(self._run_call, fn, args, future)
-        except RuntimeError:  # the task group has ended: the runtime is stopping
+        loop = self._loop
+        if self._closed or loop is None:
             if future.set_running_or_notify_cancel():
                 future.set_exception(RuntimeError("the PyWorkflow runtime is not running"))
+            return
+        task = loop.create_task(self._run_call(fn, args, future))
+        self._call_tasks.add(task)
+        task.add_done_callback(self._call_ended)
+
+    def _call_ended(self, task: asyncio.Task[None]) -> None:
+        self._call_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # a BaseException other than cancellation (KeyboardInterrupt, SystemExit)
+            logger.opt(exception=task.exception()).error("a runtime call ended abnormally")
+
+    async def _end_call_tasks(self) -> None:
+        """Cancel the calls still running as the loop ends, and wait for them."""
+        tasks = list(self._call_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
 
     @staticmethod
     async def _run_call(
@@ -217,16 +268,16 @@ class Runtime:
         try:
             result = await fn(*args)
         except anyio.get_cancelled_exc_class():
-            if future.set_running_or_notify_cancel():
+            if not future.done() and future.set_running_or_notify_cancel():
                 future.set_exception(RuntimeError("the PyWorkflow runtime stopped during the call"))
             raise
         except BaseException as exc:
-            if future.set_running_or_notify_cancel():
+            if not future.done() and future.set_running_or_notify_cancel():
                 future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            if future.set_running_or_notify_cancel():
+            if not future.done() and future.set_running_or_notify_cancel():
                 future.set_result(result)
 
     def _close_calls(self) -> None:

@@ -39,12 +39,17 @@ existing run hands nothing over.
 **Who waits for a run's end is told in-process.** When an append ends a run
 (a terminal status), waiters in this process (``get_result``) that
 :meth:`Journal.watch` the run are woken at once; runs that end in other
-processes are found by the waiter's own poll of storage.
+processes are found by the waiter's own poll of storage. A waiting thread
+(the synchronous ``get_result``) :meth:`Journal.watch_thread` es the run: it is
+handed the ending patch itself, and the run's serializer when this process
+created the run, so it decodes the outcome without another trip to the
+runtime's loop or to storage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -60,7 +65,7 @@ if TYPE_CHECKING:
     from pyworkflow.executors.base import Executor
     from pyworkflow.storage.base import Storage
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "ThreadWatch"]
 
 
 class Journal:
@@ -71,7 +76,15 @@ class Journal:
     an append with no observer costs one attribute test).
     """
 
-    __slots__ = ("_watched", "executor", "observed", "storage")
+    __slots__ = (
+        "_serializers",
+        "_thread_lock",
+        "_thread_watched",
+        "_watched",
+        "executor",
+        "observed",
+        "storage",
+    )
 
     def __init__(self, storage: Storage, executor: Executor) -> None:
         self.storage = storage
@@ -80,6 +93,12 @@ class Journal:
         self.observed = plugins.has_event_observers()
         #: Runs that waiters of this process watch (see :meth:`watch`).
         self._watched: dict[str, _Watch] = {}
+        #: Runs that waiting threads watch (see :meth:`watch_thread`), under ``_thread_lock``.
+        self._thread_watched: dict[str, list[ThreadWatch]] = {}
+        self._thread_lock = threading.Lock()
+        #: The serializer of runs created here lately, by run id (a run keeps its
+        #: serializer for life): handed to thread waiters with the run's end.
+        self._serializers: dict[str, str] = {}
 
     async def create(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool]:
         """Create ``run`` with its first ``events``, idempotently; the run is due at once.
@@ -108,6 +127,10 @@ class Journal:
             return stored, created
         if self.observed and events:
             self._observe(stored.run_id, len(events), events)
+        serializers = self._serializers
+        serializers[stored.run_id] = stored.serializer
+        if len(serializers) > _SERIALIZERS_KEPT:  # the oldest go: a miss only costs a read
+            serializers.pop(next(iter(serializers)), None)
         if slot is not None:
             slot.take(stored, _as_events(stored.run_id, 1, events))
         else:
@@ -138,7 +161,7 @@ class Journal:
         if patch is not None and patch.status is not None and patch.status.is_terminal:
             if workflow is None:
                 raise TypeError(f"run {run_id}: an append that ends the run must name its workflow")
-            self._ended(run_id)
+            self._ended(run_id, patch)
             plugins.notify_run_status_changed(run_id, workflow, patch.status)
         if due:
             self.executor.notify(run_id)
@@ -160,6 +183,7 @@ class Journal:
 
     def suspended(self, run_id: str, wake_at: datetime | None) -> None:
         """Announce, once, that ``run_id`` suspended until ``wake_at`` (``None``: no timer)."""
+        self._serializers.pop(run_id, None)
         if wake_at is not None:
             self.executor.schedule(run_id, wake_at)
 
@@ -184,8 +208,36 @@ class Journal:
             if watch.waiters == 0 and self._watched.get(run_id) is watch:
                 del self._watched[run_id]
 
-    def _ended(self, run_id: str) -> None:
-        """Wake the waiters of ``run_id``: an append ended it."""
+    @contextmanager
+    def watch_thread(self, run_id: str) -> Iterator[ThreadWatch]:
+        """What a thread waiting for ``run_id`` to end waits on, while the block runs.
+
+        Callable from any thread. As with :meth:`watch`, look at the run in
+        storage after entering the block. When an append of this process
+        ends the run, the watch gets the ending patch (and the run's
+        serializer name, when this process created the run) and is woken.
+        """
+        watch = ThreadWatch()
+        with self._thread_lock:
+            self._thread_watched.setdefault(run_id, []).append(watch)
+        try:
+            yield watch
+        finally:
+            with self._thread_lock:
+                watches = self._thread_watched.get(run_id)
+                if watches is not None and watch in watches:
+                    watches.remove(watch)
+                    if not watches:
+                        del self._thread_watched[run_id]
+
+    def _ended(self, run_id: str, patch: RunPatch) -> None:
+        """Wake the waiters of ``run_id``: an append ended it with ``patch``."""
+        serializer = self._serializers.pop(run_id, None)
+        if self._thread_watched:
+            with self._thread_lock:
+                watches = self._thread_watched.pop(run_id, None)
+            for thread_watch in watches or ():
+                thread_watch.end(patch, serializer)
         watch = self._watched.pop(run_id, None)
         if watch is None:
             return
@@ -202,6 +254,37 @@ class Journal:
         plugins.notify_events_appended(
             run_id, _as_events(run_id, last_seq - len(events) + 1, events)
         )
+
+
+#: How many runs created here :attr:`Journal._serializers` remembers at most.
+_SERIALIZERS_KEPT = 1024
+
+
+class ThreadWatch:
+    """A thread's wait for one run's end (:meth:`Journal.watch_thread`).
+
+    ``woke`` is set when the run ended in this process (``patch`` then holds
+    the ending patch, ``serializer`` the run's serializer name if known) or
+    when :meth:`poke` is called (the waiter's own look at storage is done).
+    """
+
+    __slots__ = ("patch", "serializer", "woke")
+
+    def __init__(self) -> None:
+        self.woke = threading.Event()
+        #: The patch that ended the run, once an append of this process did.
+        self.patch: RunPatch | None = None
+        self.serializer: str | None = None
+
+    def end(self, patch: RunPatch, serializer: str | None) -> None:
+        """The run ended with ``patch``: record it, then wake the thread."""
+        self.serializer = serializer
+        self.patch = patch
+        self.woke.set()
+
+    def poke(self, _: object = None) -> None:
+        """Wake the thread (a future's done callback: its look at storage is done)."""
+        self.woke.set()
 
 
 @attrs.define(eq=False)
