@@ -9,6 +9,7 @@ claim pass unless a due run may be waiting for its slot.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -416,6 +417,32 @@ def test_a_sync_wait_for_a_run_activated_here_times_out_naming_its_status() -> N
         gate.set()
     assert get_result(run_id, timeout=30) == "open"
     assert get_runtime().journal._thread_watched == {}
+
+
+meet_a, meet_b = threading.Event(), threading.Event()
+
+
+@step()
+async def meet(mine: str) -> str:
+    """Waits for the other step of the pair: both must run at the same time."""
+    (meet_a if mine == "a" else meet_b).set()
+    other = meet_b if mine == "a" else meet_a
+    met = await anyio.to_thread.run_sync(other.wait, 10)
+    return mine if met else "alone"
+
+
+@workflow
+async def meeting() -> list[str]:
+    first = await add(0, 1)  # a lone step (no task), then two at once (tasks)
+    pair = await asyncio.gather(meet("a"), meet("b"))
+    return [str(first), *pair, str(await add(first, 1))]
+
+
+def test_an_activation_runs_gathered_steps_at_once_after_lone_ones() -> None:
+    runtime.configure(storage="memory://", **FAST)
+    meet_a.clear()
+    meet_b.clear()
+    assert get_result(start(meeting), timeout=30) == ["1", "a", "b", "2"]
 
 
 def test_sync_calls_fail_cleanly_once_the_runtime_has_stopped() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -42,12 +43,14 @@ class Live(SequentialSteps, StepLeases):
             if any(op.remote for op in self.open.values()):
                 await self._check_dispatched()
             failure: Exception | None = None
-            async with anyio.create_task_group() as tg:
+            async with contextlib.AsyncExitStack() as stack:
+                tasks = _Tasks(stack)
                 try:
-                    await self._live(tg)
+                    await self._live(tasks)
                 except Exception as exc:  # re-raised below, unwrapped from the task group
                     failure = exc
-                tg.cancel_scope.cancel()
+                if tasks.group is not None:
+                    tasks.group.cancel_scope.cancel()
             if failure is not None:
                 raise failure
             await self._finish()
@@ -60,7 +63,7 @@ class Live(SequentialSteps, StepLeases):
         finally:
             self._discard()
 
-    async def _live(self, tg: anyio.abc.TaskGroup) -> None:
+    async def _live(self, tasks: _Tasks) -> None:
         assert self.root is not None
         while not self.root.done():
             fired, launch, next_due = self._advance()
@@ -85,7 +88,7 @@ class Live(SequentialSteps, StepLeases):
                         self._take_fact(op, await self._attempt(op))
                     continue
                 for op in launch:
-                    tg.start_soon(self._run_step, op)
+                    await tasks.start_soon(self._run_step, op)
             if self._take_ready_facts():
                 continue
             if not any(op.running for op in self.open.values()):
@@ -290,3 +293,22 @@ class Live(SequentialSteps, StepLeases):
             )
         )
         self.log.info("workflow {}", status.value)
+
+
+class _Tasks:
+    """The activation's task group, opened on first use: most activations need none.
+
+    A task group costs a loop pass on exit even with no task in it (anyio's
+    checkpoint), and cancelling it more; sequential workflows start no task.
+    """
+
+    __slots__ = ("group", "stack")
+
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self.stack = stack
+        self.group: anyio.abc.TaskGroup | None = None
+
+    async def start_soon(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        if self.group is None:
+            self.group = await self.stack.enter_async_context(anyio.create_task_group())
+        self.group.start_soon(fn, *args)
