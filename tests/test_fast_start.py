@@ -445,6 +445,21 @@ def test_an_activation_runs_gathered_steps_at_once_after_lone_ones() -> None:
     assert get_result(start(meeting), timeout=30) == ["1", "a", "b", "2"]
 
 
+def test_a_started_run_in_flight_at_shutdown_is_cancelled_and_let_go(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    runtime.configure(storage=url, **{**FAST, "drain_timeout": 0.2})
+    run_id = start(slow_flow, 60)  # handed straight to the worker: a task of its own
+    time.sleep(0.1)
+    worker = _worker()
+    assert run_id in worker.active and len(worker._handed) == 1
+    runtime.shutdown()  # drains 0.2 s, cancels the activation, awaits it
+    assert worker._handed == {} and worker.active == {}
+    runtime.configure(storage=url, embedded_worker=False, **FAST)
+    row = _row(run_id)
+    assert row.lease_owner is None  # released as it was cancelled: recoverable at once
+    assert row.status == RunStatus.RUNNING
+
+
 def test_sync_calls_fail_cleanly_once_the_runtime_has_stopped() -> None:
     runtime.configure(storage="memory://", **FAST)
     rt = get_runtime()

@@ -116,6 +116,8 @@ class Worker:
         self._capped = False
         #: Runs claimed again while their activation was ending: activated once it has.
         self._again: set[str] = set()
+        #: Activations of runs started here (see :meth:`_take`), while they run.
+        self._handed: dict[asyncio.Task[None], anyio.CancelScope] = {}
 
     # ----- thread-safe signals -----
 
@@ -171,7 +173,29 @@ class Worker:
             return
         scope = anyio.CancelScope()
         self.active[run.run_id] = scope
-        tg.start_soon(self._activate, run, scope, history)
+        # a plain task (anyio's spawn costs several times more, once per start()): the
+        # worker drains it like any activation and awaits it before its task group ends
+        task = asyncio.get_running_loop().create_task(self._activate(run, scope, history))
+        self._handed[task] = scope
+        task.add_done_callback(self._handed_ended)
+
+    def _handed_ended(self, task: asyncio.Task[None]) -> None:
+        self._handed.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.opt(exception=task.exception()).error("an activation ended abnormally")
+
+    async def _end_handed(self) -> None:
+        """Cancel the activations of started runs still running, and wait for them.
+
+        As the worker's task group does its own tasks': their cancel scope is
+        cancelled (what is shielded in them still runs), then they are awaited.
+        """
+        tasks = list(self._handed)
+        for scope in self._handed.values():
+            scope.cancel()
+        if tasks:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
 
     def _cancel(self) -> None:
         self._reserved -= 1
@@ -230,6 +254,7 @@ class Worker:
                 await self._drain()
             finally:
                 self._tg = None
+                await self._end_handed()
             tg.cancel_scope.cancel()
 
     async def _claim_until_stopped(self, tg: anyio.abc.TaskGroup) -> None:
