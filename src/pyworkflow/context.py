@@ -90,6 +90,8 @@ _workflow: ContextVar[WorkflowContext | None] = ContextVar("pyworkflow_workflow"
 #: The running step's ids ``(run_id, step_id, step_name, attempt)``; its
 #: :class:`StepContext` is built when the body asks for it (most never do).
 _step: ContextVar[tuple[str, str, str, int] | None] = ContextVar("pyworkflow_step", default=None)
+#: An idempotency key chosen by ``pyworkflow.testing.run_step``; None: derived from the ids.
+_step_key: ContextVar[str | None] = ContextVar("pyworkflow_step_key", default=None)
 
 
 def current_workflow() -> WorkflowContext | None:
@@ -108,7 +110,7 @@ def get_step_context() -> StepContext:
         step_id=step_id,
         step_name=step_name,
         attempt=attempt,
-        idempotency_key=f"{run_id}:{step_id}",
+        idempotency_key=_step_key.get() or f"{run_id}:{step_id}",
     )
 
 

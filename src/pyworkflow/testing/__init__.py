@@ -1,8 +1,37 @@
-"""Test harness shipped with PyWorkflow: the storage and engine suites for any backend."""
+"""Test harness shipped with PyWorkflow.
+
+For application authors: :func:`run_step` / :func:`arun_step` run a step body
+alone with a chosen :class:`~pyworkflow.context.StepContext`. For plugin
+authors: the storage and engine conformance suites (``StorageConformance``,
+``EngineConformance``), which need pytest and are imported on first use, so
+importing this package does not require pytest.
+"""
 
 from __future__ import annotations
 
-from pyworkflow.testing.engine_suite import EngineConformance
-from pyworkflow.testing.storage_suite import StorageConformance
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["EngineConformance", "StorageConformance"]
+from pyworkflow.testing.steps import arun_step, run_step
+
+if TYPE_CHECKING:
+    from pyworkflow.testing.engine_suite import EngineConformance
+    from pyworkflow.testing.storage_suite import StorageConformance
+
+__all__ = ["EngineConformance", "StorageConformance", "arun_step", "run_step"]
+
+_LAZY = {
+    "EngineConformance": "pyworkflow.testing.engine_suite",
+    "StorageConformance": "pyworkflow.testing.storage_suite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the pytest-based conformance suites on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
