@@ -77,16 +77,7 @@ class WorkflowCalls(ActivationState):
             self.counter += 1
             future: asyncio.Future[Any] = _Future(loop=self.loop)
             op = _Op(cid, "step", future, definition, body, args, kwargs)
-            if self.dispatching:
-                check_dispatchable(definition, body)
-            op.input = dumps_call_limited(
-                self.serializer,
-                args,
-                kwargs,
-                limit=self.limit,
-                what=f"input of step {definition.name!r}",
-            )
-            self.open[cid] = op
+            self._open_step(op, definition, body)
             self.ops[cid] = op
             return future
         cid, recorded = self._next("step", definition.name, _STEP_CALLS)
@@ -108,18 +99,22 @@ class WorkflowCalls(ActivationState):
             elif event.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED):
                 resolved = True
         if not resolved:
-            if self.dispatching:
-                check_dispatchable(definition, body)
-            op.input = dumps_call_limited(
-                self.serializer,
-                args,
-                kwargs,
-                limit=self.limit,
-                what=f"input of step {definition.name!r}",
-            )
-            self.open[cid] = op
+            self._open_step(op, definition, body)
         self.ops[cid] = op
         return op.future
+
+    def _open_step(self, op: _Op, definition: StepDefinition, body: Callable[..., Any]) -> None:
+        """A step still to run: check it can be dispatched, encode its input, mark it open."""
+        if self.dispatching:
+            check_dispatchable(definition, body)
+        op.input = dumps_call_limited(
+            self.serializer,
+            op.args,
+            op.kwargs,
+            limit=self.limit,
+            what=f"input of step {definition.name!r}",
+        )
+        self.open[op.cid] = op
 
     def call_sleep(self, delta: timedelta | None, until: datetime | None) -> asyncio.Future[Any]:
         cid, recorded = self._next("sleep", "sleep", frozenset({EventType.WAIT_CREATED}))

@@ -6,8 +6,9 @@ timers' safety net: ``celery -A pyworkflow_celery.app beat``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pyworkflow.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from pyworkflow_celery.executor import CeleryExecutor
@@ -24,10 +25,4 @@ _EXPORTS: dict[str, str] = {
 
 
 if not TYPE_CHECKING:  # type checkers see the imports above
-
-    def __getattr__(name: str) -> Any:
-        if name not in _EXPORTS:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
+    __getattr__ = lazy_attributes(__name__, _EXPORTS)
