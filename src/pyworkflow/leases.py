@@ -24,6 +24,7 @@ lease held and stops with the runtime.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 import weakref
@@ -143,8 +144,12 @@ class LeaseKeeper:
                 return held  # the runtime is stopping: the holder is about to end too
             self._held.append(held)
             if self._thread is None:
+                # in the holder's context: the thread reads time through its runtime's clock
                 self._thread = threading.Thread(
-                    target=self._thread_main, name="pyworkflow-leases", daemon=True
+                    target=contextvars.copy_context().run,
+                    args=(self._thread_main,),
+                    name="pyworkflow-leases",
+                    daemon=True,
                 )
                 self._thread.start()
             # a thread that looks again soon enough (its renewals, its blocking checks)

@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from pyworkflow.clock import installed_clock as _installed_clock
+
 __all__ = [
     "Event",
     "EventType",
@@ -23,10 +25,17 @@ __all__ = [
     "utcnow",
 ]
 
+_datetime_now = datetime.now
+
 
 def utcnow() -> datetime:
-    """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    """The current time as an aware UTC datetime, by the clock of the runtime running here.
+
+    That is the wall clock, except under a runtime given a clock of its own
+    (the test harness's virtual time; see :mod:`pyworkflow.clock`).
+    """
+    clock = _installed_clock()
+    return _datetime_now(UTC) if clock is None else clock.now()
 
 
 class RunStatus(enum.StrEnum):

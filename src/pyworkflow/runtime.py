@@ -18,6 +18,8 @@ from anyio.from_thread import BlockingPortal
 from loguru import logger
 
 from pyworkflow import plugins
+from pyworkflow.clock import SYSTEM_CLOCK, Clock
+from pyworkflow.clock import install as install_clock
 from pyworkflow.config import Settings, load_settings
 from pyworkflow.errors import ConfigError, CorruptDataError
 from pyworkflow.models import Run
@@ -27,6 +29,8 @@ from pyworkflow.storage.base import open_storage
 
 if TYPE_CHECKING:
     from pyworkflow.engine.journal import Journal
+    from pyworkflow.executors.base import Executor
+    from pyworkflow.storage.base import Storage
 
 __all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
 
@@ -41,12 +45,23 @@ class Runtime:
     therefore only ever used from one loop.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: Storage | None = None,
+        executor: Executor | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.settings = settings
         #: The configured serializer: it writes the payloads of runs started from now on.
         self.serializer = plugins.get_serializer(settings.serializer)
-        self.storage = plugins.create_storage(settings.storage, settings)
-        self.executor = plugins.create_executor(settings.executor, settings)
+        self.storage = storage or plugins.create_storage(settings.storage, settings)
+        self.executor = executor or plugins.create_executor(settings.executor, settings)
+        #: The clock everything on this runtime's loop reads time through (:mod:`pyworkflow.clock`).
+        self.clock = clock
+        #: Step bodies replaced by name (the test harness's ``override_step``); empty otherwise.
+        self.step_overrides: dict[str, Callable[..., Any]] = {}
         self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -87,6 +102,7 @@ class Runtime:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = anyio.Event()
+        install_clock(self.clock)  # before any task starts: they all inherit it
         try:
             async with BlockingPortal() as portal, anyio.create_task_group() as tg:
                 self.task_group = tg

@@ -15,7 +15,6 @@ loop (:mod:`pyworkflow.leases`), so such a step is not run twice for it.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import inspect
 import time
@@ -147,8 +146,6 @@ def report_blocking(now: float) -> None:
 
 
 _monotonic = time.monotonic
-_now = datetime.datetime.now
-_UTC = datetime.UTC
 
 
 #: ``_timed``'s ``yielded`` when the body has not run yet.
@@ -305,7 +302,7 @@ def _finished(
             payload = {"name": name, "attempt": attempt, "result": data}
         else:
             payload = {**base, "result": data}
-        return NewEvent(_STEP_COMPLETED, step_id, payload, _now(_UTC))
+        return NewEvent(_STEP_COMPLETED, step_id, payload, utcnow())
     # outside the except block: the error is written with no exception being handled
     return _failed(definition, ids, retry_base, serializer, limit, base, error, False)
 
@@ -397,7 +394,7 @@ def start_attempt(
     if data is None or debug_enabled(__name__):
         return _finished(definition, ids, retry_base, serializer, limit, None, result)
     return NewEvent(
-        _STEP_COMPLETED, ids[1], {"name": name, "attempt": ids[3], "result": data}, _now(_UTC)
+        _STEP_COMPLETED, ids[1], {"name": name, "attempt": ids[3], "result": data}, utcnow()
     )
 
 

@@ -95,10 +95,9 @@ class Live(SequentialSteps, StepLeases):
                 await self._suspend(next_due)
                 return
             await self._flush()
-            timeout = self.runtime.settings.poll_interval * 5
-            if next_due is not None:
-                timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
-            with anyio.move_on_after(timeout):
+            # until the next timer by the runtime's clock (a virtual clock's move ends it too)
+            cap = self.runtime.settings.poll_interval * 5
+            with self.runtime.clock.move_on_until(next_due, cap):
                 self._take_fact(*await self.facts_rx.receive())
                 self._take_ready_facts()
                 continue

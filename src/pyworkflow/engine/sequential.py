@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import inspect
 import types
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pyworkflow.engine.recording import Recording
 from pyworkflow.engine.replay import Replay
 from pyworkflow.engine.state import _Op
 from pyworkflow.errors import ConcurrencyError, NonDeterminismError
-from pyworkflow.models import EventType, NewEvent
+from pyworkflow.models import EventType, NewEvent, utcnow
 from pyworkflow.stepexec import start_attempt
 
 _STEP_RETRYING = EventType.STEP_RETRYING
@@ -19,7 +19,6 @@ _STEP_STARTED = EventType.STEP_STARTED
 _HOOK_CREATED = EventType.HOOK_CREATED
 _FunctionType = types.FunctionType
 _CO_COROUTINE = inspect.CO_COROUTINE
-_now = datetime.now
 
 
 class SequentialSteps(Replay, Recording):
@@ -126,7 +125,7 @@ class SequentialSteps(Replay, Recording):
                         "input": op.input,
                         "worker": worker,
                     },
-                    _now(UTC),
+                    utcnow(),
                 )
             )
             # Recording._flush, inline (no run patch is pending once the run is live)

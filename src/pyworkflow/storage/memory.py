@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import attrs
@@ -145,7 +145,7 @@ class MemoryStorage(Storage):
             log.extend(events)  # made Events when read (_log)
             last = len(log)
             if patch is None and run_id in self._private:
-                _set(run, "updated_at", _now(UTC))
+                _set(run, "updated_at", utcnow())
                 _set(run, "last_seq", last)
             else:
                 self._runs[run_id] = apply_patch(run, patch, owner, utcnow(), last)
@@ -290,7 +290,6 @@ class MemoryStorage(Storage):
 _HOOK_EVENTS = frozenset({EventType.HOOK_CREATED, EventType.HOOK_DISPOSED})
 #: Sets a field of a frozen record this storage alone holds (see ``MemoryStorage._private``).
 _set = object.__setattr__
-_now = datetime.now
 
 
 def _to_event(run_id: str, seq: int, event: NewEvent) -> Event:

@@ -1,0 +1,357 @@
+"""``WorkflowEnvironment``: run workflows in-process on memory storage with a virtual clock.
+
+The environment owns a runtime of its own (its own loop thread, a fresh
+``memory://`` storage, the :class:`~pyworkflow.testing.driver.TestDriver`
+executor and a :class:`~pyworkflow.testing.clock.VirtualClock`), separate
+from the process's runtime: nothing it does reaches real storage, and real
+runs never see its time. Every call returns once the environment is quiet
+(no activation running, nothing due at the current virtual time), so what a
+test looks at next is settled.
+
+Time moves only when the test moves it: :meth:`WorkflowEnvironment.advance`
+moves it by hand, and waiting for a result moves it to each next timer
+(sleep, retry back-off, a lease to expire) while the run has not ended. A run
+that waits for something only the test can give (a hook payload) fails the
+wait with :class:`WorkflowBlockedError` naming the hook, instead of hanging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from pyworkflow import client
+from pyworkflow.config import load_settings
+from pyworkflow.durations import Duration, parse_duration
+from pyworkflow.errors import PyWorkflowError
+from pyworkflow.models import Event, EventType, RunStatus
+from pyworkflow.plugins import create_storage
+from pyworkflow.runtime import Runtime
+from pyworkflow.testing.clock import VirtualClock
+from pyworkflow.testing.driver import TestDriver
+from pyworkflow.testing.overrides import StepOverride, step_name
+
+__all__ = ["SyncWorkflowEnvironment", "WorkflowBlockedError", "WorkflowEnvironment"]
+
+
+class WorkflowBlockedError(PyWorkflowError, AssertionError):
+    """The awaited run can never end on its own: it waits for something only the test can give."""
+
+    def __init__(self, message: str, *, run_id: str, hooks: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        #: Tokens of the live hooks the run waits on.
+        self.hooks = hooks
+
+
+class WorkflowEnvironment:
+    """Runs workflows in this process with time that moves only when the test moves it.
+
+    Use it as ``async with WorkflowEnvironment() as env`` (or ``with`` in a
+    sync test, with :attr:`sync`), or through the ``workflow_env`` pytest
+    fixture. ``start`` sets where the virtual clock begins (default: now);
+    ``settings`` are ``configure()`` keys for the environment's runtime
+    (``serializer``, ``max_payload_bytes``, ...; storage and executor are the
+    environment's own).
+    """
+
+    def __init__(self, *, start: datetime | None = None, **settings: Any) -> None:
+        for key in ("storage", "executor"):
+            if key in settings:
+                raise ValueError(
+                    f"WorkflowEnvironment runs on its own memory storage and executor; "
+                    f"remove {key!r}"
+                )
+        self.clock = VirtualClock(start)
+        self._settings = settings
+        self._driver = TestDriver()
+        self._runtime: Runtime | None = None
+        self._overrides: dict[str, StepOverride] = {}
+        #: The same environment with blocking methods, for sync tests.
+        self.sync = SyncWorkflowEnvironment(self)
+
+    # ----- lifecycle -----
+
+    def open(self) -> WorkflowEnvironment:
+        """Start the environment's runtime (``with``/``async with`` do this)."""
+        if self._runtime is not None:
+            return self
+        overrides = {**self._settings, "storage": "memory://", "embedded_worker": False}
+        settings = load_settings(overrides)
+        storage = create_storage("memory://", settings)
+        runtime = Runtime(settings, storage=storage, executor=self._driver, clock=self.clock)
+        runtime.start()
+        self._runtime = runtime
+        return self
+
+    def close(self) -> None:
+        """Stop the runtime; the environment's runs and events are gone with it."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.shutdown()
+
+    def __enter__(self) -> WorkflowEnvironment:
+        return self.open()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> WorkflowEnvironment:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.open)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(self.close)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The environment's runtime (its storage, clock and executor)."""
+        if self._runtime is None:
+            raise RuntimeError(
+                "the WorkflowEnvironment is not open: use `async with WorkflowEnvironment() "
+                "as env`, `with WorkflowEnvironment() as env`, or the workflow_env fixture"
+            )
+        return self._runtime
+
+    # ----- time -----
+
+    def now(self) -> datetime:
+        """The environment's current (virtual) time."""
+        return self.clock.now()
+
+    async def advance(self, duration: Duration) -> None:
+        """Move the clock forward by ``duration`` ("1h", seconds, a timedelta).
+
+        Timers due on the way fire in order, each at its own time, and what
+        they start runs before the clock moves on.
+        """
+        delta = _forward(duration)
+        await self.runtime.acall(self._advance, delta)
+
+    # ----- runs -----
+
+    async def start(self, workflow: Any, *args: Any, **kwargs: Any) -> str:
+        """Start a run of ``workflow``; returns its id once the environment is quiet."""
+        return await self.runtime.acall(self._start, workflow, args, kwargs)
+
+    async def run(self, workflow: Any, *args: Any, **kwargs: Any) -> Any:
+        """Start a run and return its result (skipping time to each timer on the way).
+
+        A failed run raises its error, a cancelled one ``WorkflowCancelledError``,
+        and one that waits for a hook payload only the test can send
+        :class:`WorkflowBlockedError`.
+        """
+        run_id = await self.start(workflow, *args, **kwargs)
+        return await self.result(run_id)
+
+    async def result(self, run_id: str) -> Any:
+        """The run's result, moving time to each next timer until the run ends."""
+        return await self.runtime.acall(self._result, run_id)
+
+    async def get_run(self, run_id: str) -> client.RunInfo:
+        """The run's status, result or error, and timestamps (as ``pyworkflow.get_run``)."""
+        return await self.runtime.acall(client._get_run, self.runtime, run_id)
+
+    async def events(self, run_id: str) -> list[Event]:
+        """The run's event log, in order."""
+        return await self.runtime.acall(self.runtime.storage.get_events, run_id)
+
+    async def resume_hook(
+        self, token: str, payload: Any = None, *, delivery_id: str | None = None
+    ) -> str:
+        """Send ``payload`` to hook ``token`` (as ``pyworkflow.resume_hook``); the run's id.
+
+        Returns once the run has taken the payload and the environment is quiet.
+        """
+        keys = client._delivery_keys(delivery_id)
+        return await self.runtime.acall(self._resume_hook, token, payload, keys)
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> bool:
+        """Cancel the run (as ``pyworkflow.cancel``); False if it had already ended."""
+        return await self.runtime.acall(self._cancel, run_id, reason)
+
+    # ----- steps -----
+
+    def override_step(self, step: Any, fake: Callable[..., Any]) -> StepOverride:
+        """Run ``fake`` instead of ``step``'s body in this environment's runs.
+
+        ``step`` is a ``@step`` function, a ``Step`` subclass or a step name;
+        ``fake`` takes the step's arguments (sync or ``async``). Its calls are
+        recorded in the returned override's ``calls``; a step overridden again
+        gets the new fake.
+        """
+        if not callable(fake):
+            raise TypeError(f"the fake of a step must be callable, not {type(fake).__name__}")
+        name = step_name(step)
+        override = StepOverride(name, fake)
+        self._overrides[name] = override
+        self.runtime.step_overrides[name] = override.body()
+        return override
+
+    # ----- on the environment's loop -----
+
+    async def _settle(self) -> None:
+        await self._driver.settle()
+
+    async def _start(self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        run_id = await client._create(self.runtime, workflow, args, kwargs, None, None)
+        await self._settle()
+        return run_id
+
+    async def _result(self, run_id: str) -> Any:
+        runtime = self.runtime
+        while True:
+            await self._settle()
+            info = await client._get_run(runtime, run_id)
+            if info.status.is_terminal:
+                return client._outcome(info)
+            next_time = await self._next_time()
+            if next_time is None:
+                raise await self._blocked(run_id, info.status)
+            await self._move(next_time)
+
+    async def _advance(self, delta: timedelta) -> None:
+        target = self.clock.now() + delta
+        await self._settle()
+        while True:
+            next_time = await self._next_time()
+            if next_time is None or next_time > target:
+                break
+            await self._move(next_time)
+            await self._settle()
+        await self._move(target)
+        await self._settle()
+
+    async def _resume_hook(self, token: str, payload: Any, keys: tuple[str, ...]) -> str:
+        run_id = await client._resume_hook(self.runtime, token, payload, keys)
+        await self._settle()
+        return run_id
+
+    async def _cancel(self, run_id: str, reason: str | None) -> bool:
+        cancelled = await client._cancel(self.runtime, run_id, reason)
+        await self._settle()
+        return cancelled
+
+    async def _move(self, when: datetime) -> None:
+        if when > self.clock.now():
+            self.clock.set(when)
+            await self._driver.renew_leases()
+        self._driver.poke()
+
+    async def _next_time(self) -> datetime | None:
+        """The earliest time after now at which some run becomes due (a timer, a lease)."""
+        storage = self.runtime.storage
+        now = self.clock.now()
+        best: datetime | None = None
+        cursor: str | None = None
+        while True:
+            page = await storage.list_runs(limit=1000, cursor=cursor)
+            for run in page.runs:
+                if run.status.is_terminal or run.wake_at is None:
+                    continue
+                at = run.wake_at
+                if run.lease_owner is not None and run.lease_expires_at is not None:
+                    at = max(at, run.lease_expires_at)
+                if at > now and (best is None or at < best):
+                    best = at
+            cursor = page.next_cursor
+            if cursor is None:
+                return best
+
+    async def _blocked(self, run_id: str, status: RunStatus) -> WorkflowBlockedError:
+        events = await self.runtime.storage.get_events(run_id)
+        live: dict[str, str] = {}
+        for event in events:
+            cid = event.correlation_id or ""
+            if event.type == EventType.HOOK_CREATED:
+                live[cid] = str(event.payload.get("token"))
+            elif event.type == EventType.HOOK_DISPOSED:
+                live.pop(cid, None)
+        tokens = tuple(live.values())
+        if tokens:
+            named = ", ".join(repr(t) for t in tokens)
+            first = tokens[0]
+            message = (
+                f"run {run_id} is {status.value}, waiting for hook {named}, and no timer is "
+                "pending: nothing will resume it. Send the payload first, e.g. "
+                f"`await env.resume_hook({first!r}, payload)`, then await the result"
+            )
+        else:
+            message = (
+                f"run {run_id} is {status.value} and no timer is pending: nothing in the "
+                "environment will make it due again"
+            )
+        return WorkflowBlockedError(message, run_id=run_id, hooks=tokens)
+
+
+class SyncWorkflowEnvironment:
+    """:class:`WorkflowEnvironment`'s blocking methods, for sync tests (``env.sync``)."""
+
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        self._env = env
+
+    def now(self) -> datetime:
+        """The environment's current (virtual) time."""
+        return self._env.now()
+
+    def advance(self, duration: Duration) -> None:
+        """Blocking :meth:`WorkflowEnvironment.advance`."""
+        env = self._env
+        env.runtime.call(env._advance, _forward(duration))
+
+    def start(self, workflow: Any, *args: Any, **kwargs: Any) -> str:
+        """Blocking :meth:`WorkflowEnvironment.start`."""
+        env = self._env
+        return env.runtime.call(env._start, workflow, args, kwargs)
+
+    def run(self, workflow: Any, *args: Any, **kwargs: Any) -> Any:
+        """Blocking :meth:`WorkflowEnvironment.run`."""
+        return self.result(self.start(workflow, *args, **kwargs))
+
+    def result(self, run_id: str) -> Any:
+        """Blocking :meth:`WorkflowEnvironment.result`."""
+        env = self._env
+        return env.runtime.call(env._result, run_id)
+
+    def get_run(self, run_id: str) -> client.RunInfo:
+        """Blocking :meth:`WorkflowEnvironment.get_run`."""
+        runtime = self._env.runtime
+        return runtime.call(client._get_run, runtime, run_id)
+
+    def events(self, run_id: str) -> list[Event]:
+        """Blocking :meth:`WorkflowEnvironment.events`."""
+        runtime = self._env.runtime
+        return runtime.call(runtime.storage.get_events, run_id)
+
+    def resume_hook(
+        self, token: str, payload: Any = None, *, delivery_id: str | None = None
+    ) -> str:
+        """Blocking :meth:`WorkflowEnvironment.resume_hook`."""
+        env = self._env
+        keys = client._delivery_keys(delivery_id)
+        return env.runtime.call(env._resume_hook, token, payload, keys)
+
+    def cancel(self, run_id: str, reason: str | None = None) -> bool:
+        """Blocking :meth:`WorkflowEnvironment.cancel`."""
+        env = self._env
+        return env.runtime.call(env._cancel, run_id, reason)
+
+    def override_step(self, step: Any, fake: Callable[..., Any]) -> StepOverride:
+        """:meth:`WorkflowEnvironment.override_step` (the same, it does not block)."""
+        return self._env.override_step(step, fake)
+
+
+def _forward(duration: Duration) -> timedelta:
+    delta = parse_duration(duration, what="advance duration")
+    if delta < timedelta(0):
+        raise ValueError(f"advance duration must not be negative (got {duration!r})")
+    return delta
