@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyworkflow.cli import hooks_cmd, runs
+from pyworkflow.cli import hooks_cmd, replay_cmd, runs
 from pyworkflow.cli.app import app, main
 
-__all__ = ["app", "hooks_cmd", "main", "runs"]
+__all__ = ["app", "hooks_cmd", "main", "replay_cmd", "runs"]

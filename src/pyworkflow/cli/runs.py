@@ -1,7 +1,8 @@
-"""``pyworkflow runs ...``: list, show, events, cancel, retry, replay."""
+"""``pyworkflow runs ...``: list, show, events, cancel, retry, replay, export."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -197,3 +198,30 @@ def replay(
         )
     if not report.deterministic:
         raise typer.Exit(1)
+
+
+@runs_app.command()
+def export(
+    run_id: str,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE (default: stdout)."),
+    ] = None,
+) -> None:
+    """Write a run's history (the run and its event log) as one JSON file.
+
+    The file replays with ``pyworkflow replay FILE`` or
+    ``pyworkflow.testing.replay``; hook tokens are written as ***. The format
+    is documented in docs/testing.md ("Replay recorded histories").
+    """
+    import sys
+
+    from pyworkflow.history import export_history
+
+    text = export_history(run_id)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    output.write_text(text, encoding="utf-8")
+    render.print_line(f"run {run_id} exported to {output}", err=True)

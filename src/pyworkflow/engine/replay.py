@@ -9,14 +9,24 @@ from typing import Any, cast
 import attrs
 
 from pyworkflow import context as ctxmod
-from pyworkflow.engine.state import _RESOLUTIONS, ActivationState, _BadInput
+from pyworkflow.engine.state import _RESOLUTIONS, _RUN_ENDS, ActivationState, _BadInput, _describe
 from pyworkflow.errors import NonDeterminismError, StepFailedError
 from pyworkflow.models import Event, EventType, NewEvent
-from pyworkflow.workflow import get_workflow
+from pyworkflow.workflow import WorkflowDefinition, get_workflow
 
 _CANCEL_REQUESTED = EventType.CANCEL_REQUESTED
 _HOOK_RECEIVED = EventType.HOOK_RECEIVED
 _STEP_COMPLETED = EventType.STEP_COMPLETED
+#: Events that record a call of the workflow code (the first event of an operation).
+_CALLS = frozenset(
+    {
+        EventType.STEP_STARTED,
+        EventType.STEP_SCHEDULED,
+        EventType.WAIT_CREATED,
+        EventType.VALUE_RECORDED,
+        EventType.HOOK_CREATED,
+    }
+)
 
 
 @attrs.frozen
@@ -39,6 +49,9 @@ class ReplayReport:
 
 class Replay(ActivationState):
     """Runs the workflow against the recorded outcomes and delivers outcomes into it."""
+
+    #: the workflow to run; None looks the run's workflow name up in the registry
+    definition: WorkflowDefinition | None = None
 
     def _deliver(self, event: Event | NewEvent) -> None:
         """Settle the operation ``event`` resolves, inside the workflow."""
@@ -105,7 +118,7 @@ class Replay(ActivationState):
             raise NonDeterminismError(self.diverged)
 
     def _start_root(self) -> None:
-        definition = get_workflow(self.workflow_name)
+        definition = self.definition or get_workflow(self.workflow_name)
         payload = self.serializer.loads(self.run.input) if self.run.input else {}
         args = tuple(payload.get("args", ()))
         kwargs = dict(payload.get("kwargs", {}))
@@ -129,17 +142,65 @@ class Replay(ActivationState):
         self.replaying = False
 
     def check(self) -> ReplayReport:
-        """Replay without side effects (nothing is run or written); report divergence."""
+        """Replay without side effects (nothing is run or written); report divergence.
+
+        Besides a call that does not match the log, it reports a recorded
+        operation the code no longer calls, a completed run whose code now
+        goes on calling, and an input that no longer fits the signature.
+        """
         try:
             self._start_root()
             self._replay()
+            self._check_end()
         except NonDeterminismError as exc:
             cid, recorded, called = self.divergence or ("?", "?", "?")
             replayed = self._replayed(int(cid) - 1 if cid.isdigit() else None)
             return ReplayReport(self.run_id, False, replayed, str(exc), cid, recorded, called)
+        except _BadInput as exc:
+            message = f"the run's input does not fit the workflow now: {exc}"
+            return ReplayReport(
+                self.run_id, False, 0, message, "input", "the run's input", str(exc)
+            )
         finally:
             self._discard()
         return ReplayReport(self.run_id, True, self._replayed())
+
+    def _check_end(self) -> None:
+        """After the log: every recorded call was made, and a completed run ended here too."""
+        assert self.root is not None
+        called = self.counter
+        for event in self.history:
+            cid = event.correlation_id or ""
+            if event.type in _CALLS and cid.isdigit() and int(cid) > called:
+                self.divergence = (cid, _describe(event), "nothing")
+                raise NonDeterminismError(
+                    f"operation {cid}: the log has {_describe(event)} (event seq {event.seq}) "
+                    f"but the workflow now {'ends' if self.root.done() else 'waits'} "
+                    "without calling it"
+                )
+        ends = [e for e in self.history if e.type in _RUN_ENDS]
+        if not ends or ends[-1].type != EventType.WORKFLOW_COMPLETED:
+            return
+        end = ends[-1]
+        if not self.root.done():
+            cid = str(max((int(c) for c in self.by_cid if c.isdigit()), default=0) + 1)
+            op = self.ops.get(cid)
+            name = (op.definition.name if op.definition else op.kind) if op else "hook"
+            kind = op.kind if op else "hook"
+            known = op is not None or cid in self.hooks
+            what = f"{kind} {name!r}" if known else "nothing new (it never ends)"
+            self.divergence = (cid, "the end of the run (workflow_completed)", what)
+            raise NonDeterminismError(
+                f"operation {cid}: the log ends the run (workflow_completed, event seq "
+                f"{end.seq}) but the workflow now calls {what}"
+            )
+        if not self.root.cancelled() and self.root.exception() is not None:
+            error = self.root.exception()
+            what = f"raises {type(error).__name__}: {error}"
+            self.divergence = (str(called + 1), "the end of the run (workflow_completed)", what)
+            raise NonDeterminismError(
+                f"the log completes the run (event seq {end.seq}) but the workflow now {what}"
+            )
 
     def _replayed(self, last: int | None = None) -> int:
         """How many operations the code called (up to id ``last``) that the log holds.

@@ -15,18 +15,37 @@ from pyworkflow.testing.steps import arun_step, run_step
 
 if TYPE_CHECKING:
     from pyworkflow.testing.engine_suite import EngineConformance
+    from pyworkflow.testing.histories import (
+        HistoryFormatError,
+        HistoryReport,
+        ReplayMismatchError,
+        replay,
+    )
     from pyworkflow.testing.storage_suite import StorageConformance
 
-__all__ = ["EngineConformance", "StorageConformance", "arun_step", "run_step"]
+__all__ = [
+    "EngineConformance",
+    "HistoryFormatError",
+    "HistoryReport",
+    "ReplayMismatchError",
+    "StorageConformance",
+    "arun_step",
+    "replay",
+    "run_step",
+]
 
 _LAZY = {
     "EngineConformance": "pyworkflow.testing.engine_suite",
     "StorageConformance": "pyworkflow.testing.storage_suite",
+    "HistoryFormatError": "pyworkflow.testing.histories",
+    "HistoryReport": "pyworkflow.testing.histories",
+    "ReplayMismatchError": "pyworkflow.testing.histories",
+    "replay": "pyworkflow.testing.histories",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Import the pytest-based conformance suites on first access."""
+    """Import the conformance suites (pytest-based) and the history replayer on first access."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
