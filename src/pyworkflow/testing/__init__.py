@@ -1,6 +1,8 @@
 """Test harness shipped with PyWorkflow.
 
-For application authors: :func:`run_step` / :func:`arun_step` run a step body
+For application authors: :class:`WorkflowEnvironment` runs workflows on
+memory storage with a virtual clock (time skips to each timer; steps can be
+replaced by fakes), and :func:`run_step` / :func:`arun_step` run a step body
 alone with a chosen :class:`~pyworkflow.context.StepContext`. For plugin
 authors: the storage and engine conformance suites (``StorageConformance``,
 ``EngineConformance``), which need pytest and are imported on first use, so
@@ -14,13 +16,20 @@ from typing import TYPE_CHECKING, Any
 from pyworkflow.testing.steps import arun_step, run_step
 
 if TYPE_CHECKING:
+    from pyworkflow.testing.clock import VirtualClock
     from pyworkflow.testing.engine_suite import EngineConformance
+    from pyworkflow.testing.environment import (
+        SyncWorkflowEnvironment,
+        WorkflowBlockedError,
+        WorkflowEnvironment,
+    )
     from pyworkflow.testing.histories import (
         HistoryFormatError,
         HistoryReport,
         ReplayMismatchError,
         replay,
     )
+    from pyworkflow.testing.overrides import StepCall, StepOverride
     from pyworkflow.testing.storage_suite import StorageConformance
 
 __all__ = [
@@ -28,7 +37,13 @@ __all__ = [
     "HistoryFormatError",
     "HistoryReport",
     "ReplayMismatchError",
+    "StepCall",
+    "StepOverride",
     "StorageConformance",
+    "SyncWorkflowEnvironment",
+    "VirtualClock",
+    "WorkflowBlockedError",
+    "WorkflowEnvironment",
     "arun_step",
     "replay",
     "run_step",
@@ -41,6 +56,12 @@ _LAZY = {
     "HistoryReport": "pyworkflow.testing.histories",
     "ReplayMismatchError": "pyworkflow.testing.histories",
     "replay": "pyworkflow.testing.histories",
+    "StepCall": "pyworkflow.testing.overrides",
+    "StepOverride": "pyworkflow.testing.overrides",
+    "SyncWorkflowEnvironment": "pyworkflow.testing.environment",
+    "VirtualClock": "pyworkflow.testing.clock",
+    "WorkflowBlockedError": "pyworkflow.testing.environment",
+    "WorkflowEnvironment": "pyworkflow.testing.environment",
 }
 
 
