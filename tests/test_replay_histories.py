@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 import pyworkflow
-from pyworkflow import create_hook, get_result, resume_hook, sleep, start, step, workflow
+from pyworkflow import Workflow, create_hook, get_result, resume_hook, sleep, start, step, workflow
 from pyworkflow import runtime as runtime_module
 from pyworkflow.cli import app, main
 from pyworkflow.errors import WorkflowNotFoundError
-from pyworkflow.history import FORMAT, VERSION, export_history
+from pyworkflow.history import FORMAT, VERSION, aexport_history, export_history
 from pyworkflow.testing import HistoryFormatError, HistoryReport, ReplayMismatchError, replay
 from pyworkflow.workflow import WorkflowFunction
 
@@ -443,3 +443,21 @@ def test_replay_is_the_function_and_loads_without_pytest() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+class Greeting(Workflow):
+    name = "greeting_replayed"
+
+    async def run(self, who: str) -> str:
+        await sleep("0.01s")
+        return await audit(f"hello {who}")
+
+
+@pytest.mark.anyio
+async def test_a_class_workflow_replays_inside_an_async_test() -> None:
+    pyworkflow.configure(storage="memory://", poll_interval=0.05)
+    run_id = await Greeting().start("ana")
+    assert await pyworkflow.aget_result(run_id, timeout=10) == "hello ana"
+    history = json.loads(await aexport_history(run_id))
+    [report] = replay(history, workflows=[Greeting])
+    assert report.deterministic and report.operations == 2 and report.workflow == Greeting.name

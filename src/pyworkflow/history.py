@@ -46,6 +46,7 @@ __all__ = [
     "VERSION",
     "History",
     "HistoryFormatError",
+    "aexport_history",
     "dump_history",
     "export_history",
     "history_json",
@@ -155,8 +156,20 @@ async def _read(runtime: Runtime, run_id: str) -> tuple[Run, list[Event]]:
     return run, await runtime.storage.get_events(run_id)
 
 
+async def aexport_history(run_id: str) -> str:
+    """``run_id``'s history file as text, read from the configured storage (async code).
+
+    Raises :class:`~pyworkflow.errors.RunNotFoundError` for an unknown run.
+    """
+    from pyworkflow.runtime import get_runtime
+
+    runtime = get_runtime()
+    run, events = await runtime.acall(_read, runtime, run_id)
+    return dump_history(run, events)
+
+
 def export_history(run_id: str) -> str:
-    """``run_id``'s history file as text, read from the configured storage.
+    """Sync form of :func:`aexport_history`.
 
     Raises :class:`~pyworkflow.errors.RunNotFoundError` for an unknown run.
     """
