@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -84,6 +85,10 @@ def make_order(variant: str = "v1") -> WorkflowFunction[..., Any]:
         result = [decision, shipped, pyworkflow.random() < 1]
         if variant == "longer":
             await audit(shipped)
+        elif variant == "raises":
+            raise ValueError("a new bug")
+        elif variant == "hangs":
+            await asyncio.Event().wait()  # nothing durable: nothing will ever wake it
         return result
 
     return order
@@ -252,7 +257,27 @@ def test_a_dropped_or_added_trailing_operation_is_a_divergence(
         replay(path, workflows=[make_order("longer")])
     [report] = longer.value.reports
     assert (report.position, report.called) == ("6", "step 'audit'")
-    assert "the log ends the run (workflow_completed" in str(longer.value)
+    assert report.recorded == "the end of the run"
+    assert "the log has the end of the run (workflow_completed, event seq" in str(longer.value)
+
+
+@pytest.mark.parametrize(
+    ("variant", "called"),
+    [("raises", "raises ValueError: a new bug"), ("hangs", "nothing (it does not end)")],
+)
+def test_a_completed_run_whose_code_now_raises_or_never_ends_diverges(
+    exported: tuple[str, Path], variant: str, called: str
+) -> None:
+    _, path = exported
+    with pytest.raises(ReplayMismatchError) as caught:
+        replay(path, workflows=[make_order(variant)])
+    [report] = caught.value.reports
+    assert (report.position, report.recorded, report.called) == (
+        "end",
+        "the end of the run",
+        called,
+    )
+    assert report.operations == 5
 
 
 def test_an_input_that_no_longer_fits_is_a_divergence(exported: tuple[str, Path]) -> None:

@@ -182,25 +182,31 @@ class Replay(ActivationState):
         if not ends or ends[-1].type != EventType.WORKFLOW_COMPLETED:
             return
         end = ends[-1]
-        if not self.root.done():
-            cid = str(max((int(c) for c in self.by_cid if c.isdigit()), default=0) + 1)
-            op = self.ops.get(cid)
-            name = (op.definition.name if op.definition else op.kind) if op else "hook"
-            kind = op.kind if op else "hook"
-            known = op is not None or cid in self.hooks
-            what = f"{kind} {name!r}" if known else "nothing new (it never ends)"
-            self.divergence = (cid, "the end of the run (workflow_completed)", what)
+        where = f"the end of the run (workflow_completed, event seq {end.seq})"
+        last = max((int(c) for c in self.by_cid if c.isdigit()), default=0)
+        if self.counter > last:  # it calls what the log does not have
+            cid = str(last + 1)
+            call = self._called(cid)
+            self.divergence = (cid, "the end of the run", call)
             raise NonDeterminismError(
-                f"operation {cid}: the log ends the run (workflow_completed, event seq "
-                f"{end.seq}) but the workflow now calls {what}"
+                f"operation {cid}: the log has {where} but the workflow now calls {call}"
             )
+        if not self.root.done():
+            self.divergence = ("end", "the end of the run", "nothing (it does not end)")
+            raise NonDeterminismError(f"the log has {where} but the workflow now does not end")
         if not self.root.cancelled() and self.root.exception() is not None:
             error = self.root.exception()
-            what = f"raises {type(error).__name__}: {error}"
-            self.divergence = (str(called + 1), "the end of the run (workflow_completed)", what)
-            raise NonDeterminismError(
-                f"the log completes the run (event seq {end.seq}) but the workflow now {what}"
-            )
+            raised = f"raises {type(error).__name__}: {error}"
+            self.divergence = ("end", "the end of the run", raised)
+            raise NonDeterminismError(f"the log has {where} but the workflow now {raised}")
+
+    def _called(self, cid: str) -> str:
+        """What the code called as operation ``cid`` (one the log does not have)."""
+        op = self.ops.get(cid)
+        if op is not None:
+            name = op.definition.name if op.definition else op.kind
+            return f"{op.kind} {name!r}"
+        return "hook 'hook'" if cid in self.hooks else "a recorded value"
 
     def _replayed(self, last: int | None = None) -> int:
         """How many operations the code called (up to id ``last``) that the log holds.
