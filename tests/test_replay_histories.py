@@ -28,31 +28,31 @@ SECRET = "hmac-secret-never-exported-0123456789"
 
 
 @step()
-async def charge(amount: int) -> dict[str, int]:
-    bodies["charge"] += 1
+async def bill(amount: int) -> dict[str, int]:
+    bodies["bill"] += 1
     return {"charged": amount}
 
 
 @step()
-async def charge_card(amount: int) -> dict[str, int]:
-    bodies["charge_card"] += 1
+async def bill_card(amount: int) -> dict[str, int]:
+    bodies["bill_card"] += 1
     return {"charged": amount}
 
 
 @step()
-async def ship(receipt: dict[str, int]) -> str:
-    bodies["ship"] += 1
+async def send_parcel(receipt: dict[str, int]) -> str:
+    bodies["send_parcel"] += 1
     return f"shipped {receipt['charged']}"
 
 
 @step()
-async def audit(note: str) -> str:
-    bodies["audit"] += 1
+async def note_shipment(note: str) -> str:
+    bodies["note_shipment"] += 1
     return note
 
 
 def make_order(variant: str = "v1") -> WorkflowFunction[..., Any]:
-    """The workflow ``order`` as deployed (``v1``) or as changed since (the other variants).
+    """Workflow ``replayed_order`` as deployed (``v1``) or as changed since (other variants).
 
     Every variant has the same name and origin, so each one made replaces the
     last in the registry, as a new deploy of the module would.
@@ -60,31 +60,31 @@ def make_order(variant: str = "v1") -> WorkflowFunction[..., Any]:
 
     if variant == "needs_currency":
 
-        @workflow(name="order")
+        @workflow(name="replayed_order")
         async def order(amount: int, currency: str) -> Any:  # a new required argument
             return currency
 
         return order
 
-    @workflow(name="order")  # type: ignore[no-redef]  # one qualname: one origin, as a redeploy
+    @workflow(name="replayed_order")  # type: ignore[no-redef]  # one qualname: one origin, as a redeploy
     async def order(amount: int) -> Any:
         if variant == "sleep_first":
             await sleep("0.01s")
         elif variant == "renamed":
-            receipt = await charge_card(amount)
+            receipt = await bill_card(amount)
         else:
-            receipt = await charge(amount)
+            receipt = await bill(amount)
         if variant == "sleep_first":
-            receipt = await charge(amount)
+            receipt = await bill(amount)
         approval = create_hook(secret=SECRET)
         decision = await approval
         await sleep("0.01s")
         if variant == "shorter":
             return decision
-        shipped = await ship(receipt)
+        shipped = await send_parcel(receipt)
         result = [decision, shipped, pyworkflow.random() < 1]
         if variant == "longer":
-            await audit(shipped)
+            await note_shipment(shipped)
         elif variant == "raises":
             raise ValueError("a new bug")
         elif variant == "hangs":
@@ -95,7 +95,7 @@ def make_order(variant: str = "v1") -> WorkflowFunction[..., Any]:
 
 
 def run_order(amount: int = 5) -> str:
-    """Run ``order`` (v1) to its end, resuming its hook; returns the run id."""
+    """Run ``replayed_order`` (v1) to its end, resuming its hook; returns the run id."""
     run_id = start(make_order("v1"), amount)
     token = None
     deadline = time.monotonic() + 10
@@ -120,7 +120,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def exported(sqlite_url: str, tmp_path: Path) -> tuple[str, Path]:
-    """A completed run of ``order`` (v1) exported to a file; (run id, file)."""
+    """A completed run of ``replayed_order`` (v1) exported to a file; (run id, file)."""
     run_id = run_order()
     path = tmp_path / "order.json"
     path.write_text(export_history(run_id))
@@ -137,7 +137,7 @@ def test_export_writes_the_run_and_its_log_byte_faithfully(exported: tuple[str, 
     run = runtime.call(runtime.storage.get_run, run_id)
     events = runtime.call(runtime.storage.get_events, run_id)
     assert data["format"] == FORMAT == "pyworkflow-history" and data["version"] == VERSION == 1
-    assert data["run"]["run_id"] == run_id and data["run"]["workflow"] == "order"
+    assert data["run"]["run_id"] == run_id and data["run"]["workflow"] == "replayed_order"
     assert data["run"]["input"] == run.input  # the serializer's text, unchanged
     assert data["run"]["serializer"] == run.serializer == "json"
     assert data["run"]["status"] == "completed" and data["run"]["result"] == run.result
@@ -179,9 +179,13 @@ def test_replay_passes_against_the_same_code_and_runs_nothing(
     reports = replay([path], workflows=[make_order("v1")])
     assert reports == [
         HistoryReport(
-            source=str(path), run_id=run_id, workflow="order", deterministic=True, operations=5
+            source=str(path),
+            run_id=run_id,
+            workflow="replayed_order",
+            deterministic=True,
+            operations=5,
         )
-    ]  # charge, the hook, the sleep, ship and random()
+    ]  # bill, the hook, the sleep, send_parcel and random()
     assert runtime_module._runtime is None  # nothing started a runtime
     assert dict(bodies) == {}  # no step body ran
     pyworkflow.configure(storage=sqlite_url)
@@ -201,8 +205,8 @@ def test_replay_accepts_a_loaded_document_a_string_path_and_a_directory(
 @pytest.mark.parametrize(
     ("variant", "position", "recorded", "called"),
     [
-        ("renamed", "1", "step 'charge'", "step 'charge_card'"),
-        ("sleep_first", "1", "step 'charge'", "sleep 'sleep'"),
+        ("renamed", "1", "step 'bill'", "step 'bill_card'"),
+        ("sleep_first", "1", "step 'bill'", "sleep 'sleep'"),
     ],
 )
 def test_replay_against_changed_code_names_run_position_and_both_operations(
@@ -233,7 +237,7 @@ def test_replay_reports_every_diverging_history_in_one_error(
         paths.append(tmp_path / f"run{amount}.json")
         paths[-1].write_text(export_history(run_order(amount)))
     good = paths[1]
-    data = json.loads(good.read_text())  # a history of other code: where charge was, a sleep
+    data = json.loads(good.read_text())  # a history of other code: where bill was, a sleep
     data["events"] = [e for e in data["events"] if e["correlation_id"] != "1"]
     for i, event in enumerate(data["events"], 1):
         event["seq"] = i
@@ -251,12 +255,16 @@ def test_a_dropped_or_added_trailing_operation_is_a_divergence(
     with pytest.raises(ReplayMismatchError) as shorter:
         replay(path, workflows=[make_order("shorter")])
     [report] = shorter.value.reports
-    assert (report.position, report.recorded, report.called) == ("4", "step 'ship'", "nothing")
+    assert (report.position, report.recorded, report.called) == (
+        "4",
+        "step 'send_parcel'",
+        "nothing",
+    )
     assert "ends without calling it" in str(shorter.value)
     with pytest.raises(ReplayMismatchError) as longer:
         replay(path, workflows=[make_order("longer")])
     [report] = longer.value.reports
-    assert (report.position, report.called) == ("6", "step 'audit'")
+    assert (report.position, report.called) == ("6", "step 'note_shipment'")
     assert report.recorded == "the end of the run"
     assert "the log has the end of the run (workflow_completed, event seq" in str(longer.value)
 
@@ -404,23 +412,25 @@ def test_cli_replay_exit_codes_and_lines(exported: tuple[str, Path], tmp_path: P
     make_order("v1")  # the code deployed now
     ok = invoke("replay", str(path))
     assert ok.exit_code == 0, ok.output
-    assert ok.stdout == f"{path}: run {run_id} (order): ok (5 operations replayed)\n"
+    assert ok.stdout == f"{path}: run {run_id} (replayed_order): ok (5 operations replayed)\n"
     make_order("renamed")
     diverged = invoke("replay", str(path))
     assert diverged.exit_code == 1
-    assert diverged.stdout.startswith(f"{path}: run {run_id} (order): diverged: operation 1: ")
-    assert "step 'charge'" in diverged.stdout and "step 'charge_card'" in diverged.stdout
+    assert diverged.stdout.startswith(
+        f"{path}: run {run_id} (replayed_order): diverged: operation 1: "
+    )
+    assert "step 'bill'" in diverged.stdout and "step 'bill_card'" in diverged.stdout
     as_json = json.loads(invoke("replay", str(path), "--json").stdout)
     assert as_json == [
         {
             "file": str(path),
             "status": "diverged",
             "run_id": run_id,
-            "workflow": "order",
+            "workflow": "replayed_order",
             "operations": 0,
             "position": "1",
-            "recorded": "step 'charge'",
-            "called": "step 'charge_card'",
+            "recorded": "step 'bill'",
+            "called": "step 'bill_card'",
             "message": as_json[0]["message"],
         }
     ]
@@ -475,7 +485,7 @@ class Greeting(Workflow):
 
     async def run(self, who: str) -> str:
         await sleep("0.01s")
-        return await audit(f"hello {who}")
+        return await note_shipment(f"hello {who}")
 
 
 @pytest.mark.anyio
