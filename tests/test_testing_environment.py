@@ -281,3 +281,25 @@ async def test_virtual_time_never_reaches_real_storage(tmp_path: Path) -> None:
     due = datetime.fromisoformat(created.payload["due_at"])
     assert timedelta(days=3) <= due - before < timedelta(days=3, hours=1)
     assert not (tmp_path / "memory").exists()
+
+
+async def test_cancel_ends_a_sleeping_run() -> None:
+    async with WorkflowEnvironment(start=START) as env:
+        run_id = await env.start(three_naps)
+        assert await env.cancel(run_id, "changed my mind") is True
+        info = await env.get_run(run_id)
+        assert info.status == pyworkflow.RunStatus.CANCELLED
+        with pytest.raises(pyworkflow.WorkflowCancelledError):
+            await env.result(run_id)
+        assert await env.cancel(run_id) is False
+        assert env.now() == START
+
+
+def test_an_environment_that_is_not_open_says_so() -> None:
+    env = WorkflowEnvironment()
+    with pytest.raises(RuntimeError, match="not open"):
+        env.sync.start(three_naps)
+    with env:
+        assert env.sync.run(three_naps)[0] == (env.now() - timedelta(hours=5)).isoformat()
+    with pytest.raises(RuntimeError, match="not open"):
+        env.sync.get_run("x")
