@@ -124,3 +124,15 @@ def test_example_app_tests_pass_on_the_harness(
         print(f"\nexamples/{name}: {passed} tests passed in {seconds:.2f} s (pytest's own figure)")
     assert seconds < 10, f"examples/{name}'s tests took {seconds:.2f} s"
     assert not (tmp_path / ".pyworkflow").exists()  # the harness wrote nothing to real storage
+
+
+def test_the_sample_application_in_docs_is_the_example_code() -> None:
+    """docs/testing.md quotes examples/subscriptions verbatim, so the two cannot drift apart."""
+    text = (EXAMPLES.parent / "docs" / "testing.md").read_text()
+    section = text.split("\n## The sample application\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```$", section, re.M | re.S)
+    app = EXAMPLES / "subscriptions"
+    sources = [(app / "app.py").read_text(), (app / "test_app.py").read_text()]
+    assert len(blocks) == 2
+    for block in blocks:
+        assert any(block in source for source in sources), block[:200]
