@@ -26,7 +26,7 @@ START = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 @step(max_retries=5, retry_delay="exponential", jitter=0.0)
-async def charge(amount: int) -> str:
+async def env_charge(amount: int) -> str:
     raise ConnectionError("the real payment API must not be called in these tests")
 
 
@@ -42,10 +42,10 @@ def stamp() -> str:
 
 
 @workflow
-async def trial(amount: int) -> dict[str, object]:
+async def env_trial(amount: int) -> dict[str, object]:
     began = pyworkflow.now()
     await sleep("30d")
-    receipt = await charge(amount)
+    receipt = await env_charge(amount)
     mail = await SendEmail()("ana@example.com")
     return {
         "receipt": receipt,
@@ -56,19 +56,19 @@ async def trial(amount: int) -> dict[str, object]:
 
 
 @workflow
-async def approval(order: str) -> str:
+async def env_approval(order: str) -> str:
     hook = create_hook(f"approve:{order}")
     index, payload = await first(hook, sleep("3d"))
     return f"approved by {payload['by']}" if index == 0 else "timed out"
 
 
 @workflow
-async def waits_forever() -> object:
+async def env_waits_forever() -> object:
     return await create_hook("forgotten-hook")
 
 
 @workflow
-async def three_naps() -> list[str]:
+async def env_naps() -> list[str]:
     seen = []
     for nap in ("1h", "2h", "3h"):
         await sleep(nap)
@@ -90,9 +90,9 @@ async def test_run_skips_a_month_of_sleep_and_every_back_off() -> None:
         return f"charged {amount}"
 
     async with WorkflowEnvironment(start=START) as env:
-        charged = env.override_step(charge, flaky)
+        charged = env.override_step(env_charge, flaky)
         mailed = env.override_step(SendEmail, AsyncMock(return_value="sent"))
-        run_id = await env.start(trial, 30)
+        run_id = await env.start(env_trial, 30)
         assert (await env.get_run(run_id)).status == pyworkflow.RunStatus.SUSPENDED
         assert env.now() == START  # nothing awaited the result: time stood still
         result = await env.result(run_id)
@@ -116,7 +116,7 @@ async def test_run_skips_a_month_of_sleep_and_every_back_off() -> None:
 
 async def test_advance_fires_the_timers_on_the_way_in_order() -> None:
     async with WorkflowEnvironment(start=START) as env:
-        run_id = await env.start(three_naps)
+        run_id = await env.start(env_naps)
         await env.advance("2h59m")
         info = await env.get_run(run_id)
         assert info.status == pyworkflow.RunStatus.SUSPENDED
@@ -174,7 +174,7 @@ async def test_virtual_clock_cuts_a_wait_short_when_moved() -> None:
 
 async def test_a_hook_answered_in_time_wins_the_race() -> None:
     async with WorkflowEnvironment(start=START) as env:
-        run_id = await env.start(approval, "o-1")
+        run_id = await env.start(env_approval, "o-1")
         await env.advance("2d")
         assert await env.resume_hook("approve:o-1", {"by": "ana"}) == run_id
         info = await env.get_run(run_id)
@@ -184,14 +184,14 @@ async def test_a_hook_answered_in_time_wins_the_race() -> None:
 
 async def test_a_hook_left_unanswered_times_out() -> None:
     async with WorkflowEnvironment(start=START) as env:
-        assert await env.run(approval, "o-2") == "timed out"
+        assert await env.run(env_approval, "o-2") == "timed out"
         assert env.now() == START + timedelta(days=3)
 
 
 async def test_a_forgotten_hook_fails_naming_it_instead_of_hanging() -> None:
     async with WorkflowEnvironment() as env:
         with pytest.raises(WorkflowBlockedError, match="'forgotten-hook'") as caught:
-            await env.run(waits_forever)
+            await env.run(env_waits_forever)
         assert caught.value.hooks == ("forgotten-hook",)
         assert "resume_hook('forgotten-hook'" in str(caught.value)
         # the run is still there, waiting; answering it lets it end
@@ -201,13 +201,13 @@ async def test_a_forgotten_hook_fails_naming_it_instead_of_hanging() -> None:
 
 def test_the_sync_twin_works_in_a_sync_test() -> None:
     with WorkflowEnvironment(start=START) as env:
-        run_id = env.sync.start(approval, "o-3")
+        run_id = env.sync.start(env_approval, "o-3")
         env.sync.resume_hook("approve:o-3", {"by": "bo"})
         assert env.sync.result(run_id) == "approved by bo"
-        assert env.sync.run(approval, "o-4") == "timed out"
+        assert env.sync.run(env_approval, "o-4") == "timed out"
         assert env.sync.now() == START + timedelta(days=3)
         with pytest.raises(WorkflowBlockedError, match="forgotten-hook"):
-            env.sync.run(waits_forever)
+            env.sync.run(env_waits_forever)
         kinds = [e.type for e in env.sync.events(run_id)]
         assert EventType.HOOK_RECEIVED in kinds
 
@@ -220,10 +220,10 @@ async def test_a_step_overridden_by_name_and_a_failing_fake() -> None:
         raise ValueError(f"card declined for {amount}")
 
     async with WorkflowEnvironment(start=START) as env:
-        fake = env.override_step("charge", declined)
+        fake = env.override_step("env_charge", declined)
         env.override_step(SendEmail, AsyncMock(return_value="sent"))
         with pytest.raises((ValueError, WorkflowFailedError), match="declined for 5"):
-            await env.run(trial, 5)
+            await env.run(env_trial, 5)
     assert fake.call_count == 6  # the first attempt and max_retries=5 retries
     assert [c.attempt for c in fake.calls] == [1, 2, 3, 4, 5, 6]
 
@@ -233,7 +233,7 @@ def test_override_step_refuses_what_is_not_a_step_or_not_callable() -> None:
         with pytest.raises(TypeError, match="a @step function, a Step subclass or a step name"):
             env.override_step(42, lambda: None)
         with pytest.raises(TypeError, match="must be callable"):
-            env.override_step(charge, "not a function")  # type: ignore[arg-type]
+            env.override_step(env_charge, "not a function")  # type: ignore[arg-type]
 
 
 # ----- isolation -----
@@ -241,10 +241,10 @@ def test_override_step_refuses_what_is_not_a_step_or_not_callable() -> None:
 
 async def test_two_environments_are_independent() -> None:
     async with WorkflowEnvironment(start=START) as one, WorkflowEnvironment(start=START) as two:
-        one.override_step(charge, AsyncMock(return_value="fake one"))
+        one.override_step(env_charge, AsyncMock(return_value="fake one"))
         one.override_step(SendEmail, AsyncMock(return_value="sent"))
-        first_run = await one.start(trial, 1)
-        second_run = await two.start(approval, "o-5")
+        first_run = await one.start(env_trial, 1)
+        second_run = await two.start(env_approval, "o-5")
         await one.advance("40d")
         assert one.now() == START + timedelta(days=40)
         assert two.now() == START  # the other clock did not move
@@ -254,7 +254,7 @@ async def test_two_environments_are_independent() -> None:
             await two.get_run(first_run)
         with pytest.raises(RunNotFoundError):
             await one.get_run(second_run)
-        # the second has no override: its charge step would call the real body
+        # the second has no override: its env_charge step would call the real body
         assert two.runtime.step_overrides == {}
 
 
@@ -264,12 +264,12 @@ async def test_virtual_time_never_reaches_real_storage(tmp_path: Path) -> None:
 
     async def start_a_real_run(amount: int) -> str:
         # a step of an environment's run that talks to the process's real runtime
-        return await pyworkflow.astart(approval, f"real-{amount}")
+        return await pyworkflow.astart(env_approval, f"real-{amount}")
 
     async with WorkflowEnvironment(start=START) as env:
-        env.override_step(charge, start_a_real_run)
+        env.override_step(env_charge, start_a_real_run)
         env.override_step(SendEmail, AsyncMock(return_value="sent"))
-        result = await env.run(trial, 9)
+        result = await env.run(env_trial, 9)
     real_run = result["receipt"]
     assert abs((utcnow() - before).total_seconds()) < 60  # this thread reads the wall clock
     events = await pyworkflow.aget_events(real_run)
@@ -285,7 +285,7 @@ async def test_virtual_time_never_reaches_real_storage(tmp_path: Path) -> None:
 
 async def test_cancel_ends_a_sleeping_run() -> None:
     async with WorkflowEnvironment(start=START) as env:
-        run_id = await env.start(three_naps)
+        run_id = await env.start(env_naps)
         assert await env.cancel(run_id, "changed my mind") is True
         info = await env.get_run(run_id)
         assert info.status == pyworkflow.RunStatus.CANCELLED
@@ -298,8 +298,8 @@ async def test_cancel_ends_a_sleeping_run() -> None:
 def test_an_environment_that_is_not_open_says_so() -> None:
     env = WorkflowEnvironment()
     with pytest.raises(RuntimeError, match="not open"):
-        env.sync.start(three_naps)
+        env.sync.start(env_naps)
     with env:
-        assert env.sync.run(three_naps)[0] == (env.now() - timedelta(hours=5)).isoformat()
+        assert env.sync.run(env_naps)[0] == (env.now() - timedelta(hours=5)).isoformat()
     with pytest.raises(RuntimeError, match="not open"):
         env.sync.get_run("x")

@@ -55,7 +55,7 @@ def test_async_body_sees_chosen_attempt_and_key() -> None:
     assert (out["amount"], out["currency"]) == (5, "USD")
     assert ctx == StepContext(
         run_id="r-9",
-        step_id="alone-charge:1",
+        step_id="1",
         step_name="alone-charge",
         attempt=3,
         idempotency_key="k-1",

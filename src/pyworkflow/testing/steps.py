@@ -46,7 +46,7 @@ def _bind(
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     name, body = _resolve(target)
-    return body, (run_id, step_id or f"{name}:1", name, attempt), idempotency_key
+    return body, (run_id, step_id or "1", name, attempt), idempotency_key
 
 
 def _call_in_context(
@@ -77,9 +77,10 @@ async def arun_step(
 
     ``step`` is a ``@step`` function, a :class:`~pyworkflow.step.Step` subclass
     (instantiated without arguments) or instance. Inside the body,
-    ``get_step_context()`` returns ``run_id``, ``step_id`` (default
-    ``"<step name>:1"``), ``attempt`` and ``idempotency_key`` (default
-    ``"<run_id>:<step_id>"``, as the engine derives it). A sync body runs in
+    ``get_step_context()`` returns ``run_id``, ``step_id`` (default ``"1"``,
+    the id the engine gives a run's first operation), ``attempt`` and
+    ``idempotency_key`` (default ``"<run_id>:<step_id>"``, as the engine
+    derives it). A sync body runs in
     the calling thread. Exceptions propagate as raised.
     """
     body, ids, key = _bind(step, run_id, step_id, attempt, idempotency_key)
