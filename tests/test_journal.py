@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,6 +33,7 @@ from pyworkflow.errors import CorruptDataError, FatalError
 from pyworkflow.hookspecs import hookimpl
 from pyworkflow.models import Event, NewEvent
 from pyworkflow.testing.engine_suite import FAST, gather_flow
+from pyworkflow.testing.environment import WorkflowEnvironment
 
 from .dispatching import dispatching_executor  # noqa: F401  # fixture
 
@@ -97,9 +98,9 @@ async def waits_forever() -> None:
 
 
 @workflow
-async def napper() -> str:
-    await sleep(0.3)
-    await sleep(0.2)
+async def napper(first: float | str, second: float | str) -> str:
+    await sleep(first)
+    await sleep(second)
     return "rested"
 
 
@@ -215,7 +216,7 @@ def test_a_suspension_is_announced_once(monkeypatch: pytest.MonkeyPatch) -> None
         real(run_id, at)
 
     monkeypatch.setattr(rt.executor, "schedule", schedule)
-    run_id = start(napper)
+    run_id = start(napper, 0.05, 0.05)  # the local executor really wakes it, twice
     assert get_result(run_id, timeout=10) == "rested"
     suspensions = [
         (run_id, datetime.fromisoformat(e.payload["wake_at"]))
@@ -224,6 +225,36 @@ def test_a_suspension_is_announced_once(monkeypatch: pytest.MonkeyPatch) -> None
     ]
     assert len(suspensions) == 2
     assert scheduled == suspensions
+
+
+@pytest.mark.anyio
+async def test_each_suspension_is_announced_once_for_its_due_time(
+    workflow_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The times announced are the sleeps' due times (virtual time, realistic naps)."""
+    executor = workflow_env.runtime.executor
+    scheduled: list[tuple[str, datetime]] = []
+    real = executor.schedule
+
+    def schedule(run_id: str, at: datetime) -> None:
+        scheduled.append((run_id, at))
+        real(run_id, at)
+
+    monkeypatch.setattr(executor, "schedule", schedule)
+    began = workflow_env.now()
+    run_id = await workflow_env.start(napper, "30m", "2h")
+    assert await workflow_env.result(run_id) == "rested"
+    suspensions = [
+        (run_id, datetime.fromisoformat(e.payload["wake_at"]))
+        for e in await workflow_env.events(run_id)
+        if e.type == EventType.WORKFLOW_SUSPENDED
+    ]
+    assert suspensions == [
+        (run_id, began + timedelta(minutes=30)),
+        (run_id, began + timedelta(hours=2, minutes=30)),
+    ]
+    assert scheduled == suspensions
+    assert workflow_env.now() == began + timedelta(hours=2, minutes=30)
 
 
 def test_rebase_tells_observers_of_the_outcome_it_keeps(recorder: Recorder) -> None:
