@@ -453,3 +453,66 @@ async def test_a_hook_answered_a_second_before_its_timeout_wins(
     events = await workflow_env.events(run_id)
     assert of_type(events, EventType.WAIT_COMPLETED) == []
     assert events[-1].type in (EventType.WORKFLOW_COMPLETED, EventType.HOOK_DISPOSED)
+
+
+# ----- back-offs and sleeps of different runs share one timeline -----
+
+
+@step(max_retries=2, retry_delay="fixed", retry_base="10m", jitter=0)
+async def ht_noting_flaky(label: str) -> None:
+    woke.append((f"{label}#{get_step_context().attempt}", pyworkflow.now()))
+    _fail_first(label)
+
+
+@workflow
+async def ht_retrying(label: str) -> str:
+    await ht_noting_flaky(label)
+    return label
+
+
+async def test_back_off_timers_and_sleeps_of_other_runs_interleave_in_due_order(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    failures["flaky"] = 2  # attempts at 0, 10 and 20 minutes
+    await workflow_env.start(ht_retrying, "flaky")
+    await workflow_env.start(ht_wake_after, "sleeper-5", "5m")
+    await workflow_env.start(ht_wake_after, "sleeper-15", "15m")
+    await workflow_env.advance("1h")
+    minutes = [(label, (at - START).total_seconds() / 60) for label, at in woke]
+    assert minutes == [
+        ("flaky#1", 0.0),
+        ("sleeper-5", 5.0),
+        ("flaky#2", 10.0),
+        ("sleeper-15", 15.0),
+        ("flaky#3", 20.0),
+    ]
+
+
+@workflow
+async def ht_daily(days: int) -> list[str]:
+    stamps = []
+    for _ in range(days):
+        await sleep("1d")
+        stamps.append(pyworkflow.now().date().isoformat())
+    return stamps
+
+
+async def test_a_quarter_of_daily_sleeps_is_skipped_day_by_day(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    stamps = await workflow_env.run(ht_daily, 92)
+    assert len(stamps) == len(set(stamps)) == 92
+    assert stamps[0] == "2031-03-02" and stamps[-1] == "2031-06-01"
+    assert workflow_env.now() == START + timedelta(days=92)
+
+
+def test_the_sync_twin_advances_and_fires_timers_in_order(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    for label, due in (("two", "2h"), ("one", "1h")):
+        workflow_env.sync.start(ht_wake_after, label, due)
+    workflow_env.sync.advance("90m")
+    assert woke == [("one", START + timedelta(hours=1))]
+    workflow_env.sync.advance("30m")
+    assert woke[-1] == ("two", START + timedelta(hours=2))
+    assert workflow_env.sync.now() == START + timedelta(hours=2)
