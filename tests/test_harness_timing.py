@@ -237,6 +237,20 @@ async def test_a_back_off_not_yet_over_does_not_retry(workflow_env: WorkflowEnvi
     assert info.status == RunStatus.COMPLETED and info.result == [2, 600.0]
 
 
+async def test_a_run_cancelled_during_its_back_off_never_retries(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    failures["fixed"] = 3
+    run_id = await workflow_env.start(ht_call, "fixed")
+    await workflow_env.advance("5m")  # halfway through the first 10 min back-off
+    assert await workflow_env.cancel(run_id, "no longer needed") is True
+    await workflow_env.advance("1d")
+    events = await workflow_env.events(run_id)
+    assert len(of_type(events, EventType.STEP_STARTED)) == 1
+    assert events[-1].type == EventType.WORKFLOW_CANCELLED
+    assert events[-1].timestamp == START + timedelta(minutes=5)
+
+
 # ----- sleeps -----
 
 
