@@ -291,11 +291,6 @@ async def test_sleep_until_an_aware_datetime_in_another_zone(
     assert workflow_env.now() == START + timedelta(days=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VirtualClock.set keeps the offset of the wake time it is moved to (a sleep until "
-    "a -05:00 datetime makes pyworkflow.now() -05:00 afterwards); reported to the lead",
-)
 async def test_virtual_time_stays_utc_after_a_sleep_until_another_zone(
     workflow_env: WorkflowEnvironment,
 ) -> None:

@@ -43,7 +43,7 @@ class VirtualClock(Clock):
                 f"a virtual clock only moves forward: {when.isoformat()} is before "
                 f"{self._now.isoformat()}"
             )
-        self._now = when
+        self._now = when.astimezone(UTC)  # a due time may carry the zone it was given in
         due = [scope for at, scope in self._waits if at <= when]
         self._waits = [(at, scope) for at, scope in self._waits if at > when]
         for scope in due:
