@@ -86,7 +86,7 @@ async def gather_flow() -> str:
     began = pyworkflow.now()
     a, b = await asyncio.gather(slow_a(), slow_b())
     ended = pyworkflow.now()
-    await sleep("0.2s")  # forces a second activation that replays the gather
+    await sleep("50ms")  # forces a second activation that replays the gather
     joined = await after_gather([a, b])
     return f"{joined}:{(ended - began).total_seconds():.3f}"
 
@@ -226,14 +226,14 @@ async def busy_flow() -> str:
 @workflow
 async def values_flow() -> list[Any]:
     before = (pyworkflow.uuid4(), pyworkflow.random(), pyworkflow.now())
-    await sleep("0.2s")
+    await sleep("50ms")  # a second activation replays the recorded values
     return [*before, pyworkflow.uuid4()]
 
 
 @workflow
 async def chatty_flow() -> str:
     workflow_logger.info("before sleep")
-    await sleep("0.3s")
+    await sleep("50ms")  # a second activation replays the first line
     workflow_logger.info("after sleep")
     return "ok"
 
@@ -284,7 +284,7 @@ class Pipeline(pyworkflow.Workflow):
 
     async def run(self, x: int) -> int:
         y: int = await Double()(x)
-        await sleep(timedelta(milliseconds=100))
+        await sleep(timedelta(milliseconds=50))
         result: int = await Double()(y)
         return result
 
