@@ -9,7 +9,10 @@ import anyio
 from loguru import logger
 
 from pyworkflow.engine.context import WorkflowCalls
+from pyworkflow.engine.continuation import Continuation
+from pyworkflow.engine.deadline import Deadline
 from pyworkflow.engine.live import Live
+from pyworkflow.engine.markers import Markers
 from pyworkflow.engine.replay import ReplayReport
 from pyworkflow.engine.state import _LostOwnership, _Restart
 from pyworkflow.errors import CorruptDataError, SerializationError, WorkflowNotFoundError
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
 
-class Activation(WorkflowCalls, Live):
+class Activation(Markers, Deadline, Continuation, WorkflowCalls, Live):
     """One activation of one run: replay, then live work until suspension or the end."""
 
 
