@@ -97,7 +97,7 @@ async def test_schema_is_versioned_and_migrated_once_by_concurrent_openers(
     try:
         async with stores[0]._pool.acquire() as conn:
             rows = await conn.fetch("SELECT version FROM pyworkflow_schema_version")
-        assert [r[0] for r in rows] == [LATEST]
+        assert sorted(r[0] for r in rows) == list(range(1, LATEST + 1))
     finally:
         for store in stores:
             await store.close()
@@ -111,6 +111,30 @@ async def test_a_newer_schema_is_refused(storage: PostgresStorage, schema_url: s
     newer = PostgresStorage(schema_url)
     with pytest.raises(ConfigError, match=f"at version {LATEST + 1}, newer than"):
         await newer.open()
+
+
+async def test_a_version_1_database_is_upgraded_with_the_parent_index(
+    storage: PostgresStorage, schema_url: str
+) -> None:
+    async with storage._pool.acquire() as conn:  # back to what version 1 made
+        await conn.execute("DROP INDEX ix_pyworkflow_runs_parent")
+        await conn.execute("DELETE FROM pyworkflow_schema_version WHERE version > 1")
+    upgraded = PostgresStorage(schema_url)
+    await upgraded.open()
+    try:
+        async with upgraded._pool.acquire() as conn:
+            versions = await conn.fetch("SELECT version FROM pyworkflow_schema_version")
+            index = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_pyworkflow_runs_parent' "
+                "AND schemaname = current_schema()"
+            )
+        assert sorted(r[0] for r in versions) == list(range(1, LATEST + 1))
+        assert index is not None and "(parent_run_id)" in index
+        await upgraded.create_run(make_run("p-1"), [])
+        await upgraded.create_run(make_run("c-1", parent_run_id="p-1"), [])
+        assert [r.run_id for r in (await upgraded.list_runs(parent_run_id="p-1")).runs] == ["c-1"]
+    finally:
+        await upgraded.close()
 
 
 async def test_migrate_false_needs_tables_at_this_version(postgres_server: PostgresServer) -> None:

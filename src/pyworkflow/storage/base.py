@@ -182,8 +182,13 @@ class Storage(abc.ABC):
         workflow: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunPage:
-        """Runs newest first, filtered, one page at a time."""
+        """Runs newest first, filtered, one page at a time.
+
+        ``parent_run_id`` keeps the children of that run (runs created with it
+        as their ``parent_run_id``).
+        """
 
     @abc.abstractmethod
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:

@@ -388,9 +388,10 @@ class FileStorage(Storage):
         workflow: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunPage:
         runs = await self._run_locked(False, self._all_runs)
-        return page_of(runs, status, workflow, limit, cursor)
+        return page_of(runs, status, workflow, limit, cursor, parent_run_id)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         def read() -> list[Event]:

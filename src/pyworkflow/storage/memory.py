@@ -102,11 +102,12 @@ class MemoryStorage(Storage):
         workflow: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunPage:
         with self._lock:
             runs = list(self._runs.values())
             self._private.clear()
-        return page_of(runs, status, workflow, limit, cursor)
+        return page_of(runs, status, workflow, limit, cursor, parent_run_id)
 
     async def get_events(self, run_id: str, after_seq: int = 0) -> list[Event]:
         with self._lock:

@@ -121,6 +121,7 @@ def page_of(
     workflow: str | None,
     limit: int,
     cursor: str | None,
+    parent_run_id: str | None = None,
 ) -> RunPage:
     """One ``list_runs`` page out of all runs, for backends that filter in Python."""
     runs = sorted(runs, key=lambda r: (r.created_at.timestamp(), r.run_id), reverse=True)
@@ -128,6 +129,8 @@ def page_of(
         runs = [r for r in runs if r.status == status]
     if workflow is not None:
         runs = [r for r in runs if r.workflow_name == workflow]
+    if parent_run_id is not None:
+        runs = [r for r in runs if r.parent_run_id == parent_run_id]
     if cursor is not None:
         after = decode_cursor(cursor)
         runs = [r for r in runs if (r.created_at.timestamp(), r.run_id) < after]

@@ -21,6 +21,7 @@ class RunRow(SQLModel, table=True):
         Index("ix_pyworkflow_runs_created", "created_at", "run_id"),
         Index("ix_pyworkflow_runs_status", "status"),
         Index("ix_pyworkflow_runs_workflow", "workflow_name"),
+        Index("ix_pyworkflow_runs_parent", "parent_run_id"),
     )
 
     run_id: str = Field(primary_key=True)

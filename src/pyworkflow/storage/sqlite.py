@@ -152,6 +152,7 @@ SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_status ON {_RUNS} (status)",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_wake_at ON {_RUNS} (wake_at)",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_created ON {_RUNS} (created_at, run_id)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_parent ON {_RUNS} (parent_run_id)",
     f"""CREATE TABLE IF NOT EXISTS {_EVENTS} (
 \trun_id VARCHAR NOT NULL,
 \tseq INTEGER NOT NULL,
@@ -703,6 +704,7 @@ class SQLiteStorage(Storage):
         workflow: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunPage:
         where: list[str] = []
         params: list[Any] = []
@@ -712,6 +714,9 @@ class SQLiteStorage(Storage):
         if workflow is not None:
             where.append("workflow_name = ?")
             params.append(workflow)
+        if parent_run_id is not None:
+            where.append("parent_run_id = ?")
+            params.append(parent_run_id)
         if cursor is not None:
             created, run_id = decode_cursor(cursor)
             where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")

@@ -558,6 +558,32 @@ class StorageConformance:
         only_b = await storage.list_runs(workflow="b", status=RunStatus.COMPLETED)
         assert [r.run_id for r in only_b.runs] == ["r5"]
 
+    async def test_list_children_of_a_run(self, storage: Storage) -> None:
+        base = utcnow()
+        await storage.create_run(make_run("parent", created_at=base), [])
+        for i in range(5):
+            child = make_run(
+                f"child{i}",
+                parent_run_id="parent" if i != 2 else "someone-else",
+                status=RunStatus.COMPLETED if i % 2 else RunStatus.PENDING,
+                created_at=base + timedelta(seconds=i + 1),
+            )
+            await storage.create_run(child, [])
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await storage.list_runs(parent_run_id="parent", limit=2, cursor=cursor)
+            seen += [r.run_id for r in page.runs]
+            assert all(r.parent_run_id == "parent" for r in page.runs)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ["child4", "child3", "child1", "child0"]
+        done = await storage.list_runs(parent_run_id="parent", status=RunStatus.COMPLETED)
+        assert [r.run_id for r in done.runs] == ["child3", "child1"]
+        assert (await storage.list_runs(parent_run_id="child0")).runs == []
+        assert (await storage.get_run("child0")).parent_run_id == "parent"
+
     # ----- hooks -----
 
     async def test_hooks_by_token(self, storage: Storage) -> None:

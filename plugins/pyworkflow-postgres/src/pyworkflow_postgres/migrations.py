@@ -57,9 +57,20 @@ def _create_tables(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=tables)
 
 
+def _index_parents(conn: Connection) -> None:
+    # databases made by version 1 lack it; new ones got it from the metadata in version 1
+    conn.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_parent "
+            "ON pyworkflow_runs (parent_run_id)"
+        )
+    )
+
+
 #: Every migration, oldest first; append new ones, never edit old ones.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, events, hooks and step leases (pyworkflow.storage.schema)", _create_tables),
+    Migration(2, "index runs by parent_run_id (list a run's children)", _index_parents),
 )
 #: The schema version this code writes and reads.
 LATEST = MIGRATIONS[-1].version

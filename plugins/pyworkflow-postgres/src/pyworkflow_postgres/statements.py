@@ -153,7 +153,7 @@ def create_run(notify: bool) -> str:
 
 
 @lru_cache(maxsize=64)
-def list_runs(status: bool, workflow: bool, cursor: bool) -> str:
+def list_runs(status: bool, workflow: bool, cursor: bool, parent: bool = False) -> str:
     """``list_runs``' query for the filters given; parameters in this order, then the limit."""
     where: list[str] = []
     n = 0
@@ -163,6 +163,9 @@ def list_runs(status: bool, workflow: bool, cursor: bool) -> str:
     if workflow:
         n += 1
         where.append(f"workflow_name = ${n}")
+    if parent:
+        n += 1
+        where.append(f"parent_run_id = ${n}")
     if cursor:
         where.append(f"(created_at < ${n + 1} OR (created_at = ${n + 1} AND run_id < ${n + 2}))")
         n += 2

@@ -80,7 +80,7 @@ STATEMENT_CACHE_SIZE = 256
 IDLE_CONNECTION_SECONDS = 300.0
 #: The schema version this code needs: ``pyworkflow_postgres.migrations.LATEST``
 #: (a test keeps them equal), known without importing SQLAlchemy's migrations.
-SCHEMA_LATEST = 1
+SCHEMA_LATEST = 2
 
 
 async def _keep_session(conn: Conn) -> None:
@@ -417,16 +417,21 @@ class PostgresStorage(Storage):
         workflow: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunPage:
         args: list[Any] = []
         if status is not None:
             args.append(status.value)
         if workflow is not None:
             args.append(workflow)
+        if parent_run_id is not None:
+            args.append(parent_run_id)
         if cursor is not None:
             args.extend(decode_cursor(cursor))
         args.append(limit + 1)
-        query = sql.list_runs(status is not None, workflow is not None, cursor is not None)
+        query = sql.list_runs(
+            status is not None, workflow is not None, cursor is not None, parent_run_id is not None
+        )
 
         async def read(conn: Conn) -> list[Run]:
             return [_run(row) for row in await conn.fetch(query, *args)]

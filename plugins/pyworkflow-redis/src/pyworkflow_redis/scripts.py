@@ -158,6 +158,8 @@ redis.call('ZADD', P .. ':idx:all', at, id)
 redis.call('ZADD', P .. ':idx:status:' .. status, at, id)
 redis.call('ZADD', P .. ':idx:wf:' .. wf, at, id)
 redis.call('ZADD', P .. ':idx:wfs:' .. status .. ':' .. wf, at, id)
+local parent = redis.call('HGET', key, 'parent_run_id')
+if parent and parent ~= '' then redis.call('ZADD', P .. ':idx:parent:' .. parent, at, id) end
 sync_wake(id)
 if wake then redis.call('PUBLISH', WAKE, wake) end
 return {'created'}

@@ -17,6 +17,8 @@ Key layout (``P`` is the prefix, ``pyworkflow`` by default):
 ``P:idx:all`` / ``P:idx:status:<s>``    sorted sets: run ids by ``created_at`` (all runs,
 ``P:idx:wf:<w>`` /                      per status, per workflow, per status and
 ``P:idx:wfs:<s>:<w>``                   workflow) for ``list_runs``
+``P:idx:parent:<id>``                   sorted set: the run ids of a run's children by
+                                        ``created_at`` (``list_runs(parent_run_id=)``)
 ``P:delivery:<id>``                     string (expires after an hour): the outcome of
                                         one hook delivery, so a retried call does not
                                         append twice
@@ -515,8 +517,11 @@ class RedisStorage(Storage):
         workflow: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        parent_run_id: str | None = None,
     ) -> RunPage:
-        if status is not None and workflow is not None:
+        if parent_run_id is not None:
+            index = self._key("idx", "parent", parent_run_id)
+        elif status is not None and workflow is not None:
             index = self._key("idx", "wfs", status.value, workflow)
         elif status is not None:
             index = self._key("idx", "status", status.value)
@@ -546,8 +551,10 @@ class RedisStorage(Storage):
                 if below is None or score < below[0] or _str(member) < below[1]
             ]
             for run in await self._rows(ids):
-                if (status is None or run.status == status) and (
-                    workflow is None or run.workflow_name == workflow
+                if (
+                    (status is None or run.status == status)
+                    and (workflow is None or run.workflow_name == workflow)
+                    and (parent_run_id is None or run.parent_run_id == parent_run_id)
                 ):
                     runs.append(run)
         return page_from(runs, limit)
