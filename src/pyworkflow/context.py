@@ -26,9 +26,11 @@ __all__ = [
     "WorkflowContext",
     "create_hook",
     "current_workflow",
+    "deprecate_patch",
     "first",
     "get_step_context",
     "now",
+    "patched",
     "random",
     "sleep",
     "uuid4",
@@ -66,6 +68,10 @@ class WorkflowContext(Protocol):
     def hook_dispose(self, cid: str) -> None: ...
 
     def hook_disposed(self, cid: str) -> bool: ...
+
+    def patched(self, patch_id: str) -> bool: ...
+
+    def deprecate_patch(self, patch_id: str) -> None: ...
 
     @property
     def public_url(self) -> str | None: ...
@@ -139,6 +145,65 @@ def uuid4() -> _uuid.UUID:
         return _uuid.uuid4()
     value: _uuid.UUID = ctx.record_value("uuid4", _uuid.uuid4)
     return value
+
+
+#: The longest patch id ``patched()`` accepts (it is stored in each marker event).
+MAX_PATCH_ID_LENGTH = 200
+
+
+def _check_patch_id(patch_id: object, call: str) -> str:
+    """A patch id: 1-200 printable characters; else ``TypeError``/``ValueError``."""
+    if not isinstance(patch_id, str):
+        raise TypeError(f"{call}: the patch id must be a str, got {type(patch_id).__name__}")
+    if not patch_id or len(patch_id) > MAX_PATCH_ID_LENGTH:
+        raise ValueError(
+            f"{call}: the patch id must be 1-{MAX_PATCH_ID_LENGTH} characters, "
+            f"got {len(patch_id)}"
+        )
+    if not patch_id.isprintable():  # control characters, lone surrogates, line breaks
+        raise ValueError(f"{call}: the patch id {patch_id!r} holds a non-printable character")
+    return patch_id
+
+
+def _marker_context(call: str) -> WorkflowContext:
+    if _step.get() is not None:
+        raise RuntimeError(
+            f"{call} cannot be called inside a step body; call it from the workflow code"
+        )
+    ctx = _workflow.get()
+    if ctx is None:
+        raise RuntimeError(f"{call} can only be called inside a workflow")
+    return ctx
+
+
+def patched(patch_id: str) -> bool:
+    """Whether this run takes the new branch of the code change named ``patch_id``.
+
+    ``if patched("fix-discount"): <new code> else: <old code>``. A run that
+    reaches this point for the first time records a ``marker_recorded`` event
+    and gets ``True``; a run whose log was recorded before the patch existed
+    (it holds another operation here) gets ``False`` and replays the old
+    branch. The answer is decided once per run and patch id: later calls in
+    the same run return it and record nothing. See ``docs/versioning.md``.
+
+    ``TypeError``/``ValueError`` for an id that is not 1-200 characters of
+    printable characters; ``RuntimeError`` outside a workflow or inside a step body.
+    """
+    _check_patch_id(patch_id, "patched()")
+    return _marker_context("patched()").patched(patch_id)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """Mark ``patch_id`` as deployed everywhere: the old branch has been removed.
+
+    It records nothing and replays both the runs that recorded the patch's
+    marker here (the marker is consumed) and those that did not, so it can
+    replace ``if patched(id): new else: old`` by ``deprecate_patch(id); new``
+    while runs that recorded the marker are still in flight. Same errors as
+    :func:`patched`.
+    """
+    _check_patch_id(patch_id, "deprecate_patch()")
+    _marker_context("deprecate_patch()").deprecate_patch(patch_id)
 
 
 def sleep(duration: Duration | datetime) -> Awaitable[None]:

@@ -69,6 +69,7 @@ _NEEDED: dict[EventType, tuple[str, ...]] = {
     EventType.STEP_RETRYING: ("due_at",),
     EventType.WAIT_CREATED: ("name", "due_at"),
     EventType.VALUE_RECORDED: ("kind", "value"),
+    EventType.MARKER_RECORDED: ("kind", "name"),
     EventType.HOOK_CREATED: ("token",),
     EventType.HOOK_RECEIVED: ("data",),
 }

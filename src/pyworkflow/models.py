@@ -72,6 +72,8 @@ class EventType(enum.StrEnum):
     WAIT_CREATED = "wait_created"
     WAIT_COMPLETED = "wait_completed"
     VALUE_RECORDED = "value_recorded"
+    #: ``patched(id)`` took the new branch here: ``{"kind": "patch", "name": id}`` (versioning).
+    MARKER_RECORDED = "marker_recorded"
     HOOK_CREATED = "hook_created"
     HOOK_RECEIVED = "hook_received"
     HOOK_DISPOSED = "hook_disposed"

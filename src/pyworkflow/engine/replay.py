@@ -25,6 +25,7 @@ _CALLS = frozenset(
         EventType.WAIT_CREATED,
         EventType.VALUE_RECORDED,
         EventType.HOOK_CREATED,
+        EventType.MARKER_RECORDED,
     }
 )
 

@@ -136,6 +136,7 @@ def _describe(event: Event) -> str:
         EventType.WAIT_CREATED: "sleep",
         EventType.VALUE_RECORDED: "value",
         EventType.HOOK_CREATED: "hook",
+        EventType.MARKER_RECORDED: "patch",
     }.get(event.type, event.type.value)
     return f"{what} {name!r}" if name else what
 
