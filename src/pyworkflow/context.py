@@ -157,8 +157,7 @@ def _check_patch_id(patch_id: object, call: str) -> str:
         raise TypeError(f"{call}: the patch id must be a str, got {type(patch_id).__name__}")
     if not patch_id or len(patch_id) > MAX_PATCH_ID_LENGTH:
         raise ValueError(
-            f"{call}: the patch id must be 1-{MAX_PATCH_ID_LENGTH} characters, "
-            f"got {len(patch_id)}"
+            f"{call}: the patch id must be 1-{MAX_PATCH_ID_LENGTH} characters, got {len(patch_id)}"
         )
     if not patch_id.isprintable():  # control characters, lone surrogates, line breaks
         raise ValueError(f"{call}: the patch id {patch_id!r} holds a non-printable character")
