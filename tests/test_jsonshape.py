@@ -54,6 +54,7 @@ def test_a_run_as_json() -> None:
         "result": {"amount": 3, "at": NOW.isoformat()},
         "error_message": None,
         "events": 7,
+        "parent_run_id": None,
     }
 
 

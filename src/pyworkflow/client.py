@@ -83,6 +83,8 @@ class RunInfo:
     wake_at: datetime | None = None
     #: The seq of the run's last event: how many events its log holds.
     last_seq: int = 0
+    #: The run that started this one as its child, if any.
+    parent_run_id: str | None = None
 
 
 def run_info(run: Run) -> RunInfo:
@@ -115,6 +117,7 @@ def _info(runtime: Runtime, run: Run) -> RunInfo:
         idempotency_key=run.idempotency_key,
         wake_at=run.wake_at,
         last_seq=run.last_seq,
+        parent_run_id=run.parent_run_id,
     )
 
 
@@ -539,9 +542,10 @@ async def _list_runs(
     workflow: str | None,
     limit: int,
     cursor: str | None,
+    parent: str | None = None,
 ) -> RunPage:
     return await runtime.storage.list_runs(
-        status=status, workflow=workflow, limit=limit, cursor=cursor
+        status=status, workflow=workflow, limit=limit, cursor=cursor, parent_run_id=parent
     )
 
 
@@ -551,11 +555,15 @@ async def alist_runs(
     workflow: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    parent: str | None = None,
 ) -> RunPage:
-    """Runs newest first, optionally filtered; pass ``page.next_cursor`` for the next page."""
+    """Runs newest first, optionally filtered; pass ``page.next_cursor`` for the next page.
+
+    ``parent`` keeps the child runs of that run id.
+    """
     runtime = get_runtime()
     wanted = RunStatus(status) if status is not None else None
-    return await runtime.acall(_list_runs, runtime, wanted, workflow, limit, cursor)
+    return await runtime.acall(_list_runs, runtime, wanted, workflow, limit, cursor, parent)
 
 
 def list_runs(
@@ -564,11 +572,12 @@ def list_runs(
     workflow: str | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    parent: str | None = None,
 ) -> RunPage:
     """Sync form of :func:`alist_runs`."""
     runtime = get_runtime()
     wanted = RunStatus(status) if status is not None else None
-    return runtime.call(_list_runs, runtime, wanted, workflow, limit, cursor)
+    return runtime.call(_list_runs, runtime, wanted, workflow, limit, cursor, parent)
 
 
 async def _get_hook(runtime: Runtime, token: str) -> HookRecord:

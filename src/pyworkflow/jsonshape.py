@@ -60,6 +60,7 @@ def run_json(info: RunInfo, events: Sequence[Event] | None = None) -> dict[str, 
         "result": jsonable(info.result),
         "error_message": info.error_message,
         "events": info.last_seq,
+        "parent_run_id": info.parent_run_id,
     }
     if events is not None:
         data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]

@@ -21,6 +21,7 @@ def list_(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many.")] = 50,
+    parent: Annotated[str | None, typer.Option(help="Only the child runs of this run.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Runs, newest first."""
@@ -30,7 +31,7 @@ def list_(
     if status is not None and status not in {s.value for s in RunStatus}:
         valid = ", ".join(s.value for s in RunStatus)
         raise typer.BadParameter(f"unknown status {status!r}; use one of {valid}")
-    page = pyworkflow.list_runs(status=status, workflow=workflow, limit=limit)
+    page = pyworkflow.list_runs(status=status, workflow=workflow, limit=limit, parent=parent)
     if as_json:
         from pyworkflow.client import run_info
         from pyworkflow.jsonshape import run_json

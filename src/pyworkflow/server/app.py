@@ -256,6 +256,7 @@ def create_app(
                 workflow=query.get("workflow"),
                 limit=limit,
                 cursor=query.get("cursor") or None,
+                parent=query.get("parent") or None,
             )
         except ValueError as exc:
             raise ApiError(422, f"query parameter 'cursor' is invalid: {exc}") from None

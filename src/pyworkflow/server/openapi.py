@@ -51,6 +51,7 @@ _SCHEMAS: dict[str, Any] = {
             "error_message",
             "wake_at",
             "events",
+            "parent_run_id",
         ],
         "properties": {
             "run_id": {"type": "string"},
@@ -70,6 +71,11 @@ _SCHEMAS: dict[str, Any] = {
             },
             "error_message": {"type": "string", "nullable": True},
             "wake_at": _NULLABLE_TIME,
+            "parent_run_id": {
+                "type": "string",
+                "nullable": True,
+                "description": "The run that started this one as its child, if any.",
+            },
             "events": {
                 "type": "integer",
                 "minimum": 0,
@@ -265,6 +271,13 @@ _PATHS: dict[str, Any] = {
                     "name": "cursor",
                     "in": "query",
                     "required": False,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "parent",
+                    "in": "query",
+                    "required": False,
+                    "description": "Only the child runs of this run id.",
                     "schema": {"type": "string"},
                 },
             ],
