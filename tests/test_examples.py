@@ -20,6 +20,8 @@ EXPECTED = {
     "onboarding.py": "onboarded",
     "error_handling.py": "not found: Resource not found",
     "approval.py": "order-1 shipped (approved by ana)\norder-2: no answer before the deadline",
+    "patched.py": "order 1: shipped for 10 (started on version 1: the old branch)\n"
+    "order 2: shipped for 15 (started on version 2: the patched branch)",
 }
 
 
