@@ -14,6 +14,7 @@ EXPECTED = {
     "get_step_context", "now", "random", "shutdown", "sleep", "start", "start_workflow", "step",
     "uuid4", "workflow", "workflow_logger", "Hook", "HookNotFoundError", "PayloadValidationError",
     "RunPage", "alist_runs", "aresume_hook", "create_hook", "list_runs", "resume_hook", "first",
+    "continue_as_new",
     "patched", "deprecate_patch",
 }  # fmt: skip
 

@@ -55,6 +55,8 @@ def test_a_run_as_json() -> None:
         "error_message": None,
         "events": 7,
         "parent_run_id": None,
+        "continued_from": None,
+        "continued_to": None,
     }
 
 

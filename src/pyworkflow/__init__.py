@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from pyworkflow.context import (
         StepContext,
+        continue_as_new,
         create_hook,
         deprecate_patch,
         first,
@@ -104,6 +105,7 @@ _EXPORTS: dict[str, str] = {
     "astart_workflow": "pyworkflow.client",
     "cancel": "pyworkflow.client",
     "configure": "pyworkflow.runtime",
+    "continue_as_new": "pyworkflow.context",
     "create_hook": "pyworkflow.context",
     "deprecate_patch": "pyworkflow.context",
     "disable_logging": "pyworkflow.logs",
@@ -221,6 +223,7 @@ __all__ = [
     "astart_workflow",
     "cancel",
     "configure",
+    "continue_as_new",
     "create_hook",
     "deprecate_patch",
     "disable_logging",

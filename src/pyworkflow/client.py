@@ -14,6 +14,7 @@ import attrs
 
 from pyworkflow import engine
 from pyworkflow.engine import ReplayReport
+from pyworkflow.engine.continuation import continued_from, continued_to
 from pyworkflow.errors import (
     ConcurrencyError,
     CorruptDataError,
@@ -81,6 +82,10 @@ class RunInfo:
     version: str | None = None
     idempotency_key: str | None = None
     wake_at: datetime | None = None
+    #: The run this one continued as (it ended by ``continue_as_new``: status ``continued``).
+    continued_to: str | None = None
+    #: The run this one continues (started by that run's ``continue_as_new``).
+    continued_from: str | None = None
     #: The seq of the run's last event: how many events its log holds.
     last_seq: int = 0
     #: The run that started this one as its child, if any.
@@ -116,6 +121,8 @@ def _info(runtime: Runtime, run: Run) -> RunInfo:
         version=run.workflow_version,
         idempotency_key=run.idempotency_key,
         wake_at=run.wake_at,
+        continued_to=continued_to(run),
+        continued_from=continued_from(run),
         last_seq=run.last_seq,
         parent_run_id=run.parent_run_id,
     )
@@ -221,9 +228,9 @@ _POLL_FIRST, _POLL_MAX = 0.005, 0.25
 
 
 async def _wait(runtime: Runtime, run_id: str, timeout: float | None) -> RunInfo:
-    """The run once it has ended; runs on the runtime's loop.
+    """The run once it has ended, following ``continue_as_new`` to the chain's last run.
 
-    An end written in this process wakes the wait at once (the journal's
+    Runs on the runtime's loop. An end written in this process wakes the wait at once (the journal's
     in-process signal). Storage is read again only while no activation of the
     run is running here, at a growing interval (for runs ending elsewhere).
     """
@@ -236,7 +243,10 @@ async def _wait(runtime: Runtime, run_id: str, timeout: float | None) -> RunInfo
             with runtime.journal.watch(run_id) as ended:
                 info = await _get_run(runtime, run_id)
                 if info.status.is_terminal:
-                    return info
+                    if info.continued_to is None:
+                        return info
+                    run_id, delay = info.continued_to, _POLL_FIRST  # the chain goes on there
+                    continue
                 while True:
                     with anyio.move_on_after(delay):
                         await ended.wait()
@@ -269,7 +279,9 @@ async def _result(runtime: Runtime, run_id: str, timeout: float | None) -> Any:
 async def aget_result(run_id: str, timeout: float | None = None) -> Any:
     """Wait for the run to end; return its result or raise its error.
 
-    A failed run raises the workflow's own exception type where it can be
+    A run that continued as new (``continue_as_new``) is followed to the
+    chain's last run, whose outcome this is; ``timeout`` covers the whole
+    chain. A failed run raises the workflow's own exception type where it can be
     rebuilt (else :class:`WorkflowFailedError`); a cancelled run raises
     :class:`WorkflowCancelledError`; ``timeout`` (seconds) raises
     ``TimeoutError``.
@@ -311,7 +323,10 @@ def get_result(run_id: str, timeout: float | None = None) -> Any:
                 except TimeoutError:
                     raise _timed_out(runtime, run_id, timeout) from None
                 if info.status.is_terminal:
-                    return _outcome(info)
+                    if info.continued_to is None:
+                        return _outcome(info)
+                    run_id = info.continued_to  # continue_as_new: wait for the next run
+                    continue
                 watch.woke.clear()
             while watch.patch is None:
                 left = _left(deadline)

@@ -8,7 +8,7 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import anyio
 import attrs
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from pyworkflow.step import StepDefinition
 
 __all__ = [
+    "ContinueAsNew",
     "StepContext",
     "WorkflowContext",
+    "continue_as_new",
     "create_hook",
     "current_workflow",
     "deprecate_patch",
@@ -58,6 +60,8 @@ class WorkflowContext(Protocol):
     def call_sleep(self, delta: timedelta | None, until: datetime | None) -> Awaitable[None]: ...
 
     def record_value(self, kind: str, produce: Callable[[], Any]) -> Any: ...
+
+    def continue_as_new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn: ...
 
     def create_hook(
         self, token: str | None, schema: Any, secret: str | None
@@ -226,6 +230,41 @@ def sleep(duration: Duration | datetime) -> Awaitable[None]:
             seconds = (until - utcnow()).total_seconds()
         return anyio.sleep(max(0.0, seconds))
     return ctx.call_sleep(delta, until)
+
+
+class ContinueAsNew(BaseException):  # a signal that ends the run, not an error
+    """Raised by :func:`continue_as_new`: the run ends and the next run starts.
+
+    A ``BaseException`` so that ``except Exception`` in workflow code does not
+    swallow it; ``input`` is the next run's input as the run's serializer wrote it.
+    """
+
+    def __init__(self, input: str) -> None:
+        super().__init__("the workflow continues as a new run")
+        self.input = input
+
+
+def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
+    """End this run and start a new run of the same workflow with these arguments.
+
+    For workflows that loop for ever (a poller, a subscription): each run's
+    log stays bounded, and the runs form a chain (the ended run's
+    ``RunInfo.continued_to``, the next run's ``continued_from``);
+    ``get_result`` on any run of the chain waits for the chain's end. The
+    arguments are serialized at the call with the run's serializer and size
+    limit (a ``SerializationError`` or ``TypeError`` raised here, in the
+    workflow). It raises :class:`ContinueAsNew`, a ``BaseException``: let it
+    propagate. ``RuntimeError`` outside a workflow or inside a step body.
+    """
+    if _step.get() is not None:
+        raise RuntimeError(
+            "continue_as_new() cannot be called inside a step body; "
+            "call it from the workflow (return a value from the step and continue there)"
+        )
+    ctx = _workflow.get()
+    if ctx is None:
+        raise RuntimeError("continue_as_new() can only be called inside a workflow")
+    ctx.continue_as_new(args, dict(kwargs))
 
 
 def create_hook(

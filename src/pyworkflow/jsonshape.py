@@ -61,6 +61,8 @@ def run_json(info: RunInfo, events: Sequence[Event] | None = None) -> dict[str, 
         "error_message": info.error_message,
         "events": info.last_seq,
         "parent_run_id": info.parent_run_id,
+        "continued_from": info.continued_from,
+        "continued_to": info.continued_to,
     }
     if events is not None:
         data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]

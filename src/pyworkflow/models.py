@@ -47,10 +47,17 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Ended by ``continue_as_new``: the chain goes on in the next run (``RunInfo.continued_to``).
+    CONTINUED = "continued"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.CONTINUED}
+)
 
 
 class EventType(enum.StrEnum):
@@ -63,6 +70,8 @@ class EventType(enum.StrEnum):
     WORKFLOW_COMPLETED = "workflow_completed"
     WORKFLOW_FAILED = "workflow_failed"
     WORKFLOW_CANCELLED = "workflow_cancelled"
+    #: The run ended by ``continue_as_new`` (payload: ``input``, ``next_run_id``).
+    WORKFLOW_CONTINUED_AS_NEW = "workflow_continued_as_new"
     CANCEL_REQUESTED = "cancel_requested"
     STEP_SCHEDULED = "step_scheduled"
     STEP_STARTED = "step_started"

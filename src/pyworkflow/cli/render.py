@@ -39,6 +39,7 @@ STATUS_STYLE: dict[str, str] = {
     "completed": "green",
     "failed": "red",
     "cancelled": "magenta",
+    "continued": "green",
 }
 
 
@@ -128,6 +129,10 @@ def event_line(event: Event) -> str:
         detail = f"token {payload.get('token')}"
     elif event.type == EventType.WORKFLOW_FAILED:
         detail = str(payload.get("error_message", ""))
+    elif event.type == EventType.WORKFLOW_CONTINUED_AS_NEW:
+        detail = f"as run {payload.get('next_run_id')}"
+    elif event.type == EventType.WORKFLOW_STARTED and payload.get("continued_from"):
+        detail = f"continuing run {payload['continued_from']}"
     what = f"{name} " if name and name not in ("sleep", "hook") else ""
     return f"{event.type.value} {what}{detail}".strip()
 

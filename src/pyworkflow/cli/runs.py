@@ -70,6 +70,10 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
         render.print_line(f"wakes at {run.wake_at.isoformat()}")
     if run.error_message:
         render.print_line(f"error: {run.error_message}")
+    if run.continued_from:
+        render.print_line(f"continues run {run.continued_from}")
+    if run.continued_to:
+        render.print_line(f"continued as new: run {run.continued_to}")
     for note in unknown_notes(events):
         render.print_line(f"waiting: {describe(note)}")
     render.print_table(render.EVENTS_HEADERS, render.events_rows(events))

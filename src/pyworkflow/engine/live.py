@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
+from pyworkflow.engine.continuation import signal_of
 from pyworkflow.engine.sequential import SequentialSteps
 from pyworkflow.engine.state import _STEP_FACTS, _BadInput, _Diverged, _Op
 from pyworkflow.engine.step_leases import StepLeases
@@ -21,6 +22,9 @@ from pyworkflow.errors import (
 from pyworkflow.models import EventType, NewEvent, RunPatch, RunStatus, utcnow
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.stepexec import run_step_attempt, runs_now
+
+if TYPE_CHECKING:
+    from pyworkflow.context import ContinueAsNew
 
 
 class Live(SequentialSteps, StepLeases):
@@ -229,6 +233,10 @@ class Live(SequentialSteps, StepLeases):
         self.journal.suspended(self.run_id, wake_at)
         self.log.debug("suspended until {}", wake_at)
 
+    if TYPE_CHECKING:  # engine/continuation.py (a mixin of the same activation)
+
+        async def _continue(self, signal: ContinueAsNew) -> None: ...
+
     async def _finish(self) -> None:
         root = self.root
         if root is None or not root.done():
@@ -238,6 +246,10 @@ class Live(SequentialSteps, StepLeases):
             return
         exc = root.exception()
         if exc is not None:
+            signal = signal_of(exc)  # continue_as_new() ended the workflow
+            if signal is not None:
+                await self._continue(signal)
+                return
             await self._fail(exc)
             return
         try:

@@ -127,6 +127,7 @@ class Replay(ActivationState):
         context = contextvars.copy_context()
         # the Activation composing this mixin is the WorkflowContext (engine/context.py)
         context.run(ctxmod._workflow.set, cast("ctxmod.WorkflowContext", self))
+        context.run(ctxmod._step.set, None)  # a step run earlier in this task set it
         try:
             coro: Coroutine[Any, Any, Any] = body(*args, **kwargs)  # type: ignore[assignment]  # workflow bodies are async functions
         except TypeError as exc:  # the input does not fit the workflow's signature

@@ -49,6 +49,7 @@ _RUN_ENDS = frozenset(
         EventType.WORKFLOW_FAILED,
         EventType.WORKFLOW_CANCELLED,
         EventType.WORKFLOW_RETRIED,
+        EventType.WORKFLOW_CONTINUED_AS_NEW,
     }
 )
 

@@ -52,6 +52,8 @@ _SCHEMAS: dict[str, Any] = {
             "wake_at",
             "events",
             "parent_run_id",
+            "continued_from",
+            "continued_to",
         ],
         "properties": {
             "run_id": {"type": "string"},
@@ -80,6 +82,16 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "integer",
                 "minimum": 0,
                 "description": "How many events the run's log holds (the seq of the last one).",
+            },
+            "continued_from": {
+                "type": "string",
+                "nullable": True,
+                "description": "The run this one continues (started by its continue_as_new).",
+            },
+            "continued_to": {
+                "type": "string",
+                "nullable": True,
+                "description": "The run this one continued as (status 'continued').",
             },
             "unknown_workflow": {
                 "type": "array",

@@ -574,6 +574,8 @@ def project_run(created: Run, events: Sequence[Event]) -> Run:
             error, message = payload.get("error"), payload.get("error_message")
         elif event.type == EventType.WORKFLOW_CANCELLED:
             status, done = RunStatus.CANCELLED, event.timestamp
+        elif event.type == EventType.WORKFLOW_CONTINUED_AS_NEW:
+            status, done = RunStatus.CONTINUED, event.timestamp
         elif event.type == EventType.WORKFLOW_RETRIED:
             status, result, error, message, done = RunStatus.SUSPENDED, None, None, None, None
     updated = events[-1].timestamp if events else created.updated_at

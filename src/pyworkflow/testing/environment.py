@@ -212,6 +212,9 @@ class WorkflowEnvironment:
         while True:
             await self._settle()
             info = await client._get_run(runtime, run_id)
+            if info.continued_to is not None:  # continue_as_new: follow the chain
+                run_id = info.continued_to
+                continue
             if info.status.is_terminal:
                 return client._outcome(info)
             next_time = await self._next_time()
