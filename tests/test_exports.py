@@ -16,6 +16,7 @@ EXPECTED = {
     "RunPage", "alist_runs", "aresume_hook", "create_hook", "list_runs", "resume_hook", "first",
     "continue_as_new",
     "patched", "deprecate_patch",
+    "WorkflowTimeoutError",
 }  # fmt: skip
 
 

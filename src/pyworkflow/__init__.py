@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         StepFailedError,
         WorkflowCancelledError,
         WorkflowFailedError,
+        WorkflowTimeoutError,
     )
     from pyworkflow.hooks import Hook
     from pyworkflow.logs import disable_logging, enable_logging
@@ -95,6 +96,7 @@ _EXPORTS: dict[str, str] = {
     "Workflow": "pyworkflow.workflow",
     "WorkflowCancelledError": "pyworkflow.errors",
     "WorkflowFailedError": "pyworkflow.errors",
+    "WorkflowTimeoutError": "pyworkflow.errors",
     "acancel": "pyworkflow.client",
     "aget_events": "pyworkflow.client",
     "aget_result": "pyworkflow.client",
@@ -212,6 +214,7 @@ __all__ = [
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowFailedError",
+    "WorkflowTimeoutError",
     "__version__",
     "acancel",
     "aget_events",

@@ -13,6 +13,7 @@ import anyio
 import attrs
 
 from pyworkflow import engine
+from pyworkflow.durations import Duration
 from pyworkflow.engine import ReplayReport
 from pyworkflow.engine.continuation import continued_from, continued_to
 from pyworkflow.errors import (
@@ -36,7 +37,7 @@ from pyworkflow.models import (
 from pyworkflow.runtime import Runtime, get_runtime
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.validation import load_schema, validate
-from pyworkflow.workflow import definition_of
+from pyworkflow.workflow import definition_of, workflow_timeout
 
 __all__ = [
     "RunInfo",
@@ -135,8 +136,10 @@ async def _create(
     kwargs: Mapping[str, Any],
     idempotency_key: str | None,
     run_id: str | None,
+    timeout: Duration | None = None,
 ) -> str:
     definition = definition_of(target)
+    limit = workflow_timeout(timeout) if timeout is not None else definition.timeout
     runtime.executor.check_startable(definition)  # e.g. __main__ workflows on Celery
     data = dumps_limited(
         runtime.serializer,
@@ -157,11 +160,11 @@ async def _create(
         idempotency_key=idempotency_key,
         wake_at=now,
     )
-    started = NewEvent(
-        EventType.WORKFLOW_STARTED,
-        None,
-        {"workflow": definition.name, "version": definition.version},
-    )
+    payload: dict[str, Any] = {"workflow": definition.name, "version": definition.version}
+    if limit is not None:  # the run's durable timeout timer is its deadline (engine/deadline.py)
+        payload["timeout"] = limit.total_seconds()
+        payload["deadline"] = (now + limit).isoformat()
+    started = NewEvent(EventType.WORKFLOW_STARTED, None, payload, now)
     stored, _ = await runtime.journal.create(run, [started])
     return stored.run_id
 
@@ -173,14 +176,19 @@ async def astart_workflow(
     *,
     idempotency_key: str | None = None,
     run_id: str | None = None,
+    timeout: Duration | None = None,
 ) -> str:
     """Start a run with options.
 
     With an ``idempotency_key``, starting again returns the first run's id.
+    ``timeout`` (``"1h"``, seconds, a timedelta) bounds the whole run from
+    now, across suspensions, overriding the workflow's own ``timeout``; a run
+    that outlives it fails with :class:`~pyworkflow.errors.WorkflowTimeoutError`.
     """
+    limit = workflow_timeout(timeout)  # a bad value fails here, before anything is written
     runtime = get_runtime()
     return await runtime.acall(
-        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id
+        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id, limit
     )
 
 
@@ -191,10 +199,14 @@ def start_workflow(
     *,
     idempotency_key: str | None = None,
     run_id: str | None = None,
+    timeout: Duration | None = None,
 ) -> str:
     """Sync form of :func:`astart_workflow`."""
+    limit = workflow_timeout(timeout)  # a bad value fails here, before anything is written
     runtime = get_runtime()
-    return runtime.call(_create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id)
+    return runtime.call(
+        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id, limit
+    )
 
 
 async def astart(workflow: Any, *args: Any, **kwargs: Any) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 __all__ = [
     "ConcurrencyError",
@@ -24,6 +24,7 @@ __all__ = [
     "WorkflowCancelledError",
     "WorkflowFailedError",
     "WorkflowNotFoundError",
+    "WorkflowTimeoutError",
 ]
 
 
@@ -85,6 +86,27 @@ class WorkflowFailedError(PyWorkflowError):
 
 class WorkflowCancelledError(PyWorkflowError):
     """``get_result`` on a run that ended ``cancelled``."""
+
+
+class WorkflowTimeoutError(PyWorkflowError):
+    """A run outlived its workflow timeout: it ended ``failed`` with this error.
+
+    ``timeout`` is the timeout in seconds, ``deadline`` the time it ran out
+    (start plus timeout), ``run_id`` the run. ``get_result`` raises it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str = "",
+        timeout: float | None = None,
+        deadline: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.timeout = timeout
+        self.deadline = deadline
 
 
 class RunNotFoundError(PyWorkflowError, KeyError):

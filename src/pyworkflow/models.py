@@ -90,6 +90,9 @@ class EventType(enum.StrEnum):
     CHILD_WORKFLOW_COMPLETED = "child_workflow_completed"
     #: A worker met the run but does not know its workflow (``pyworkflow.unknown_workflow``).
     WORKFLOW_UNKNOWN = "workflow_unknown"
+    #: The run's workflow timeout ran out (payload: ``deadline``, ``timeout``, ``cancelled``
+    #: steps); ``workflow_failed`` with a ``WorkflowTimeoutError`` follows.
+    WORKFLOW_TIMED_OUT = "workflow_timed_out"
 
 
 #: Events written by someone other than the run's owner (clients, hooks, and

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 import attrs
 
+from pyworkflow.durations import Duration, parse_duration
 from pyworkflow.errors import WorkflowNotFoundError
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ class WorkflowDefinition:
     version: str | None
     make_body: Callable[[], Callable[..., Awaitable[Any]]]
     origin: str
+    #: The default workflow timeout of its runs (``@workflow(timeout=...)``), None: none.
+    timeout: timedelta | None = None
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` naming the signature unless the arguments bind to the workflow.
@@ -52,6 +56,22 @@ class WorkflowDefinition:
             raise TypeError(
                 f"arguments do not fit workflow {self.name}{signature}: {exc}"
             ) from None
+
+
+def workflow_timeout(value: Duration | None, *, what: str = "workflow timeout") -> timedelta | None:
+    """``value`` as a workflow timeout: None, or a positive duration of at most 100 years.
+
+    Raises ``ValueError`` naming the value and the accepted forms.
+    """
+    if value is None:
+        return None
+    timeout = parse_duration(value, what=what)
+    if timeout <= timedelta(0):
+        raise ValueError(
+            f"invalid {what} {value!r}: must be positive; pass a duration such as '30m' or "
+            "'1h', or None for no timeout"
+        )
+    return timeout
 
 
 _registry: dict[str, WorkflowDefinition] = {}
@@ -87,11 +107,17 @@ def registered_workflows() -> dict[str, WorkflowDefinition]:
 class WorkflowFunction(Generic[P, R]):
     """What ``@workflow`` returns: pass it to ``start()``; calling it runs the body plainly."""
 
-    def __init__(self, fn: Callable[P, Awaitable[R]], name: str, version: str | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, Awaitable[R]],
+        name: str,
+        version: str | None,
+        timeout: Duration | None = None,
+    ) -> None:
         self.fn = fn
-        self.definition = WorkflowDefinition(
-            name, version, lambda: fn, f"{fn.__module__}.{fn.__qualname__}"
-        )
+        origin = f"{fn.__module__}.{fn.__qualname__}"
+        limit = workflow_timeout(timeout, what=f"timeout of workflow {name!r}")
+        self.definition = WorkflowDefinition(name, version, lambda: fn, origin, limit)
         functools.update_wrapper(self, fn)
         _register(self.definition)
 
@@ -110,7 +136,12 @@ class WorkflowFunction(Generic[P, R]):
 def workflow(fn: Callable[P, Awaitable[R]], /) -> WorkflowFunction[P, R]: ...
 @overload
 def workflow(
-    fn: None = None, /, *, name: str | None = None, version: str | None = None
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    timeout: Duration | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
 
 
@@ -120,15 +151,19 @@ def workflow(
     *,
     name: str | None = None,
     version: str | None = None,
+    timeout: Duration | None = None,
 ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(name=..., version=...)``.
 
     The body must be deterministic: do I/O in steps and take time, randomness
     and ids from ``pyworkflow.now()``, ``random()`` and ``uuid4()``.
+    ``timeout`` (``"1h"``, seconds, a timedelta) bounds each run, from its
+    start and across suspensions (docs/timeouts.md); ``start_workflow(...,
+    timeout=)`` overrides it per run.
     """
 
     def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
-        return WorkflowFunction(func, name or func.__name__, version)
+        return WorkflowFunction(func, name or func.__name__, version, timeout)
 
     if fn is not None:
         return decorate(fn)
@@ -144,6 +179,8 @@ class Workflow:
 
     name: ClassVar[str | None] = None
     version: ClassVar[str | None] = None
+    #: Each run's workflow timeout (``"1h"``, seconds, a timedelta); None: no timeout.
+    timeout: ClassVar[Duration | None] = None
     definition: ClassVar[WorkflowDefinition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -151,9 +188,9 @@ class Workflow:
         if cls.__dict__.get("name") is None:
             cls.name = cls.__name__
         origin = f"{cls.__module__}.{cls.__qualname__}"
-        cls.definition = WorkflowDefinition(
-            cls.name or cls.__name__, cls.version, lambda: cls().run, origin
-        )
+        name = cls.name or cls.__name__
+        limit = workflow_timeout(cls.timeout, what=f"timeout of workflow {name!r}")
+        cls.definition = WorkflowDefinition(name, cls.version, lambda: cls().run, origin, limit)
         _register(cls.definition)
 
     async def run(self, *args: Any, **kwargs: Any) -> Any:

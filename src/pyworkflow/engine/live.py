@@ -11,6 +11,7 @@ import anyio
 import attrs
 
 from pyworkflow.engine.continuation import signal_of
+from pyworkflow.engine.deadline import TimedOut
 from pyworkflow.engine.sequential import SequentialSteps
 from pyworkflow.engine.state import _STEP_FACTS, _BadInput, _Diverged, _Op
 from pyworkflow.engine.step_leases import StepLeases
@@ -31,6 +32,12 @@ class Live(SequentialSteps, StepLeases):
     """After replay: run new steps and timers until the workflow suspends or ends."""
 
     async def execute(self) -> None:
+        if self._deadline_passed():  # the run's timeout ran out while nothing ran it
+            try:
+                await self._end(*self._timed_out())
+            finally:
+                self._discard()
+            return
         try:
             self._start_root()
         except _BadInput as bad:
@@ -58,6 +65,8 @@ class Live(SequentialSteps, StepLeases):
             if failure is not None:
                 raise failure
             await self._finish()
+        except TimedOut:  # its running steps were cancelled with the task group above
+            await self._end(*self._timed_out())
         except NonDeterminismError as exc:
             self.log.error("non-determinism: {}", exc)
             await self._fail(exc)
@@ -70,6 +79,7 @@ class Live(SequentialSteps, StepLeases):
     async def _live(self, tasks: _Tasks) -> None:
         assert self.root is not None
         while not self.root.done():
+            self._check_deadline()
             fired, launch, next_due = self._advance()
             if fired:
                 for op in fired:
@@ -80,7 +90,7 @@ class Live(SequentialSteps, StepLeases):
                 continue
             if launch:
                 await self._flush()
-                if len(launch) == 1 and len(self.open) == 1:
+                if len(launch) == 1 and len(self.open) == 1 and not self._has_timeout():
                     # the workflow waits on this step alone: run it inline, no task needed,
                     # and take its outcome at once (facts other steps reported before it
                     # are of operations already settled: the next pass drops them)
@@ -101,11 +111,19 @@ class Live(SequentialSteps, StepLeases):
             await self._flush()
             # until the next timer by the runtime's clock (a virtual clock's move ends it too)
             cap = self.runtime.settings.poll_interval * 5
-            with self.runtime.clock.move_on_until(next_due, cap):
+            with self.runtime.clock.move_on_until(self._until_deadline(next_due), cap):
                 self._take_fact(*await self.facts_rx.receive())
                 self._take_ready_facts()
                 continue
             await self._check_external()
+
+    if TYPE_CHECKING:  # engine/deadline.py (a mixin of the same activation)
+
+        def _has_timeout(self) -> bool: ...
+        def _deadline_passed(self) -> bool: ...
+        def _check_deadline(self) -> None: ...
+        def _until_deadline(self, due: datetime | None) -> datetime | None: ...
+        def _timed_out(self) -> tuple[EventType, RunStatus, dict[str, Any], RunPatch]: ...
 
     def _take_ready_facts(self) -> bool:
         """Take every outcome already reported, without waiting; True if any."""
@@ -219,6 +237,7 @@ class Live(SequentialSteps, StepLeases):
                 )
             await self._fail(error)
             return
+        wake_at = self._until_deadline(wake_at)  # a run with a timeout wakes by its deadline
         self.buffer.append(
             NewEvent(
                 EventType.WORKFLOW_SUSPENDED,
