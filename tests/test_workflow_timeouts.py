@@ -269,6 +269,42 @@ async def test_a_running_step_is_cancelled_at_the_deadline(
     assert kinds[-2:] == [EventType.WORKFLOW_TIMED_OUT, EventType.WORKFLOW_FAILED]
 
 
+@workflow(timeout="1h")
+async def tmo_chain(rounds: int, nap: str) -> str:
+    await sleep(nap)
+    if rounds > 1:
+        pyworkflow.continue_as_new(rounds - 1, nap)
+    return "done"
+
+
+async def test_each_run_of_a_continue_as_new_chain_gets_the_timeout_from_its_start(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    # three runs of 40 min each: 2 h in all, but each run is within its hour
+    first = await workflow_env.start(tmo_chain, 3, "40m")
+    assert await workflow_env.result(first) == "done"
+    assert workflow_env.now() == START + timedelta(minutes=120)
+
+
+async def test_a_continued_run_keeps_the_start_time_timeout(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    first = await start_with(workflow_env, tmo_chain, 2, "40m", timeout="30m")
+    with pytest.raises(WorkflowTimeoutError):
+        await workflow_env.result(first)
+    assert workflow_env.now() == START + timedelta(minutes=30)
+    began = workflow_env.now()
+    longer = await start_with(workflow_env, tmo_chain, 2, "90m", timeout="2h")
+    assert await workflow_env.result(longer) == "done"  # two runs of 90 min, 2 h each
+    assert workflow_env.now() == began + timedelta(minutes=180)
+    runs = (await workflow_env.runtime.acall(workflow_env.runtime.storage.list_runs)).runs
+    second = next(r for r in runs if r.run_id not in (first, longer))
+    started = (await workflow_env.events(second.run_id))[0]
+    assert started.payload["continued_from"] == longer
+    assert started.payload["timeout"] == 7200.0
+    assert datetime.fromisoformat(started.payload["deadline"]) == began + timedelta(minutes=210)
+
+
 # ----- which timeout, and bad values -----
 
 

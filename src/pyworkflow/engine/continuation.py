@@ -32,6 +32,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pyworkflow.context import ContinueAsNew
+from pyworkflow.engine.deadline import carried_timeout
 from pyworkflow.engine.state import ActivationState, _Discarded
 from pyworkflow.errors import PayloadTooLargeError, SerializationError
 from pyworkflow.models import EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
@@ -153,6 +154,7 @@ class Continuation(ActivationState):
                 "workflow": self.workflow_name,
                 "version": definition.version,
                 "continued_from": self.run_id,
+                **carried_timeout(self.history, now),  # each run of the chain: the same timeout
             },
         )
         stored, created = await self.journal.create(run, [started])

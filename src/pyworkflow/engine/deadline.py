@@ -30,6 +30,7 @@ the retry (its ``workflow_retried`` event).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ from pyworkflow.engine.state import _STEP_FACTS, ActivationState
 from pyworkflow.errors import WorkflowTimeoutError
 from pyworkflow.models import Event, EventType, NewEvent, RunPatch, RunStatus, utcnow
 
-__all__ = ["Deadline", "TimedOut"]
+__all__ = ["Deadline", "TimedOut", "carried_timeout"]
 
 _STARTED = EventType.WORKFLOW_STARTED
 _RETRIED = EventType.WORKFLOW_RETRIED
@@ -184,6 +185,23 @@ class Deadline(ActivationState):
             elif op.remote:
                 dispatched[op.cid] = _step(op.cid, op.definition.name, op.attempt)
         return cancelled, list(dispatched.values())
+
+
+def carried_timeout(history: Sequence[Event], now: datetime) -> dict[str, Any]:
+    """``workflow_started`` fields: a run started ``now`` gets the timeout of ``history``'s run.
+
+    ``continue_as_new`` passes them on: each run of a chain gets the same
+    timeout (the start-time one, if the chain's first run was given one),
+    measured from its own start. Empty when the run has no timeout.
+    """
+    for event in history:
+        if event.type is _STARTED:
+            seconds = event.payload.get("timeout")
+            if seconds is None:
+                return {}
+            deadline = now + timedelta(seconds=float(seconds))
+            return {"timeout": seconds, "deadline": deadline.isoformat()}
+    return {}
 
 
 def _step(step_id: str, name: Any, attempt: Any) -> dict[str, Any]:
