@@ -29,7 +29,9 @@ the retry (its ``workflow_retried`` event).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,6 +86,13 @@ class Deadline(ActivationState):
     def _has_timeout(self) -> bool:
         """Whether the run has a workflow timeout."""
         return self.run_deadline is not None
+
+    def _deadline_scope(self) -> contextlib.AbstractContextManager[object]:
+        """A scope that ends its block at the run's deadline, by the runtime's clock."""
+        deadline = self.run_deadline
+        if deadline is None:
+            return contextlib.nullcontext()
+        return self.runtime.clock.move_on_until(deadline, math.inf)
 
     def _deadline_passed(self) -> bool:
         """Whether the run has a deadline and the runtime's clock has reached it."""

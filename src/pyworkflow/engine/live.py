@@ -90,16 +90,18 @@ class Live(SequentialSteps, StepLeases):
                 continue
             if launch:
                 await self._flush()
-                if len(launch) == 1 and len(self.open) == 1 and not self._has_timeout():
+                if len(launch) == 1 and len(self.open) == 1:
                     # the workflow waits on this step alone: run it inline, no task needed,
                     # and take its outcome at once (facts other steps reported before it
                     # are of operations already settled: the next pass drops them)
                     op = launch[0]
                     assert op.definition is not None and op.body is not None
-                    if not self.dispatching and runs_now(op.definition, op.body):
+                    timed = self._has_timeout()  # the step is cut short at the deadline
+                    if not self.dispatching and runs_now(op.definition, op.body) and not timed:
                         await self._run_lone(op)
                     else:
-                        self._take_fact(op, await self._attempt(op))
+                        with self._deadline_scope():
+                            self._take_fact(op, await self._attempt(op))
                     continue
                 for op in launch:
                     await tasks.start_soon(self._run_step, op)
@@ -120,6 +122,7 @@ class Live(SequentialSteps, StepLeases):
     if TYPE_CHECKING:  # engine/deadline.py (a mixin of the same activation)
 
         def _has_timeout(self) -> bool: ...
+        def _deadline_scope(self) -> contextlib.AbstractContextManager[object]: ...
         def _deadline_passed(self) -> bool: ...
         def _check_deadline(self) -> None: ...
         def _until_deadline(self, due: datetime | None) -> datetime | None: ...
