@@ -175,6 +175,30 @@ async def test_a_1h_timeout_ends_a_2h_sleep_at_the_deadline(
     assert seen["sleeper-ran"] == [None]
 
 
+async def test_a_run_first_activated_after_its_deadline_runs_no_workflow_code(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    env = workflow_env
+
+    async def start_while_workers_are_down() -> str:
+        run_id = await pw_client._create(env.runtime, tmo_sleeper, (), {}, None, None)
+        env.clock.set(env.now() + 3 * HOUR)  # before the environment's worker claims it
+        return run_id
+
+    run_id = await env.runtime.acall(start_while_workers_are_down)
+    with pytest.raises(WorkflowTimeoutError):
+        await env.result(run_id)
+    assert "sleeper-ran" not in seen
+    events = await env.events(run_id)
+    assert [e.type for e in events] == [
+        EventType.WORKFLOW_STARTED,
+        EventType.WORKFLOW_TIMED_OUT,
+        EventType.WORKFLOW_FAILED,
+    ]
+    assert events[1].timestamp == START + 3 * HOUR
+    assert datetime.fromisoformat(events[1].payload["deadline"]) == START + HOUR
+
+
 async def test_a_step_retrying_with_back_off_is_stopped_by_the_timeout(
     workflow_env: WorkflowEnvironment,
 ) -> None:
