@@ -303,3 +303,25 @@ def test_an_environment_that_is_not_open_says_so() -> None:
         assert env.sync.run(env_naps)[0] == (env.now() - timedelta(hours=5)).isoformat()
     with pytest.raises(RuntimeError, match="not open"):
         env.sync.get_run("x")
+
+
+async def test_start_workflow_takes_the_client_options() -> None:
+    async with WorkflowEnvironment(start=START) as env:
+        run_id = await env.start_workflow(env_naps, run_id="my-run", idempotency_key="k-1")
+        assert run_id == "my-run"
+        again = await env.start_workflow(env_naps, idempotency_key="k-1")
+        assert again == "my-run"  # the same key finds the same run
+        with pytest.raises(ValueError, match="workflow timeout"):
+            await env.start_workflow(env_naps, timeout="-1h")
+        timed = await env.start_workflow(env_naps, timeout="2h")
+        with pytest.raises(pyworkflow.WorkflowTimeoutError):
+            await env.result(timed)
+        assert env.now() == START + timedelta(hours=2)
+
+
+def test_start_workflow_in_a_sync_test() -> None:
+    with WorkflowEnvironment(start=START) as env:
+        run_id = env.sync.start_workflow(env_naps, (), {}, run_id="sync-run", timeout="1h")
+        assert run_id == "sync-run"
+        with pytest.raises(pyworkflow.WorkflowTimeoutError):
+            env.sync.result(run_id)

@@ -66,9 +66,8 @@ def of_type(events: list[Event], kind: EventType) -> list[Event]:
 async def start_with(
     env: WorkflowEnvironment, wf: Any, *args: Any, timeout: Duration | None = None
 ) -> str:
-    """``start_workflow(wf, args, timeout=...)`` on the environment's runtime."""
-    runtime = env.runtime
-    return await runtime.acall(pw_client._create, runtime, wf, args, {}, None, None, timeout)
+    """``start_workflow(wf, args, timeout=...)`` in the environment."""
+    return await env.start_workflow(wf, args, timeout=timeout)
 
 
 def timed_out_event(events: list[Event]) -> Event:

@@ -17,7 +17,7 @@ wait with :class:`WorkflowBlockedError` naming the hook, instead of hanging.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -32,6 +32,7 @@ from pyworkflow.runtime import Runtime
 from pyworkflow.testing.clock import VirtualClock
 from pyworkflow.testing.driver import TestDriver
 from pyworkflow.testing.overrides import StepOverride, step_name
+from pyworkflow.workflow import workflow_timeout
 
 __all__ = ["SyncWorkflowEnvironment", "WorkflowBlockedError", "WorkflowEnvironment"]
 
@@ -143,6 +144,23 @@ class WorkflowEnvironment:
         """Start a run of ``workflow``; returns its id once the environment is quiet."""
         return await self.runtime.acall(self._start, workflow, args, kwargs)
 
+    async def start_workflow(
+        self,
+        workflow: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: Duration | None = None,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Start a run with options, as ``pyworkflow.start_workflow`` (``timeout=``, ...)."""
+        limit = workflow_timeout(timeout)  # a bad value fails here, before anything is written
+        options = (idempotency_key, run_id, limit)
+        return await self.runtime.acall(
+            self._start, workflow, tuple(args), dict(kwargs or {}), options
+        )
+
     async def run(self, workflow: Any, *args: Any, **kwargs: Any) -> Any:
         """Start a run and return its result (skipping time to each timer on the way).
 
@@ -202,8 +220,17 @@ class WorkflowEnvironment:
     async def _settle(self) -> None:
         await self._driver.settle()
 
-    async def _start(self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        run_id = await client._create(self.runtime, workflow, args, kwargs, None, None)
+    async def _start(
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: tuple[str | None, str | None, timedelta | None] = (None, None, None),
+    ) -> str:
+        idempotency_key, wanted_id, limit = options
+        run_id = await client._create(
+            self.runtime, workflow, args, kwargs, idempotency_key, wanted_id, limit
+        )
         await self._settle()
         return run_id
 
@@ -315,6 +342,21 @@ class SyncWorkflowEnvironment:
         """Blocking :meth:`WorkflowEnvironment.start`."""
         env = self._env
         return env.runtime.call(env._start, workflow, args, kwargs)
+
+    def start_workflow(
+        self,
+        workflow: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        timeout: Duration | None = None,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Blocking :meth:`WorkflowEnvironment.start_workflow`."""
+        env = self._env
+        options = (idempotency_key, run_id, workflow_timeout(timeout))
+        return env.runtime.call(env._start, workflow, tuple(args), dict(kwargs or {}), options)
 
     def run(self, workflow: Any, *args: Any, **kwargs: Any) -> Any:
         """Blocking :meth:`WorkflowEnvironment.run`."""
