@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -257,3 +260,40 @@ def test_replay_check_of_a_continued_run_is_deterministic(memory: None) -> None:
     assert get_result(first, timeout=30) == {"i": 5, "total": 10}
     report = pyworkflow.client.check_replay(first)
     assert report.deterministic, report.message
+
+
+CHAIN_FLOWS = """
+from pyworkflow import continue_as_new, step, workflow
+
+
+@step()
+async def bump(n: int) -> int:
+    return n + 1
+
+
+@workflow
+async def cli_chain(n: int) -> int:
+    n = await bump(n)
+    if n < 3:
+        continue_as_new(n)
+    return n * 100
+"""
+
+
+def test_run_wait_follows_the_chain_to_its_last_run(tmp_path: Path) -> None:
+    (tmp_path / "chainflows.py").write_text(CHAIN_FLOWS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    env["PYWORKFLOW_POLL_INTERVAL"] = "0.05"
+    command = [sys.executable, "-m", "pyworkflow", "run", "chainflows:cli_chain", "0", "--wait"]
+    out = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert out.stdout.count("continued as") == 2
+    assert "completed" in out.stdout and "result: 300" in out.stdout
+    out = subprocess.run(
+        [*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    data = json.loads(out.stdout)
+    assert data["status"] == "completed" and data["last_run_id"] != data["run_id"]

@@ -302,21 +302,29 @@ def run(
             stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
             render.print_line(f"{stamp}  {render.event_line(event)}")
 
-    driver = RunDriver(runtime, run_id) if local else None
-    if driver is not None:
-        runtime.call(driver.start)
-    try:
-        info = follow(run_id, show, driver=driver)
-    finally:
+    current = run_id
+    while True:  # a run that continues as new is followed into the next run of its chain
+        driver = RunDriver(runtime, current) if local else None
         if driver is not None:
-            runtime.call(driver.stop)
+            runtime.call(driver.start)
+        try:
+            info = follow(current, show, driver=driver)
+        finally:
+            if driver is not None:
+                runtime.call(driver.stop)
+        if info.status != RunStatus.CONTINUED or info.continued_to is None:
+            break
+        if not as_json:
+            render.console.print(f"run {current} continued as [bold]{info.continued_to}[/]")
+        current = info.continued_to
     if as_json:
-        render.print_json(
-            {"run_id": run_id, "status": info.status.value, "error": info.error_message}
-        )
+        data = {"run_id": run_id, "status": info.status.value, "error": info.error_message}
+        if current != run_id:
+            data["last_run_id"] = current
+        render.print_json(data)
     else:
         style = render.STATUS_STYLE[info.status]
-        render.console.print(f"run {run_id} [{style}]{info.status.value}[/]")
+        render.console.print(f"run {current} [{style}]{info.status.value}[/]")
         if info.status == RunStatus.COMPLETED:
             render.print_line(f"result: {info.result!r}")
         elif info.error_message:
