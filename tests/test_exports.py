@@ -17,6 +17,7 @@ EXPECTED = {
     "continue_as_new",
     "patched", "deprecate_patch",
     "WorkflowTimeoutError",
+    "start_child", "ChildHandle", "ChildWorkflowError",
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pyworkflow.children import ChildHandle, start_child
     from pyworkflow.client import (
         RunInfo,
         acancel,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         workflow_logger,
     )
     from pyworkflow.errors import (
+        ChildWorkflowError,
         ConfigError,
         FatalError,
         HookNotFoundError,
@@ -74,6 +76,8 @@ __version__ = "0.1.0"
 
 #: Each public name and the module that defines it, imported on first access.
 _EXPORTS: dict[str, str] = {
+    "ChildHandle": "pyworkflow.children",
+    "ChildWorkflowError": "pyworkflow.errors",
     "ConfigError": "pyworkflow.errors",
     "Event": "pyworkflow.models",
     "EventType": "pyworkflow.models",
@@ -124,6 +128,7 @@ _EXPORTS: dict[str, str] = {
     "resume_hook": "pyworkflow.client",
     "shutdown": "pyworkflow.runtime",
     "sleep": "pyworkflow.context",
+    "start_child": "pyworkflow.children",
     "start": "pyworkflow.client",
     "start_workflow": "pyworkflow.client",
     "step": "pyworkflow.step",
@@ -192,6 +197,8 @@ if not TYPE_CHECKING:  # type checkers see the imports above; an unknown name st
 sys.modules[__name__].__class__ = _Package
 
 __all__ = [
+    "ChildHandle",
+    "ChildWorkflowError",
     "ConfigError",
     "Event",
     "EventType",
@@ -244,6 +251,7 @@ __all__ = [
     "shutdown",
     "sleep",
     "start",
+    "start_child",
     "start_workflow",
     "step",
     "uuid4",

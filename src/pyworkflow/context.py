@@ -20,6 +20,7 @@ from pyworkflow.models import utcnow
 if TYPE_CHECKING:
     from pyworkflow.hooks import Hook
     from pyworkflow.step import StepDefinition
+    from pyworkflow.workflow import WorkflowDefinition
 
 __all__ = [
     "ContinueAsNew",
@@ -76,6 +77,17 @@ class WorkflowContext(Protocol):
     def patched(self, patch_id: str) -> bool: ...
 
     def deprecate_patch(self, patch_id: str) -> None: ...
+
+    def start_child(
+        self,
+        name: str,
+        definition: WorkflowDefinition | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        policy: str,
+    ) -> tuple[str, str, Awaitable[Any]]: ...
+
+    def cancel_child(self, cid: str) -> None: ...
 
     @property
     def public_url(self) -> str | None: ...

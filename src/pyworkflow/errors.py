@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 __all__ = [
+    "ChildWorkflowError",
     "ConcurrencyError",
     "ConfigError",
     "CorruptDataError",
@@ -107,6 +108,50 @@ class WorkflowTimeoutError(PyWorkflowError):
         self.run_id = run_id
         self.timeout = timeout
         self.deadline = deadline
+
+
+class ChildWorkflowError(PyWorkflowError):
+    """A child run awaited by its parent failed, was cancelled or timed out.
+
+    Raised in the parent workflow; the child's own error (rebuilt where its
+    type can be, a :class:`WorkflowCancelledError` for a cancelled child) is
+    its ``__cause__`` (also ``child_error``, which survives the error being
+    stored as the parent's own). ``run_id`` is the child's run id (the last
+    run of its chain if it continued as new), ``workflow`` its workflow name,
+    ``status`` how it ended (``failed`` or ``cancelled``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str = "",
+        workflow: str = "",
+        status: str = "",
+        child_error: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.workflow = workflow
+        self.status = status
+        self.child_error = child_error
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name == "child_error" and (value is None or isinstance(value, BaseException)):
+            self.__cause__ = value  # set again when a stored error is rebuilt
+
+    def __reduce__(self) -> tuple[object, ...]:
+        args = (str(self), self.run_id, self.workflow, self.status, self.child_error)
+        return (_rebuild_child_error, args)
+
+
+def _rebuild_child_error(
+    message: str, run_id: str, workflow: str, status: str, cause: BaseException | None = None
+) -> ChildWorkflowError:
+    return ChildWorkflowError(
+        message, run_id=run_id, workflow=workflow, status=status, child_error=cause
+    )
 
 
 class RunNotFoundError(PyWorkflowError, KeyError):

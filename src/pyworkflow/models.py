@@ -86,8 +86,12 @@ class EventType(enum.StrEnum):
     HOOK_CREATED = "hook_created"
     HOOK_RECEIVED = "hook_received"
     HOOK_DISPOSED = "hook_disposed"
+    #: A child run was started (payload: ``name``, ``child_run_id``, ``policy``, ``input``).
     CHILD_WORKFLOW_STARTED = "child_workflow_started"
+    #: The child run completed (``child_run_id``, ``result``): written by the child's end.
     CHILD_WORKFLOW_COMPLETED = "child_workflow_completed"
+    #: The child run failed or was cancelled (``child_run_id``, ``status``, ``error``).
+    CHILD_WORKFLOW_FAILED = "child_workflow_failed"
     #: A worker met the run but does not know its workflow (``pyworkflow.unknown_workflow``).
     WORKFLOW_UNKNOWN = "workflow_unknown"
     #: The run's workflow timeout ran out (payload: ``deadline``, ``timeout``, ``cancelled``
@@ -99,7 +103,13 @@ class EventType(enum.StrEnum):
 #: workers that do not know the workflow); replay takes none of them for a
 #: decision of the workflow code.
 EXTERNAL_EVENTS = frozenset(
-    {EventType.CANCEL_REQUESTED, EventType.HOOK_RECEIVED, EventType.WORKFLOW_UNKNOWN}
+    {
+        EventType.CANCEL_REQUESTED,
+        EventType.HOOK_RECEIVED,
+        EventType.WORKFLOW_UNKNOWN,
+        EventType.CHILD_WORKFLOW_COMPLETED,
+        EventType.CHILD_WORKFLOW_FAILED,
+    }
 )
 
 

@@ -14,7 +14,7 @@ from pyworkflow.durations import Duration, parse_duration
 from pyworkflow.errors import WorkflowNotFoundError
 
 if TYPE_CHECKING:
-    pass
+    from pyworkflow.children import ChildHandle
 
 __all__ = [
     "Workflow",
@@ -105,7 +105,13 @@ def registered_workflows() -> dict[str, WorkflowDefinition]:
 
 
 class WorkflowFunction(Generic[P, R]):
-    """What ``@workflow`` returns: pass it to ``start()``; calling it runs the body plainly."""
+    """What ``@workflow`` returns: pass it to ``start()``.
+
+    Called inside a workflow, it starts a child run and returns its
+    :class:`~pyworkflow.children.ChildHandle` (``await charge(order)`` waits
+    for the child's result); called anywhere else (a step body, plain code),
+    it runs the body plainly.
+    """
 
     def __init__(
         self,
@@ -126,6 +132,12 @@ class WorkflowFunction(Generic[P, R]):
         return self.definition.name
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        from pyworkflow import context as ctxmod
+
+        if ctxmod._workflow.get() is not None and ctxmod._step.get() is None:
+            from pyworkflow.children import spawn
+
+            return spawn(self, args, kwargs, "request_cancel")
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -196,6 +208,17 @@ class Workflow:
     async def run(self, *args: Any, **kwargs: Any) -> Any:
         """The workflow body; override it."""
         raise NotImplementedError(f"{type(self).__name__}.run is not implemented")
+
+    def run_child(self, *args: Any, **kwargs: Any) -> ChildHandle:
+        """Inside a workflow: start a child run of this workflow; await the handle for its result.
+
+        ``await ChargeWorkflow().run_child(order)``; for a parent-close policy
+        use :func:`pyworkflow.start_child` (``start_child(ChargeWorkflow, order,
+        parent_close_policy="abandon")``).
+        """
+        from pyworkflow.children import spawn
+
+        return spawn(type(self), args, kwargs, "request_cancel")
 
     async def start(self, *args: Any, **kwargs: Any) -> str:
         """Start a run of this workflow; returns its run id at once."""

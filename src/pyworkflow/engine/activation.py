@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import anyio
 from loguru import logger
 
+from pyworkflow.engine.children import Children
 from pyworkflow.engine.context import WorkflowCalls
 from pyworkflow.engine.continuation import Continuation
 from pyworkflow.engine.deadline import Deadline
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
 
-class Activation(Markers, Deadline, Continuation, WorkflowCalls, Live):
+class Activation(Children, Markers, Deadline, Continuation, WorkflowCalls, Live):
     """One activation of one run: replay, then live work until suspension or the end."""
 
 

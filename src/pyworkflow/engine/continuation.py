@@ -29,13 +29,14 @@ carries ``continued_from``; its link back is also in its idempotency key, so
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pyworkflow.context import ContinueAsNew
 from pyworkflow.engine.deadline import carried_timeout
 from pyworkflow.engine.state import ActivationState, _Discarded
 from pyworkflow.errors import PayloadTooLargeError, SerializationError
-from pyworkflow.models import EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
 from pyworkflow.serialization import dumps_call_limited
 from pyworkflow.workflow import get_workflow
 
@@ -69,6 +70,15 @@ def continued_from(run: Run) -> str | None:
 def continued_to(run: Run) -> str | None:
     """The run that ``run`` continued as, when it ended by ``continue_as_new``; else None."""
     return next_run_id(run.run_id) if run.status == RunStatus.CONTINUED else None
+
+
+def carried_parent(history: Sequence[Event]) -> dict[str, Any]:
+    """``workflow_started`` fields the next run keeps: a child's link to its parent."""
+    for event in history:
+        if event.type is EventType.WORKFLOW_STARTED:
+            keys = ("parent_run_id", "parent_correlation_id")
+            return {k: event.payload[k] for k in keys if k in event.payload}
+    return {}
 
 
 def signal_of(exc: BaseException) -> ContinueAsNew | None:
@@ -145,6 +155,7 @@ class Continuation(ActivationState):
             created_at=now,
             updated_at=now,
             idempotency_key=continuation_key(self.run_id),
+            parent_run_id=self.run.parent_run_id,  # a child's next run is its parent's child
             wake_at=now,
         )
         started = NewEvent(
@@ -155,6 +166,7 @@ class Continuation(ActivationState):
                 "version": definition.version,
                 "continued_from": self.run_id,
                 **carried_timeout(self.history, now),  # each run of the chain: the same timeout
+                **carried_parent(self.history),  # and the same parent to tell at its end
             },
         )
         stored, created = await self.journal.create(run, [started])

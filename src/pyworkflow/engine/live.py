@@ -53,6 +53,7 @@ class Live(SequentialSteps, StepLeases):
             self._replay()
             if any(op.remote for op in self.open.values()):
                 await self._check_dispatched()
+            await self._check_children()  # engine/children.py: missing or ended children
             failure: Exception | None = None
             async with contextlib.AsyncExitStack() as stack:
                 tasks = _Tasks(stack)
@@ -119,6 +120,14 @@ class Live(SequentialSteps, StepLeases):
                 continue
             await self._check_external()
 
+    if TYPE_CHECKING:  # engine/children.py (a mixin of the same activation)
+
+        async def _check_children(self) -> None: ...
+        def _children_wake(self, at: datetime | None) -> tuple[datetime | None, dict[str, Any]]: ...
+        def _children_to_close(self) -> list[dict[str, Any]]: ...
+        async def _close_children(self, children: list[dict[str, Any]], s: RunStatus) -> None: ...
+        async def _notify_parent(self, status: RunStatus, payload: dict[str, Any]) -> None: ...
+
     if TYPE_CHECKING:  # engine/deadline.py (a mixin of the same activation)
 
         def _has_timeout(self) -> bool: ...
@@ -148,7 +157,7 @@ class Live(SequentialSteps, StepLeases):
             if op.future.done():
                 self.open.pop(op.cid)
                 continue
-            if op.running or op.remote:
+            if op.running or op.remote or op.child_run_id is not None:
                 continue
             if op.due is not None:
                 if now is None:
@@ -241,13 +250,9 @@ class Live(SequentialSteps, StepLeases):
             await self._fail(error)
             return
         wake_at = self._until_deadline(wake_at)  # a run with a timeout wakes by its deadline
-        self.buffer.append(
-            NewEvent(
-                EventType.WORKFLOW_SUSPENDED,
-                None,
-                {"wake_at": wake_at.isoformat() if wake_at else None},
-            )
-        )
+        wake_at, notes = self._children_wake(wake_at)  # and by its next look at its children
+        at = wake_at.isoformat() if wake_at else None
+        self.buffer.append(NewEvent(EventType.WORKFLOW_SUSPENDED, None, {"wake_at": at, **notes}))
         await self._flush(
             RunPatch(status=RunStatus.SUSPENDED, set_wake=True, wake_at=wake_at, release_lease=True)
         )
@@ -314,7 +319,9 @@ class Live(SequentialSteps, StepLeases):
                         EventType.HOOK_DISPOSED, state.cid, {"name": "hook", "token": state.token}
                     )
                 )
-        self.buffer.append(NewEvent(kind, None, payload))
+        children = self._children_to_close()  # engine/children.py: parent-close policies
+        ending = {**payload, "children": children} if children else payload
+        self.buffer.append(NewEvent(kind, None, ending))
         await self._flush(
             attrs.evolve(
                 patch,
@@ -326,6 +333,10 @@ class Live(SequentialSteps, StepLeases):
             )
         )
         self.log.info("workflow {}", status.value)
+        with anyio.CancelScope(shield=True):  # the lease is released: its keeper may cancel us
+            if children:
+                await self._close_children(children, status)
+            await self._notify_parent(status, payload)
 
 
 class _Tasks:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from pyworkflow.engine.state import (
@@ -19,6 +21,10 @@ from pyworkflow.models import EventType, NewEvent, RunPatch
 class Recording(ActivationState):
     """Flushes the activation's buffered events to the log; handles append conflicts."""
 
+    if TYPE_CHECKING:  # engine/children.py (a mixin of the same activation)
+
+        async def _children_recorded(self, events: list[NewEvent]) -> None: ...
+
     async def _flush(self, patch: RunPatch | None = None) -> None:
         if self.pending_patch is not None:
             patch = patch or self.pending_patch
@@ -34,6 +40,8 @@ class Recording(ActivationState):
             )
         except ConcurrencyError:
             await self._rebase(events)
+        if self.to_create or self.to_cancel:  # engine/children.py: after their record
+            await self._children_recorded(events)
         if self.hooks:
             for event in events:
                 if event.type == EventType.HOOK_CREATED:

@@ -10,7 +10,7 @@ import attrs
 
 from pyworkflow import context as ctxmod
 from pyworkflow.engine.state import _RESOLUTIONS, _RUN_ENDS, ActivationState, _BadInput, _describe
-from pyworkflow.errors import NonDeterminismError, StepFailedError
+from pyworkflow.errors import ChildWorkflowError, NonDeterminismError, StepFailedError
 from pyworkflow.models import Event, EventType, NewEvent
 from pyworkflow.workflow import WorkflowDefinition, get_workflow
 
@@ -26,6 +26,7 @@ _CALLS = frozenset(
         EventType.VALUE_RECORDED,
         EventType.HOOK_CREATED,
         EventType.MARKER_RECORDED,
+        EventType.CHILD_WORKFLOW_STARTED,
     }
 )
 
@@ -90,6 +91,25 @@ class Replay(ActivationState):
             op.future.set_exception(error)
         elif event.type == EventType.WAIT_COMPLETED:
             op.future.set_result(None)
+        elif kind == EventType.CHILD_WORKFLOW_COMPLETED:
+            op.future.set_result(self._load_event(event, "result"))
+        elif kind == EventType.CHILD_WORKFLOW_FAILED:
+            op.future.set_exception(self._child_error(event))
+
+    def _child_error(self, event: Event | NewEvent) -> ChildWorkflowError:
+        """The :class:`ChildWorkflowError` of a failed child, caused by the child's error."""
+        payload = event.payload
+        cause = self._load_event(event, "error") if payload.get("error") else None
+        child, name = payload.get("child_run_id", ""), payload.get("name", "")
+        status = str(payload.get("status", "failed"))
+        message = payload.get("error_message") or status
+        return ChildWorkflowError(
+            f"child run {child} of workflow {name!r} {status}: {message}",
+            run_id=child,
+            workflow=name,
+            status=status,
+            child_error=cause if isinstance(cause, BaseException) else None,
+        )
 
     def _deliver_hook(self, cid: str, event: Event | NewEvent) -> None:
         assert self.root is not None

@@ -32,6 +32,8 @@ _RESOLUTIONS = frozenset(
         EventType.WAIT_COMPLETED,
         EventType.CANCEL_REQUESTED,
         EventType.HOOK_RECEIVED,
+        EventType.CHILD_WORKFLOW_COMPLETED,
+        EventType.CHILD_WORKFLOW_FAILED,
     }
 )
 #: Outcomes of work done by a step body: worth keeping when a flush must be redone.
@@ -113,6 +115,8 @@ class _Op:
     running: bool = False
     #: dispatched to another worker and not settled yet
     remote: bool = False
+    #: a child workflow operation's child run id
+    child_run_id: str | None = None
 
 
 @attrs.define(eq=False)
@@ -138,6 +142,7 @@ def _describe(event: Event) -> str:
         EventType.VALUE_RECORDED: "value",
         EventType.HOOK_CREATED: "hook",
         EventType.MARKER_RECORDED: "patch",
+        EventType.CHILD_WORKFLOW_STARTED: "child workflow",
     }.get(event.type, event.type.value)
     return f"{what} {name!r}" if name else what
 
@@ -188,6 +193,10 @@ class ActivationState:
         self.dispatch_timeout = timedelta(seconds=executor.dispatch_timeout)
         #: steps recorded as scheduled, handed to the executor after the next flush
         self.to_dispatch: list[_Op] = []
+        #: child runs to create (by correlation id) once their ``child_workflow_started``
+        #: is flushed, and cancellations to request (by the cancel's id: the child's id)
+        self.to_create: dict[str, tuple[str, str, str | None, str, Any]] = {}
+        self.to_cancel: dict[str, str] = {}
         #: lease expiry of dispatched steps known to be in flight, by step id
         self.step_deadlines: dict[str, datetime] = {}
         self.log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)

@@ -49,6 +49,7 @@ from pyworkflow import (
 )
 from pyworkflow import plugins as pw_plugins
 from pyworkflow.storage.memory import MemoryStorage
+from pyworkflow.testing.suite_children import ChildrenCases
 from pyworkflow.testing.suite_continuation import ContinueAsNewCases
 from pyworkflow.testing.suite_patching import PatchingCases
 from pyworkflow.testing.suite_timeouts import TimeoutCases
@@ -337,7 +338,7 @@ def shape(value: Any) -> Any:
 FAST: dict[str, Any] = {"poll_interval": 0.05, "lease_seconds": 2.0, "drain_timeout": 2.0}
 
 
-class EngineConformance(PatchingCases, TimeoutCases, ContinueAsNewCases):
+class EngineConformance(ChildrenCases, PatchingCases, TimeoutCases, ContinueAsNewCases):
     """Subclass it and implement :meth:`make_storage_url`; pytest collects every check."""
 
     #: Extra settings for every test (an executor plugin sets ``executor`` here).
