@@ -36,6 +36,8 @@ from pyworkflow.workflow import workflow_timeout
 
 __all__ = ["SyncWorkflowEnvironment", "WorkflowBlockedError", "WorkflowEnvironment"]
 
+_CHILD_ENDS = (EventType.CHILD_WORKFLOW_COMPLETED, EventType.CHILD_WORKFLOW_FAILED)
+
 
 class WorkflowBlockedError(PyWorkflowError, AssertionError):
     """The awaited run can never end on its own: it waits for something only the test can give."""
@@ -288,7 +290,11 @@ class WorkflowEnvironment:
             for run in page.runs:
                 if run.status.is_terminal or run.wake_at is None:
                     continue
-                at = run.wake_at
+                at: datetime | None = run.wake_at
+                if run.status is RunStatus.SUSPENDED and at is not None and at > now:
+                    at = await self._timer_of(run.run_id, run.last_seq, at)
+                if at is None:
+                    continue
                 if run.lease_owner is not None and run.lease_expires_at is not None:
                     at = max(at, run.lease_expires_at)
                 if at > now and (best is None or at < best):
@@ -297,17 +303,62 @@ class WorkflowEnvironment:
             if cursor is None:
                 return best
 
-    async def _blocked(self, run_id: str, status: RunStatus) -> WorkflowBlockedError:
+    async def _timer_of(self, run_id: str, last_seq: int, wake_at: datetime) -> datetime | None:
+        """A suspended run's own timer: not its periodic look at its children.
+
+        A parent with open children wakes every so often to repair a lost
+        notice from them (``check_children_at``); nothing in the environment
+        loses one, so that wake-up does not move the clock.
+        """
+        last = await self.runtime.storage.get_events(run_id, after_seq=max(0, last_seq - 1))
+        if not last or last[-1].type != EventType.WORKFLOW_SUSPENDED:
+            return wake_at
+        payload = last[-1].payload
+        if "check_children_at" not in payload:
+            return wake_at
+        timer = payload.get("timer_at")
+        return datetime.fromisoformat(str(timer)) if timer else None
+
+    async def _waits_on(self, run_id: str, depth: int = 0) -> tuple[list[str], list[str]]:
+        """The live hook tokens ``run_id`` and its open children wait on, and those children."""
         events = await self.runtime.storage.get_events(run_id)
         live: dict[str, str] = {}
+        children: dict[str, str] = {}
         for event in events:
             cid = event.correlation_id or ""
             if event.type == EventType.HOOK_CREATED:
                 live[cid] = str(event.payload.get("token"))
             elif event.type == EventType.HOOK_DISPOSED:
                 live.pop(cid, None)
-        tokens = tuple(live.values())
-        if tokens:
+            elif event.type == EventType.CHILD_WORKFLOW_STARTED:
+                children[cid] = str(event.payload.get("child_run_id"))
+            elif event.type in _CHILD_ENDS:
+                children.pop(cid, None)
+        tokens, named = list(live.values()), []
+        for child in children.values():
+            info = await client._get_run(self.runtime, child)
+            named.append(f"child run {child} ({info.workflow}, {info.status.value})")
+            if depth < 10:
+                more_tokens, more_children = await self._waits_on(child, depth + 1)
+                tokens += more_tokens
+                named += more_children
+        return tokens, named
+
+    async def _blocked(self, run_id: str, status: RunStatus) -> WorkflowBlockedError:
+        found, children = await self._waits_on(run_id)
+        tokens = tuple(found)
+        if children:
+            waits = "; waiting for " + ", ".join(children)
+            if tokens:
+                named = ", ".join(repr(t) for t in tokens)
+                hint = (
+                    f", which wait for hook {named}. Send the payload first, e.g. "
+                    f"`await env.resume_hook({tokens[0]!r}, payload)`, then await the result"
+                )
+            else:
+                hint = ": nothing in the environment will make them due again"
+            message = f"run {run_id} is {status.value} and no timer is pending{waits}{hint}"
+        elif tokens:
             named = ", ".join(repr(t) for t in tokens)
             first = tokens[0]
             message = (
