@@ -6,13 +6,16 @@ backend; these use the harness's virtual clock, or memory storage.
 
 from __future__ import annotations
 
+import json
 import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 import pyworkflow
 from pyworkflow import (
@@ -239,3 +242,52 @@ def test_runs_replay_accepts_a_parents_history(memory: None) -> None:
 
     assert check_replay(run_id).deterministic
     assert check_replay(child).deterministic
+
+
+def test_runs_show_and_runs_cancel_report_children(tmp_path: Path) -> None:
+    """On a worker process: ``runs show`` lists children and parent, ``runs cancel`` reports."""
+    from pyworkflow.cli.app import app
+    from pyworkflow.testing.suite_children import conformance_child_waiting_parent
+    from pyworkflow.testing.workers import WorkerProcesses
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    workers = WorkerProcesses(
+        url,
+        tmp_path,
+        modules="pyworkflow.testing.suite_children",
+        settings={"PYWORKFLOW_POLL_INTERVAL": "0.05"},
+    )
+    runtime.reset()
+    try:
+        runtime.configure(storage=url, embedded_worker=False, poll_interval=0.05)
+        workers.start("w1")
+        run_id = start(conformance_child_waiting_parent, "cw-cli-token")
+        child = child_run_id(run_id, "1")
+        deadline = time.monotonic() + 20
+        while not pyworkflow.list_runs(parent=run_id).runs or EventType.HOOK_CREATED not in [
+            e.type for e in get_events(child)
+        ]:
+            assert time.monotonic() < deadline, "the child's hook"
+            time.sleep(0.05)
+        shown = CliRunner().invoke(app, ["--storage", url, "runs", "show", run_id])
+        assert shown.exit_code == 0, shown.output
+        assert f"child run {child}  conformance_child_waiter  suspended" in shown.output
+        assert "(parent-close policy: request_cancel)" in shown.output
+        assert f"child_workflow_started conformance_child_waiter run {child}" in shown.output
+        raw = CliRunner().invoke(app, ["--storage", url, "runs", "show", child, "--json"])
+        as_json = json.loads(raw.output)
+        assert as_json["parent_run_id"] == run_id and as_json["children"] == []
+        child_shown = CliRunner().invoke(app, ["--storage", url, "runs", "show", child])
+        assert f"child of run {run_id}" in child_shown.output
+        cancelled = CliRunner().invoke(app, ["--storage", url, "runs", "cancel", run_id])
+        assert cancelled.exit_code == 0, cancelled.output
+        assert f"cancellation requested for {run_id}" in cancelled.output
+        expected = f"child run {child} (conformance_child_waiter): cancellation requested, "
+        assert expected in cancelled.output
+        deadline = time.monotonic() + 20
+        while pyworkflow.get_run(child).status is not RunStatus.CANCELLED:
+            assert time.monotonic() < deadline, "the child's cancellation"
+            time.sleep(0.05)
+    finally:
+        runtime.reset()
+        workers.stop_all()

@@ -133,6 +133,12 @@ def event_line(event: Event) -> str:
         detail = f"as run {payload.get('next_run_id')}"
     elif event.type == EventType.WORKFLOW_STARTED and payload.get("continued_from"):
         detail = f"continuing run {payload['continued_from']}"
+    elif event.type == EventType.WORKFLOW_STARTED and payload.get("parent_run_id"):
+        detail = f"child of run {payload['parent_run_id']}"
+    elif event.type in (EventType.CHILD_WORKFLOW_STARTED, EventType.CHILD_WORKFLOW_COMPLETED):
+        detail = f"run {payload.get('child_run_id')}"
+    elif event.type == EventType.CHILD_WORKFLOW_FAILED:
+        detail = f"run {payload.get('child_run_id')} {payload.get('error_message', '')}"
     what = f"{name} " if name and name not in ("sleep", "hook") else ""
     return f"{event.type.value} {what}{detail}".strip()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,8 +55,10 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
 
     run = pyworkflow.get_run(run_id)
     events = pyworkflow.get_events(run_id)
+    children = _children(run_id, events)
     if as_json:
         data = run_json(run, events)
+        data["children"] = children
         data["events"] = [event_json(e) for e in events]  # the log itself, not its length
         render.print_json(data)
         return
@@ -74,6 +76,13 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
         render.print_line(f"continues run {run.continued_from}")
     if run.continued_to:
         render.print_line(f"continued as new: run {run.continued_to}")
+    if run.parent_run_id:
+        render.print_line(f"child of run {run.parent_run_id}")
+    for child in children:
+        render.print_line(
+            f"child run {child['run_id']}  {child['workflow']}  {child['status']}"
+            f"  (parent-close policy: {child['policy']})"
+        )
     for note in unknown_notes(events):
         render.print_line(f"waiting: {describe(note)}")
     render.print_table(render.EVENTS_HEADERS, render.events_rows(events))
@@ -99,12 +108,73 @@ def cancel(run_id: str, as_json: JsonOption = False) -> None:
     import pyworkflow
 
     done = pyworkflow.cancel(run_id, reason="cancelled from the CLI")
+    children = _children_after_cancel(run_id) if done else []
     if as_json:
-        render.print_json({"run_id": run_id, "cancel_requested": done})
-    elif done:
+        data: dict[str, Any] = {"run_id": run_id, "cancel_requested": done}
+        if children:
+            data["children"] = children
+        render.print_json(data)
+        return
+    if done:
         render.console.print(f"cancellation requested for {run_id}")
     else:
         render.console.print(f"run {run_id} had already ended")
+    for child in children:
+        render.print_line(f"child run {child['run_id']} ({child['workflow']}): {child['outcome']}")
+
+
+def _children(run_id: str, events: list[Any]) -> list[dict[str, Any]]:
+    """The run's child runs: id, workflow, status now, and the parent-close policy."""
+    import pyworkflow
+    from pyworkflow.models import EventType
+
+    policies = {
+        e.payload.get("child_run_id"): e.payload.get("policy")
+        for e in events
+        if e.type is EventType.CHILD_WORKFLOW_STARTED
+    }
+    if not policies:
+        return []
+    runs = pyworkflow.list_runs(parent=run_id, limit=10000).runs
+    return [
+        {
+            "run_id": r.run_id,
+            "workflow": r.workflow_name,
+            "status": r.status.value,
+            "policy": policies.get(r.run_id, "request_cancel"),
+        }
+        for r in runs
+    ]
+
+
+#: How long ``runs cancel`` waits for a parent to end to report on its children (seconds).
+CANCEL_WAIT = 10.0
+
+
+def _children_after_cancel(run_id: str) -> list[dict[str, Any]]:
+    """After cancelling a parent: what happened to each child (its policy, its status)."""
+    import time
+
+    import pyworkflow
+
+    if not _children(run_id, pyworkflow.get_events(run_id)):
+        return []
+    give_up = time.monotonic() + CANCEL_WAIT
+    while not pyworkflow.get_run(run_id).status.is_terminal and time.monotonic() < give_up:
+        time.sleep(0.1)
+    ended = pyworkflow.get_run(run_id).status.is_terminal
+    children = _children(run_id, pyworkflow.get_events(run_id))
+    for child in children:
+        policy = child["policy"]
+        if not ended:
+            child["outcome"] = f"{child['status']}; {policy} applies when the parent ends"
+        elif policy == "abandon":
+            child["outcome"] = f"abandoned, {child['status']}"
+        elif policy == "terminate":
+            child["outcome"] = f"terminated, {child['status']}"
+        else:
+            child["outcome"] = f"cancellation requested, {child['status']}"
+    return children
 
 
 @runs_app.command()
