@@ -22,6 +22,8 @@ EXPECTED = {
     "approval.py": "order-1 shipped (approved by ana)\norder-2: no answer before the deadline",
     "patched.py": "order 1: shipped for 10 (started on version 1: the old branch)\n"
     "order 2: shipped for 15 (started on version 2: the patched branch)",
+    "fanout.py": "charged: book:1200, pen:150\nfailed: nothing to charge for gift\n"
+    "audit: audit-fee:1\n4 child runs of ",
 }
 
 
