@@ -43,7 +43,7 @@ from pyworkflow.engine.child_runs import (
     open_children,
     outcome_event,
 )
-from pyworkflow.engine.state import ActivationState, _Discarded, _Op
+from pyworkflow.engine.state import _RUN_ENDS, ActivationState, _Discarded, _Op
 from pyworkflow.errors import RunNotFoundError
 from pyworkflow.models import EXTERNAL_EVENTS, Event, EventType, NewEvent, Run, RunStatus, utcnow
 from pyworkflow.serialization import dumps_call_limited
@@ -60,6 +60,8 @@ _STARTED = EventType.CHILD_WORKFLOW_STARTED
 _ENDS = frozenset({EventType.CHILD_WORKFLOW_COMPLETED, EventType.CHILD_WORKFLOW_FAILED})
 _CANCEL_KIND = "cancel_child"
 _WF_STARTED = EventType.WORKFLOW_STARTED
+#: Events that end a run for good (``workflow_retried`` starts it again).
+_ENDED = _RUN_ENDS - {EventType.WORKFLOW_RETRIED}
 
 
 def child_run_id(parent_run_id: str, correlation_id: str) -> str:
@@ -183,6 +185,11 @@ class Children(ActivationState):
         self.log.bind(child_run_id=child_id).debug(
             "child run {} {}", child_id, "started" if created else "already exists"
         )
+
+    def _ended_already(self) -> bool:
+        """Whether the log ends the run already: a parent terminated it after it was claimed."""
+        history = self.history
+        return bool(history) and history[-1].type in _ENDED
 
     def _children_check_due(self) -> bool:
         """Whether this activation looks at its open children (see the module's docstring)."""

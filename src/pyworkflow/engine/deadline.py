@@ -19,7 +19,9 @@ Ending a timed-out run appends ``workflow_timed_out`` (the deadline, the
 timeout, the step attempts cancelled here and those left running on other
 workers) and then ``workflow_failed`` with a
 :class:`~pyworkflow.errors.WorkflowTimeoutError`: the run's status is
-``failed``. Live hooks are disposed. A dispatched step that reports after
+``failed``. Live hooks are disposed; children still open get their
+parent-close policy, as at any end of the run (``Live._end``,
+:mod:`pyworkflow.engine.children`). A dispatched step that reports after
 the end finds the run ended and its outcome is dropped
 (:mod:`pyworkflow.dispatch`).
 

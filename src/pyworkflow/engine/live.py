@@ -32,6 +32,9 @@ class Live(SequentialSteps, StepLeases):
     """After replay: run new steps and timers until the workflow suspends or ends."""
 
     async def execute(self) -> None:
+        if self._ended_already():  # terminated by its parent's close policy meanwhile
+            self._discard()
+            return
         if self._deadline_passed():  # the run's timeout ran out while nothing ran it
             try:
                 await self._end(*self._timed_out())
@@ -123,6 +126,7 @@ class Live(SequentialSteps, StepLeases):
     if TYPE_CHECKING:  # engine/children.py (a mixin of the same activation)
 
         async def _check_children(self) -> None: ...
+        def _ended_already(self) -> bool: ...
         def _children_wake(self, at: datetime | None) -> tuple[datetime | None, dict[str, Any]]: ...
         def _children_to_close(self) -> list[dict[str, Any]]: ...
         async def _close_children(self, children: list[dict[str, Any]], s: RunStatus) -> None: ...

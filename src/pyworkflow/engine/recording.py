@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import attrs
 
 from pyworkflow.engine.state import (
@@ -41,7 +42,8 @@ class Recording(ActivationState):
         except ConcurrencyError:
             await self._rebase(events)
         if self.to_create or self.to_cancel:  # engine/children.py: after their record
-            await self._children_recorded(events)
+            with anyio.CancelScope(shield=True):  # a flush that released the lease is no stop
+                await self._children_recorded(events)
         if self.hooks:
             for event in events:
                 if event.type == EventType.HOOK_CREATED:
