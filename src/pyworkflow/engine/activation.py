@@ -43,17 +43,21 @@ async def activate(
     process just created): the first activation then reads nothing.
     """
     log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)
+    known: list[Event] = []
     while True:
         try:
             if history is None:
                 history = await runtime.storage.get_events(run.run_id)
             activation = Activation(runtime, run, history, owner)
-            history = None  # a replay after a restart reads the log again
+            known, history = history, None
             await activation.execute()
             return
         except _Restart:
             run = await runtime.storage.get_run(run.run_id)
             log.debug("external events arrived; replaying again")
+            if known:  # logs are append-only: read only what came after what this one read
+                newer = await runtime.storage.get_events(run.run_id, after_seq=known[-1].seq)
+                history = [*known, *newer]
         except _LostOwnership:
             log.warning("another worker appended to this run; stopping this activation")
             # if this worker still holds the lease, let the run be claimed at once
