@@ -131,15 +131,7 @@ class Continuation(ActivationState):
         This run's hooks are disposed (and recorded so) before the next run
         exists, so that run may create the same hook tokens at once.
         """
-        pending = {id(e) for e in self.buffer}
-        for state in self.hooks.values():
-            if not state.disposed and (state.durable or id(state.created) in pending):
-                state.disposed = True
-                self.buffer.append(
-                    NewEvent(
-                        EventType.HOOK_DISPOSED, state.cid, {"name": "hook", "token": state.token}
-                    )
-                )
+        self._dispose_live_hooks()
         if self.buffer:
             await self._flush()
         definition = self.definition or get_workflow(self.workflow_name)

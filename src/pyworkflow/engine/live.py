@@ -314,15 +314,7 @@ class Live(SequentialSteps, StepLeases):
     async def _end(
         self, kind: EventType, status: RunStatus, payload: dict[str, Any], patch: RunPatch
     ) -> None:
-        pending = {id(e) for e in self.buffer}
-        for state in self.hooks.values():
-            if not state.disposed and (state.durable or id(state.created) in pending):
-                state.disposed = True
-                self.buffer.append(
-                    NewEvent(
-                        EventType.HOOK_DISPOSED, state.cid, {"name": "hook", "token": state.token}
-                    )
-                )
+        self._dispose_live_hooks()
         children = self._children_to_close()  # engine/children.py: parent-close policies
         ending = {**payload, "children": children} if children else payload
         self.buffer.append(NewEvent(kind, None, ending))

@@ -219,6 +219,22 @@ class ActivationState:
     def _hook_waiting(self) -> bool:
         return any(state.waiting() for state in self.hooks.values())
 
+    def _dispose_live_hooks(self) -> None:
+        """Buffer ``hook_disposed`` for each hook still live as the run ends.
+
+        Live means recorded (durable) or created by an event still in the
+        buffer; a hook whose creation was dropped from the buffer never existed.
+        """
+        pending = {id(e) for e in self.buffer}
+        for state in self.hooks.values():
+            if not state.disposed and (state.durable or id(state.created) in pending):
+                state.disposed = True
+                self.buffer.append(
+                    NewEvent(
+                        EventType.HOOK_DISPOSED, state.cid, {"name": "hook", "token": state.token}
+                    )
+                )
+
     def _discard(self) -> None:
         """Drop the workflow's coroutines: a suspended run holds nothing in memory."""
         self.discarded = True
