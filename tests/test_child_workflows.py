@@ -291,3 +291,41 @@ def test_runs_show_and_runs_cancel_report_children(tmp_path: Path) -> None:
     finally:
         runtime.reset()
         workers.stop_all()
+
+
+@workflow
+async def cw_orphan_child() -> str:
+    return str(await create_hook("cw-orphan-hook"))
+
+
+@workflow
+async def cw_orphan_parent() -> str:
+    handle = start_child(cw_orphan_child)
+    return handle.run_id  # ends with its child still open: the default policy cancels it
+
+
+@pytest.mark.anyio
+async def test_a_crash_while_closing_children_leaves_no_orphan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent's first attempt to close its children crashes: they are closed all the same."""
+    real = engine_children.close_child
+    crashes: list[str] = []
+
+    async def crash_once(runtime: Any, run_id: str, policy: str, reason: str) -> str:
+        if not crashes:
+            crashes.append(run_id)
+            raise RuntimeError("the worker dies while closing the children")
+        return await real(runtime, run_id, policy, reason)
+
+    monkeypatch.setattr(engine_children, "close_child", crash_once)
+    async with WorkflowEnvironment() as env:
+        parent = await env.start(cw_orphan_parent)
+        child = await env.result(parent)  # the retried activation ends the parent
+        assert crashes == [child]
+        with pytest.raises(pyworkflow.WorkflowCancelledError):
+            await env.result(child)
+        kinds = [e.type for e in await env.events(child)]
+        assert EventType.CANCEL_REQUESTED in kinds
+        parent_kinds = [e.type for e in await env.events(parent)]
+        assert parent_kinds.count(EventType.WORKFLOW_COMPLETED) == 1

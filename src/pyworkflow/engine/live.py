@@ -316,6 +316,13 @@ class Live(SequentialSteps, StepLeases):
     ) -> None:
         self._dispose_live_hooks()
         children = self._children_to_close()  # engine/children.py: parent-close policies
+        if children:
+            # before the end is stored: once it is, nothing activates this run again, so a
+            # crash after it would leave the children running; closing is idempotent, and an
+            # activation that crashes before its end closes them again on its next attempt
+            if self.to_create:  # children started by this activation: recorded and created first
+                await self._flush()
+            await self._close_children(children, status)
         ending = {**payload, "children": children} if children else payload
         self.buffer.append(NewEvent(kind, None, ending))
         await self._flush(
@@ -330,8 +337,6 @@ class Live(SequentialSteps, StepLeases):
         )
         self.log.info("workflow {}", status.value)
         with anyio.CancelScope(shield=True):  # the lease is released: its keeper may cancel us
-            if children:
-                await self._close_children(children, status)
             await self._notify_parent(status, payload)
 
 
