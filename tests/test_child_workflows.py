@@ -329,3 +329,38 @@ async def test_a_crash_while_closing_children_leaves_no_orphan(
         assert EventType.CANCEL_REQUESTED in kinds
         parent_kinds = [e.type for e in await env.events(parent)]
         assert parent_kinds.count(EventType.WORKFLOW_COMPLETED) == 1
+
+
+@workflow
+async def cw_cancelled_by_handle() -> list[str]:
+    handle = start_child(cw_orphan_child)
+    await handle.cancel()
+    try:
+        await handle
+    except ChildWorkflowError as error:
+        return [handle.run_id, error.status]
+    return []
+
+
+@pytest.mark.anyio
+async def test_a_cancel_lost_between_its_record_and_its_request_is_requested_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = engine_children.close_child
+    crashes: list[str] = []
+
+    async def crash_once(runtime: Any, run_id: str, policy: str, reason: str) -> str:
+        if not crashes:
+            crashes.append(run_id)
+            raise RuntimeError("the worker dies after recording the cancel")
+        return await real(runtime, run_id, policy, reason)
+
+    monkeypatch.setattr(engine_children, "close_child", crash_once)
+    async with WorkflowEnvironment() as env:
+        parent = await env.start(cw_cancelled_by_handle)
+        child, status = await env.result(parent)
+        assert crashes == [child] and status == "cancelled"
+        kinds = [e.type for e in await env.events(child)]
+        assert kinds.count(EventType.CANCEL_REQUESTED) == 1
+        recorded = [e for e in await env.events(parent) if e.type is EventType.VALUE_RECORDED]
+        assert [e.payload["kind"] for e in recorded] == ["cancel_child"]

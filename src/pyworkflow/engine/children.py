@@ -130,6 +130,8 @@ class Children(ActivationState):
         child = self.record_value(_CANCEL_KIND, lambda: op.child_run_id)
         if live and not op.future.done():
             self.to_cancel[str(self.counter)] = str(child)
+        elif not live:
+            self.cancel_recorded.add(cid)
 
     async def _children_recorded(self, events: list[NewEvent]) -> None:
         """After a flush: create the children and request the cancellations it recorded."""
@@ -209,8 +211,12 @@ class Children(ActivationState):
             for op in self.open.values()
             if op.kind == CHILD and not op.future.done() and op.cid in self.by_cid
         ]
-        if not ops or not self._children_check_due():
+        if not ops:
             return
+        if not self._children_check_due():
+            # a child whose cancel the log records is looked at on every activation until it
+            # ends: the request may have been lost after the record was stored
+            ops = [op for op in ops if op.cid in self.cancel_recorded]
         for op in ops:
             assert op.child_run_id is not None
             started = self.by_cid[op.cid][0].payload
@@ -227,6 +233,8 @@ class Children(ActivationState):
                 await self._create_child(op.cid, spec)
                 continue
             if not run.status.is_terminal:
+                if op.cid in self.cancel_recorded:
+                    await self._ensure_cancel_requested(run.run_id)
                 continue
             self.log.bind(child_run_id=run.run_id).warning(
                 "child run {} ended but its parent was not told; taking its outcome", run.run_id
@@ -235,6 +243,22 @@ class Children(ActivationState):
             self.buffer.append(event)
             self._deliver(event)
             self._step_ready()
+
+    async def _ensure_cancel_requested(self, child_id: str) -> None:
+        """Request the recorded cancellation of a running child again, unless its log has it.
+
+        ``handle.cancel()`` records its intent, then requests the cancel after the
+        record is stored; an activation that crashed in between lost the request.
+        """
+        events = await self.storage.get_events(child_id)
+        if any(e.type is EventType.CANCEL_REQUESTED for e in events):
+            return
+        self.log.bind(child_run_id=child_id).warning(
+            "the cancel of child run {} was recorded but not requested; requesting it", child_id
+        )
+        await close_child(
+            self.runtime, child_id, "request_cancel", f"cancelled by its parent run {self.run_id}"
+        )
 
     def _children_wake(self, wake_at: datetime | None) -> tuple[datetime | None, dict[str, Any]]:
         """The suspension's wake time with open children, and what ``workflow_suspended`` notes."""

@@ -197,6 +197,9 @@ class ActivationState:
         #: is flushed, and cancellations to request (by the cancel's id: the child's id)
         self.to_create: dict[str, tuple[str, str, str | None, str, Any]] = {}
         self.to_cancel: dict[str, str] = {}
+        #: child operations whose cancellation the log records (by operation id), so that a
+        #: cancel lost to a crash after its record is requested again (engine/children.py)
+        self.cancel_recorded: set[str] = set()
         #: lease expiry of dispatched steps known to be in flight, by step id
         self.step_deadlines: dict[str, datetime] = {}
         self.log = logger.bind(run_id=run.run_id, workflow=run.workflow_name)

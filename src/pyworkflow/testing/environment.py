@@ -314,8 +314,9 @@ class WorkflowEnvironment:
         if not last or last[-1].type != EventType.WORKFLOW_SUSPENDED:
             return wake_at
         payload = last[-1].payload
-        if "check_children_at" not in payload:
-            return wake_at
+        check = payload.get("check_children_at")
+        if check is None or wake_at != datetime.fromisoformat(str(check)):
+            return wake_at  # the run's own timer, or a wake set since (a back-off after a crash)
         timer = payload.get("timer_at")
         return datetime.fromisoformat(str(timer)) if timer else None
 
