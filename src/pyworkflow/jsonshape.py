@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pyworkflow.models import Event, shown_payload
+from pyworkflow.models import Event, EventType, Run, shown_payload
 from pyworkflow.unknown_workflow import note_json, unknown_notes
 
 if TYPE_CHECKING:
@@ -67,6 +67,33 @@ def run_json(info: RunInfo, events: Sequence[Event] | None = None) -> dict[str, 
     if events is not None:
         data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]
     return data
+
+
+def children_json(events: Sequence[Event], children: Sequence[Run]) -> list[dict[str, Any]]:
+    """A parent's child runs as JSON: id, workflow, status now, parent-close policy.
+
+    ``events`` is the parent's log (its ``child_workflow_started`` events give
+    the policies); ``children`` the runs ``list_runs(parent=...)`` returns.
+    """
+    policies = {
+        e.payload.get("child_run_id"): e.payload.get("policy")
+        for e in events
+        if e.type is EventType.CHILD_WORKFLOW_STARTED
+    }
+    return [
+        {
+            "run_id": r.run_id,
+            "workflow": r.workflow_name,
+            "status": r.status.value,
+            "policy": policies.get(r.run_id, "request_cancel"),
+        }
+        for r in children
+    ]
+
+
+def started_children(events: Sequence[Event]) -> bool:
+    """Whether the log shows that the run started child runs."""
+    return any(e.type is EventType.CHILD_WORKFLOW_STARTED for e in events)
 
 
 def event_json(event: Event) -> dict[str, Any]:

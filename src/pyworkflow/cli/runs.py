@@ -126,25 +126,11 @@ def cancel(run_id: str, as_json: JsonOption = False) -> None:
 def _children(run_id: str, events: list[Any]) -> list[dict[str, Any]]:
     """The run's child runs: id, workflow, status now, and the parent-close policy."""
     import pyworkflow
-    from pyworkflow.models import EventType
+    from pyworkflow.jsonshape import children_json, started_children
 
-    policies = {
-        e.payload.get("child_run_id"): e.payload.get("policy")
-        for e in events
-        if e.type is EventType.CHILD_WORKFLOW_STARTED
-    }
-    if not policies:
+    if not started_children(events):
         return []
-    runs = pyworkflow.list_runs(parent=run_id, limit=10000).runs
-    return [
-        {
-            "run_id": r.run_id,
-            "workflow": r.workflow_name,
-            "status": r.status.value,
-            "policy": policies.get(r.run_id, "request_cancel"),
-        }
-        for r in runs
-    ]
+    return children_json(events, pyworkflow.list_runs(parent=run_id, limit=10000).runs)
 
 
 #: How long ``runs cancel`` waits for a parent to end to report on its children (seconds).

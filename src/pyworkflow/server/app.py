@@ -26,7 +26,7 @@ from pyworkflow.errors import (
     SerializationError,
     WorkflowNotFoundError,
 )
-from pyworkflow.jsonshape import event_json, run_json
+from pyworkflow.jsonshape import children_json, event_json, run_json, started_children
 from pyworkflow.models import RunStatus
 from pyworkflow.server.openapi import openapi_document
 from pyworkflow.server.options import (
@@ -53,6 +53,9 @@ __all__ = [
     "SIGNATURE_HEADER",
     "create_app",
 ]
+
+#: How many children ``GET /api/runs/{run_id}`` lists (newest first); the rest: ``?parent=``.
+CHILDREN_SHOWN = 500
 
 #: Most runs ``GET /api/runs`` returns in one page.
 MAX_PAGE = 500
@@ -270,7 +273,11 @@ def create_app(
             events = await client.aget_events(run_id)
         except RunNotFoundError:
             raise ApiError(404, f"no run {run_id!r}") from None
-        return JsonResponse(run_json(info, events))
+        data = run_json(info, events)
+        if started_children(events):
+            page = await client.alist_runs(parent=run_id, limit=CHILDREN_SHOWN)
+            data["children"] = children_json(events, page.runs)
+        return JsonResponse(data)
 
     async def get_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]

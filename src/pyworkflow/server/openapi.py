@@ -100,6 +100,22 @@ _SCHEMAS: dict[str, Any] = {
                 "and do not know its workflow, since the run last ran (empty when none). The "
                 "run waits for a worker that knows it.",
             },
+            "children": {
+                "type": "array",
+                "items": _ref("Child"),
+                "description": "Only in GET /api/runs/{run_id}, for a run that started child "
+                "runs: its newest 500 children (all of them: GET /api/runs?parent=).",
+            },
+        },
+    },
+    "Child": {
+        "type": "object",
+        "required": ["run_id", "workflow", "status", "policy"],
+        "properties": {
+            "run_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in RunStatus]},
+            "policy": {"type": "string", "enum": ["request_cancel", "terminate", "abandon"]},
         },
     },
     "UnknownWorkflow": {
