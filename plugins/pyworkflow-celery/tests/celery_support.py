@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pyworkflow_celery.testing import CeleryCluster, RedisServer
 
+from pyworkflow import runtime
 from pyworkflow.testing.fixtures import require_server
 
 HERE = Path(__file__).parent
@@ -38,3 +41,25 @@ def client_settings(broker_url: str, storage_url: str) -> dict[str, Any]:
         "poll_interval": 0.1,
         "celery": {"broker_url": broker_url, "sweep_interval": 1, "dispatch_timeout": 10},
     }
+
+
+@contextlib.contextmanager
+def suite_cluster(redis_server: RedisServer, tmp_path: Path, modules: str) -> Iterator[str]:
+    """Two workers (4 slots each) importing ``modules`` over SQLite, this process their client.
+
+    Yields the storage URL (the ``pw`` fixture of the engine conformance cases).
+    """
+    redis_server.client().flushall()
+    storage_url = f"sqlite:///{tmp_path / 'pw.db'}"
+    cluster = CeleryCluster(
+        tmp_path, redis_server.url, storage_url, modules=modules, pythonpath=HERE, settings=FAST
+    )
+    cluster.worker("w1", concurrency=4)
+    cluster.worker("w2", concurrency=4)
+    runtime.reset()
+    runtime.configure(**client_settings(redis_server.url, storage_url))
+    try:
+        yield storage_url
+    finally:
+        runtime.reset()
+        cluster.stop_all()

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery_support import FAST, HERE, client_settings
-from pyworkflow_celery.testing import CeleryCluster, RedisServer
+from celery_support import suite_cluster
+from pyworkflow_celery.testing import RedisServer
 
-from pyworkflow import runtime
 from pyworkflow.testing.suite_continuation import ContinueAsNewCases
 
 
@@ -30,22 +29,5 @@ class TestContinueAsNewOnCeleryWorkers(ContinueAsNewCases):
 
     @pytest.fixture
     def pw(self, redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
-        redis_server.client().flushall()
-        storage_url = f"sqlite:///{tmp_path / 'pw.db'}"
-        cluster = CeleryCluster(
-            tmp_path,
-            redis_server.url,
-            storage_url,
-            modules="pyworkflow.testing.suite_continuation",
-            pythonpath=HERE,
-            settings=FAST,
-        )
-        cluster.worker("w1", concurrency=4)
-        cluster.worker("w2", concurrency=4)
-        runtime.reset()
-        runtime.configure(**client_settings(redis_server.url, storage_url))
-        try:
-            yield storage_url
-        finally:
-            runtime.reset()
-            cluster.stop_all()
+        with suite_cluster(redis_server, tmp_path, "pyworkflow.testing.suite_continuation") as url:
+            yield url
