@@ -80,8 +80,8 @@ async def arun_step(
     ``get_step_context()`` returns ``run_id``, ``step_id`` (default ``"1"``,
     the id the engine gives a run's first operation), ``attempt`` and
     ``idempotency_key`` (default ``"<run_id>:<step_id>"``, as the engine
-    derives it). A sync body runs in
-    the calling thread. Exceptions propagate as raised.
+    derives it). A sync body runs in the calling thread. Exceptions propagate
+    as raised.
     """
     body, ids, key = _bind(step, run_id, step_id, attempt, idempotency_key)
     ids_token = _ctx._step.set(ids)
