@@ -19,6 +19,7 @@ __all__ = [
     "PyWorkflowError",
     "RetryableError",
     "RunNotFoundError",
+    "ScheduleNotFoundError",
     "SerializationError",
     "StepFailedError",
     "StorageUnavailableError",
@@ -159,6 +160,13 @@ class RunNotFoundError(PyWorkflowError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "run not found"
+
+
+class ScheduleNotFoundError(PyWorkflowError, KeyError):
+    """No schedule with this name exists in the configured storage."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "schedule not found"
 
 
 class WorkflowNotFoundError(PyWorkflowError, LookupError):

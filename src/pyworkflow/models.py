@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -12,14 +12,20 @@ import attrs
 from pyworkflow.clock import installed_clock as _installed_clock
 
 __all__ = [
+    "ACTIVE_STATUSES",
+    "CatchupPolicy",
     "Event",
     "EventType",
     "HookRecord",
     "NewEvent",
+    "OverlapPolicy",
+    "QueueLimits",
+    "QueueStats",
     "Run",
     "RunPage",
     "RunPatch",
     "RunStatus",
+    "Schedule",
     "StepLease",
     "shown_payload",
     "utcnow",
@@ -49,6 +55,9 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     #: Ended by ``continue_as_new``: the chain goes on in the next run (``RunInfo.continued_to``).
     CONTINUED = "continued"
+    #: Waiting in its queue for a place (flow control, ``docs/queues.md``): not due, not claimed,
+    #: until a worker admits it (then ``pending``, due at once).
+    QUEUED = "queued"
 
     @property
     def is_terminal(self) -> bool:
@@ -179,6 +188,113 @@ class Run:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     last_seq: int = 0
+    #: The queue the run was started in (flow control), or None.
+    queue: str | None = None
+    #: Its priority in the queue: higher is admitted sooner (see ``queue_rank``).
+    priority: int = 0
+    #: The partition (for example a customer id) whose own concurrency limit it counts against.
+    partition_key: str | None = None
+    #: While the run is queued or running, a second start with this key in the same queue
+    #: returns this run instead of creating one.
+    dedup_key: str | None = None
+    #: The order of waiting runs in a queue, lowest first: enqueue time in epoch seconds minus
+    #: ``priority`` times the queue's ``priority_aging`` (so a priority point is worth that
+    #: much waiting, and the lowest priority is never starved).
+    queue_rank: float | None = None
+    #: When a worker admitted the run from its queue (None: never queued, or still waiting).
+    admitted_at: datetime | None = None
+    #: The worker that admitted it (``worker_concurrency`` counts by it).
+    admitted_by: str | None = None
+
+
+#: Statuses of a run that holds a place in its queue: admitted (or never queued) and not ended.
+ACTIVE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUSPENDED})
+
+
+@attrs.frozen
+class QueueLimits:
+    """What a worker may admit from one queue, checked in the storage's atomic admission.
+
+    ``None`` is no limit. ``rate`` is ``(count, period)``: at most ``count``
+    admissions in any window of ``period`` (a sliding window over
+    ``admitted_at``). ``partition_concurrency`` limits the active runs per
+    ``partition_key`` (runs without one are not limited by it).
+    ``worker_concurrency`` limits the active runs admitted by the ``worker``
+    passed to :meth:`~pyworkflow.storage.base.Storage.admit_queued_runs`.
+    """
+
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    partition_concurrency: int | None = None
+    rate: tuple[int, timedelta] | None = None
+
+
+@attrs.frozen
+class QueueStats:
+    """One queue's depth and load, as ``Storage.queue_stats`` counts them."""
+
+    queue: str
+    #: Runs waiting to be admitted (status ``queued``).
+    waiting: int
+    #: Runs of the queue that are pending, running or suspended (they hold a place).
+    active: int
+    #: Runs admitted at or after the ``since`` of the call.
+    admitted: int
+
+
+class OverlapPolicy(enum.StrEnum):
+    """What a schedule does at a tick while the run of its previous tick has not ended."""
+
+    #: Start no run for this tick (the default).
+    SKIP = "skip"
+    #: Start the tick's run anyway.
+    ALLOW = "allow"
+    #: Request cancellation of the previous run, then start the tick's run.
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+class CatchupPolicy(enum.StrEnum):
+    """What a schedule does with ticks it missed (fired later than its ``grace``)."""
+
+    #: Fire none of them.
+    NONE = "none"
+    #: Fire the latest one only: one run stands for the downtime (the default).
+    LATEST = "latest"
+    #: Fire each of them that is within ``catchup_window`` of now, oldest first.
+    ALL = "all"
+
+
+@attrs.frozen
+class Schedule:
+    """A schedule's row: which workflow to start at which ticks, and where it stands.
+
+    ``input`` is the serialized ``{"args", "kwargs"}`` of every run it starts.
+    ``next_fire_at`` is the next tick not yet fired (None: never again).
+    Storage keeps the row as it is given; the firing rules live in
+    :mod:`pyworkflow.schedules`.
+    """
+
+    name: str
+    workflow_name: str
+    cron: str
+    timezone: str
+    input: str
+    serializer: str
+    created_at: datetime
+    updated_at: datetime
+    next_fire_at: datetime | None
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    catchup: CatchupPolicy = CatchupPolicy.LATEST
+    #: Seconds: a tick fired later than this after its time counts as missed.
+    grace: float = 60.0
+    #: Seconds: with ``catchup = all``, missed ticks older than this are not fired.
+    catchup_window: float = 86400.0
+    queue: str | None = None
+    paused: bool = False
+    #: ``"code"`` (declared on a workflow, kept in step with it) or ``"api"``.
+    origin: str = "api"
+    last_fire_at: datetime | None = None
+    last_run_id: str | None = None
 
 
 @attrs.frozen

@@ -14,10 +14,13 @@ from pyworkflow.models import (
     Event,
     HookRecord,
     NewEvent,
+    QueueLimits,
+    QueueStats,
     Run,
     RunPage,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
 )
 
@@ -167,7 +170,11 @@ class Storage(abc.ABC):
 
         If ``run.idempotency_key`` is set and a run with that key exists,
         nothing is written and ``(existing_run, False)`` is returned;
-        otherwise ``(stored_run, True)``.
+        otherwise ``(stored_run, True)``. Likewise if ``run.dedup_key`` is
+        set and a run with the same ``queue`` (None matches None) and
+        ``dedup_key`` exists whose status is not terminal (queued, pending,
+        running or suspended): that run is returned. The check and the
+        insert are one atomic operation.
         """
 
     @abc.abstractmethod
@@ -298,6 +305,108 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
         """Up to ``limit`` step leases over all runs with ``until < now``, oldest first."""
+
+
+    # ----- queues (flow control; docs/queues.md) -----
+    #
+    # Not abstract, so that storages written before queues existed still load; every
+    # built-in backend implements them and StorageConformance checks them.
+
+    async def admit_queued_runs(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        worker: str | None = None,
+    ) -> list[Run]:
+        """Admit up to ``limit`` waiting runs of ``queue`` within ``limits``, atomically.
+
+        Waiting runs (status ``queued``, this ``queue``) are taken in order of
+        ``(queue_rank, created_at, run_id)``. A run is *active* when its status
+        is pending, running or suspended. Going down that order, admission
+        stops when the queue has ``limits.concurrency`` active runs, when
+        ``worker`` has admitted ``limits.worker_concurrency`` active ones
+        (``admitted_by == worker``; ignored when ``worker`` is None), or when
+        ``limits.rate = (count, period)`` runs of the queue have
+        ``admitted_at > now - period``. A run whose ``partition_key`` already
+        has ``limits.partition_concurrency`` active runs is passed over (the
+        runs behind it are still considered). Each run admitted counts at once
+        for the next one.
+
+        An admitted run becomes ``pending``, due (``wake_at = now``), leased to
+        ``owner`` until ``now + lease_for``, with ``admitted_at = now`` and
+        ``admitted_by = worker``; ``updated_at`` is left as it is. Returns the
+        admitted runs as stored, in admission order. Counting and admitting
+        are one atomic operation across every process sharing the store.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support queues")
+
+    async def queue_stats(self, since: datetime) -> list[QueueStats]:
+        """Per queue, sorted by name: waiting runs, active runs, and runs admitted at or after ``since``.
+
+        Queues with none of the three are left out.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support queues")
+
+    # ----- schedules (docs/schedules.md) -----
+
+    async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        """Insert ``schedule`` unless one has its name: ``(stored, True)`` or ``(existing, False)``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        """Insert or replace the schedule of that name (a lease on it stays as it is)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """The schedule; raises ``ScheduleNotFoundError``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Remove the schedule; False if there was none."""
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def claim_schedules(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Schedule]:
+        """Lease up to ``limit`` due schedules to ``owner`` until ``now + lease_for``.
+
+        Due: not paused, ``next_fire_at <= now``, and no lease or an expired one
+        (``lease_expires_at < now``). Earliest ``next_fire_at`` first.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def advance_schedule(
+        self,
+        name: str,
+        owner: str,
+        expected_next_fire_at: datetime,
+        next_fire_at: datetime | None,
+        last_fire_at: datetime | None,
+        last_run_id: str | None,
+    ) -> bool:
+        """Record a firing, then drop ``owner``'s lease on the schedule.
+
+        Writes ``next_fire_at``, ``last_fire_at`` and ``last_run_id`` (into the
+        schedule as :meth:`get_schedule` returns it) only if ``owner`` holds
+        the lease and the stored ``next_fire_at`` is still
+        ``expected_next_fire_at`` (the schedule was not edited meanwhile).
+        Returns whether it wrote. The lease is dropped either way if ``owner``
+        holds it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    async def next_schedule_at(self) -> datetime | None:
+        """The earliest ``next_fire_at`` over schedules that are not paused, or None."""
+        raise NotImplementedError(f"{type(self).__name__} does not support schedules")
 
 
 def _open_takes_task_group(storage: Storage) -> bool:

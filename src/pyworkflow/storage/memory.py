@@ -13,20 +13,31 @@ from pyworkflow.errors import (
     ConcurrencyError,
     HookNotFoundError,
     RunNotFoundError,
+    ScheduleNotFoundError,
 )
 from pyworkflow.models import (
     Event,
     EventType,
     HookRecord,
     NewEvent,
+    QueueLimits,
+    QueueStats,
     Run,
     RunPage,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.flow_rules import (
+    admit,
+    admitted_run,
+    dedup_holder,
+    queue_stats_of,
+    schedule_claimable,
+)
 from pyworkflow.storage.rules import (
     apply_patch,
     can_claim,
@@ -63,6 +74,8 @@ class MemoryStorage(Storage):
         #: ``updated_at``/``last_seq`` in place instead of building a new record (a caller
         #: never sees a ``Run`` it was given change).
         self._private: set[str] = set()
+        #: Schedules by name, with their lease: ``(schedule, lease owner, lease expiry)``.
+        self._schedules: dict[str, tuple[Schedule, str | None, datetime | None]] = {}
 
     def _run(self, run_id: str) -> Run:
         try:
@@ -81,6 +94,9 @@ class MemoryStorage(Storage):
             key = run.idempotency_key
             if key is not None and key in self._keys:
                 return self._give(self._keys[key]), False
+            holder = dedup_holder(self._runs.values(), run)
+            if holder is not None:
+                return self._give(holder.run_id), False
             stored = attrs.evolve(run, last_seq=len(events))
             self._apply_hooks(run.run_id, events)
             self._runs[run.run_id] = stored
@@ -287,6 +303,111 @@ class MemoryStorage(Storage):
         due.sort(key=lambda item: item[1])
         return due[:limit]
 
+
+    # ----- queues -----
+
+    async def admit_queued_runs(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        worker: str | None = None,
+    ) -> list[Run]:
+        with self._lock:
+            chosen = admit(self._runs.values(), queue, limits, now, limit, worker)
+            out = []
+            for run in chosen:
+                run = admitted_run(run, owner, now, lease_for, worker)
+                self._runs[run.run_id] = run
+                self._private.discard(run.run_id)
+                out.append(run)
+            return out
+
+    async def queue_stats(self, since: datetime) -> list[QueueStats]:
+        with self._lock:
+            return queue_stats_of(self._runs.values(), since)
+
+    # ----- schedules -----
+
+    async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        with self._lock:
+            if schedule.name in self._schedules:
+                return self._schedules[schedule.name][0], False
+            self._schedules[schedule.name] = (schedule, None, None)
+            return schedule, True
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        with self._lock:
+            _, owner, until = self._schedules.get(schedule.name, (schedule, None, None))
+            self._schedules[schedule.name] = (schedule, owner, until)
+
+    async def get_schedule(self, name: str) -> Schedule:
+        with self._lock:
+            return self._schedule(name)
+
+    def _schedule(self, name: str) -> Schedule:
+        try:
+            return self._schedules[name][0]
+        except KeyError:
+            raise ScheduleNotFoundError(f"no schedule named {name!r} in {self.url}") from None
+
+    async def list_schedules(self) -> list[Schedule]:
+        with self._lock:
+            return [self._schedules[name][0] for name in sorted(self._schedules)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        with self._lock:
+            return self._schedules.pop(name, None) is not None
+
+    async def claim_schedules(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Schedule]:
+        with self._lock:
+            due = [
+                s
+                for s, _, until in self._schedules.values()
+                if schedule_claimable(s.next_fire_at, s.paused, until, now)
+            ]
+            due.sort(key=lambda s: (s.next_fire_at or now, s.name))
+            for s in due[:limit]:
+                self._schedules[s.name] = (s, owner, now + lease_for)
+            return due[:limit]
+
+    async def advance_schedule(
+        self,
+        name: str,
+        owner: str,
+        expected_next_fire_at: datetime,
+        next_fire_at: datetime | None,
+        last_fire_at: datetime | None,
+        last_run_id: str | None,
+    ) -> bool:
+        with self._lock:
+            entry = self._schedules.get(name)
+            if entry is None or entry[1] != owner:
+                return False
+            s = entry[0]
+            if s.next_fire_at != expected_next_fire_at:
+                self._schedules[name] = (s, None, None)
+                return False
+            s = attrs.evolve(
+                s, next_fire_at=next_fire_at, last_fire_at=last_fire_at, last_run_id=last_run_id
+            )
+            self._schedules[name] = (s, None, None)
+            return True
+
+    async def next_schedule_at(self) -> datetime | None:
+        with self._lock:
+            times = [
+                s.next_fire_at
+                for s, _, _ in self._schedules.values()
+                if not s.paused and s.next_fire_at is not None
+            ]
+            return min(times, default=None)
 
 _HOOK_EVENTS = frozenset({EventType.HOOK_CREATED, EventType.HOOK_DISPOSED})
 #: Sets a field of a frozen record this storage alone holds (see ``MemoryStorage._private``).

@@ -7,15 +7,20 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
 from pyworkflow.errors import CorruptDataError
 from pyworkflow.models import (
+    CatchupPolicy,
     Event,
     EventType,
     HookRecord,
     NewEvent,
+    OverlapPolicy,
     Run,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
 )
 from pyworkflow.storage.rules import patch_changes
@@ -24,6 +29,7 @@ __all__ = [
     "EVENT_COLUMNS",
     "HOOK_COLUMNS",
     "RUN_COLUMNS",
+    "SCHEDULE_COLUMNS",
     "STEP_LEASE_COLUMNS",
     "dump_payload",
     "event_from_row",
@@ -34,6 +40,9 @@ __all__ = [
     "patch_values",
     "run_from_row",
     "run_to_values",
+    "schedule_from_data",
+    "schedule_to_data",
+    "schedule_to_values",
     "step_lease_from_row",
     "step_lease_to_values",
     "to_epoch",
@@ -59,14 +68,27 @@ RUN_COLUMNS = (
     "lease_owner",
     "lease_expires_at",
     "last_seq",
+    "queue",
+    "priority",
+    "partition_key",
+    "dedup_key",
+    "queue_rank",
+    "admitted_at",
+    "admitted_by",
 )
+#: Values of the columns added after the first release (queues), for rows stored before them.
+_LATER_DEFAULTS: tuple[Any, ...] = (None, 0, None, None, None, None, None)
+#: Schedule row columns, in order: the indexed fields, then the whole schedule as JSON.
+SCHEDULE_COLUMNS = ("name", "next_fire_at", "paused", "lease_owner", "lease_expires_at", "data")
 #: Hook row columns, in order.
 HOOK_COLUMNS = ("token", "run_id", "correlation_id", "created_at", "schema_path", "secret")
 #: Event row columns, in order.
 EVENT_COLUMNS = ("run_id", "seq", "type", "correlation_id", "timestamp", "payload")
 #: Step lease row columns, in order.
 STEP_LEASE_COLUMNS = ("run_id", "step_id", "owner", "lease_until")
-_TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
+_TIMES = frozenset(
+    {"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at", "admitted_at"}
+)
 
 
 def to_epoch(value: datetime | None) -> float | None:
@@ -93,7 +115,14 @@ def run_to_values(run: Run) -> tuple[Any, ...]:
 
 
 def run_from_row(row: tuple[Any, ...]) -> Run:
-    """Build a Run from a row in ``RUN_COLUMNS`` order."""
+    """Build a Run from a row in ``RUN_COLUMNS`` order.
+
+    A row stored before the queue columns existed (shorter by exactly those) reads
+    with their defaults.
+    """
+    missing = len(RUN_COLUMNS) - len(row)
+    if 0 < missing <= len(_LATER_DEFAULTS):
+        row = (*row, *_LATER_DEFAULTS[len(_LATER_DEFAULTS) - missing :])
     data = dict(zip(RUN_COLUMNS, row, strict=True))
     try:
         for name in _TIMES:
@@ -209,6 +238,46 @@ def hook_from_row(row: tuple[Any, ...]) -> HookRecord:
     return HookRecord(
         token, run_id, correlation_id, from_epoch(created_at) or _never(), schema, secret
     )
+
+
+def schedule_to_data(schedule: Schedule) -> str:
+    """The whole schedule as the JSON text of its row's ``data`` column."""
+    data = attrs.asdict(schedule, recurse=False)
+    for name in _SCHEDULE_TIMES:
+        data[name] = to_epoch(data[name])
+    data["overlap"] = schedule.overlap.value
+    data["catchup"] = schedule.catchup.value
+    return _dumps(data)
+
+
+def schedule_from_data(text: str) -> Schedule:
+    """Build a Schedule from its row's ``data`` JSON; ``CorruptDataError`` if it cannot be."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        for name in _SCHEDULE_TIMES:
+            data[name] = from_epoch(data.get(name))
+        data["overlap"] = OverlapPolicy(data["overlap"])
+        data["catchup"] = CatchupPolicy(data["catchup"])
+        return Schedule(**data)
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise CorruptDataError(f"corrupt schedule row: {exc}") from exc
+
+
+def schedule_to_values(schedule: Schedule) -> tuple[Any, ...]:
+    """The row values of ``schedule`` in ``SCHEDULE_COLUMNS`` order, its lease free."""
+    return (
+        schedule.name,
+        to_epoch(schedule.next_fire_at),
+        int(schedule.paused),
+        None,
+        None,
+        schedule_to_data(schedule),
+    )
+
+
+_SCHEDULE_TIMES = ("created_at", "updated_at", "next_fire_at", "last_fire_at")
 
 
 def step_lease_to_values(lease: StepLease) -> tuple[Any, ...]:

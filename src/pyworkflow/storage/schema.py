@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["EventRow", "HookRow", "RunRow", "StepLeaseRow"]
+__all__ = ["EventRow", "HookRow", "RunRow", "ScheduleRow", "StepLeaseRow"]
 
 
 class RunRow(SQLModel, table=True):
@@ -22,6 +22,9 @@ class RunRow(SQLModel, table=True):
         Index("ix_pyworkflow_runs_status", "status"),
         Index("ix_pyworkflow_runs_workflow", "workflow_name"),
         Index("ix_pyworkflow_runs_parent", "parent_run_id"),
+        Index("ix_pyworkflow_runs_queue", "queue", "status", "queue_rank"),
+        Index("ix_pyworkflow_runs_admitted", "queue", "admitted_at"),
+        Index("ix_pyworkflow_runs_dedup", "dedup_key"),
     )
 
     run_id: str = Field(primary_key=True)
@@ -42,6 +45,13 @@ class RunRow(SQLModel, table=True):
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     last_seq: int = 0
+    queue: str | None = None
+    priority: int = 0
+    partition_key: str | None = None
+    dedup_key: str | None = None
+    queue_rank: float | None = None
+    admitted_at: float | None = None
+    admitted_by: str | None = None
 
 
 class EventRow(SQLModel, table=True):
@@ -80,3 +90,17 @@ class StepLeaseRow(SQLModel, table=True):
     step_id: str = Field(primary_key=True)
     owner: str
     lease_until: float
+
+
+class ScheduleRow(SQLModel, table=True):
+    """One row per schedule: the indexed fields, its lease, and the whole schedule as JSON."""
+
+    __tablename__ = "pyworkflow_schedules"
+    __table_args__ = (Index("ix_pyworkflow_schedules_next", "next_fire_at"),)
+
+    name: str = Field(primary_key=True)
+    next_fire_at: float | None = None
+    paused: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    data: str

@@ -40,6 +40,7 @@ from pyworkflow.models import (
 )
 from pyworkflow.runtime import Runtime
 from pyworkflow.storage.base import Storage, open_storage
+from pyworkflow.testing.suite_flow_storage import QueueStorageCases, ScheduleStorageCases
 
 __all__ = ["StorageConformance", "make_run"]
 
@@ -65,7 +66,7 @@ def ev(kind: EventType = EventType.STEP_COMPLETED, cid: str = "1", **payload: ob
 
 
 @pytest.mark.anyio
-class StorageConformance:
+class StorageConformance(QueueStorageCases, ScheduleStorageCases):
     """Subclass it and implement :meth:`make_storage`; pytest collects every check."""
 
     def make_storage(self, tmp_path: Path) -> Storage:
