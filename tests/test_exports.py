@@ -18,6 +18,8 @@ EXPECTED = {
     "patched", "deprecate_patch",
     "WorkflowTimeoutError",
     "start_child", "ChildHandle", "ChildWorkflowError",
+    "Cron", "create_schedule", "acreate_schedule", "scheduled_at", "ScheduleNotFoundError",
+    "ScheduleExistsError",
 }  # fmt: skip
 
 

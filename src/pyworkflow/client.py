@@ -6,7 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -91,6 +91,12 @@ class RunInfo:
     last_seq: int = 0
     #: The run that started this one as its child, if any.
     parent_run_id: str | None = None
+    #: The queue it was started in (docs/queues.md), its priority and partition key.
+    queue: str | None = None
+    priority: int = 0
+    partition_key: str | None = None
+    #: When a worker admitted it from its queue (None: never queued, or still waiting).
+    admitted_at: datetime | None = None
 
 
 def run_info(run: Run) -> RunInfo:
@@ -126,7 +132,42 @@ def _info(runtime: Runtime, run: Run) -> RunInfo:
         continued_from=continued_from(run),
         last_seq=run.last_seq,
         parent_run_id=run.parent_run_id,
+        queue=run.queue,
+        priority=run.priority,
+        partition_key=run.partition_key,
+        admitted_at=run.admitted_at,
     )
+
+
+@attrs.frozen
+class FlowOptions:
+    """Where a new run goes: queue (None: the workflow's own), priority, partition, dedup key."""
+
+    queue: str | None = None
+    priority: int = 0
+    partition_key: str | None = None
+    dedup_key: str | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        queue: str | None,
+        priority: int,
+        partition_key: str | None,
+        dedup_key: str | None,
+    ) -> FlowOptions | None:
+        """The options, each checked (a clear ``TypeError``/``ValueError``); None if all default."""
+        from pyworkflow.queues import check_priority, check_queue_name
+
+        if queue is not None:
+            check_queue_name(queue)
+        check_priority(priority)
+        for what, value in (("partition_key", partition_key), ("dedup_key", dedup_key)):
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 256):
+                raise TypeError(f"{what} must be a non-empty string of at most 256 characters")
+        if queue is None and priority == 0 and partition_key is None and dedup_key is None:
+            return None
+        return cls(queue, priority, partition_key, dedup_key)
 
 
 async def _create(
@@ -137,9 +178,9 @@ async def _create(
     idempotency_key: str | None,
     run_id: str | None,
     timeout: Duration | None = None,
+    flow: FlowOptions | None = None,
 ) -> str:
     definition = definition_of(target)
-    limit = workflow_timeout(timeout) if timeout is not None else definition.timeout
     runtime.executor.check_startable(definition)  # e.g. __main__ workflows on Celery
     data = dumps_limited(
         runtime.serializer,
@@ -147,26 +188,78 @@ async def _create(
         limit=runtime.settings.max_payload_bytes,
         what=f"input of workflow {definition.name!r}",
     )
+    stored = await create_prepared(
+        runtime,
+        definition.name,
+        definition.version,
+        data,
+        runtime.serializer.name,
+        run_id=run_id,
+        idempotency_key=idempotency_key,
+        timeout=workflow_timeout(timeout) if timeout is not None else definition.timeout,
+        flow=flow,
+        default_queue=definition.queue,
+    )
+    return stored.run_id
+
+
+async def create_prepared(
+    runtime: Runtime,
+    workflow_name: str,
+    version: str | None,
+    data: str,
+    serializer: str,
+    *,
+    run_id: str | None = None,
+    idempotency_key: str | None = None,
+    timeout: timedelta | None = None,
+    flow: FlowOptions | None = None,
+    default_queue: str | None = None,
+    started: Mapping[str, Any] | None = None,
+) -> Run:
+    """Create a run of ``workflow_name`` from its serialized input ``data``; the stored run.
+
+    The one way runs are created (``start_workflow``, schedules): a run of a
+    queue with limits is created ``queued`` (a worker admits it), any other
+    run due at once. ``started`` adds fields to the ``workflow_started``
+    payload (a schedule's ``schedule`` and ``scheduled_at``).
+    """
+    from pyworkflow.queues import DEFAULT_PRIORITY_AGING, queue_rank
+
     now = utcnow()
+    flow = flow or FlowOptions()
+    queue = flow.queue or default_queue
+    config = runtime.queue_configs.get(queue) if queue is not None else None
+    waits = config is not None and config.limited
+    aging = config.priority_aging if config is not None else DEFAULT_PRIORITY_AGING
     run = Run(
         run_id=run_id or uuid.uuid4().hex,
-        workflow_name=definition.name,
-        workflow_version=definition.version,
-        status=RunStatus.PENDING,
+        workflow_name=workflow_name,
+        workflow_version=version,
+        status=RunStatus.QUEUED if waits else RunStatus.PENDING,
         input=data,
-        serializer=runtime.serializer.name,
+        serializer=serializer,
         created_at=now,
         updated_at=now,
         idempotency_key=idempotency_key,
-        wake_at=now,
+        wake_at=None if waits else now,
+        queue=queue,
+        priority=flow.priority,
+        partition_key=flow.partition_key,
+        dedup_key=flow.dedup_key,
+        queue_rank=queue_rank(now, flow.priority, aging) if queue is not None else None,
     )
-    payload: dict[str, Any] = {"workflow": definition.name, "version": definition.version}
-    if limit is not None:  # the run's durable timeout timer is its deadline (engine/deadline.py)
-        payload["timeout"] = limit.total_seconds()
-        payload["deadline"] = (now + limit).isoformat()
-    started = NewEvent(EventType.WORKFLOW_STARTED, None, payload, now)
-    stored, _ = await runtime.journal.create(run, [started])
-    return stored.run_id
+    payload: dict[str, Any] = {"workflow": workflow_name, "version": version}
+    if timeout is not None:  # the run's durable timeout timer is its deadline (engine/deadline.py)
+        payload["timeout"] = timeout.total_seconds()
+        payload["deadline"] = (now + timeout).isoformat()
+    if queue is not None:
+        payload["queue"] = queue
+    if started:
+        payload.update(started)
+    first = NewEvent(EventType.WORKFLOW_STARTED, None, payload, now)
+    stored, _ = await runtime.journal.create(run, [first])
+    return stored
 
 
 async def astart_workflow(
@@ -177,6 +270,10 @@ async def astart_workflow(
     idempotency_key: str | None = None,
     run_id: str | None = None,
     timeout: Duration | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    partition_key: str | None = None,
+    dedup_key: str | None = None,
 ) -> str:
     """Start a run with options.
 
@@ -184,11 +281,18 @@ async def astart_workflow(
     ``timeout`` (``"1h"``, seconds, a timedelta) bounds the whole run from
     now, across suspensions, overriding the workflow's own ``timeout``; a run
     that outlives it fails with :class:`~pyworkflow.errors.WorkflowTimeoutError`.
+
+    ``queue`` (default: the workflow's ``queue``) puts the run under that
+    queue's limits (docs/queues.md): it waits as ``queued`` until a worker
+    admits it, higher ``priority`` first, at most ``partition_concurrency``
+    at once per ``partition_key``. While a run with the same ``dedup_key``
+    is queued or running in that queue, starting again returns its id.
     """
     limit = workflow_timeout(timeout)  # a bad value fails here, before anything is written
+    flow = FlowOptions.checked(queue, priority, partition_key, dedup_key)
     runtime = get_runtime()
     return await runtime.acall(
-        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id, limit
+        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id, limit, flow
     )
 
 
@@ -200,12 +304,17 @@ def start_workflow(
     idempotency_key: str | None = None,
     run_id: str | None = None,
     timeout: Duration | None = None,
+    queue: str | None = None,
+    priority: int = 0,
+    partition_key: str | None = None,
+    dedup_key: str | None = None,
 ) -> str:
     """Sync form of :func:`astart_workflow`."""
     limit = workflow_timeout(timeout)  # a bad value fails here, before anything is written
+    flow = FlowOptions.checked(queue, priority, partition_key, dedup_key)
     runtime = get_runtime()
     return runtime.call(
-        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id, limit
+        _create, runtime, workflow, args, kwargs or {}, idempotency_key, run_id, limit, flow
     )
 
 
@@ -430,6 +539,17 @@ async def _cancel(runtime: Runtime, run_id: str, reason: str | None) -> bool:
         if run.status.is_terminal:
             return False
         event = NewEvent(EventType.CANCEL_REQUESTED, None, {"reason": reason})
+        if run.status is RunStatus.QUEUED:
+            # never admitted, so nothing of it ran: it ends here (made due, it would skip its queue)
+            ended = NewEvent(EventType.WORKFLOW_CANCELLED, None, {"queued": True})
+            patch = RunPatch(status=RunStatus.CANCELLED, completed_at=utcnow())
+            try:
+                await runtime.journal.append(
+                    run_id, run.last_seq, [event, ended], patch, workflow=run.workflow_name
+                )
+            except ConcurrencyError:
+                continue  # admitted meanwhile: cancelled as a running run
+            return True
         try:
             await runtime.journal.append(
                 run_id, run.last_seq, [event], RunPatch(set_wake=True, wake_at=utcnow()), due=True
@@ -437,6 +557,11 @@ async def _cancel(runtime: Runtime, run_id: str, reason: str | None) -> bool:
         except ConcurrencyError:
             continue
         return True
+
+
+async def acancel_run(runtime: Runtime, run_id: str, reason: str | None = None) -> bool:
+    """:func:`acancel` on ``runtime``'s loop (for code already running there)."""
+    return await _cancel(runtime, run_id, reason)
 
 
 async def acancel(run_id: str, reason: str | None = None) -> bool:

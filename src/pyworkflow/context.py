@@ -35,6 +35,7 @@ __all__ = [
     "now",
     "patched",
     "random",
+    "scheduled_at",
     "sleep",
     "uuid4",
     "workflow_logger",
@@ -92,6 +93,9 @@ class WorkflowContext(Protocol):
     @property
     def public_url(self) -> str | None: ...
 
+    @property
+    def scheduled_at(self) -> datetime | None: ...
+
 
 @attrs.frozen
 class StepContext:
@@ -143,6 +147,18 @@ def now() -> datetime:
         return utcnow()
     value: datetime = ctx.record_value("now", utcnow)
     return value
+
+
+def scheduled_at() -> datetime | None:
+    """In a workflow started by a schedule: the tick it was started for (aware UTC).
+
+    None in a run started otherwise. A tick fired late, or caught up after
+    downtime, still reads its own tick time, not the time it ran.
+    """
+    ctx = _workflow.get()
+    if ctx is None:
+        raise RuntimeError("scheduled_at() is only available inside a workflow")
+    return ctx.scheduled_at
 
 
 def random() -> float:

@@ -19,6 +19,7 @@ __all__ = [
     "PyWorkflowError",
     "RetryableError",
     "RunNotFoundError",
+    "ScheduleExistsError",
     "ScheduleNotFoundError",
     "SerializationError",
     "StepFailedError",
@@ -167,6 +168,10 @@ class ScheduleNotFoundError(PyWorkflowError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "schedule not found"
+
+
+class ScheduleExistsError(PyWorkflowError, ValueError):
+    """A schedule with this name exists (``create_schedule(..., replace=True)`` replaces it)."""
 
 
 class WorkflowNotFoundError(PyWorkflowError, LookupError):

@@ -30,6 +30,7 @@ from pyworkflow.storage.base import open_storage
 if TYPE_CHECKING:
     from pyworkflow.engine.journal import Journal
     from pyworkflow.executors.base import Executor
+    from pyworkflow.queues import QueueConfig
     from pyworkflow.storage.base import Storage
 
 __all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
@@ -304,6 +305,13 @@ class Runtime:
                 future.set_exception(RuntimeError("the PyWorkflow runtime is not running"))
 
     # ----- the write path -----
+
+    @functools.cached_property
+    def queue_configs(self) -> dict[str, QueueConfig]:
+        """The queues configured in this runtime's settings, by name (docs/queues.md)."""
+        from pyworkflow.queues import queue_configs
+
+        return queue_configs(self.settings)
 
     @functools.cached_property
     def journal(self) -> Journal:

@@ -15,6 +15,7 @@ from pyworkflow.errors import WorkflowNotFoundError
 
 if TYPE_CHECKING:
     from pyworkflow.children import ChildHandle
+    from pyworkflow.schedules.spec import Cron
 
 __all__ = [
     "Workflow",
@@ -39,6 +40,10 @@ class WorkflowDefinition:
     origin: str
     #: The default workflow timeout of its runs (``@workflow(timeout=...)``), None: none.
     timeout: timedelta | None = None
+    #: The queue its runs go to unless ``start_workflow(queue=...)`` says otherwise.
+    queue: str | None = None
+    #: The schedule declared with it (``@workflow(schedule=...)``), None: none.
+    schedule: Cron | None = None
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` naming the signature unless the arguments bind to the workflow.
@@ -119,11 +124,15 @@ class WorkflowFunction(Generic[P, R]):
         name: str,
         version: str | None,
         timeout: Duration | None = None,
+        queue: str | None = None,
+        schedule: str | Cron | None = None,
     ) -> None:
         self.fn = fn
         origin = f"{fn.__module__}.{fn.__qualname__}"
         limit = workflow_timeout(timeout, what=f"timeout of workflow {name!r}")
-        self.definition = WorkflowDefinition(name, version, lambda: fn, origin, limit)
+        self.definition = WorkflowDefinition(
+            name, version, lambda: fn, origin, limit, _queue(queue, name), _schedule(schedule, name)
+        )
         functools.update_wrapper(self, fn)
         _register(self.definition)
 
@@ -154,6 +163,8 @@ def workflow(
     name: str | None = None,
     version: str | None = None,
     timeout: Duration | None = None,
+    queue: str | None = None,
+    schedule: str | Cron | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
 
 
@@ -164,6 +175,8 @@ def workflow(
     name: str | None = None,
     version: str | None = None,
     timeout: Duration | None = None,
+    queue: str | None = None,
+    schedule: str | Cron | None = None,
 ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(name=..., version=...)``.
 
@@ -172,10 +185,13 @@ def workflow(
     ``timeout`` (``"1h"``, seconds, a timedelta) bounds each run, from its
     start and across suspensions (docs/timeouts.md); ``start_workflow(...,
     timeout=)`` overrides it per run.
+    ``queue`` is the queue its runs go to by default (docs/queues.md);
+    ``schedule`` a cron expression or a :class:`~pyworkflow.Cron` that starts
+    runs on its own (docs/schedules.md).
     """
 
     def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
-        return WorkflowFunction(func, name or func.__name__, version, timeout)
+        return WorkflowFunction(func, name or func.__name__, version, timeout, queue, schedule)
 
     if fn is not None:
         return decorate(fn)
@@ -193,6 +209,10 @@ class Workflow:
     version: ClassVar[str | None] = None
     #: Each run's workflow timeout (``"1h"``, seconds, a timedelta); None: no timeout.
     timeout: ClassVar[Duration | None] = None
+    #: The queue its runs go to by default (docs/queues.md); None: none.
+    queue: ClassVar[str | None] = None
+    #: A cron expression or :class:`~pyworkflow.Cron` that starts runs on its own.
+    schedule: ClassVar[str | Cron | None] = None
     definition: ClassVar[WorkflowDefinition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -202,7 +222,15 @@ class Workflow:
         origin = f"{cls.__module__}.{cls.__qualname__}"
         name = cls.name or cls.__name__
         limit = workflow_timeout(cls.timeout, what=f"timeout of workflow {name!r}")
-        cls.definition = WorkflowDefinition(name, cls.version, lambda: cls().run, origin, limit)
+        cls.definition = WorkflowDefinition(
+            name,
+            cls.version,
+            lambda: cls().run,
+            origin,
+            limit,
+            _queue(cls.queue, name),
+            _schedule(cls.schedule, name),
+        )
         _register(cls.definition)
 
     async def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -231,6 +259,33 @@ class Workflow:
         from pyworkflow.client import start
 
         return start(type(self), *args, **kwargs)
+
+
+def _queue(queue: object, name: str) -> str | None:
+    if queue is None:
+        return None
+    from pyworkflow.queues import check_queue_name
+
+    return check_queue_name(queue, f"queue of workflow {name!r}")
+
+
+def _schedule(schedule: object, name: str) -> Cron | None:
+    if schedule is None:
+        return None
+    from pyworkflow.schedules.spec import Cron
+
+    if isinstance(schedule, str):
+        schedule = Cron(schedule)
+    if not isinstance(schedule, Cron):
+        raise TypeError(
+            f"schedule of workflow {name!r} must be a cron string or pyworkflow.Cron, "
+            f"got {type(schedule).__name__}"
+        )
+    try:
+        schedule.check()
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"schedule of workflow {name!r}: {exc}") from None
+    return schedule
 
 
 def definition_of(target: Any) -> WorkflowDefinition:

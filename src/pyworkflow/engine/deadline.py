@@ -76,6 +76,15 @@ class Deadline(ActivationState):
                     deadline = max(deadline, event.timestamp + timeout)
         return deadline
 
+    @property
+    def scheduled_at(self) -> datetime | None:
+        """The schedule tick that started the run (its ``workflow_started`` payload), or None.
+
+        Read here because this mixin owns the started payload (``pyworkflow.scheduled_at()``).
+        """
+        text = self._started_payload().get("scheduled_at")
+        return None if text is None else datetime.fromisoformat(str(text))
+
     def _started_payload(self) -> Any:
         history = self.history
         if history and history[0].type is _STARTED:

@@ -59,7 +59,7 @@ import anyio
 import attrs
 
 from pyworkflow import plugins
-from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, utcnow
+from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.executors.base import Executor
@@ -111,7 +111,9 @@ class Journal:
         otherwise ``executor.notify`` tells the executor it is due.
         """
         events = list(events)
-        slot = self.executor.reserve_start()
+        # a run waiting in its queue is admitted by a worker's claim pass, never handed over
+        queued = run.status is RunStatus.QUEUED
+        slot = None if queued else self.executor.reserve_start()
         if slot is not None:
             until = utcnow() + slot.lease_for
             run = attrs.evolve(run, lease_owner=slot.owner, lease_expires_at=until)
@@ -134,7 +136,7 @@ class Journal:
         if slot is not None:
             slot.take(stored, _as_events(stored.run_id, 1, events))
         else:
-            self.executor.notify(stored.run_id)
+            self.executor.notify(None if queued else stored.run_id)
         return stored, created
 
     async def append(

@@ -23,6 +23,7 @@ from pyworkflow.models import Event, Run, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
+    from pyworkflow.schedules.firing import ScheduleFirer
 
 __all__ = ["LocalExecutor", "Worker", "import_modules"]
 
@@ -118,6 +119,10 @@ class Worker:
         self._again: set[str] = set()
         #: Activations of runs started here (see :meth:`_take`), while they run.
         self._handed: dict[asyncio.Task[None], anyio.CancelScope] = {}
+        #: Fires due schedules from the claim passes (made on the first pass).
+        self._firer: ScheduleFirer | None = None
+        #: Whether some queue has limits: claim passes then admit queued runs too.
+        self._queues = any(c.limited for c in runtime.queue_configs.values())
 
     # ----- thread-safe signals -----
 
@@ -289,12 +294,40 @@ class Worker:
             await self._wait(await self._sleep_time())
 
     async def _claim(self, limit: int) -> list[Run]:
-        """Claim due runs; a storage outage is logged and retried after a poll interval."""
+        """Fire due schedules, claim due runs, admit queued ones (docs/queues.md).
+
+        A storage outage is logged and retried after a poll interval.
+        """
+        if self._firer is None:
+            from pyworkflow.schedules.firing import ScheduleFirer
+
+            self._firer = ScheduleFirer(self.runtime, self.owner)
+        await self._firer.fire_due()
         try:
-            return await self.runtime.storage.claim_runs(self.owner, utcnow(), limit, self.lease)
+            claimed = await self.runtime.storage.claim_runs(
+                self.owner, utcnow(), limit, self.lease
+            )
         except Exception:
             self.log.exception("claiming due runs failed; retrying after the poll interval")
             return []
+        if self._queues and len(claimed) < limit:
+            from pyworkflow.queues import admit_queued
+
+            claimed += await admit_queued(
+                self.runtime,
+                self.owner,
+                utcnow(),
+                limit - len(claimed),
+                self.lease,
+                worker=self.owner,
+            )
+        return claimed
+
+    def schedules_changed(self) -> None:
+        """A schedule was created or resumed here: look at schedules on the next pass."""
+        if self._firer is not None:
+            self._firer.wake()
+        self.wake()
 
     async def _wait(self, timeout: float) -> None:
         if self._dirty or self._stopping:
@@ -312,6 +345,9 @@ class Worker:
             timeout = min(timeout, (self._hints[0] - now).total_seconds())
             if self._hints[0] <= now:
                 heapq.heappop(self._hints)
+        check = None if self._firer is None else self._firer.next_check
+        if check is not None:  # the next schedule due before the next poll
+            timeout = min(timeout, (check - now).total_seconds())
         return max(0.0, timeout)
 
     async def _drain(self) -> None:
@@ -356,8 +392,9 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._let_go(run.run_id)
                 self._set()
-            elif self._capped:
-                self._set()  # a slot freed while due runs may be waiting for one
+            elif self._capped or self._queues:
+                # a slot freed while due runs may be waiting for one, or a queue's place
+                self._set()
 
 
 class LocalExecutor(Executor):
@@ -410,6 +447,11 @@ class LocalExecutor(Executor):
     def reserve_start(self) -> StartSlot | None:
         """A slot of the embedded worker when it has room: new runs go straight to it."""
         return None if self.worker is None else self.worker.reserve()
+
+    def schedules_changed(self) -> None:
+        """A schedule was created or resumed in this process: the worker looks at once."""
+        if self.worker is not None:
+            self.worker.schedules_changed()
 
     def activating(self, run_id: str) -> bool:
         """Whether this process's worker is activating ``run_id`` now."""

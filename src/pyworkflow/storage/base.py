@@ -346,7 +346,7 @@ class Storage(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support queues")
 
     async def queue_stats(self, since: datetime) -> list[QueueStats]:
-        """Per queue, sorted by name: waiting runs, active runs, and runs admitted at or after ``since``.
+        """Per queue, by name: waiting runs, active runs, runs admitted at or after ``since``.
 
         Queues with none of the three are left out.
         """
@@ -355,7 +355,7 @@ class Storage(abc.ABC):
     # ----- schedules (docs/schedules.md) -----
 
     async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
-        """Insert ``schedule`` unless one has its name: ``(stored, True)`` or ``(existing, False)``."""
+        """Insert ``schedule`` unless its name is taken: ``(stored, True)`` or ``(old, False)``."""
         raise NotImplementedError(f"{type(self).__name__} does not support schedules")
 
     async def put_schedule(self, schedule: Schedule) -> None:

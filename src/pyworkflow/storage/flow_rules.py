@@ -29,11 +29,7 @@ def dedup_holder(runs: Iterable[Run], new: Run) -> Run | None:
     if new.dedup_key is None:
         return None
     for run in runs:
-        if (
-            run.dedup_key == new.dedup_key
-            and run.queue == new.queue
-            and not run.status.is_terminal
-        ):
+        if run.dedup_key == new.dedup_key and run.queue == new.queue and not run.status.is_terminal:
             return run
     return None
 

@@ -33,7 +33,7 @@ _LEASE = timedelta(seconds=30)
 _START = [NewEvent(EventType.WORKFLOW_STARTED, None, {})]
 
 
-def queued(run_id: str, queue: str = "q", rank: float = 0.0, **changes: object) -> Run:
+def queued(run_id: str, queue: str | None = "q", rank: float = 0.0, **changes: object) -> Run:
     """A run waiting in ``queue`` with ``queue_rank = rank``."""
     now = utcnow()
     fields: dict[str, object] = {
@@ -54,7 +54,9 @@ def queued(run_id: str, queue: str = "q", rank: float = 0.0, **changes: object) 
 async def _end(storage: Storage, run_id: str) -> None:
     run = await storage.get_run(run_id)
     patch = RunPatch(status=RunStatus.COMPLETED, result="null", set_wake=True)
-    await storage.append_events(run_id, run.last_seq, [NewEvent(EventType.WORKFLOW_COMPLETED)], patch)
+    await storage.append_events(
+        run_id, run.last_seq, [NewEvent(EventType.WORKFLOW_COMPLETED)], patch
+    )
 
 
 @pytest.mark.anyio
@@ -63,7 +65,7 @@ class QueueStorageCases:
 
     async def test_queue_fields_round_trip(self, storage: Storage) -> None:
         run = queued("r", priority=5, partition_key="cust-1", dedup_key="d", rank=-3.5)
-        stored, created = await storage.create_run(run, _START)
+        _stored, created = await storage.create_run(run, _START)
         assert created
         got = await storage.get_run("r")
         assert got.status == RunStatus.QUEUED and got.wake_at is None
@@ -162,7 +164,10 @@ class QueueStorageCases:
         # ended runs still count: the rate limits starts, not concurrency
         await _end(storage, "r0")
         await _end(storage, "r1")
-        assert await storage.admit_queued_runs("q", limits, "o", t0 + timedelta(seconds=9), 10, _LEASE) == []
+        assert (
+            await storage.admit_queued_runs("q", limits, "o", t0 + timedelta(seconds=9), 10, _LEASE)
+            == []
+        )
         later = t0 + timedelta(seconds=10, milliseconds=1)
         second = await storage.admit_queued_runs("q", limits, "o", later, 10, _LEASE)
         assert [r.run_id for r in second] == ["r2", "r3"]
@@ -200,7 +205,7 @@ class QueueStorageCases:
         assert sorted(ids) == [f"r{i:02d}" for i in range(5)]
 
     async def test_dedup_key_returns_the_live_run_of_the_queue(self, storage: Storage) -> None:
-        first, created = await storage.create_run(queued("a", dedup_key="k"), _START)
+        _first, created = await storage.create_run(queued("a", dedup_key="k"), _START)
         assert created
         again, created_again = await storage.create_run(queued("b", dedup_key="k"), _START)
         assert not created_again and again.run_id == "a"
@@ -317,7 +322,7 @@ class ScheduleStorageCases:
         await storage.put_schedule(schedule("s", next_fire_at=now))
         # without the lease: nothing written
         assert not await storage.advance_schedule("s", "w1", now, nxt, now, "r1")
-        (claimed,) = await storage.claim_schedules("w1", now, 10, _LEASE)
+        (_claimed,) = await storage.claim_schedules("w1", now, 10, _LEASE)
         assert not await storage.advance_schedule("s", "w2", now, nxt, now, "r1")
         assert await storage.advance_schedule("s", "w1", now, nxt, now, "r1")
         got = await storage.get_schedule("s")
