@@ -14,13 +14,20 @@ already took effect and, if so, answers as that attempt would have.
 
 from __future__ import annotations
 
+from pyworkflow.models import ACTIVE_STATUSES, RunStatus
+
 __all__ = [
+    "ADMIT_QUEUED_RUNS",
+    "ADVANCE_SCHEDULE",
     "APPEND",
     "APPEND_HOOK_PAYLOAD",
     "CLAIM_RUN",
     "CLAIM_RUNS",
+    "CLAIM_SCHEDULES",
     "CREATE_RUN",
     "EXPIRED_STEP_LEASES",
+    "PUT_SCHEDULE",
+    "QUEUE_STATS",
     "RELEASE_LEASE",
     "RENEW_LEASE",
     "SET_STEP_LEASE",
@@ -29,12 +36,32 @@ __all__ = [
 #: How long (seconds) the outcome of a hook delivery is remembered for a retried call.
 DELIVERY_TTL = 3600
 
-_PRELUDE = """
+
+def _lua_set(values: list[str]) -> str:
+    """A Lua table literal used as a set of strings."""
+    return "{" + ", ".join(f"[{v!r}] = true" for v in sorted(values)) + "}"
+
+
+#: The statuses are those of the models, so the scripts cannot drift from them.
+_STATUSES = f"""
+local QUEUED = {RunStatus.QUEUED.value!r}
+local PENDING = {RunStatus.PENDING.value!r}
+-- statuses of a run that holds a place in its queue
+local ACTIVE = {_lua_set([s.value for s in ACTIVE_STATUSES])}
+-- statuses of a run that has not ended (it holds its dedup key)
+local LIVE = {_lua_set([s.value for s in RunStatus if not s.is_terminal])}
+"""
+
+_PRELUDE = (
+    _STATUSES
+    + """
 local P = ARGV[1]
 local HOOKS = P .. ':hooks'
 local TIMERS = P .. ':timers'
 local READY = P .. ':ready'
 local IDEM = P .. ':idem'
+local DEDUP = P .. ':dedup'
+local QUEUES = P .. ':queues'
 local STEP_LEASES = P .. ':stepleases'
 local WAKE = P .. ':wake'
 
@@ -83,10 +110,36 @@ local function claimable(key, now, takeover)
   return takeover ~= nil and string.sub(owner, 1, #takeover) == takeover
 end
 
+local function waiting_key(queue) return P .. ':queue:waiting:' .. queue end
+local function active_key(queue) return P .. ':queue:active:' .. queue end
+local function admitted_key(queue) return P .. ':queue:admitted:' .. queue end
+
+-- Keep the run's queue indexes in line with its status (old is nil for a new
+-- run): waiting while queued, in the active set while pending, running or
+-- suspended. Every status change goes through here, so the counts are exact.
+local function queue_sync(id, key, old, new)
+  local queue, member, rank = unpack(
+    redis.call('HMGET', key, 'queue', 'queue_member', 'queue_rank'))
+  if not queue then return end
+  if member then
+    if new == QUEUED then
+      redis.call('ZADD', waiting_key(queue), rank or '0', member)
+    elseif old == QUEUED then
+      redis.call('ZREM', waiting_key(queue), member)
+    end
+  end
+  if ACTIVE[new] then
+    redis.call('SADD', active_key(queue), id)
+  else
+    redis.call('SREM', active_key(queue), id)
+  end
+end
+
 local function set_status(id, key, status)
   local old, wf, created = unpack(
     redis.call('HMGET', key, 'status', 'workflow_name', 'created_at'))
   if old == status then return end
+  queue_sync(id, key, old, status)
   redis.call('HSET', key, 'status', status)
   if old then
     redis.call('ZREM', P .. ':idx:status:' .. old, id)
@@ -123,14 +176,16 @@ local function apply_hooks(id, created, disposed)
   for j = 1, #created, 2 do redis.call('HSET', HOOKS, created[j], created[j + 1]) end
 end
 """
+)
 
-#: ARGV: prefix, run_id, idempotency key ('' = none), retry,
+#: ARGV: prefix, run_id, idempotency key ('' = none), dedup field ('' = none), retry,
 #: n + field/value pairs of the row, n + events, n + created hooks (token/json pairs).
+#: The dedup field names (queue, dedup_key) in ``P:dedup``; its run holds it while live.
 CREATE_RUN = (
     _PRELUDE
     + """
-local id, ikey, retry = ARGV[2], ARGV[3], ARGV[4] == '1'
-local fields, i = read_list(5)
+local id, ikey, dkey, retry = ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
+local fields, i = read_list(6)
 local events
 events, i = read_list(i)
 local created = read_list(i)
@@ -140,6 +195,15 @@ if ikey ~= '' then
   if existing then
     if retry and existing == id then return {'created'} end
     return {'exists', redis.call('HGETALL', run_key(existing))}
+  end
+end
+if dkey ~= '' then
+  local holder = redis.call('HGET', DEDUP, dkey)
+  if holder then
+    if retry and holder == id then return {'created'} end
+    if LIVE[redis.call('HGET', run_key(holder), 'status')] then
+      return {'exists', redis.call('HGETALL', run_key(holder))}
+    end
   end
 end
 if redis.call('EXISTS', key) == 1 then
@@ -152,6 +216,7 @@ redis.call('HSET', key, unpack(fields))
 for _, event in ipairs(events) do redis.call('RPUSH', log_key(id), event) end
 apply_hooks(id, created, {})
 if ikey ~= '' then redis.call('HSET', IDEM, ikey, id) end
+if dkey ~= '' then redis.call('HSET', DEDUP, dkey, id) end
 local status, wf, at, wake = unpack(
   redis.call('HMGET', key, 'status', 'workflow_name', 'created_at', 'wake_at'))
 redis.call('ZADD', P .. ':idx:all', at, id)
@@ -160,6 +225,12 @@ redis.call('ZADD', P .. ':idx:wf:' .. wf, at, id)
 redis.call('ZADD', P .. ':idx:wfs:' .. status .. ':' .. wf, at, id)
 local parent = redis.call('HGET', key, 'parent_run_id')
 if parent and parent ~= '' then redis.call('ZADD', P .. ':idx:parent:' .. parent, at, id) end
+local queue, admitted = unpack(redis.call('HMGET', key, 'queue', 'admitted_at'))
+if queue then
+  redis.call('SADD', QUEUES, queue)
+  queue_sync(id, key, nil, status)
+  if admitted then redis.call('ZADD', admitted_key(queue), admitted, id) end
+end
 sync_wake(id)
 if wake then redis.call('PUBLISH', WAKE, wake) end
 return {'created'}
@@ -387,5 +458,205 @@ for _, member in ipairs(members) do
   end
 end
 return out
+"""
+)
+
+#: ARGV: prefix, queue, owner, now, lease until, limit, has worker, worker, concurrency,
+#: worker concurrency, partition concurrency, rate count ('' = no limit for each),
+#: rate window start (admissions after it count), retry. Returns the admitted rows.
+#:
+#: ``P:queue:waiting:<q>`` is ordered by score ``queue_rank``, then by member
+#: ``<created_at in µs, 19 digits>:<run_id>`` (the order of equal scores), which
+#: is the admission order ``(queue_rank, created_at, run_id)``.
+ADMIT_QUEUED_RUNS = (
+    _PRELUDE
+    + """
+local queue, owner, now, lease_until = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local limit = tonumber(ARGV[6])
+local worker = nil
+if ARGV[7] == '1' then worker = ARGV[8] end
+local conc, wconc, pconc = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local rate_count, rate_since = tonumber(ARGV[12]), ARGV[13]
+local WAITING, ACTIVE_SET, ADMITTED = waiting_key(queue), active_key(queue), admitted_key(queue)
+local out = {}
+if ARGV[14] == '1' then
+  -- a retried call whose first attempt went through: the runs it admitted
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ADMITTED, now, now)) do
+    local o, e, by = unpack(redis.call(
+      'HMGET', run_key(id), 'lease_owner', 'lease_expires_at', 'admitted_by'))
+    if o == owner and e == lease_until and ((worker == nil and not by) or by == worker) then
+      out[#out + 1] = redis.call('HGETALL', run_key(id))
+    end
+  end
+  if #out > 0 then return out end
+end
+-- what the queue holds now: active runs, by worker and by partition, and recent admissions
+local count = redis.call('SCARD', ACTIVE_SET)
+local by_worker, by_key = 0, {}
+if (worker and wconc) or pconc then
+  for _, id in ipairs(redis.call('SMEMBERS', ACTIVE_SET)) do
+    local by, pk = unpack(redis.call('HMGET', run_key(id), 'admitted_by', 'partition_key'))
+    if worker and by == worker then by_worker = by_worker + 1 end
+    if pk then by_key[pk] = (by_key[pk] or 0) + 1 end
+  end
+end
+local recent = 0
+if rate_count then recent = redis.call('ZCOUNT', ADMITTED, '(' .. rate_since, '+inf') end
+local function full()
+  return #out >= limit
+    or (conc ~= nil and count >= conc)
+    or (worker ~= nil and wconc ~= nil and by_worker >= wconc)
+    or (rate_count ~= nil and recent >= rate_count)
+end
+local offset = 0
+while not full() do
+  local members = redis.call('ZRANGE', WAITING, offset, offset + 99)
+  if #members == 0 then break end
+  local passed = 0
+  for _, member in ipairs(members) do
+    if full() then break end
+    local id = string.sub(member, 21)
+    local key = run_key(id)
+    local status, pk = unpack(redis.call('HMGET', key, 'status', 'partition_key'))
+    if status ~= QUEUED then
+      redis.call('ZREM', WAITING, member)  -- not waiting any more (kept for safety)
+    elseif pconc and pk and (by_key[pk] or 0) >= pconc then
+      passed = passed + 1  -- its partition is full: the runs behind it may go
+    else
+      set_status(id, key, PENDING)  -- leaves the waiting set, joins the active one
+      redis.call('HSET', key, 'wake_at', now, 'lease_owner', owner,
+        'lease_expires_at', lease_until, 'admitted_at', now)
+      if worker then
+        redis.call('HSET', key, 'admitted_by', worker)
+      else
+        redis.call('HDEL', key, 'admitted_by')
+      end
+      redis.call('ZADD', ADMITTED, now, id)
+      sync_wake(id)
+      out[#out + 1] = redis.call('HGETALL', key)
+      count = count + 1
+      by_worker = by_worker + 1
+      recent = recent + 1
+      if pk then by_key[pk] = (by_key[pk] or 0) + 1 end
+    end
+  end
+  offset = offset + passed
+end
+return out
+"""
+)
+
+#: ARGV: prefix, since. Read-only: {queue, waiting, active, admitted since} per queue
+#: with any of the three.
+QUEUE_STATS = (
+    _PRELUDE
+    + """
+local out = {}
+for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
+  local waiting = redis.call('ZCARD', waiting_key(queue))
+  local active = redis.call('SCARD', active_key(queue))
+  local admitted = redis.call('ZCOUNT', admitted_key(queue), ARGV[2], '+inf')
+  if waiting + active + admitted > 0 then
+    out[#out + 1] = {queue, waiting, active, admitted}
+  end
+end
+return out
+"""
+)
+
+_SCHEDULE_PRELUDE = """
+local P = ARGV[1]
+local SCHEDULES = P .. ':schedules'
+local DUE = P .. ':schedules:due'
+local OWNER = P .. ':schedules:owner'
+local UNTIL = P .. ':schedules:until'
+
+-- A schedule is in the due index (by next_fire_at) unless paused or done.
+local function index_schedule(name, next_at, paused)
+  if next_at ~= '' and paused ~= '1' then
+    redis.call('ZADD', DUE, next_at, name)
+  else
+    redis.call('ZREM', DUE, name)
+  end
+end
+"""
+
+#: ARGV: prefix, name, schedule JSON, next_fire_at ('' = none), paused, only if new, retry.
+#: Replies {'created'} or {'exists', JSON}; a lease on the schedule is left as it is.
+PUT_SCHEDULE = (
+    _SCHEDULE_PRELUDE
+    + """
+local name, data = ARGV[2], ARGV[3]
+if ARGV[6] == '1' then
+  local current = redis.call('HGET', SCHEDULES, name)
+  if current then
+    -- a retried call whose first attempt went through finds its own row
+    if ARGV[7] == '1' and current == data then return {'created'} end
+    return {'exists', current}
+  end
+end
+redis.call('HSET', SCHEDULES, name, data)
+index_schedule(name, ARGV[4], ARGV[5])
+return {'created'}
+"""
+)
+
+#: ARGV: prefix, owner, now, lease until, limit, retry. Returns the leased rows (JSON),
+#: earliest next_fire_at first (then by name).
+CLAIM_SCHEDULES = (
+    _SCHEDULE_PRELUDE
+    + """
+local owner, now, lease_until, limit = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local out = {}
+if ARGV[6] == '1' then
+  -- a retried call whose first attempt went through: the schedules it leased
+  for _, name in ipairs(redis.call('ZRANGEBYSCORE', DUE, '-inf', ARGV[3])) do
+    if redis.call('HGET', OWNER, name) == owner
+        and redis.call('HGET', UNTIL, name) == lease_until then
+      out[#out + 1] = redis.call('HGET', SCHEDULES, name)
+    end
+  end
+  if #out > 0 then return out end
+end
+local offset = 0
+while #out < limit do
+  local names = redis.call('ZRANGEBYSCORE', DUE, '-inf', ARGV[3], 'LIMIT', offset, limit - #out)
+  if #names == 0 then break end
+  for _, name in ipairs(names) do
+    local holder = redis.call('HGET', OWNER, name)
+    local expires = tonumber(redis.call('HGET', UNTIL, name))
+    if not holder or not expires or expires < now then
+      redis.call('HSET', OWNER, name, owner)
+      redis.call('HSET', UNTIL, name, lease_until)
+      out[#out + 1] = redis.call('HGET', SCHEDULES, name)
+    end
+  end
+  offset = offset + #names
+end
+return out
+"""
+)
+
+#: ARGV: prefix, name, owner, the row as the caller read it, write ('1') or only release,
+#: new row JSON, its next_fire_at ('' = none), its paused flag, retry.
+#: Replies 'ok' (written), 'no' (not the lease holder, or only released) or 'changed'
+#: (the row is no longer the one read: read again).
+ADVANCE_SCHEDULE = (
+    _SCHEDULE_PRELUDE
+    + """
+local name, owner, seen, write, new = ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1', ARGV[6]
+local current = redis.call('HGET', SCHEDULES, name)
+if redis.call('HGET', OWNER, name) ~= owner then
+  -- a retried call whose first attempt went through finds the row it wrote
+  if ARGV[9] == '1' and write and current == new then return 'ok' end
+  return 'no'
+end
+if current ~= seen then return 'changed' end
+redis.call('HDEL', OWNER, name)
+redis.call('HDEL', UNTIL, name)
+if not write then return 'no' end
+redis.call('HSET', SCHEDULES, name, new)
+index_schedule(name, ARGV[7], ARGV[8])
+return 'ok'
 """
 )

@@ -8,6 +8,20 @@ Key layout (``P`` is the prefix, ``pyworkflow`` by default):
 ``P:log:<run_id>``                      list: the event log, element *i* is seq *i + 1*
                                         (one JSON object per event)
 ``P:idem``                              hash: idempotency key -> run id
+``P:dedup``                             hash: ``(queue, dedup_key)`` -> the run id that
+                                        last took it (it holds it while not ended)
+``P:queues``                            set: the names of the queues runs were started in
+``P:queue:waiting:<q>``                 sorted set: queued runs by ``queue_rank``; the
+                                        member ``<created_at µs>:<run_id>`` orders ties
+                                        (kept in the run hash as ``queue_member``)
+``P:queue:active:<q>``                  set: the queue's runs that are pending, running
+                                        or suspended (updated on every status change)
+``P:queue:admitted:<q>``                sorted set: admitted run ids by ``admitted_at``
+                                        (the rate window and ``queue_stats``)
+``P:schedules``                         hash: schedule name -> schedule JSON
+``P:schedules:due``                     sorted set: names of the schedules that are not
+                                        paused by ``next_fire_at``
+``P:schedules:owner`` / ``:until``      hashes: name -> lease owner / lease expiry
 ``P:hooks``                             hash: live hook token -> hook JSON
 ``P:timers``                            sorted set: run ids by ``wake_at``
 ``P:ready``                             sorted set: run ids by when they can be claimed
@@ -63,6 +77,7 @@ from pyworkflow.errors import (
     HookNotFoundError,
     HookTokenConflictError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     StorageUnavailableError,
 )
 from pyworkflow.models import (
@@ -70,17 +85,27 @@ from pyworkflow.models import (
     EventType,
     HookRecord,
     NewEvent,
+    QueueLimits,
+    QueueStats,
     Run,
     RunPage,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
     utcnow,
 )
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage
-from pyworkflow.storage.rows import RUN_COLUMNS, from_epoch, run_from_row, run_to_values
+from pyworkflow.storage.rows import (
+    RUN_COLUMNS,
+    from_epoch,
+    run_from_row,
+    run_to_values,
+    schedule_from_data,
+    schedule_to_data,
+)
 from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
 from pyworkflow_redis import scripts
 from pyworkflow_redis.settings import parse_storage_url
@@ -99,7 +124,14 @@ AUTHENTICATION = (AuthenticationError, AuthenticationWrongNumberOfArgsError)
 AUTHORIZATION = (AuthorizationError, NoPermissionError)
 #: Seconds the subscriber waits for a message before looking whether it should stop.
 _POLL = 1.0
-_TIMES = frozenset({"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at"})
+_TIMES = frozenset(
+    {"created_at", "updated_at", "completed_at", "wake_at", "lease_expires_at", "admitted_at"}
+)
+#: Offset added to ``created_at`` in microseconds so that any datetime gives 19 digits
+#: (``P:queue:waiting:<q>`` members sort by that text).
+_MEMBER_OFFSET = 10**17
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _FSYNC_SETTINGS = ("appendonly", "appendfsync", "no-appendfsync-on-rewrite", "maxmemory-policy")
 
 
@@ -149,13 +181,47 @@ def _decode_event(run_id: str, seq: int, raw: bytes) -> Event:
 
 
 def _run_fields(run: Run) -> list[str]:
-    """``run`` as field/value pairs of its hash (None fields left out)."""
+    """``run`` as field/value pairs of its hash (None fields left out).
+
+    A run of a queue also gets ``queue_member``, its member in the queue's
+    waiting set.
+    """
     pairs: list[str] = []
     for name, value in zip(RUN_COLUMNS, run_to_values(run), strict=True):
         if value is None:
             continue
         pairs += [name, _text(value) if name in _TIMES else str(value)]
+    if run.queue is not None:
+        pairs += ["queue_member", _queue_member(run)]
     return pairs
+
+
+def _queue_member(run: Run) -> str:
+    """The member of ``run`` in its queue's waiting set: equal ranks sort by it.
+
+    ``created_at`` in microseconds, zero-padded to 19 digits, then ``:`` and the
+    run id, so Redis's byte order of members is the order of
+    ``(created_at, run_id)`` (UTF-8 byte order is code point order, as Python's).
+    """
+    micros = (run.created_at.astimezone(UTC) - _EPOCH) // _MICROSECOND
+    return f"{micros + _MEMBER_OFFSET:019d}:{run.run_id}"
+
+
+def _dedup_field(run: Run) -> str:
+    """The field of ``run``'s ``(queue, dedup_key)`` in ``P:dedup`` ('' when it has no key)."""
+    if run.dedup_key is None:
+        return ""
+    scope = "-" if run.queue is None else f"+{len(run.queue)}:{run.queue}"
+    return f"{scope}:{run.dedup_key}"
+
+
+def _then_retry(args: list[str]) -> Callable[[bool], list[str]]:
+    """Script arguments: ``args``, then the retry flag."""
+    return lambda retry: [*args, "1" if retry else "0"]
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _decode_run(raw: Sequence[Any] | Mapping[Any, Any], run_id: str = "?") -> Run:
@@ -174,6 +240,10 @@ def _decode_run(raw: Sequence[Any] | Mapping[Any, Any], run_id: str = "?") -> Ru
                 value = float(value)
             elif name == "last_seq":
                 value = int(value or 0)
+            elif name == "priority":  # absent from runs stored before queues
+                value = int(value or 0)
+            elif name == "queue_rank" and value is not None:
+                value = float(value)
             row.append(value)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise CorruptDataError(f"run {run_id!r}: corrupt run hash: {exc!r}") from exc
@@ -323,6 +393,11 @@ class RedisStorage(Storage):
             "release": scripts.RELEASE_LEASE,
             "step_lease": scripts.SET_STEP_LEASE,
             "expired_step_leases": scripts.EXPIRED_STEP_LEASES,
+            "admit": scripts.ADMIT_QUEUED_RUNS,
+            "queue_stats": scripts.QUEUE_STATS,
+            "put_schedule": scripts.PUT_SCHEDULE,
+            "claim_schedules": scripts.CLAIM_SCHEDULES,
+            "advance_schedule": scripts.ADVANCE_SCHEDULE,
         }
         self._scripts = {name: client.register_script(src) for name, src in sources.items()}
         if task_group is not None:
@@ -474,12 +549,14 @@ class RedisStorage(Storage):
         fields = _run_fields(stored)
         encoded = [_encode_event(e) for e in events]
         key = run.idempotency_key or ""
+        dedup = _dedup_field(run)
 
         def args(retry: bool) -> list[str]:
             flag = "1" if retry else "0"
             return [
                 run.run_id,
                 key,
+                dedup,
                 flag,
                 *_counted(fields),
                 *_counted(encoded),
@@ -768,6 +845,162 @@ class RedisStorage(Storage):
             _decode_step_lease(_str(reply[i]), _str(reply[i + 1]), reply[i + 2])
             for i in range(0, len(reply), 3)
         ]
+
+    # ----- queues -----
+
+    async def admit_queued_runs(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        worker: str | None = None,
+    ) -> list[Run]:
+        """Admit waiting runs of ``queue`` within ``limits``: one Lua script counts and admits."""
+        if limit <= 0:
+            return []
+        if lease_for <= timedelta(0):
+            raise ValueError(f"a lease must last a positive time, got {lease_for}")
+        at = _text(now.timestamp())
+        until = _text((now + lease_for).timestamp())
+        rate_count, rate_since = "", ""
+        if limits.rate is not None:
+            rate_count = str(limits.rate[0])
+            rate_since = _text((now - limits.rate[1]).timestamp())
+        fixed = [
+            queue,
+            owner,
+            at,
+            until,
+            str(limit),
+            "0" if worker is None else "1",
+            worker or "",
+            _optional(limits.concurrency),
+            _optional(limits.worker_concurrency),
+            _optional(limits.partition_concurrency),
+            rate_count,
+            rate_since,
+        ]
+        reply = await self._script("admit", _then_retry(fixed))
+        runs = [_decode_run(raw) for raw in reply]
+        # the admission order (a retried call finds its runs in another order)
+        return sorted(runs, key=lambda r: (r.queue_rank or 0.0, r.created_at, r.run_id))
+
+    async def queue_stats(self, since: datetime) -> list[QueueStats]:
+        at = _text(since.timestamp())
+        reply = await self._script("queue_stats", lambda retry: [at])
+        stats = [QueueStats(_str(q), int(w), int(a), int(n)) for q, w, a, n in reply]
+        return sorted(stats, key=lambda s: s.queue)
+
+    # ----- schedules -----
+
+    async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        reply = await self._put_schedule(schedule, only_new=True)
+        if _status(reply) == "exists":
+            return schedule_from_data(_str(reply[1])), False
+        return schedule, True
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        await self._put_schedule(schedule, only_new=False)
+
+    async def _put_schedule(self, schedule: Schedule, *, only_new: bool) -> Any:
+        data = schedule_to_data(schedule)
+        nxt = "" if schedule.next_fire_at is None else _text(schedule.next_fire_at.timestamp())
+        fixed = [
+            schedule.name,
+            data,
+            nxt,
+            "1" if schedule.paused else "0",
+            "1" if only_new else "0",
+        ]
+        return await self._script("put_schedule", _then_retry(fixed))
+
+    async def get_schedule(self, name: str) -> Schedule:
+        raw = await self._call(
+            "get_schedule", lambda retry: self.client.hget(self._key("schedules"), name)
+        )
+        if raw is None:
+            raise ScheduleNotFoundError(f"no schedule named {name!r} in {self.log_url}")
+        return schedule_from_data(_str(raw))
+
+    async def list_schedules(self) -> list[Schedule]:
+        raw = await self._call(
+            "list_schedules", lambda retry: self.client.hgetall(self._key("schedules"))
+        )
+        return [schedule_from_data(_str(raw[name])) for name in sorted(raw, key=_str)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        async def delete(retry: bool) -> bool:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._key("schedules"), name)
+                pipe.zrem(self._key("schedules", "due"), name)
+                pipe.hdel(self._key("schedules", "owner"), name)
+                pipe.hdel(self._key("schedules", "until"), name)
+                removed, *_ = await pipe.execute()
+            return bool(removed)
+
+        return await self._call("delete_schedule", delete)
+
+    async def claim_schedules(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Schedule]:
+        if limit <= 0:
+            return []
+        if lease_for <= timedelta(0):
+            raise ValueError(f"a lease must last a positive time, got {lease_for}")
+        fixed = [owner, _text(now.timestamp()), _text((now + lease_for).timestamp()), str(limit)]
+        reply = await self._script("claim_schedules", _then_retry(fixed))
+        claimed = [schedule_from_data(_str(raw)) for raw in reply]
+        return sorted(claimed, key=lambda s: (s.next_fire_at or now, s.name))
+
+    async def advance_schedule(
+        self,
+        name: str,
+        owner: str,
+        expected_next_fire_at: datetime,
+        next_fire_at: datetime | None,
+        last_fire_at: datetime | None,
+        last_run_id: str | None,
+    ) -> bool:
+        """Record a firing if ``owner`` holds the lease and the tick is still the expected one.
+
+        The row is read, changed here and written back by a script that
+        checks it is still the row read (a concurrent ``put_schedule`` makes
+        it read again), so the JSON is never re-encoded by Lua.
+        """
+        while True:
+            raw = await self._call(
+                "advance_schedule",
+                lambda retry: self.client.hget(self._key("schedules"), name),
+            )
+            if raw is None:
+                return False
+            seen = _str(raw)
+            current = schedule_from_data(seen)
+            write = current.next_fire_at == expected_next_fire_at
+            new = attrs.evolve(
+                current,
+                next_fire_at=next_fire_at,
+                last_fire_at=last_fire_at,
+                last_run_id=last_run_id,
+            )
+            data = schedule_to_data(new) if write else ""
+            nxt = "" if next_fire_at is None else _text(next_fire_at.timestamp())
+            fixed = [name, owner, seen, "1" if write else "0", data, nxt]
+            fixed.append("1" if new.paused else "0")
+            reply = _str(await self._script("advance_schedule", _then_retry(fixed)))
+            if reply != "changed":
+                return reply == "ok"
+
+    async def next_schedule_at(self) -> datetime | None:
+        first = await self._call(
+            "next_schedule_at",
+            lambda retry: self.client.zrange(self._key("schedules", "due"), 0, 0, withscores=True),
+        )
+        return from_epoch(float(first[0][1])) if first else None
 
     # ----- wake-ups -----
 
