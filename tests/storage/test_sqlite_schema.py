@@ -19,7 +19,7 @@ from sqlmodel import SQLModel
 from pyworkflow.storage import schema
 from pyworkflow.storage.sqlite import SCHEMA, SCHEMA_OBJECTS, SQLiteStorage
 
-ROWS = (schema.RunRow, schema.EventRow, schema.HookRow, schema.StepLeaseRow)
+ROWS = (schema.RunRow, schema.EventRow, schema.HookRow, schema.StepLeaseRow, schema.ScheduleRow)
 TABLES = tuple(str(row.__tablename__) for row in ROWS)
 
 

@@ -23,30 +23,45 @@ from pyworkflow.errors import (
     CorruptDataError,
     HookNotFoundError,
     RunNotFoundError,
+    ScheduleNotFoundError,
 )
 from pyworkflow.models import (
     Event,
     EventType,
     HookRecord,
     NewEvent,
+    QueueLimits,
+    QueueStats,
     Run,
     RunPage,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.flow_rules import (
+    admit,
+    admitted_run,
+    dedup_holder,
+    queue_stats_of,
+    schedule_claimable,
+)
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
+    SCHEDULE_COLUMNS,
     event_from_row,
     from_epoch,
     hook_from_row,
     hook_to_values,
     run_from_row,
     run_to_values,
+    schedule_from_data,
+    schedule_to_values,
     step_lease_from_row,
     step_lease_to_values,
+    to_epoch,
 )
 from pyworkflow.storage.rules import (
     apply_patch,
@@ -76,7 +91,11 @@ class FileStorage(Storage):
     ``runs/<id>.json`` (the run row, replaced atomically), ``hooks/`` and
     ``keys/`` (live hooks and idempotency keys, by hash), ``steps/`` (the
     step leases of a run, one file per run by hash of its id, replaced
-    atomically and removed when empty). Every operation
+    atomically and removed when empty), ``dedup/`` (per hash of a
+    ``(queue, dedup_key)``, the id of the run that took it last; it holds the
+    key while that run has not ended) and ``schedules/`` (one row per
+    schedule by hash of its name: the values of ``SCHEDULE_COLUMNS``,
+    replaced atomically). Every operation
     holds ``.lock`` (``flock``: shared to read, exclusive to write).
 
     An append writes the log lines, then the row; only then is it
@@ -118,7 +137,7 @@ class FileStorage(Storage):
         self._warned: set[str] = set()  # runs whose broken row was already reported
 
     async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
-        for sub in ("runs", "hooks", "keys", "steps"):
+        for sub in ("runs", "hooks", "keys", "steps", "dedup", "schedules"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch()
 
@@ -171,7 +190,9 @@ class FileStorage(Storage):
         path = self._row_path(run_id)
         try:
             values = json.loads(path.read_text())
-            return run_from_row(tuple(values[: len(RUN_COLUMNS)])), int(values[-1])
+            # The row's columns, then the log size. A row written before the queue
+            # columns existed is shorter (run_from_row gives them their defaults).
+            return run_from_row(tuple(values[:-1][: len(RUN_COLUMNS)])), int(values[-1])
         except FileNotFoundError:
             problem = "is missing"
         except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -326,6 +347,41 @@ class FileStorage(Storage):
                 runs.append(self._stand_in(run_id, exc))
         return runs
 
+    def _dedup_path(self, run: Run) -> Path:
+        return self.root / "dedup" / _key(json.dumps([run.queue, run.dedup_key]))
+
+    def _dedup_holder(self, path: Path, run: Run) -> Run | None:
+        """The live run holding ``run``'s ``(queue, dedup_key)`` (its marker at ``path``)."""
+        try:
+            holder = self._load_run(str(json.loads(path.read_text())))
+        except (FileNotFoundError, ValueError, RunNotFoundError, CorruptDataError):
+            return None  # no marker, or its run was never created or cannot be read
+        return dedup_holder([holder], run)
+
+    def _schedule_path(self, name: str) -> Path:
+        return self.root / "schedules" / f"{_key(name)}.json"
+
+    def _schedule_row(self, path: Path) -> list[Any] | None:
+        """A schedule file's row (``SCHEDULE_COLUMNS`` values), or None if there is none."""
+        try:
+            row = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise CorruptDataError(f"corrupt schedule file {path}: {exc}") from exc
+        if not isinstance(row, list) or len(row) != len(SCHEDULE_COLUMNS):
+            raise CorruptDataError(f"corrupt schedule file {path}: not a schedule row")
+        return row
+
+    def _schedule_rows(self) -> list[tuple[Schedule, list[Any]]]:
+        """Every schedule with its row, by name."""
+        rows = []
+        for path in (self.root / "schedules").glob("*.json"):
+            row = self._schedule_row(path)
+            if row is not None:
+                rows.append((schedule_from_data(row[5]), row))
+        return sorted(rows, key=lambda pair: pair[0].name)
+
     def _stand_in(self, run_id: str, exc: CorruptDataError) -> Run:
         """A failed row to list in place of a run whose row cannot be read or rebuilt.
 
@@ -366,8 +422,16 @@ class FileStorage(Storage):
                 key_path = self.root / "keys" / _key(run.idempotency_key)
                 if key_path.exists():
                     return self._load_run(key_path.read_text().strip()), False
+            dedup_path = None if run.dedup_key is None else self._dedup_path(run)
+            if dedup_path is not None:
+                holder = self._dedup_holder(dedup_path, run)
+                if holder is not None:
+                    return holder, False
             if self._row_path(run.run_id).exists():
                 raise ValueError(f"run {run.run_id} already exists")
+            if dedup_path is not None:
+                # Before the run: a crash in between leaves a marker of no run (a free key).
+                self._write_json(dedup_path, run.run_id)
             self._apply_hooks(run.run_id, events)
             stored = attrs.evolve(run, last_seq=len(events))
             size = self._append_log(run.run_id, 0, events, created=stored)
@@ -551,6 +615,137 @@ class FileStorage(Storage):
 
         return await self._run_locked(True, write)
 
+    # ----- queues -----
+
+    async def admit_queued_runs(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        worker: str | None = None,
+    ) -> list[Run]:
+        def waiting() -> bool:
+            return any(r.queue == queue and r.status == RunStatus.QUEUED for r in self._all_runs())
+
+        if limit <= 0 or not await self._run_locked(False, waiting):
+            return []  # nothing waiting: no exclusive lock (admission itself stays atomic)
+
+        def write() -> list[Run]:
+            admitted = []
+            for run in admit(self._all_runs(), queue, limits, now, limit, worker):
+                stored, size = self._load(run.run_id)
+                stored = admitted_run(stored, owner, now, lease_for, worker)
+                self._save_run(stored, size)
+                admitted.append(stored)
+            return admitted
+
+        return await self._run_locked(True, write)
+
+    async def queue_stats(self, since: datetime) -> list[QueueStats]:
+        runs = await self._run_locked(False, self._all_runs)
+        return queue_stats_of(runs, since)
+
+    # ----- schedules -----
+
+    async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        def write() -> tuple[Schedule, bool]:
+            path = self._schedule_path(schedule.name)
+            row = self._schedule_row(path)
+            if row is not None:
+                return schedule_from_data(row[5]), False
+            self._write_json(path, list(schedule_to_values(schedule)))
+            return schedule, True
+
+        return await self._run_locked(True, write)
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        def write() -> None:
+            path = self._schedule_path(schedule.name)
+            values = list(schedule_to_values(schedule))
+            row = self._schedule_row(path)
+            if row is not None:
+                values[3:5] = row[3:5]  # a lease on the schedule stays as it is
+            self._write_json(path, values)
+
+        await self._run_locked(True, write)
+
+    async def get_schedule(self, name: str) -> Schedule:
+        def read() -> Schedule:
+            row = self._schedule_row(self._schedule_path(name))
+            if row is None:
+                raise ScheduleNotFoundError(f"no schedule named {name!r} in {self.url}")
+            return schedule_from_data(row[5])
+
+        return await self._run_locked(False, read)
+
+    async def list_schedules(self) -> list[Schedule]:
+        rows = await self._run_locked(False, self._schedule_rows)
+        return [s for s, _ in rows]
+
+    async def delete_schedule(self, name: str) -> bool:
+        def write() -> bool:
+            path = self._schedule_path(name)
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+            return existed
+
+        return await self._run_locked(True, write)
+
+    async def claim_schedules(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Schedule]:
+        def write() -> list[Schedule]:
+            due = [
+                (s, row)
+                for s, row in self._schedule_rows()
+                if schedule_claimable(s.next_fire_at, s.paused, from_epoch(row[4]), now)
+            ]
+            due.sort(key=lambda pair: (pair[0].next_fire_at or now, pair[0].name))
+            until = to_epoch(now + lease_for)
+            for s, row in due[:limit]:
+                self._write_json(self._schedule_path(s.name), [*row[:3], owner, until, row[5]])
+            return [s for s, _ in due[:limit]]
+
+        return await self._run_locked(True, write)
+
+    async def advance_schedule(
+        self,
+        name: str,
+        owner: str,
+        expected_next_fire_at: datetime,
+        next_fire_at: datetime | None,
+        last_fire_at: datetime | None,
+        last_run_id: str | None,
+    ) -> bool:
+        def write() -> bool:
+            path = self._schedule_path(name)
+            row = self._schedule_row(path)
+            if row is None or row[3] != owner:
+                return False
+            written: bool = row[1] == to_epoch(expected_next_fire_at)
+            if written:
+                fired = attrs.evolve(
+                    schedule_from_data(row[5]),
+                    next_fire_at=next_fire_at,
+                    last_fire_at=last_fire_at,
+                    last_run_id=last_run_id,
+                )
+                self._write_json(path, list(schedule_to_values(fired)))  # its lease free
+            else:
+                self._write_json(path, [*row[:3], None, None, row[5]])
+            return written
+
+        return await self._run_locked(True, write)
+
+    async def next_schedule_at(self) -> datetime | None:
+        rows = await self._run_locked(False, self._schedule_rows)
+        times = [s.next_fire_at for s, _ in rows if not s.paused and s.next_fire_at is not None]
+        return min(times, default=None)
+
 
 def project_run(created: Run, events: Sequence[Event]) -> Run:
     """The row of a run created as ``created`` after ``events`` (a rebuild from the log).
@@ -559,7 +754,21 @@ def project_run(created: Run, events: Sequence[Event]) -> Run:
     ``workflow_failed`` or ``workflow_cancelled`` event (unless retried since);
     any other run is due at once (at its last event's time) with no lease, so
     a worker replays it and the replay sets its wake-up time and status again.
+    A run created ``queued`` whose log has nothing past its creation is queued
+    again (not due): an admission the lost row recorded is taken back, and the
+    run waits for a place again.
     """
+    if created.status == RunStatus.QUEUED and len(events) <= created.last_seq:
+        return attrs.evolve(
+            created,
+            updated_at=events[-1].timestamp if events else created.updated_at,
+            wake_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            admitted_at=None,
+            admitted_by=None,
+            last_seq=len(events),
+        )
     status = RunStatus.PENDING if len(events) <= 1 else RunStatus.SUSPENDED
     result: str | None = None
     error: str | None = None

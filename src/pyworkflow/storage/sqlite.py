@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -21,16 +22,21 @@ from pyworkflow.errors import (
     ConfigError,
     HookNotFoundError,
     RunNotFoundError,
+    ScheduleNotFoundError,
 )
 from pyworkflow.models import (
+    ACTIVE_STATUSES,
     Event,
     EventType,
     HookRecord,
     NewEvent,
+    QueueLimits,
+    QueueStats,
     Run,
     RunPage,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
     utcnow,
 )
@@ -39,6 +45,7 @@ from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
     RUN_COLUMNS,
+    SCHEDULE_COLUMNS,
     STEP_LEASE_COLUMNS,
     dump_payload,
     event_from_row,
@@ -49,8 +56,12 @@ from pyworkflow.storage.rows import (
     patch_values,
     run_from_row,
     run_to_values,
+    schedule_from_data,
+    schedule_to_data,
+    schedule_to_values,
     step_lease_from_row,
     step_lease_to_values,
+    to_epoch,
 )
 from pyworkflow.storage.rules import (
     decode_cursor,
@@ -60,7 +71,14 @@ from pyworkflow.storage.rules import (
     swap_step_lease,
 )
 
-__all__ = ["SCHEMA", "SCHEMA_OBJECTS", "SYNCHRONOUS", "SQLiteStorage", "path_from_url"]
+__all__ = [
+    "ADDED_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_OBJECTS",
+    "SYNCHRONOUS",
+    "SQLiteStorage",
+    "path_from_url",
+]
 
 T = TypeVar("T")
 #: Allowed values of the ``synchronous`` setting.
@@ -76,6 +94,7 @@ _RUNS = "pyworkflow_runs"
 _EVENTS = "pyworkflow_events"
 _HOOKS = "pyworkflow_hooks"
 _STEP_LEASES = "pyworkflow_step_leases"
+_SCHEDULES = "pyworkflow_schedules"
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -121,6 +140,75 @@ _EXPIRED_STEP_LEASES = (
 )
 _DUE = f"SELECT run_id, wake_at FROM {_RUNS} WHERE wake_at <= ? ORDER BY wake_at LIMIT ?"
 
+
+def _sql_list(statuses: Iterable[RunStatus]) -> str:
+    """Statuses as an SQL list literal, e.g. ``('pending', 'running')``."""
+    return "(" + ", ".join(sorted(f"'{s.value}'" for s in statuses)) + ")"
+
+
+_ACTIVE = _sql_list(ACTIVE_STATUSES)
+_LIVE = _sql_list(s for s in RunStatus if not s.is_terminal)
+_QUEUED = RunStatus.QUEUED.value
+#: The live run holding a ``(queue, dedup_key)`` (``queue IS ?``: None matches None).
+_DEDUP_SELECT = f"{_RUN_SELECT} WHERE dedup_key = ? AND queue IS ? AND status IN {_LIVE} LIMIT 1"
+#: Whether a queue has a waiting run (read only, before taking the write lock).
+_ANY_QUEUED = f"SELECT 1 FROM {_RUNS} WHERE queue = ? AND status = '{_QUEUED}' LIMIT 1"
+#: A queue's active runs, and those of them admitted by one worker.
+_ACTIVE_COUNT = (
+    f"SELECT COUNT(*), COUNT(CASE WHEN admitted_by = ? THEN 1 END) FROM {_RUNS} "
+    f"WHERE queue = ? AND status IN {_ACTIVE}"
+)
+#: A queue's admissions in the rate window (through the (queue, admitted_at) index).
+_ADMITTED_SINCE = f"SELECT COUNT(*) FROM {_RUNS} WHERE queue = ? AND admitted_at > ?"
+#: A queue's active runs per partition key.
+_ACTIVE_BY_KEY = (
+    f"SELECT partition_key, COUNT(*) FROM {_RUNS} WHERE queue = ? AND status IN {_ACTIVE} "
+    "AND partition_key IS NOT NULL GROUP BY partition_key"
+)
+#: A queue's waiting runs in admission order, but those of full partitions (a JSON list).
+_WAITING = (
+    f"SELECT run_id, partition_key FROM {_RUNS} WHERE queue = ? AND status = '{_QUEUED}' "
+    "AND (partition_key IS NULL OR partition_key NOT IN (SELECT value FROM json_each(?))) "
+    "ORDER BY queue_rank, created_at, run_id LIMIT ?"
+)
+#: Admit the waiting runs of a JSON list of run ids.
+_ADMIT = (
+    f"UPDATE {_RUNS} SET status = '{RunStatus.PENDING.value}', wake_at = ?, lease_owner = ?, "
+    "lease_expires_at = ?, admitted_at = ?, admitted_by = ? "
+    f"WHERE run_id IN (SELECT value FROM json_each(?)) AND status = '{_QUEUED}' "
+    f"RETURNING {', '.join(RUN_COLUMNS)}"
+)
+#: Per queue: waiting runs, active runs, and runs admitted since a time.
+_QUEUE_STATS = (
+    f"SELECT queue, COUNT(CASE WHEN status = '{_QUEUED}' THEN 1 END), "
+    f"COUNT(CASE WHEN status IN {_ACTIVE} THEN 1 END), "
+    "COUNT(CASE WHEN admitted_at >= ? THEN 1 END) "
+    f"FROM {_RUNS} WHERE queue IS NOT NULL GROUP BY queue ORDER BY queue"
+)
+#: Waiting rows read past the room left, when full partitions may be passed over.
+_SCAN_SLACK = 32
+
+_SCHEDULE_SELECT = f"SELECT data FROM {_SCHEDULES}"
+_SCHEDULE_VALUES = (
+    f"({', '.join(SCHEDULE_COLUMNS)}) VALUES ({', '.join('?' * len(SCHEDULE_COLUMNS))})"
+)
+_INSERT_SCHEDULE = f"INSERT INTO {_SCHEDULES} {_SCHEDULE_VALUES} ON CONFLICT (name) DO NOTHING"
+#: Insert, or replace the indexed fields and the data (a lease on the row stays).
+_PUT_SCHEDULE = (
+    f"INSERT INTO {_SCHEDULES} {_SCHEDULE_VALUES} ON CONFLICT (name) DO UPDATE SET "
+    "next_fire_at = excluded.next_fire_at, paused = excluded.paused, data = excluded.data"
+)
+#: Due and free to lease (the rule of ``flow_rules.schedule_claimable``).
+_SCHEDULE_DUE = (
+    "paused = 0 AND next_fire_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+)
+_ANY_SCHEDULE_DUE = f"SELECT 1 FROM {_SCHEDULES} WHERE {_SCHEDULE_DUE} LIMIT 1"
+_CLAIM_SCHEDULES = (
+    f"UPDATE {_SCHEDULES} SET lease_owner = ?, lease_expires_at = ? WHERE name IN ("
+    f"SELECT name FROM {_SCHEDULES} WHERE {_SCHEDULE_DUE} ORDER BY next_fire_at, name LIMIT ?) "
+    "RETURNING next_fire_at, name, data"
+)
+
 #: The tables and indexes, as plain DDL run through stdlib ``sqlite3``: the same
 #: schema that :mod:`pyworkflow.storage.schema`'s SQLModel tables create (column
 #: names, types, nullability, keys, constraint and index names; a test compares
@@ -145,6 +233,13 @@ SCHEMA = (
 \tlease_owner VARCHAR,
 \tlease_expires_at FLOAT,
 \tlast_seq INTEGER NOT NULL,
+\tqueue VARCHAR,
+\tpriority INTEGER NOT NULL,
+\tpartition_key VARCHAR,
+\tdedup_key VARCHAR,
+\tqueue_rank FLOAT,
+\tadmitted_at FLOAT,
+\tadmitted_by VARCHAR,
 \tPRIMARY KEY (run_id),
 \tCONSTRAINT uq_pyworkflow_runs_idempotency_key UNIQUE (idempotency_key)
 )""",
@@ -153,6 +248,9 @@ SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_wake_at ON {_RUNS} (wake_at)",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_created ON {_RUNS} (created_at, run_id)",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_parent ON {_RUNS} (parent_run_id)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_queue ON {_RUNS} (queue, status, queue_rank)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_admitted ON {_RUNS} (queue, admitted_at)",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_dedup ON {_RUNS} (dedup_key)",
     f"""CREATE TABLE IF NOT EXISTS {_EVENTS} (
 \trun_id VARCHAR NOT NULL,
 \tseq INTEGER NOT NULL,
@@ -180,6 +278,28 @@ SCHEMA = (
 \tPRIMARY KEY (run_id, step_id)
 )""",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_step_leases_until ON {_STEP_LEASES} (lease_until)",
+    f"""CREATE TABLE IF NOT EXISTS {_SCHEDULES} (
+\tname VARCHAR NOT NULL,
+\tnext_fire_at FLOAT,
+\tpaused INTEGER NOT NULL,
+\tlease_owner VARCHAR,
+\tlease_expires_at FLOAT,
+\tdata VARCHAR NOT NULL,
+\tPRIMARY KEY (name)
+)""",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_schedules_next ON {_SCHEDULES} (next_fire_at)",
+)
+#: Columns added to existing tables after the first release, as ``ALTER TABLE ADD COLUMN``
+#: adds them to a database created before (a NOT NULL one with the value its old rows
+#: take): ``(table, column, definition)``, in :data:`SCHEMA`'s column order.
+ADDED_COLUMNS = (
+    (_RUNS, "queue", "VARCHAR"),
+    (_RUNS, "priority", "INTEGER NOT NULL DEFAULT 0"),
+    (_RUNS, "partition_key", "VARCHAR"),
+    (_RUNS, "dedup_key", "VARCHAR"),
+    (_RUNS, "queue_rank", "FLOAT"),
+    (_RUNS, "admitted_at", "FLOAT"),
+    (_RUNS, "admitted_by", "VARCHAR"),
 )
 #: Names of the tables and indexes :data:`SCHEMA` creates.
 SCHEMA_OBJECTS = frozenset(
@@ -233,11 +353,15 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables and indexes of :data:`SCHEMA` that the file lacks.
+    """Create the tables, columns and indexes of :data:`SCHEMA` that the file lacks.
 
     A file that has them all is left alone without taking the write lock;
     otherwise the missing ones are created in one ``BEGIN IMMEDIATE``
-    transaction, so processes opening a new file at once create it once.
+    transaction, so processes opening a new file at once create it once: the
+    tables first, then the columns of :data:`ADDED_COLUMNS` that a file made
+    by an older version lacks (``ALTER TABLE ADD COLUMN``; a column another
+    process added meanwhile is no error), then the indexes, some of which
+    cover those columns.
     """
     present = {
         str(name)
@@ -245,18 +369,40 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
         )
     }
-    if SCHEMA_OBJECTS <= present:
+    if SCHEMA_OBJECTS <= present and not _missing_columns(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA:
+        tables = [s for s in SCHEMA if s.startswith("CREATE TABLE")]
+        for statement in tables:
             conn.execute(statement)
+        for table, column, definition in _missing_columns(conn):
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column name" not in str(exc):
+                    raise
+        for statement in SCHEMA:
+            if statement not in tables:
+                conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """The entries of :data:`ADDED_COLUMNS` whose table exists without that column."""
+    missing = []
+    columns: dict[str, set[str]] = {}
+    for table, column, definition in ADDED_COLUMNS:
+        if table not in columns:
+            columns[table] = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
+        if columns[table] and column not in columns[table]:
+            missing.append((table, column, definition))
+    return missing
 
 
 #: :meth:`_Writer.inline_one` did nothing: the write goes to the writer thread.
@@ -675,10 +821,15 @@ class SQLiteStorage(Storage):
         rows = event_rows(run.run_id, 0, events)
         hooks = hook_changes(run.run_id, events)
         key = run.idempotency_key
+        dedup = None if run.dedup_key is None else (run.dedup_key, run.queue)
 
         def write(conn: sqlite3.Connection) -> tuple[Run, bool]:
             if key is not None:
                 row = conn.execute(f"{_RUN_SELECT} WHERE idempotency_key = ?", (key,)).fetchone()
+                if row is not None:
+                    return run_from_row(row), False
+            if dedup is not None:
+                row = conn.execute(_DEDUP_SELECT, dedup).fetchone()
                 if row is not None:
                     return run_from_row(row), False
             conn.execute(_INSERT_RUN, values)
@@ -909,6 +1060,198 @@ class SQLiteStorage(Storage):
             return hook.run_id, seq
 
         return await self._write(write)
+
+    # ----- queues -----
+
+    async def admit_queued_runs(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        worker: str | None = None,
+    ) -> list[Run]:
+        if limit <= 0:
+            return []
+        if not await self._read(lambda conn: conn.execute(_ANY_QUEUED, (queue,)).fetchall()):
+            return []  # nothing waiting: no write transaction (admission itself stays atomic)
+        at = now.timestamp()
+        admit_params = (at, owner, (now + lease_for).timestamp(), at, worker)
+
+        def write(conn: sqlite3.Connection) -> list[Run]:
+            room = _admission_room(conn, queue, limits, now, limit, worker)
+            per_key: dict[str, int] | None = None
+            full: set[str] = set()
+            cap = limits.partition_concurrency
+            if cap is not None:
+                per_key = {str(k): int(n) for k, n in conn.execute(_ACTIVE_BY_KEY, (queue,))}
+                full = {k for k, n in per_key.items() if n >= cap}
+            admitted: list[Run] = []
+            # Each pass reads waiting runs outside the full partitions; every row read is
+            # admitted or has its partition fill up, so the next pass reads new rows only.
+            while room > 0:
+                wanted = room if per_key is None else room + _SCAN_SLACK
+                rows = conn.execute(_WAITING, (queue, json.dumps(sorted(full)), wanted)).fetchall()
+                chosen: list[str] = []
+                for run_id, key in rows:
+                    if len(chosen) == room:
+                        break
+                    if per_key is not None and cap is not None and key is not None:
+                        if key in full:
+                            continue
+                        per_key[key] = per_key.get(key, 0) + 1
+                        if per_key[key] >= cap:
+                            full.add(key)
+                    chosen.append(str(run_id))
+                if chosen:
+                    order = {run_id: i for i, run_id in enumerate(chosen)}
+                    runs = conn.execute(_ADMIT, (*admit_params, json.dumps(chosen))).fetchall()
+                    admitted += sorted(map(run_from_row, runs), key=lambda r: order[r.run_id])
+                    room -= len(chosen)
+                if len(rows) < wanted:
+                    break  # no more waiting rows
+            return admitted
+
+        return await self._write(write)
+
+    async def queue_stats(self, since: datetime) -> list[QueueStats]:
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(_QUEUE_STATS, (since.timestamp(),)).fetchall()
+
+        rows = await self._read(read, inline=False)
+        return [QueueStats(str(q), int(w), int(a), int(n)) for q, w, a, n in rows if w or a or n]
+
+    # ----- schedules -----
+
+    async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        values = schedule_to_values(schedule)
+
+        def write(conn: sqlite3.Connection) -> tuple[Schedule, bool]:
+            if conn.execute(_INSERT_SCHEDULE, values).rowcount == 1:
+                return schedule, True
+            return self._find_schedule(conn, schedule.name), False
+
+        return await self._write(write)
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        values = schedule_to_values(schedule)
+        await self._write(lambda conn: conn.execute(_PUT_SCHEDULE, values))
+
+    async def get_schedule(self, name: str) -> Schedule:
+        return await self._read(lambda conn: self._find_schedule(conn, name))
+
+    def _find_schedule(self, conn: sqlite3.Connection, name: str) -> Schedule:
+        row = conn.execute(f"{_SCHEDULE_SELECT} WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ScheduleNotFoundError(f"no schedule named {name!r} in {self.url}")
+        return schedule_from_data(row[0])
+
+    async def list_schedules(self) -> list[Schedule]:
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(f"{_SCHEDULE_SELECT} ORDER BY name").fetchall()
+
+        return [schedule_from_data(data) for (data,) in await self._read(read, inline=False)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(f"DELETE FROM {_SCHEDULES} WHERE name = ?", (name,)).rowcount == 1
+
+        return await self._write(write)
+
+    async def claim_schedules(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Schedule]:
+        at = now.timestamp()
+        if limit <= 0 or not await self._read(
+            lambda conn: conn.execute(_ANY_SCHEDULE_DUE, (at, at)).fetchall()
+        ):
+            return []  # nothing due: no write transaction (the claim itself stays atomic)
+        params = (owner, at + lease_for.total_seconds(), at, at, limit)
+
+        def write(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(_CLAIM_SCHEDULES, params).fetchall()
+
+        rows = sorted(await self._write(write), key=lambda row: (row[0], row[1]))
+        return [schedule_from_data(data) for _, _, data in rows]
+
+    async def advance_schedule(
+        self,
+        name: str,
+        owner: str,
+        expected_next_fire_at: datetime,
+        next_fire_at: datetime | None,
+        last_fire_at: datetime | None,
+        last_run_id: str | None,
+    ) -> bool:
+        expected = to_epoch(expected_next_fire_at)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                f"SELECT lease_owner, next_fire_at, data FROM {_SCHEDULES} WHERE name = ?",
+                (name,),
+            ).fetchone()
+            if row is None or row[0] != owner:
+                return False
+            written: bool = row[1] == expected
+            data = row[2]
+            if written:
+                fired = attrs.evolve(
+                    schedule_from_data(data),
+                    next_fire_at=next_fire_at,
+                    last_fire_at=last_fire_at,
+                    last_run_id=last_run_id,
+                )
+                data = schedule_to_data(fired)
+            conn.execute(
+                f"UPDATE {_SCHEDULES} SET next_fire_at = ?, data = ?, lease_owner = NULL, "
+                "lease_expires_at = NULL WHERE name = ?",
+                (to_epoch(next_fire_at) if written else row[1], data, name),
+            )
+            return written
+
+        return await self._write(write)
+
+    async def next_schedule_at(self) -> datetime | None:
+        def read(conn: sqlite3.Connection) -> float | None:
+            sql = f"SELECT MIN(next_fire_at) FROM {_SCHEDULES} WHERE paused = 0"
+            row = conn.execute(sql).fetchone()
+            return None if row is None else row[0]
+
+        return from_epoch(await self._read(read))
+
+
+def _admission_room(
+    conn: sqlite3.Connection,
+    queue: str,
+    limits: QueueLimits,
+    now: datetime,
+    limit: int,
+    worker: str | None,
+) -> int:
+    """How many runs ``queue`` may admit now under the limits other than partitions.
+
+    Each admission counts once against the concurrency, the worker's
+    concurrency and the rate window alike, so the walk of
+    :meth:`Storage.admit_queued_runs` stops after the smallest room left.
+    """
+    room = limit
+    if limits.concurrency is not None or (
+        limits.worker_concurrency is not None and worker is not None
+    ):
+        active, by_worker = conn.execute(_ACTIVE_COUNT, (worker, queue)).fetchone()
+        if limits.concurrency is not None:
+            room = min(room, limits.concurrency - int(active))
+        if limits.worker_concurrency is not None and worker is not None:
+            room = min(room, limits.worker_concurrency - int(by_worker))
+    if limits.rate is not None and room > 0:
+        count, period = limits.rate
+        since = (now - period).timestamp()
+        (recent,) = conn.execute(_ADMITTED_SINCE, (queue, since)).fetchone()
+        room = min(room, count - int(recent))
+    return room
 
 
 def _insert_events(conn: sqlite3.Connection, rows: list[_EventRow]) -> None:
