@@ -44,6 +44,7 @@ from pyworkflow.step import RetryPolicy, StepDefinition, get_step
 from pyworkflow.stepexec import retry_bases, run_step_attempt, voided_seqs
 
 if TYPE_CHECKING:
+    from pyworkflow.schedules.firing import ScheduleFirer
     from pyworkflow.runtime import Runtime
 
 __all__ = [
@@ -309,11 +310,15 @@ async def _run_leased(
 async def sweep(runtime: Runtime, dispatcher: str, limit: int = 500) -> list[str]:
     """Ids of runs to send activations for; each is claimed under ``dispatch:<dispatcher>``.
 
-    First makes due the runs of dispatched steps whose lease expired (their
-    worker died, or the message was lost), then claims due runs whose lease
-    is free or expired, for ``executor.dispatch_timeout`` seconds.
+    First fires due schedules (their new runs are announced like any start),
+    makes due the runs of dispatched steps whose lease expired (their worker
+    died, or the message was lost), then claims due runs whose lease is free
+    or expired, for ``executor.dispatch_timeout`` seconds, and admits queued
+    runs of limited queues (docs/queues.md) under the same placeholder claim.
     """
     storage = runtime.storage
+    owner = f"{DISPATCH_PREFIX}{dispatcher}"
+    await _fire_schedules(runtime, owner)
     now = utcnow()
     for lease in await storage.expired_step_leases(now, limit):
         log = logger.bind(run_id=lease.run_id, step_id=lease.step_id)
@@ -333,5 +338,26 @@ async def sweep(runtime: Runtime, dispatcher: str, limit: int = 500) -> list[str
         except ConcurrencyError:
             continue  # the run moved on; the next sweep looks again
     lease_for = timedelta(seconds=runtime.executor.dispatch_timeout)
-    claimed = await storage.claim_runs(f"{DISPATCH_PREFIX}{dispatcher}", now, limit, lease_for)
+    claimed = await storage.claim_runs(owner, now, limit, lease_for)
+    if len(claimed) < limit and any(c.limited for c in runtime.queue_configs.values()):
+        from pyworkflow.queues import admit_queued
+
+        # worker_concurrency counts by the admitting worker: a dispatcher admits for all of them
+        claimed += await admit_queued(
+            runtime, owner, now, limit - len(claimed), lease_for, worker=None
+        )
     return [run.run_id for run in claimed]
+
+
+_firers: dict[tuple[int, str], ScheduleFirer] = {}
+
+
+async def _fire_schedules(runtime: Runtime, owner: str) -> None:
+    """Fire the schedules due now (one firer per runtime and dispatcher, kept between sweeps)."""
+    from pyworkflow.schedules.firing import ScheduleFirer
+
+    key = (id(runtime), owner)
+    firer = _firers.get(key)
+    if firer is None or firer.runtime is not runtime:
+        firer = _firers[key] = ScheduleFirer(runtime, owner)
+    await firer.fire_due()
