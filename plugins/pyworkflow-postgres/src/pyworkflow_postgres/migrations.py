@@ -67,10 +67,59 @@ def _index_parents(conn: Connection) -> None:
     )
 
 
+#: Migration 3's DDL, as text: history does not follow later edits of ``schema.py``.
+#: Every statement is idempotent (``IF NOT EXISTS``) because version 1 creates the run
+#: table from the current SQLModel metadata, so a fresh database already has the
+#: run columns and indexes that a version-2 database gains here. ``priority`` is
+#: NOT NULL: it is added with ``DEFAULT 0`` (rows of version 2 read 0, with no table
+#: rewrite) and the default is then dropped, as the metadata has none.
+_QUEUES_AND_SCHEDULES = (
+    "ALTER TABLE pyworkflow_runs "
+    "ADD COLUMN IF NOT EXISTS queue VARCHAR, "
+    "ADD COLUMN IF NOT EXISTS priority INTEGER NOT NULL DEFAULT 0, "
+    "ADD COLUMN IF NOT EXISTS partition_key VARCHAR, "
+    "ADD COLUMN IF NOT EXISTS dedup_key VARCHAR, "
+    "ADD COLUMN IF NOT EXISTS queue_rank FLOAT, "
+    "ADD COLUMN IF NOT EXISTS admitted_at FLOAT, "
+    "ADD COLUMN IF NOT EXISTS admitted_by VARCHAR",
+    "ALTER TABLE pyworkflow_runs ALTER COLUMN priority DROP DEFAULT",
+    "CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_queue "
+    "ON pyworkflow_runs (queue, status, queue_rank)",
+    "CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_admitted "
+    "ON pyworkflow_runs (queue, admitted_at)",
+    "CREATE INDEX IF NOT EXISTS ix_pyworkflow_runs_dedup ON pyworkflow_runs (dedup_key)",
+    # one live run per (queue, dedup_key): create_run's ON CONFLICT DO NOTHING arbiter;
+    # no queue counts as the queue named ''
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_pyworkflow_runs_live_dedup "
+    "ON pyworkflow_runs ((COALESCE(queue, '')), dedup_key) "
+    "WHERE dedup_key IS NOT NULL AND status IN ('queued', 'pending', 'running', 'suspended')",
+    "CREATE TABLE IF NOT EXISTS pyworkflow_schedules ("
+    "name VARCHAR NOT NULL, "
+    "next_fire_at FLOAT, "
+    "paused INTEGER NOT NULL, "
+    "lease_owner VARCHAR, "
+    "lease_expires_at FLOAT, "
+    "data VARCHAR NOT NULL, "
+    "PRIMARY KEY (name))",
+    "CREATE INDEX IF NOT EXISTS ix_pyworkflow_schedules_next "
+    "ON pyworkflow_schedules (next_fire_at)",
+)
+
+
+def _queues_and_schedules(conn: Connection) -> None:
+    for statement in _QUEUES_AND_SCHEDULES:
+        conn.execute(text(statement))
+
+
 #: Every migration, oldest first; append new ones, never edit old ones.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, events, hooks and step leases (pyworkflow.storage.schema)", _create_tables),
     Migration(2, "index runs by parent_run_id (list a run's children)", _index_parents),
+    Migration(
+        3,
+        "queue columns of runs, the live dedup_key unique index, the schedules table",
+        _queues_and_schedules,
+    ),
 )
 #: The schema version this code writes and reads.
 LATEST = MIGRATIONS[-1].version

@@ -19,29 +19,54 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from pyworkflow.storage.rows import EVENT_COLUMNS, HOOK_COLUMNS, RUN_COLUMNS, STEP_LEASE_COLUMNS
+from pyworkflow.models import ACTIVE_STATUSES, RunStatus
+from pyworkflow.storage.rows import (
+    EVENT_COLUMNS,
+    HOOK_COLUMNS,
+    RUN_COLUMNS,
+    SCHEDULE_COLUMNS,
+    STEP_LEASE_COLUMNS,
+)
 
 __all__ = [
+    "ADMIT",
+    "ADVANCE_SCHEDULE",
     "APPEND_HOOK_EVENT",
     "CLAIM_RUN",
     "CLAIM_RUNS",
     "CLAIM_RUN_TAKING_OVER",
+    "CLAIM_SCHEDULES",
     "DELETE_HOOKS",
+    "DELETE_SCHEDULE",
+    "DROP_SCHEDULE_LEASE",
     "DUE_TIMERS",
     "EVENT_AT",
     "EXPIRED_STEP_LEASES",
     "GET_EVENTS",
     "GET_HOOK",
     "GET_RUN",
+    "GET_RUN_BY_DEDUP",
     "GET_RUN_BY_KEY",
+    "GET_SCHEDULE",
+    "GET_SCHEDULE_AND_LEASE",
     "GET_STEP_LEASES",
     "HOOK_OWNER",
     "HOOK_PAYLOAD_LANDED",
     "INSERT_HOOKS",
     "INSERT_RUN_UNLESS_KEY",
+    "INSERT_RUN_UNLESS_TAKEN",
+    "INSERT_SCHEDULE_UNLESS_NAME",
     "LAST_SEQ",
+    "LIST_SCHEDULES",
+    "LOCK_QUEUE",
+    "LOCK_SCHEDULE",
+    "NEXT_SCHEDULE_AT",
     "NEXT_WAKE_AT",
     "NOTIFY",
+    "PARTITION_LOAD",
+    "PUT_SCHEDULE",
+    "QUEUE_LOAD",
+    "QUEUE_STATS",
     "RELEASE_LEASE",
     "RENEW_LEASE",
     "SCHEMA_VERSION",
@@ -51,6 +76,7 @@ __all__ = [
     "STEP_LEASE_DELETE_IF_OWNER",
     "STEP_LEASE_UPSERT",
     "TOUCH_RUN_FOR_HOOK",
+    "WAITING_RUNS",
     "append",
     "create_run",
     "event_arrays",
@@ -61,11 +87,13 @@ RUNS = "pyworkflow_runs"
 EVENTS = "pyworkflow_events"
 HOOKS = "pyworkflow_hooks"
 LEASES = "pyworkflow_step_leases"
+SCHEDULES = "pyworkflow_schedules"
 
 _RUN = ", ".join(RUN_COLUMNS)
 _EVENT = ", ".join(EVENT_COLUMNS)
 _HOOK = ", ".join(HOOK_COLUMNS)
 _LEASE = ", ".join(STEP_LEASE_COLUMNS)
+_SCHEDULE = ", ".join(SCHEDULE_COLUMNS)
 _RUN_PARAMS = ", ".join(f"${i}" for i in range(1, len(RUN_COLUMNS) + 1))
 #: SQL types of the patchable run columns (the parameters' types).
 PATCH_TYPES = {
@@ -85,6 +113,20 @@ LAST_SEQ = f"SELECT last_seq FROM {RUNS} WHERE run_id = $1"
 INSERT_RUN_UNLESS_KEY = (
     f"INSERT INTO {RUNS} ({_RUN}) VALUES ({_RUN_PARAMS}) "
     "ON CONFLICT ON CONSTRAINT uq_pyworkflow_runs_idempotency_key DO NOTHING RETURNING run_id"
+)
+#: The statuses that hold a place in a queue, as an SQL list (``ACTIVE_STATUSES``).
+_ACTIVE = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES))
+_QUEUED = f"'{RunStatus.QUEUED.value}'"
+#: Not ended: the statuses under which a run holds its ``(queue, dedup_key)``. The same
+#: predicate as the partial unique index ``uq_pyworkflow_runs_live_dedup`` (migration 3).
+_LIVE_DEDUP = f"dedup_key IS NOT NULL AND status IN ({_QUEUED}, {_ACTIVE})"
+#: Any unique conflict (the run id, the idempotency key, a live dedup key) skips the insert.
+INSERT_RUN_UNLESS_TAKEN = (
+    f"INSERT INTO {RUNS} ({_RUN}) VALUES ({_RUN_PARAMS}) ON CONFLICT DO NOTHING RETURNING run_id"
+)
+#: ``$1``: the queue or '' for none, ``$2``: the dedup key.
+GET_RUN_BY_DEDUP = (
+    f"SELECT {_RUN} FROM {RUNS} WHERE COALESCE(queue, '') = $1 AND dedup_key = $2 AND {_LIVE_DEDUP}"
 )
 GET_EVENTS = f"SELECT {_EVENT} FROM {EVENTS} WHERE run_id = $1 AND seq > $2 ORDER BY seq"
 EVENT_AT = f"SELECT {_EVENT} FROM {EVENTS} WHERE run_id = $1 AND seq = $2"
@@ -130,17 +172,20 @@ def append(patched: tuple[str, ...], release: bool, notify: bool) -> str:
 
 
 @lru_cache(maxsize=4)
-def create_run(notify: bool) -> str:
+def create_run(notify: bool, dedup: bool = False) -> str:
     """One statement that inserts a run (unless its idempotency key is taken) and its events.
 
     Parameters: the run's columns (``RUN_COLUMNS`` order), then the events as
     four arrays (types, correlation ids, timestamps, payloads), then the NOTIFY
     channel and payload (``notify``). Returns one row: how many runs were
     inserted (0: a run with that idempotency key exists; nothing was written).
+    With ``dedup`` (the run has a ``dedup_key``), any unique conflict skips the
+    insert: the idempotency key, a live run holding the dedup key, or the run id.
     """
     n = len(RUN_COLUMNS)
+    insert = INSERT_RUN_UNLESS_TAKEN if dedup else INSERT_RUN_UNLESS_KEY
     sql = (
-        f"WITH r AS ({INSERT_RUN_UNLESS_KEY}), "
+        f"WITH r AS ({insert}), "
         f"e AS (INSERT INTO {EVENTS} ({_EVENT}) "
         "SELECT r.run_id, e.ord::int, e.type, e.cid, e.ts, e.payload "
         f"FROM r, unnest(${n + 1}::text[], ${n + 2}::text[], ${n + 3}::float8[], "
@@ -217,6 +262,86 @@ RELEASE_LEASE = (
 )
 NEXT_WAKE_AT = f"SELECT min(wake_at) FROM {RUNS}"
 DUE_TIMERS = f"SELECT run_id, wake_at FROM {RUNS} WHERE wake_at <= $1 ORDER BY wake_at LIMIT $2"
+
+# ----- queues -----
+
+#: Serialises the admissions of one queue (``$1``: a text key naming schema and queue)
+#: until the transaction ends.
+LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtext($1))"
+#: ``$1`` queue, ``$2`` worker, ``$3`` start of the rate window (NULL: no rate): the
+#: queue's active runs, those admitted by the worker, and admissions after ``$3``.
+QUEUE_LOAD = (
+    f"SELECT count(*) FILTER (WHERE status IN ({_ACTIVE})), "
+    f"count(*) FILTER (WHERE status IN ({_ACTIVE}) AND admitted_by = $2), "
+    "count(*) FILTER (WHERE admitted_at > $3) "
+    f"FROM {RUNS} WHERE queue = $1 AND (status IN ({_ACTIVE}) OR admitted_at > $3)"
+)
+#: Active runs of queue ``$1`` per partition key.
+PARTITION_LOAD = (
+    f"SELECT partition_key, count(*) FROM {RUNS} "
+    f"WHERE queue = $1 AND status IN ({_ACTIVE}) AND partition_key IS NOT NULL "
+    "GROUP BY partition_key"
+)
+#: Up to ``$4`` waiting runs of queue ``$1`` in admission order, leaving out the
+#: partition keys ``$2`` (full) and the run ids ``$3`` (already chosen).
+WAITING_RUNS = (
+    f"SELECT run_id, partition_key FROM {RUNS} WHERE queue = $1 AND status = {_QUEUED} "
+    "AND (partition_key IS NULL OR partition_key <> ALL($2::text[])) "
+    "AND run_id <> ALL($3::text[]) "
+    "ORDER BY queue_rank, created_at, run_id LIMIT $4"
+)
+#: Admit the runs ``$1`` (still waiting): pending, due at ``$2``, leased to ``$3`` until
+#: ``$4``, admitted at ``$2`` by ``$5``; ``updated_at`` stays.
+ADMIT = (
+    f"UPDATE {RUNS} SET status = '{RunStatus.PENDING.value}', wake_at = $2, lease_owner = $3, "
+    "lease_expires_at = $4, admitted_at = $2, admitted_by = $5 "
+    f"WHERE run_id = ANY($1::text[]) AND status = {_QUEUED} RETURNING {_RUN}"
+)
+#: Per queue: waiting runs, active runs, runs admitted at or after ``$1``.
+QUEUE_STATS = (
+    f"SELECT queue, count(*) FILTER (WHERE status = {_QUEUED}), "
+    f"count(*) FILTER (WHERE status IN ({_ACTIVE})), "
+    "count(*) FILTER (WHERE admitted_at >= $1) "
+    f"FROM {RUNS} WHERE queue IS NOT NULL "
+    f"AND (status IN ({_QUEUED}, {_ACTIVE}) OR admitted_at >= $1) GROUP BY queue"
+)
+
+# ----- schedules -----
+
+_SCHEDULE_PARAMS = ", ".join(f"${i}" for i in range(1, len(SCHEDULE_COLUMNS) + 1))
+INSERT_SCHEDULE_UNLESS_NAME = (
+    f"INSERT INTO {SCHEDULES} ({_SCHEDULE}) VALUES ({_SCHEDULE_PARAMS}) "
+    "ON CONFLICT (name) DO NOTHING RETURNING name"
+)
+#: Insert or replace; a lease on the row stays as it is.
+PUT_SCHEDULE = (
+    f"INSERT INTO {SCHEDULES} ({_SCHEDULE}) VALUES ({_SCHEDULE_PARAMS}) "
+    "ON CONFLICT (name) DO UPDATE SET next_fire_at = EXCLUDED.next_fire_at, "
+    "paused = EXCLUDED.paused, data = EXCLUDED.data"
+)
+GET_SCHEDULE = f"SELECT data FROM {SCHEDULES} WHERE name = $1"
+LIST_SCHEDULES = f"SELECT data FROM {SCHEDULES}"
+DELETE_SCHEDULE = f"DELETE FROM {SCHEDULES} WHERE name = $1"
+#: Lease up to ``$2`` schedules due at ``$1`` to ``$3`` until ``$4``; names compare
+#: bytewise (``COLLATE "C"``), as Python compares them.
+CLAIM_SCHEDULES = (
+    f"WITH due AS (SELECT name FROM {SCHEDULES} "
+    "WHERE paused = 0 AND next_fire_at <= $1 "
+    "AND (lease_expires_at IS NULL OR lease_expires_at < $1) "
+    'ORDER BY next_fire_at, name COLLATE "C" LIMIT $2 FOR UPDATE SKIP LOCKED) '
+    f"UPDATE {SCHEDULES} AS s SET lease_owner = $3, lease_expires_at = $4 FROM due "
+    "WHERE s.name = due.name RETURNING s.data"
+)
+GET_SCHEDULE_AND_LEASE = f"SELECT next_fire_at, lease_owner, data FROM {SCHEDULES} WHERE name = $1"
+LOCK_SCHEDULE = GET_SCHEDULE_AND_LEASE + " FOR UPDATE"
+ADVANCE_SCHEDULE = (
+    f"UPDATE {SCHEDULES} SET next_fire_at = $2, data = $3, lease_owner = NULL, "
+    "lease_expires_at = NULL WHERE name = $1"
+)
+DROP_SCHEDULE_LEASE = (
+    f"UPDATE {SCHEDULES} SET lease_owner = NULL, lease_expires_at = NULL WHERE name = $1"
+)
+NEXT_SCHEDULE_AT = f"SELECT min(next_fire_at) FROM {SCHEDULES} WHERE paused = 0"
 
 # ----- dispatched steps -----
 

@@ -11,6 +11,13 @@ upgrade the tables (:mod:`pyworkflow_postgres.migrations`).
 Claims use ``FOR UPDATE SKIP LOCKED`` so many workers take disjoint runs;
 every write that makes a run due sends ``NOTIFY`` when it commits, so idle
 workers claim at once instead of waiting for their next poll.
+
+Queues: a run's ``(queue, dedup_key)`` is held by a partial unique index over
+the live statuses, so a start with a taken key inserts nothing (``ON CONFLICT
+DO NOTHING``) and returns the holder. Admission from a queue is one
+transaction under an advisory lock named after the queue: count, pick, update.
+Schedules are rows of ``pyworkflow_schedules``, leased with ``SKIP LOCKED``
+like runs.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from pyworkflow.errors import (
     ConfigError,
     HookNotFoundError,
     RunNotFoundError,
+    ScheduleNotFoundError,
     StorageUnavailableError,
 )
 from pyworkflow.models import (
@@ -38,10 +46,13 @@ from pyworkflow.models import (
     EventType,
     HookRecord,
     NewEvent,
+    QueueLimits,
+    QueueStats,
     Run,
     RunPage,
     RunPatch,
     RunStatus,
+    Schedule,
     StepLease,
 )
 from pyworkflow.redaction import redact_text, redact_url
@@ -57,7 +68,11 @@ from pyworkflow.storage.rows import (
     patch_values,
     run_from_row,
     run_to_values,
+    schedule_from_data,
+    schedule_to_data,
+    schedule_to_values,
     step_lease_from_row,
+    to_epoch,
 )
 from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
 from pyworkflow_postgres import statements as sql
@@ -80,7 +95,7 @@ STATEMENT_CACHE_SIZE = 256
 IDLE_CONNECTION_SECONDS = 300.0
 #: The schema version this code needs: ``pyworkflow_postgres.migrations.LATEST``
 #: (a test keeps them equal), known without importing SQLAlchemy's migrations.
-SCHEMA_LATEST = 2
+SCHEMA_LATEST = 3
 
 
 async def _keep_session(conn: Conn) -> None:
@@ -105,9 +120,10 @@ class PostgresStorage(Storage):
     """Runs and events in PostgreSQL, safe for any number of worker processes and hosts.
 
     Tables (``pyworkflow_runs``, ``pyworkflow_events``, ``pyworkflow_hooks``,
-    ``pyworkflow_step_leases``) are the SQLModel definitions shared with the
-    SQLite backend, created and upgraded at :meth:`open` by a versioned
-    migration runner (table ``pyworkflow_schema_version``). Every operation
+    ``pyworkflow_step_leases``, ``pyworkflow_schedules``) are the SQLModel
+    definitions shared with the SQLite backend, created and upgraded at
+    :meth:`open` by a versioned migration runner (table
+    ``pyworkflow_schema_version``). Every operation
     is one transaction (often one statement); while the database is
     unreachable it is retried with backoff for ``reconnect_timeout`` seconds
     (``command_timeout`` in a one-shot command, see
@@ -377,6 +393,7 @@ class PostgresStorage(Storage):
         arrays = sql.event_arrays(event_rows(run.run_id, 0, events))
         created, disposed = hook_changes(run.run_id, events)
         key = run.idempotency_key
+        dedup = run.dedup_key
         wake: float | None = values[14]  # wake_at, in RUN_COLUMNS order
 
         hooks = bool(created or disposed)
@@ -384,12 +401,17 @@ class PostgresStorage(Storage):
         args: list[Any] = [*values, *arrays]
         if notify:
             args.extend((self.channel, repr(wake)))
-        statement = sql.create_run(notify)
+        statement = sql.create_run(notify, dedup is not None)
 
         async def write(conn: Conn) -> tuple[Run, bool]:
             # the run, its events and the NOTIFY in one statement, unless the key is taken
-            if await conn.fetchval(statement, *args) != 1:
-                return _run(await conn.fetchrow(sql.GET_RUN_BY_KEY, key)), False
+            while await conn.fetchval(statement, *args) != 1:
+                if dedup is None:
+                    return _run(await conn.fetchrow(sql.GET_RUN_BY_KEY, key)), False
+                holder = await self._holder(conn, run)
+                if holder is not None:
+                    return holder, False
+                # the holder ended between the insert and the read: insert again
             if hooks:
                 await self._apply_hooks(conn, run.run_id, created, disposed)
             return stored, True
@@ -400,6 +422,27 @@ class PostgresStorage(Storage):
 
         # Without hooks it is one statement: atomic on its own, no BEGIN/COMMIT.
         return await self._run_op(write, landed, mode="transaction" if hooks else "statement")
+
+    async def _holder(self, conn: Conn, run: Run) -> Run | None:
+        """The run whose idempotency key or live ``(queue, dedup_key)`` kept ``run`` out.
+
+        None if neither is held any more (the insert may be tried again); a run
+        with ``run``'s id that holds neither is a duplicate id, an error.
+        """
+        if run.idempotency_key is not None:
+            row = await conn.fetchrow(sql.GET_RUN_BY_KEY, run.idempotency_key)
+            if row is not None:
+                return _run(row)
+        row = await conn.fetchrow(sql.GET_RUN_BY_DEDUP, run.queue or "", run.dedup_key)
+        if row is not None:
+            return _run(row)
+        if await conn.fetchrow(sql.GET_RUN, run.run_id) is not None:
+            import asyncpg
+
+            raise asyncpg.UniqueViolationError(
+                f"a run with id {run.run_id!r} already exists in {self.log_url}"
+            )
+        return None
 
     async def get_run(self, run_id: str) -> Run:
         async def read(conn: Conn) -> Run:
@@ -650,3 +693,204 @@ class PostgresStorage(Storage):
             return [step_lease_from_row(tuple(row)) for row in rows]
 
         return await self._run_op(read, mode="read")
+
+    # ----- queues -----
+
+    async def admit_queued_runs(
+        self,
+        queue: str,
+        limits: QueueLimits,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        *,
+        worker: str | None = None,
+    ) -> list[Run]:
+        """Admit waiting runs of ``queue`` in one transaction (see :class:`Storage`).
+
+        The transaction first takes an advisory lock named after the schema and
+        the queue, so the admissions of one queue are serialised across every
+        process; it then counts the queue's load, picks waiting runs in
+        ``(queue_rank, created_at, run_id)`` order (full partitions are left out
+        in SQL, batch after batch, however deep they are) and updates them.
+        Admissions send no ``NOTIFY``: the admitting worker holds their leases
+        and activates them itself. A connection lost during the COMMIT is not
+        checked: runs it admitted are due and leased, so they are claimed again
+        when that lease expires.
+        """
+        at = now.timestamp()
+        until = at + lease_for.total_seconds()
+        since = None if limits.rate is None else (now - limits.rate[1]).timestamp()
+        lock_key = f"pyworkflow:{self.schema}:queue:{queue}"
+        per_key = limits.partition_concurrency
+
+        async def write(conn: Conn) -> list[Run]:
+            await conn.execute(sql.LOCK_QUEUE, lock_key)
+            active, by_worker, recent = await conn.fetchrow(sql.QUEUE_LOAD, queue, worker, since)
+            room = limit
+            if limits.concurrency is not None:
+                room = min(room, limits.concurrency - active)
+            if limits.worker_concurrency is not None and worker is not None:
+                room = min(room, limits.worker_concurrency - by_worker)
+            if limits.rate is not None:
+                room = min(room, limits.rate[0] - recent)
+            if room <= 0:
+                return []
+            load: dict[str, int] = {}
+            if per_key is not None:
+                load = {k: int(n) for k, n in await conn.fetch(sql.PARTITION_LOAD, queue)}
+            full = [k for k, n in load.items() if per_key is not None and n >= per_key]
+            chosen: list[str] = []
+            while len(chosen) < room:
+                # Every row is chosen or skipped because its partition filled up in this
+                # batch; the first row is always chosen, so each batch makes progress.
+                batch = room - len(chosen) + (0 if per_key is None else _PARTITION_SLACK)
+                rows = await conn.fetch(sql.WAITING_RUNS, queue, full, chosen, batch)
+                for run_id, key in rows:
+                    if per_key is not None and key is not None:
+                        if load.get(key, 0) >= per_key:
+                            continue
+                        load[key] = load.get(key, 0) + 1
+                        if load[key] >= per_key:
+                            full.append(key)
+                    chosen.append(run_id)
+                    if len(chosen) == room:
+                        break
+                if len(rows) < batch:
+                    break
+            if not chosen:
+                return []
+            rows = await conn.fetch(sql.ADMIT, chosen, at, owner, until, worker)
+            by_id = {run.run_id: run for run in map(_run, rows)}
+            return [by_id[run_id] for run_id in chosen if run_id in by_id]
+
+        return await self._run_op(write)
+
+    async def queue_stats(self, since: datetime) -> list[QueueStats]:
+        async def read(conn: Conn) -> list[QueueStats]:
+            rows = await conn.fetch(sql.QUEUE_STATS, since.timestamp())
+            return [QueueStats(str(q), int(w), int(a), int(n)) for q, w, a, n in rows]
+
+        return sorted(await self._run_op(read, mode="read"), key=lambda s: s.queue)
+
+    # ----- schedules -----
+
+    async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:
+        values = schedule_to_values(schedule)
+
+        async def write(conn: Conn) -> tuple[Schedule, bool]:
+            while await conn.fetchval(sql.INSERT_SCHEDULE_UNLESS_NAME, *values) is None:
+                data = await conn.fetchval(sql.GET_SCHEDULE, schedule.name)
+                if data is not None:
+                    return schedule_from_data(data), False
+                # deleted between the insert and the read: insert again
+            return schedule, True
+
+        async def landed(conn: Conn) -> tuple[Schedule, bool] | None:
+            data = await conn.fetchval(sql.GET_SCHEDULE, schedule.name)
+            return (schedule, True) if data == values[-1] else None
+
+        return await self._run_op(write, landed, mode="statement")
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        values = schedule_to_values(schedule)
+
+        async def write(conn: Conn) -> None:
+            await conn.execute(sql.PUT_SCHEDULE, *values)
+
+        await self._run_op(write, mode="statement")
+
+    async def get_schedule(self, name: str) -> Schedule:
+        async def read(conn: Conn) -> str | None:
+            data = await conn.fetchval(sql.GET_SCHEDULE, name)
+            return None if data is None else str(data)
+
+        data = await self._run_op(read, mode="read")
+        if data is None:
+            raise ScheduleNotFoundError(f"no schedule named {name!r} in {self.log_url}")
+        return schedule_from_data(data)
+
+    async def list_schedules(self) -> list[Schedule]:
+        async def read(conn: Conn) -> list[str]:
+            return [str(row[0]) for row in await conn.fetch(sql.LIST_SCHEDULES)]
+
+        schedules = [schedule_from_data(data) for data in await self._run_op(read, mode="read")]
+        return sorted(schedules, key=lambda s: s.name)
+
+    async def delete_schedule(self, name: str) -> bool:
+        async def write(conn: Conn) -> bool:
+            return _count(await conn.execute(sql.DELETE_SCHEDULE, name)) == 1
+
+        return await self._run_op(write, mode="statement")
+
+    async def claim_schedules(
+        self, owner: str, now: datetime, limit: int, lease_for: timedelta
+    ) -> list[Schedule]:
+        at = now.timestamp()
+        until = at + lease_for.total_seconds()
+
+        async def write(conn: Conn) -> list[Schedule]:
+            rows = await conn.fetch(sql.CLAIM_SCHEDULES, at, limit, owner, until)
+            return [schedule_from_data(row[0]) for row in rows]
+
+        claimed = await self._run_op(write, mode="statement")
+        return sorted(claimed, key=lambda s: (s.next_fire_at or now, s.name))
+
+    async def advance_schedule(
+        self,
+        name: str,
+        owner: str,
+        expected_next_fire_at: datetime,
+        next_fire_at: datetime | None,
+        last_fire_at: datetime | None,
+        last_run_id: str | None,
+    ) -> bool:
+        """Record a firing under the row's lock (see :class:`Storage`).
+
+        The stored ``next_fire_at`` (epoch seconds, the column written from the
+        schedule) is compared with ``expected_next_fire_at`` converted the same
+        way, so equal datetimes compare equal exactly.
+        """
+        expected = to_epoch(expected_next_fire_at)
+
+        def advanced(schedule: Schedule) -> Schedule:
+            return attrs.evolve(
+                schedule,
+                next_fire_at=next_fire_at,
+                last_fire_at=last_fire_at,
+                last_run_id=last_run_id,
+            )
+
+        async def write(conn: Conn) -> bool:
+            row = await conn.fetchrow(sql.LOCK_SCHEDULE, name)
+            if row is None or row["lease_owner"] != owner:
+                return False
+            if row["next_fire_at"] != expected:
+                await conn.execute(sql.DROP_SCHEDULE_LEASE, name)
+                return False
+            data = schedule_to_data(advanced(schedule_from_data(row["data"])))
+            await conn.execute(sql.ADVANCE_SCHEDULE, name, to_epoch(next_fire_at), data)
+            return True
+
+        async def landed(conn: Conn) -> bool | None:
+            # a COMMIT cut off: it landed if the lease is gone and the row holds the firing
+            row = await conn.fetchrow(sql.GET_SCHEDULE_AND_LEASE, name)
+            if row is None or row["lease_owner"] == owner:
+                return None
+            stored = schedule_from_data(row["data"])
+            return True if advanced(stored) == stored else None
+
+        return await self._run_op(write, landed)
+
+    async def next_schedule_at(self) -> datetime | None:
+        async def read(conn: Conn) -> float | None:
+            value = await conn.fetchval(sql.NEXT_SCHEDULE_AT)
+            return None if value is None else float(value)
+
+        return from_epoch(await self._run_op(read, mode="read"))
+
+
+#: Extra rows per batch of waiting runs when partitions are limited: rows of a partition
+#: that fills up within the batch are skipped, and these keep the batch count low.
+_PARTITION_SLACK = 16
