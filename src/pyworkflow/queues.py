@@ -140,9 +140,20 @@ def parse_rate(value: object, *, what: str = "rate") -> tuple[int, timedelta]:
     return count, period
 
 
+_last_enqueue = 0.0
+
+
 def queue_rank(created_at: datetime, priority: int, aging: float) -> float:
-    """The order key of a waiting run: enqueue time (epoch s) minus ``priority * aging``."""
-    return created_at.timestamp() - priority * aging
+    """The order key of a waiting run: enqueue time (epoch s) minus ``priority * aging``.
+
+    Runs enqueued by one process at the same instant (a frozen test clock)
+    keep their order: each enqueue time is at least a microsecond after the
+    previous one of the process.
+    """
+    global _last_enqueue
+    enqueued = max(created_at.timestamp(), _last_enqueue + 1e-6)
+    _last_enqueue = enqueued
+    return enqueued - priority * aging
 
 
 def check_priority(priority: object) -> int:

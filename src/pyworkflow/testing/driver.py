@@ -28,6 +28,7 @@ from pyworkflow.models import Run, utcnow
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
+    from pyworkflow.schedules.firing import ScheduleFirer
 
 __all__ = ["TestDriver"]
 
@@ -51,6 +52,7 @@ class TestDriver(Executor):
         self._quiet_event = anyio.Event()
         self._again: set[str] = set()
         self._stopping = False
+        self._firer: ScheduleFirer | None = None
 
     # ----- the Executor interface -----
 
@@ -74,6 +76,12 @@ class TestDriver(Executor):
 
     def activating(self, run_id: str) -> bool:
         return run_id in self.active
+
+    def schedules_changed(self) -> None:
+        """A schedule was created or resumed: look at schedules on the next pass."""
+        if self._firer is not None:
+            self._firer.wake()
+        self.poke()
 
     # ----- quiet -----
 
@@ -119,10 +127,20 @@ class TestDriver(Executor):
     async def _run(self) -> None:
         assert self._runtime is not None
         storage = self._runtime.storage
+        from pyworkflow.queues import admit_queued
+        from pyworkflow.schedules.firing import ScheduleFirer
+
+        firer = self._firer = ScheduleFirer(self._runtime, self.owner)
+        queues = any(c.limited for c in self._runtime.queue_configs.values())
         async with anyio.create_task_group() as tg:
             while not self._stopping:
                 self._changed = anyio.Event()
+                await firer.fire_due()  # schedules follow the virtual clock
                 claimed = await storage.claim_runs(self.owner, utcnow(), 64, self._lease)
+                if queues:
+                    claimed += await admit_queued(
+                        self._runtime, self.owner, utcnow(), 64, self._lease, worker=self.owner
+                    )
                 for run in claimed:
                     if run.run_id in self.active:
                         self._again.add(run.run_id)

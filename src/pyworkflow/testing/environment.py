@@ -17,7 +17,7 @@ wait with :class:`WorkflowBlockedError` naming the hook, instead of hanging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -26,7 +26,7 @@ from pyworkflow import client
 from pyworkflow.config import load_settings
 from pyworkflow.durations import Duration, parse_duration
 from pyworkflow.errors import PyWorkflowError
-from pyworkflow.models import Event, EventType, RunStatus
+from pyworkflow.models import Event, EventType, RunStatus, Schedule
 from pyworkflow.plugins import create_storage
 from pyworkflow.runtime import Runtime
 from pyworkflow.testing.clock import VirtualClock
@@ -35,6 +35,9 @@ from pyworkflow.testing.overrides import StepOverride, step_name
 from pyworkflow.workflow import workflow_timeout
 
 __all__ = ["SyncWorkflowEnvironment", "WorkflowBlockedError", "WorkflowEnvironment"]
+
+#: ``(idempotency_key, run_id, timeout, flow options)`` of a start.
+_StartOptions = tuple[str | None, str | None, timedelta | None, "client.FlowOptions | None"]
 
 _CHILD_ENDS = (EventType.CHILD_WORKFLOW_COMPLETED, EventType.CHILD_WORKFLOW_FAILED)
 
@@ -155,10 +158,15 @@ class WorkflowEnvironment:
         timeout: Duration | None = None,
         idempotency_key: str | None = None,
         run_id: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        partition_key: str | None = None,
+        dedup_key: str | None = None,
     ) -> str:
-        """Start a run with options, as ``pyworkflow.start_workflow`` (``timeout=``, ...)."""
+        """Start a run with options, as ``pyworkflow.start_workflow`` (``timeout=``, ``queue=``)."""
         limit = workflow_timeout(timeout)  # a bad value fails here, before anything is written
-        options = (idempotency_key, run_id, limit)
+        flow = client.FlowOptions.checked(queue, priority, partition_key, dedup_key)
+        options = (idempotency_key, run_id, limit, flow)
         return await self.runtime.acall(
             self._start, workflow, tuple(args), dict(kwargs or {}), options
         )
@@ -199,6 +207,34 @@ class WorkflowEnvironment:
         """Cancel the run (as ``pyworkflow.cancel``); False if it had already ended."""
         return await self.runtime.acall(self._cancel, run_id, reason)
 
+    # ----- schedules -----
+
+    async def create_schedule(
+        self, name: str, workflow: Any, cron: str, **options: Any
+    ) -> Schedule:
+        """Create a schedule in the environment (as ``pyworkflow.create_schedule``).
+
+        Its ticks follow the virtual clock: :meth:`advance` fires each tick on
+        its way. Schedules declared with ``@workflow(schedule=...)`` exist in
+        the environment on their own.
+        """
+        from pyworkflow.schedules.api import _create, build_schedule
+
+        replace = bool(options.pop("replace", False))
+        schedule = build_schedule(self.runtime, name, workflow, cron, **options)
+        return await self.runtime.acall(self._create_schedule, _create, schedule, replace)
+
+    async def _create_schedule(
+        self, create: Callable[..., Awaitable[Schedule]], schedule: Schedule, replace: bool
+    ) -> Schedule:
+        stored = await create(self.runtime, schedule, replace)
+        await self._settle()
+        return stored
+
+    async def schedules(self) -> list[Schedule]:
+        """The environment's schedules, by name."""
+        return await self.runtime.acall(self.runtime.storage.list_schedules)
+
     # ----- steps -----
 
     def override_step(self, step: Any, fake: Callable[..., Any]) -> StepOverride:
@@ -227,11 +263,11 @@ class WorkflowEnvironment:
         workflow: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: tuple[str | None, str | None, timedelta | None] = (None, None, None),
+        options: _StartOptions = (None, None, None, None),
     ) -> str:
-        idempotency_key, wanted_id, limit = options
+        idempotency_key, wanted_id, limit, flow = options
         run_id = await client._create(
-            self.runtime, workflow, args, kwargs, idempotency_key, wanted_id, limit
+            self.runtime, workflow, args, kwargs, idempotency_key, wanted_id, limit, flow
         )
         await self._settle()
         return run_id
@@ -255,7 +291,7 @@ class WorkflowEnvironment:
         target = self.clock.now() + delta
         await self._settle()
         while True:
-            next_time = await self._next_time()
+            next_time = await self._next_time(schedules=True)
             if next_time is None or next_time > target:
                 break
             await self._move(next_time)
@@ -279,11 +315,19 @@ class WorkflowEnvironment:
             await self._driver.renew_leases()
         self._driver.poke()
 
-    async def _next_time(self) -> datetime | None:
-        """The earliest time after now at which some run becomes due (a timer, a lease)."""
+    async def _next_time(self, *, schedules: bool = False) -> datetime | None:
+        """The earliest time after now at which some run becomes due (a timer, a lease).
+
+        With ``schedules``, a schedule's next tick counts too (``advance`` fires
+        ticks on its way; awaiting a result does not run the clock for them).
+        """
         storage = self.runtime.storage
         now = self.clock.now()
         best: datetime | None = None
+        if schedules:
+            tick = await storage.next_schedule_at()
+            if tick is not None and tick > now:
+                best = tick
         cursor: str | None = None
         while True:
             page = await storage.list_runs(limit=1000, cursor=cursor)
@@ -404,10 +448,15 @@ class SyncWorkflowEnvironment:
         timeout: Duration | None = None,
         idempotency_key: str | None = None,
         run_id: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        partition_key: str | None = None,
+        dedup_key: str | None = None,
     ) -> str:
         """Blocking :meth:`WorkflowEnvironment.start_workflow`."""
         env = self._env
-        options = (idempotency_key, run_id, workflow_timeout(timeout))
+        flow = client.FlowOptions.checked(queue, priority, partition_key, dedup_key)
+        options = (idempotency_key, run_id, workflow_timeout(timeout), flow)
         return env.runtime.call(env._start, workflow, tuple(args), dict(kwargs or {}), options)
 
     def run(self, workflow: Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,173 @@
+"""Queues under the test harness (virtual time): limits, priority, partitions, dedup, cancel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from pyworkflow import RunStatus, sleep, workflow
+from pyworkflow.config import load_settings
+from pyworkflow.errors import ConfigError
+from pyworkflow.queues import parse_rate, queue_configs, queue_rank
+from pyworkflow.testing import WorkflowEnvironment
+
+
+@workflow(name="queues.hold")
+async def hold(tag: str, minutes: int = 60) -> str:
+    await sleep(timedelta(minutes=minutes))
+    return tag
+
+
+@workflow(name="queues.default_queue", queue="mail")
+async def mail(tag: str) -> str:
+    await sleep("1h")
+    return tag
+
+
+def _env(**queues: dict[str, object]) -> WorkflowEnvironment:
+    return WorkflowEnvironment(queues=queues)
+
+
+def _statuses(env: WorkflowEnvironment, ids: list[str]) -> list[RunStatus]:
+    return [env.sync.get_run(i).status for i in ids]
+
+
+def test_concurrency_admits_at_most_n_and_the_next_when_one_ends() -> None:
+    with _env(q={"concurrency": 2}) as env:
+        ids = [env.sync.start_workflow(hold, (f"r{i}", 60 + i), queue="q") for i in range(5)]
+        assert _statuses(env, ids) == [RunStatus.SUSPENDED] * 2 + [RunStatus.QUEUED] * 3
+        env.sync.advance("60m")  # r0 ends: r2 is admitted in its place
+        assert _statuses(env, ids)[:3] == [
+            RunStatus.COMPLETED,
+            RunStatus.SUSPENDED,
+            RunStatus.SUSPENDED,
+        ]
+        assert _statuses(env, ids)[3:] == [RunStatus.QUEUED] * 2
+        assert [env.sync.result(i) for i in ids] == [f"r{i}" for i in range(5)]
+        infos = [env.sync.get_run(i) for i in ids]
+        assert all(info.queue == "q" and info.admitted_at is not None for info in infos)
+
+
+def test_priority_goes_first_and_aging_prevents_starvation() -> None:
+    with _env(q={"concurrency": 1, "priority_aging": "1m"}) as env:
+        first = env.sync.start_workflow(hold, ("first",), queue="q")
+        low = env.sync.start_workflow(hold, ("low",), queue="q", priority=0)
+        env.sync.advance("30m")  # low has waited 30 minutes: worth 30 priority points
+        high = env.sync.start_workflow(hold, ("high",), queue="q", priority=10)
+        higher = env.sync.start_workflow(hold, ("higher",), queue="q", priority=100)
+        order = []
+        for _ in range(4):
+            env.sync.advance("60m")
+            for name, run_id in (("low", low), ("high", high), ("higher", higher)):
+                info = env.sync.get_run(run_id)
+                if info.admitted_at is not None and name not in order:
+                    order.append(name)
+        # higher (100 points) beats low (30 points of waiting); low beats high (10 points)
+        assert order == ["higher", "low", "high"]
+        assert env.sync.get_run(first).status is RunStatus.COMPLETED
+
+
+def test_partition_limit_passes_over_a_full_key() -> None:
+    with _env(q={"partition_concurrency": 1}) as env:
+        a1 = env.sync.start_workflow(hold, ("a1",), queue="q", partition_key="A")
+        a2 = env.sync.start_workflow(hold, ("a2",), queue="q", partition_key="A")
+        b1 = env.sync.start_workflow(hold, ("b1",), queue="q", partition_key="B")
+        assert _statuses(env, [a1, a2, b1]) == [
+            RunStatus.SUSPENDED,
+            RunStatus.QUEUED,
+            RunStatus.SUSPENDED,
+        ]
+        assert env.sync.result(a2) == "a2"
+
+
+def test_rate_limits_admissions_per_window() -> None:
+    with _env(q={"rate": "2/10m"}) as env:
+        ids = [env.sync.start_workflow(hold, (f"r{i}", 1), queue="q") for i in range(5)]
+        assert sum(s is not RunStatus.QUEUED for s in _statuses(env, ids)) == 2
+        env.sync.advance("9m")
+        assert sum(s is not RunStatus.QUEUED for s in _statuses(env, ids)) == 2
+        env.sync.advance("2m")
+        assert sum(s is not RunStatus.QUEUED for s in _statuses(env, ids)) == 4
+        starts = sorted(env.sync.get_run(i).admitted_at for i in ids[:4])  # type: ignore[type-var]
+        assert starts[2] - starts[0] >= timedelta(minutes=10)
+
+
+def test_dedup_key_returns_the_queued_or_running_run() -> None:
+    with _env(q={"concurrency": 1}) as env:
+        first = env.sync.start_workflow(hold, ("a",), queue="q", dedup_key="k")
+        waiting = env.sync.start_workflow(hold, ("b",), queue="q", dedup_key="w")
+        assert env.sync.start_workflow(hold, ("c",), queue="q", dedup_key="k") == first
+        assert env.sync.start_workflow(hold, ("d",), queue="q", dedup_key="w") == waiting
+        assert env.sync.result(first) == "a"
+        again = env.sync.start_workflow(hold, ("e",), queue="q", dedup_key="k")
+        assert again not in (first, waiting)
+
+
+def test_cancelling_a_queued_run_ends_it_without_running_it() -> None:
+    with _env(q={"concurrency": 1}) as env:
+        running = env.sync.start_workflow(hold, ("a",), queue="q")
+        queued = env.sync.start_workflow(hold, ("b",), queue="q")
+        assert env.sync.cancel(queued) is True
+        info = env.sync.get_run(queued)
+        assert info.status is RunStatus.CANCELLED and info.admitted_at is None
+        types = [e.type.value for e in env.sync.events(queued)]
+        assert types == ["workflow_started", "cancel_requested", "workflow_cancelled"]
+        assert env.sync.result(running) == "a"
+
+
+def test_a_workflows_default_queue_and_an_unlimited_queue() -> None:
+    with _env(mail={"concurrency": 1}) as env:
+        a = env.sync.start(mail, "a")
+        b = env.sync.start(mail, "b")
+        assert _statuses(env, [a, b]) == [RunStatus.SUSPENDED, RunStatus.QUEUED]
+        assert env.sync.get_run(b).queue == "mail"
+        # a queue without limits admits at once (the run still records its queue)
+        free = env.sync.start_workflow(hold, ("x",), queue="other")
+        assert env.sync.get_run(free).status is RunStatus.SUSPENDED
+        assert env.sync.get_run(free).queue == "other"
+
+
+def test_bad_queue_options_are_refused_before_anything_is_written() -> None:
+    with _env() as env:
+        with pytest.raises(TypeError, match="priority must be an int"):
+            env.sync.start_workflow(hold, ("a",), queue="q", priority="1")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="priority must be an int"):
+            env.sync.start_workflow(hold, ("a",), queue="q", priority=True)
+        with pytest.raises(ValueError, match="invalid queue name"):
+            env.sync.start_workflow(hold, ("a",), queue="no spaces")
+        with pytest.raises(TypeError, match="dedup_key"):
+            env.sync.start_workflow(hold, ("a",), queue="q", dedup_key=3)  # type: ignore[arg-type]
+
+
+def test_queue_config_is_parsed_strictly() -> None:
+    settings = load_settings(
+        {"queues": {"a": {"concurrency": 3, "rate": "20/5s", "priority_aging": "30s"}}},
+        environ={"PYWORKFLOW_QUEUES__B__WORKER_CONCURRENCY": "2"},
+    )
+    configs = queue_configs(settings)
+    assert configs["a"].concurrency == 3 and configs["a"].rate == (20, timedelta(seconds=5))
+    assert configs["a"].priority_aging == 30.0
+    assert configs["b"].worker_concurrency == 2 and configs["b"].limited
+    for bad, match in (
+        ({"concurrency": "3"}, "positive integer"),
+        ({"concurrency": 0}, "positive integer"),
+        ({"concurrency": True}, "positive integer"),
+        ({"rate": "lots"}, "invalid"),
+        ({"rate": 5}, "must be a string"),
+        ({"speed": 1}, "unknown queue option"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            queue_configs(load_settings({"queues": {"x": bad}}, environ={}))
+
+
+def test_rates_and_ranks() -> None:
+    assert parse_rate("100/min") == (100, timedelta(minutes=1))
+    assert parse_rate("3/second") == (3, timedelta(seconds=1))
+    with pytest.raises(ValueError, match="count must be at least 1"):
+        parse_rate("0/s")
+    from datetime import UTC, datetime
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    first = queue_rank(t, 2, 60.0)
+    assert first >= t.timestamp() - 120.0 and queue_rank(t, 2, 60.0) > first
