@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import asyncpg
+import asyncpg.transaction
 import pytest
 from pyworkflow_postgres import PostgresStorage
 from pyworkflow_postgres.migrations import LATEST, versions
@@ -314,3 +315,32 @@ async def test_schedule_claims_from_many_processes_lease_each_once(
         for n in range(8):
             tg.start_soon(claim, n)
     assert sorted(got) == [f"s{i:02d}" for i in range(30)]
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_an_advance_whose_commit_was_cut_off_is_checked_before_the_retry(
+    stores: list[PostgresStorage], monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    store = stores[0]
+    now = utcnow()
+    nxt = now + timedelta(minutes=1)
+    await store.put_schedule(schedule("s", next_fire_at=now))
+    await store.claim_schedules("w1", now, 10, _LEASE)
+    real_commit = asyncpg.transaction.Transaction.commit
+    real_rollback = asyncpg.transaction.Transaction.rollback
+    cut = {"done": False}
+
+    async def interrupted_commit(self: Any) -> None:
+        if cut["done"]:
+            return await real_commit(self)
+        cut["done"] = True
+        await (real_commit if landed else real_rollback)(self)
+        raise ConnectionResetError("connection lost during COMMIT")
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", interrupted_commit)
+    assert await store.advance_schedule("s", "w1", now, nxt, now, "r1")
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", real_commit)
+    assert cut["done"]
+    got = await store.get_schedule("s")
+    assert (got.next_fire_at, got.last_fire_at, got.last_run_id) == (nxt, now, "r1")
+    assert [s.name for s in await stores[1].claim_schedules("w2", nxt, 10, _LEASE)] == ["s"]
