@@ -111,6 +111,10 @@ def build_schedule(
 
 
 async def _create(runtime: Runtime, schedule: Schedule, replace: bool) -> Schedule:
+    # timed again here, on the runtime's loop: its clock (virtual under the test harness)
+    now = utcnow()
+    first = CronSpec.parse(schedule.cron, schedule.timezone).next_after(now)
+    schedule = attrs.evolve(schedule, created_at=now, updated_at=now, next_fire_at=first)
     storage = runtime.storage
     if replace:
         await storage.put_schedule(schedule)
