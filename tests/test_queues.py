@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 import pytest
@@ -171,3 +172,34 @@ def test_rates_and_ranks() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     first = queue_rank(t, 2, 60.0)
     assert first >= t.timestamp() - 120.0 and queue_rank(t, 2, 60.0) > first
+
+
+@workflow(name="queues.call_api", queue="api")
+async def call_api(n: int) -> int:
+    await sleep("1m")
+    return n * 2
+
+
+@workflow(name="queues.fan_out")
+async def fan_out(count: int) -> list[int]:
+    import asyncio
+
+    return list(await asyncio.gather(*(call_api(i) for i in range(count))))
+
+
+def test_children_of_a_queued_workflow_wait_for_their_queue() -> None:
+    """The recipe for a step-level limit: the protected call as a child workflow of a queue."""
+    with _env(api={"concurrency": 2}) as env:
+        parent = env.sync.start(fan_out, 5)
+        runtime = env.runtime
+        page = runtime.call(functools.partial(runtime.storage.list_runs, parent_run_id=parent))
+        children = page.runs
+        statuses = sorted(c.status.value for c in children)
+        assert statuses == ["queued"] * 3 + ["suspended"] * 2
+        assert env.sync.result(parent) == [0, 2, 4, 6, 8]
+        admitted = sorted(
+            env.sync.get_run(c.run_id).admitted_at  # type: ignore[misc]
+            for c in children
+        )
+        # admitted two at a time, a minute apart
+        assert admitted[1] == admitted[0] and admitted[2] - admitted[0] == timedelta(minutes=1)
