@@ -44,8 +44,8 @@ from pyworkflow.step import RetryPolicy, StepDefinition, get_step
 from pyworkflow.stepexec import retry_bases, run_step_attempt, voided_seqs
 
 if TYPE_CHECKING:
-    from pyworkflow.schedules.firing import ScheduleFirer
     from pyworkflow.runtime import Runtime
+    from pyworkflow.schedules.firing import ScheduleFirer
 
 __all__ = [
     "DISPATCH_PREFIX",
