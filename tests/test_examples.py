@@ -24,6 +24,8 @@ EXPECTED = {
     "order 2: shipped for 15 (started on version 2: the patched branch)",
     "fanout.py": "charged: book:1200, pen:150\nfailed: nothing to charge for gift\n"
     "audit: audit-fee:1\n4 child runs of ",
+    "queues.py": "sent to vip\nvip went before the runs waiting with it: True",
+    "schedules.py": "one per tick: True",
 }
 
 
