@@ -352,6 +352,45 @@ class Storage(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not support queues")
 
+    # ----- step queues: places held by step attempts (docs/queues.md) -----
+
+    async def acquire_step_slot(
+        self,
+        queue: str,
+        holder: str,
+        limits: QueueLimits,
+        now: datetime,
+        lease_for: timedelta,
+    ) -> bool:
+        """Take a place in step queue ``queue`` for ``holder`` if ``limits`` allow; atomically.
+
+        A place is a row ``(queue, holder)`` with ``acquired_at`` and ``until``;
+        it is *held* while ``until`` is set and ``until > now``. If ``holder``
+        already holds its place, its ``until`` becomes ``now + lease_for`` and
+        the answer is True (nothing else changes). Otherwise the place is
+        taken (``acquired_at = now``, ``until = now + lease_for``, replacing an
+        old row of that holder) unless the queue has ``limits.concurrency``
+        places held by others, or ``limits.rate = (count, period)`` rows of the
+        queue have ``acquired_at > now - period``; then nothing is written and
+        the answer is False. ``worker_concurrency`` and
+        ``partition_concurrency`` do not apply to steps. Rows released or
+        expired whose ``acquired_at`` is more than a day old may be deleted.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support step queues")
+
+    async def renew_step_slot(self, queue: str, holder: str, until: datetime) -> bool:
+        """Move the ``until`` of ``holder``'s place to ``until`` if it is held; whether it was.
+
+        Held here means the row exists and has not been released (an expired
+        one is renewed too, as long as no one was given it instead; its place
+        may have been counted as free meanwhile).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support step queues")
+
+    async def release_step_slot(self, queue: str, holder: str) -> None:
+        """Give ``holder``'s place back (``until`` cleared; ``acquired_at`` still counts in rates)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support step queues")
+
     # ----- schedules (docs/schedules.md) -----
 
     async def create_schedule(self, schedule: Schedule) -> tuple[Schedule, bool]:

@@ -21,7 +21,14 @@ from pyworkflow.models import (
     RunStatus,
 )
 
-__all__ = ["admit", "admitted_run", "dedup_holder", "queue_stats_of", "schedule_claimable"]
+__all__ = [
+    "admit",
+    "admitted_run",
+    "dedup_holder",
+    "queue_stats_of",
+    "schedule_claimable",
+    "take_step_slot",
+]
 
 
 def dedup_holder(runs: Iterable[Run], new: Run) -> Run | None:
@@ -129,3 +136,38 @@ def schedule_claimable(
     if paused or next_fire_at is None or next_fire_at > now:
         return False
     return lease_expires_at is None or lease_expires_at < now
+
+
+#: Released or expired step places older than this may be forgotten.
+SLOT_MEMORY = timedelta(days=1)
+
+
+def take_step_slot(
+    places: dict[str, tuple[datetime, datetime | None]],
+    holder: str,
+    limits: QueueLimits,
+    now: datetime,
+    lease_for: timedelta,
+) -> bool:
+    """``Storage.acquire_step_slot`` over one queue's places ``{holder: (acquired, until)}``.
+
+    Changes ``places`` in place when the answer is True (and forgets old rows).
+    """
+    mine = places.get(holder)
+    if mine is not None and mine[1] is not None and mine[1] > now:
+        places[holder] = (mine[0], now + lease_for)
+        return True
+    for other, (acquired, until) in list(places.items()):
+        if (until is None or until <= now) and acquired <= now - SLOT_MEMORY:
+            del places[other]
+    held = sum(
+        1 for h, (_, until) in places.items() if h != holder and until is not None and until > now
+    )
+    if limits.concurrency is not None and held >= limits.concurrency:
+        return False
+    if limits.rate is not None:
+        since = now - limits.rate[1]
+        if sum(1 for acquired, _ in places.values() if acquired > since) >= limits.rate[0]:
+            return False
+    places[holder] = (now, now + lease_for)
+    return True

@@ -37,6 +37,7 @@ from pyworkflow.storage.flow_rules import (
     dedup_holder,
     queue_stats_of,
     schedule_claimable,
+    take_step_slot,
 )
 from pyworkflow.storage.rules import (
     apply_patch,
@@ -74,6 +75,8 @@ class MemoryStorage(Storage):
         #: ``updated_at``/``last_seq`` in place instead of building a new record (a caller
         #: never sees a ``Run`` it was given change).
         self._private: set[str] = set()
+        #: Step queue places: queue -> holder -> ``(acquired_at, until or None when released)``.
+        self._slots: dict[str, dict[str, tuple[datetime, datetime | None]]] = {}
         #: Schedules by name, with their lease: ``(schedule, lease owner, lease expiry)``.
         self._schedules: dict[str, tuple[Schedule, str | None, datetime | None]] = {}
 
@@ -330,6 +333,35 @@ class MemoryStorage(Storage):
     async def queue_stats(self, since: datetime) -> list[QueueStats]:
         with self._lock:
             return queue_stats_of(self._runs.values(), since)
+
+    # ----- step queues -----
+
+    async def acquire_step_slot(
+        self,
+        queue: str,
+        holder: str,
+        limits: QueueLimits,
+        now: datetime,
+        lease_for: timedelta,
+    ) -> bool:
+        with self._lock:
+            places = self._slots.setdefault(queue, {})
+            took = take_step_slot(places, holder, limits, now, lease_for)
+            return took
+
+    async def renew_step_slot(self, queue: str, holder: str, until: datetime) -> bool:
+        with self._lock:
+            place = self._slots.get(queue, {}).get(holder)
+            if place is None or place[1] is None:
+                return False
+            self._slots[queue][holder] = (place[0], until)
+            return True
+
+    async def release_step_slot(self, queue: str, holder: str) -> None:
+        with self._lock:
+            place = self._slots.get(queue, {}).get(holder)
+            if place is not None:
+                self._slots[queue][holder] = (place[0], None)
 
     # ----- schedules -----
 

@@ -40,7 +40,11 @@ from pyworkflow.models import (
 )
 from pyworkflow.runtime import Runtime
 from pyworkflow.storage.base import Storage, open_storage
-from pyworkflow.testing.suite_flow_storage import QueueStorageCases, ScheduleStorageCases
+from pyworkflow.testing.suite_flow_storage import (
+    QueueStorageCases,
+    ScheduleStorageCases,
+    StepSlotStorageCases,
+)
 
 __all__ = ["StorageConformance", "make_run"]
 
@@ -66,7 +70,7 @@ def ev(kind: EventType = EventType.STEP_COMPLETED, cid: str = "1", **payload: ob
 
 
 @pytest.mark.anyio
-class StorageConformance(QueueStorageCases, ScheduleStorageCases):
+class StorageConformance(QueueStorageCases, ScheduleStorageCases, StepSlotStorageCases):
     """Subclass it and implement :meth:`make_storage`; pytest collects every check."""
 
     def make_storage(self, tmp_path: Path) -> Storage:

@@ -27,7 +27,7 @@ from pyworkflow.models import (
 )
 from pyworkflow.storage.base import Storage
 
-__all__ = ["QueueStorageCases", "ScheduleStorageCases"]
+__all__ = ["QueueStorageCases", "ScheduleStorageCases", "StepSlotStorageCases"]
 
 _LEASE = timedelta(seconds=30)
 _START = [NewEvent(EventType.WORKFLOW_STARTED, None, {})]
@@ -368,3 +368,60 @@ class ScheduleStorageCases:
         assert await storage.next_schedule_at() is None
         await storage.put_schedule(schedule("a", next_fire_at=now + timedelta(seconds=3)))
         assert await storage.next_schedule_at() == now + timedelta(seconds=3)
+
+
+@pytest.mark.anyio
+class StepSlotStorageCases:
+    """Places of step queues: ``acquire_step_slot``, ``renew_step_slot``, ``release_step_slot``."""
+
+    async def test_concurrency_of_step_places(self, storage: Storage) -> None:
+        now = utcnow()
+        two = QueueLimits(concurrency=2)
+        assert await storage.acquire_step_slot("api", "a", two, now, _LEASE)
+        assert await storage.acquire_step_slot("api", "b", two, now, _LEASE)
+        assert not await storage.acquire_step_slot("api", "c", two, now, _LEASE)
+        assert await storage.acquire_step_slot("other", "c", two, now, _LEASE)  # another queue
+        # a holder asking again keeps its place (and renews it)
+        assert await storage.acquire_step_slot("api", "a", two, now, _LEASE)
+        await storage.release_step_slot("api", "a")
+        assert await storage.acquire_step_slot("api", "c", two, now, _LEASE)
+        assert not await storage.acquire_step_slot("api", "a", two, now, _LEASE)
+
+    async def test_an_expired_place_is_free_and_renewal_extends_it(self, storage: Storage) -> None:
+        now = utcnow()
+        one = QueueLimits(concurrency=1)
+        assert await storage.acquire_step_slot("api", "a", one, now, _LEASE)
+        later = now + timedelta(seconds=20)
+        assert await storage.renew_step_slot("api", "a", later + _LEASE)
+        assert not await storage.acquire_step_slot("api", "b", one, now + _LEASE, _LEASE)
+        expired = later + _LEASE + timedelta(seconds=1)
+        assert await storage.acquire_step_slot("api", "b", one, expired, _LEASE)
+        assert not await storage.renew_step_slot("api", "missing", expired)
+        await storage.release_step_slot("api", "b")
+        assert not await storage.renew_step_slot("api", "b", expired + _LEASE)
+
+    async def test_rate_of_step_places_counts_acquisitions(self, storage: Storage) -> None:
+        t0 = utcnow()
+        rate = QueueLimits(rate=(2, timedelta(seconds=10)))
+        assert await storage.acquire_step_slot("api", "a", rate, t0, _LEASE)
+        assert await storage.acquire_step_slot("api", "b", rate, t0, _LEASE)
+        await storage.release_step_slot("api", "a")
+        await storage.release_step_slot("api", "b")
+        assert not await storage.acquire_step_slot(
+            "api", "c", rate, t0 + timedelta(seconds=9), _LEASE
+        )
+        after = t0 + timedelta(seconds=10, milliseconds=1)
+        assert await storage.acquire_step_slot("api", "c", rate, after, _LEASE)
+
+    async def test_concurrent_acquisitions_respect_the_limit(self, storage: Storage) -> None:
+        now = utcnow()
+        three = QueueLimits(concurrency=3)
+        got: list[bool] = []
+
+        async def take(holder: str) -> None:
+            got.append(await storage.acquire_step_slot("api", holder, three, now, _LEASE))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(take, f"h{i}")
+        assert got.count(True) == 3
