@@ -388,7 +388,7 @@ class Storage(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support step queues")
 
     async def release_step_slot(self, queue: str, holder: str) -> None:
-        """Give ``holder``'s place back (``until`` cleared; ``acquired_at`` still counts in rates)."""
+        """Give ``holder``'s place back: ``until`` cleared, ``acquired_at`` kept for rates."""
         raise NotImplementedError(f"{type(self).__name__} does not support step queues")
 
     # ----- schedules (docs/schedules.md) -----
