@@ -1,4 +1,4 @@
-"""SQL tables of runs, events, hooks and step leases (SQLModel), shared by the SQL backends.
+"""SQL tables of the SQL backends (SQLModel): runs, events, hooks, leases, schedules, step places.
 
 Their columns are those of the row codec, :mod:`pyworkflow.storage.rows` (a test pins it).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["EventRow", "HookRow", "RunRow", "ScheduleRow", "StepLeaseRow"]
+__all__ = ["EventRow", "HookRow", "RunRow", "ScheduleRow", "StepLeaseRow", "StepSlotRow"]
 
 
 class RunRow(SQLModel, table=True):
@@ -104,3 +104,18 @@ class ScheduleRow(SQLModel, table=True):
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     data: str
+
+
+class StepSlotRow(SQLModel, table=True):
+    """One row per place taken in a step queue (epoch seconds); ``until`` is None once released.
+
+    A place is held while ``until > now``; ``acquired_at`` counts in the queue's rate.
+    """
+
+    __tablename__ = "pyworkflow_step_slots"
+    __table_args__ = (Index("ix_pyworkflow_step_slots_acquired", "queue", "acquired_at"),)
+
+    queue: str = Field(primary_key=True)
+    holder: str = Field(primary_key=True)
+    acquired_at: float
+    until: float | None = None
