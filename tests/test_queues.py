@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from pyworkflow import RunStatus, sleep, workflow
+from pyworkflow import RunStatus, sleep, step, workflow
 from pyworkflow.config import load_settings
 from pyworkflow.errors import ConfigError
 from pyworkflow.queues import parse_rate, queue_configs, queue_rank
@@ -203,3 +203,45 @@ def test_children_of_a_queued_workflow_wait_for_their_queue() -> None:
         )
         # admitted two at a time, a minute apart
         assert admitted[1] == admitted[0] and admitted[2] - admitted[0] == timedelta(minutes=1)
+
+
+_active: list[int] = [0, 0]  # [now, most at once]
+
+
+@step(name="queues.limited_call", queue="llm")
+async def limited_call(n: int) -> int:
+    import anyio
+
+    _active[0] += 1
+    _active[1] = max(_active[1], _active[0])
+    try:
+        await anyio.sleep(0.02)  # real time: other attempts could overlap meanwhile
+        return n
+    finally:
+        _active[0] -= 1
+
+
+@workflow(name="queues.many_calls")
+async def many_calls(count: int) -> list[int]:
+    import asyncio
+
+    return list(await asyncio.gather(*(limited_call(i) for i in range(count))))
+
+
+def test_step_queue_holds_at_most_concurrency_attempts_at_once() -> None:
+    _active[:] = [0, 0]
+    with _env(llm={"concurrency": 2}) as env:
+        assert env.sync.run(many_calls, 8) == list(range(8))
+    assert _active == [0, 2]
+    _active[:] = [0, 0]
+    with _env() as env:  # the same step without limits: they overlap freely
+        assert env.sync.run(many_calls, 8) == list(range(8))
+    assert _active[1] > 2
+
+
+def test_a_bad_step_queue_fails_at_declaration() -> None:
+    with pytest.raises(ValueError, match="invalid step queue"):
+
+        @step(queue="no spaces")
+        async def bad() -> None:
+            return None

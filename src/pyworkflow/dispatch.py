@@ -19,9 +19,11 @@ only delays the run until the next sweep.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -280,6 +282,7 @@ async def _run_leased(
                 serializer=serializer,
                 limit=runtime.settings.max_payload_bytes,
                 extra=tags,
+                place=_place(runtime, definition, run_id, step_id, attempt),
             )
         finally:
             keeper.release(held)
@@ -302,6 +305,19 @@ async def _run_leased(
     if settled is None:
         log.info("step outcome dropped: settled elsewhere, superseded, or the run ended")
     return outcome.type.value
+
+
+def _place(
+    runtime: Runtime, definition: StepDefinition, run_id: str, step_id: str, attempt: int
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """The place of the step's queue to hold while the attempt runs (None: no limited queue)."""
+    if definition.queue is None:
+        return None
+    from pyworkflow.step_queues import needs_place, step_place
+
+    if not needs_place(runtime, definition):
+        return None
+    return functools.partial(step_place, runtime, definition, run_id, step_id, attempt)
 
 
 # ----- the sweep -----

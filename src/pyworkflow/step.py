@@ -84,6 +84,8 @@ class StepDefinition:
     name: str
     retry: RetryPolicy
     timeout: timedelta | None = None
+    #: The step queue its attempts take a place in (``@step(queue=...)``), None: none.
+    queue: str | None = None
 
 
 #: Steps by name, for workers that run step bodies dispatched from other processes:
@@ -102,6 +104,14 @@ def _register(name: str, target: StepFunction[Any, Any] | type[Step]) -> None:
     if known is not None and _qualified(known) != _qualified(target):
         _ambiguous.setdefault(name, {_qualified(known)}).add(_qualified(target))
     _registry[name] = target
+
+
+def _queue(queue: object) -> str | None:
+    if queue is None:
+        return None
+    from pyworkflow.queues import check_queue_name
+
+    return check_queue_name(queue, "step queue")
 
 
 def get_step(name: str) -> tuple[StepDefinition, Callable[..., Any]]:
@@ -227,6 +237,7 @@ def step(
     max_retry_delay: Duration = "1h",
     jitter: float = 0.1,
     timeout: Duration | None = None,
+    queue: str | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], StepFunction[P, R]]: ...
 
 
@@ -241,18 +252,22 @@ def step(
     max_retry_delay: Duration = "1h",
     jitter: float = 0.1,
     timeout: Duration | None = None,
+    queue: str | None = None,
 ) -> StepFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], StepFunction[P, R]]:
     """Declare a step: a unit of work run at least once, recorded exactly once.
 
     Use as ``@step``, ``@step()`` or ``@step(max_retries=5,
     retry_delay="exponential", timeout="30s")``. Sync functions run in a
-    worker thread.
+    worker thread. With ``queue="openai"`` each attempt holds a place of
+    that queue while it runs, under the queue's ``concurrency`` and ``rate``
+    across all workers (docs/queues.md).
     """
     policy = _policy(max_retries, retry_delay, retry_base, max_retry_delay, jitter)
     limit = parse_duration(timeout, what="timeout") if timeout is not None else None
+    step_queue = _queue(queue)
 
     def decorate(func: Callable[P, Awaitable[R]]) -> StepFunction[P, R]:
-        definition = StepDefinition(name or func.__name__, policy, limit)
+        definition = StepDefinition(name or func.__name__, policy, limit, step_queue)
         wrapped: StepFunction[P, R] = StepFunction(func, definition)
         if "<locals>" not in func.__qualname__:
             _register(definition.name, wrapped)
@@ -278,6 +293,8 @@ class Step:
     max_retry_delay: ClassVar[Duration] = "1h"
     jitter: ClassVar[float] = 0.1
     timeout: ClassVar[Duration | None] = None
+    #: The step queue its attempts take a place in (docs/queues.md); None: none.
+    queue: ClassVar[str | None] = None
 
     _definition: ClassVar[StepDefinition]
 
@@ -287,7 +304,9 @@ class Step:
             cls.max_retries, cls.retry_delay, cls.retry_base, cls.max_retry_delay, cls.jitter
         )
         limit = parse_duration(cls.timeout, what="timeout") if cls.timeout is not None else None
-        cls._definition = StepDefinition(cls.name or cls.__name__, policy, limit)
+        cls._definition = StepDefinition(
+            cls.name or cls.__name__, policy, limit, _queue(cls.queue)
+        )
         if "<locals>" not in cls.__qualname__:
             _register(cls._definition.name, cls)
 

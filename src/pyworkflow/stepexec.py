@@ -21,6 +21,7 @@ import time
 import traceback
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -240,13 +241,30 @@ async def run_step_attempt(
     serializer: Serializer,
     limit: int,
     extra: Mapping[str, Any] | None = None,
+    place: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> NewEvent:
     """Run attempt ``attempt`` of a step body; return its ``step_completed``,
     ``step_retrying`` or ``step_failed`` event (``extra`` is added to its payload).
 
     ``retry_base`` is subtracted from ``attempt`` before the retry policy is
-    asked (a retried run gives the step a fresh budget).
+    asked (a retried run gives the step a fresh budget). ``place`` (a step of a
+    limited queue, :mod:`pyworkflow.step_queues`) is held around the body.
     """
+    if place is not None:
+        async with place():
+            return await run_step_attempt(
+                definition,
+                body,
+                args,
+                kwargs,
+                run_id=run_id,
+                step_id=step_id,
+                attempt=attempt,
+                retry_base=retry_base,
+                serializer=serializer,
+                limit=limit,
+                extra=extra,
+            )
     name = definition.name
     ids = (run_id, step_id, name, attempt)
     _step_ids.set(ids)  # get_step_context() builds its record from them

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +232,19 @@ class Live(SequentialSteps, StepLeases):
             retry_base=self.retry_base.get(op.cid, 0),
             serializer=self.serializer,
             limit=self.limit,
+            place=self._place(op) if op.definition.queue is not None else None,
+        )
+
+    def _place(self, op: _Op) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+        """The place of ``op``'s step queue to hold while it runs (None: its queue has no limit)."""
+        from pyworkflow.step_queues import needs_place, step_place
+
+        definition = op.definition
+        assert definition is not None
+        if not needs_place(self.runtime, definition):
+            return None
+        return functools.partial(
+            step_place, self.runtime, definition, self.run_id, op.cid, op.attempt
         )
 
     async def _suspend(self, wake_at: datetime | None) -> None:
