@@ -40,6 +40,7 @@ STATUS_STYLE: dict[str, str] = {
     "failed": "red",
     "cancelled": "magenta",
     "continued": "green",
+    "queued": "dim",
 }
 
 
