@@ -17,6 +17,7 @@ from __future__ import annotations
 from pyworkflow.models import ACTIVE_STATUSES, RunStatus
 
 __all__ = [
+    "ACQUIRE_STEP_SLOT",
     "ADMIT_QUEUED_RUNS",
     "ADVANCE_SCHEDULE",
     "APPEND",
@@ -30,6 +31,7 @@ __all__ = [
     "QUEUE_STATS",
     "RELEASE_LEASE",
     "RENEW_LEASE",
+    "RENEW_STEP_SLOT",
     "SET_STEP_LEASE",
 ]
 
@@ -561,6 +563,53 @@ for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
   end
 end
 return out
+"""
+)
+
+_STEP_SLOT_PRELUDE = """
+local P, queue, holder = ARGV[1], ARGV[2], ARGV[3]
+-- the queue's places not released, by until (held while until > now)
+local HELD = P .. ':stepq:held:' .. queue
+-- the queue's places by acquired_at (one member per holder, as one row per
+-- holder: taking a place again replaces the holder's acquisition)
+local TAKEN = P .. ':stepq:taken:' .. queue
+"""
+
+#: ARGV: prefix, queue, holder, now, until (now + lease_for), concurrency ('' = none),
+#: rate count ('' = none), rate window start (acquisitions after it count), forget before
+#: (released or expired places, and acquisitions, older than this are deleted).
+#: Returns 1 if ``holder`` holds its place now, 0 if the limits refused it (nothing
+#: written). A retried call whose first attempt went through finds the place held: 1.
+ACQUIRE_STEP_SLOT = (
+    _STEP_SLOT_PRELUDE
+    + """
+local now, held_until = tonumber(ARGV[4]), ARGV[5]
+local conc, rate_count, rate_since = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local mine = tonumber(redis.call('ZSCORE', HELD, holder))
+if mine and mine > now then
+  redis.call('ZADD', HELD, held_until, holder)
+  return 1
+end
+redis.call('ZREMRANGEBYSCORE', HELD, '-inf', '(' .. ARGV[9])
+redis.call('ZREMRANGEBYSCORE', TAKEN, '-inf', '(' .. ARGV[9])
+-- held by others: holder's own place, if any, has until <= now and is not counted
+if conc and redis.call('ZCOUNT', HELD, '(' .. ARGV[4], '+inf') >= conc then return 0 end
+if rate_count and redis.call('ZCOUNT', TAKEN, '(' .. rate_since, '+inf') >= rate_count then
+  return 0
+end
+redis.call('ZADD', HELD, held_until, holder)
+redis.call('ZADD', TAKEN, ARGV[4], holder)
+return 1
+"""
+)
+
+#: ARGV: prefix, queue, holder, until. 1 if the place was not released (and is renewed).
+RENEW_STEP_SLOT = (
+    _STEP_SLOT_PRELUDE
+    + """
+if not redis.call('ZSCORE', HELD, holder) then return 0 end
+redis.call('ZADD', HELD, ARGV[4], holder)
+return 1
 """
 )
 

@@ -18,6 +18,10 @@ Key layout (``P`` is the prefix, ``pyworkflow`` by default):
                                         or suspended (updated on every status change)
 ``P:queue:admitted:<q>``                sorted set: admitted run ids by ``admitted_at``
                                         (the rate window and ``queue_stats``)
+``P:stepq:held:<q>``                    sorted set: holders of step queue places not
+                                        released, by ``until`` (held while ``until > now``)
+``P:stepq:taken:<q>``                   sorted set: holders of step queue places by
+                                        ``acquired_at`` (the rate window); kept on release
 ``P:schedules``                         hash: schedule name -> schedule JSON
 ``P:schedules:due``                     sorted set: names of the schedules that are not
                                         paused by ``next_fire_at``
@@ -98,6 +102,7 @@ from pyworkflow.models import (
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.flow_rules import SLOT_MEMORY
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
     from_epoch,
@@ -395,6 +400,8 @@ class RedisStorage(Storage):
             "expired_step_leases": scripts.EXPIRED_STEP_LEASES,
             "admit": scripts.ADMIT_QUEUED_RUNS,
             "queue_stats": scripts.QUEUE_STATS,
+            "acquire_step_slot": scripts.ACQUIRE_STEP_SLOT,
+            "renew_step_slot": scripts.RENEW_STEP_SLOT,
             "put_schedule": scripts.PUT_SCHEDULE,
             "claim_schedules": scripts.CLAIM_SCHEDULES,
             "advance_schedule": scripts.ADVANCE_SCHEDULE,
@@ -894,6 +901,46 @@ class RedisStorage(Storage):
         reply = await self._script("queue_stats", lambda retry: [at])
         stats = [QueueStats(_str(q), int(w), int(a), int(n)) for q, w, a, n in reply]
         return sorted(stats, key=lambda s: s.queue)
+
+    # ----- step queues -----
+
+    async def acquire_step_slot(
+        self,
+        queue: str,
+        holder: str,
+        limits: QueueLimits,
+        now: datetime,
+        lease_for: timedelta,
+    ) -> bool:
+        """Take (or keep) ``holder``'s place in step queue ``queue``: one script counts and writes.
+
+        Released or expired places and acquisitions older than a day (or than
+        the rate's period, if longer) are deleted on the way.
+        """
+        rate_count, rate_since, forget = "", "", now - SLOT_MEMORY
+        if limits.rate is not None:
+            rate_count = str(limits.rate[0])
+            rate_since = _text((now - limits.rate[1]).timestamp())
+            forget = min(forget, now - limits.rate[1])
+        args = [
+            queue,
+            holder,
+            _text(now.timestamp()),
+            _text((now + lease_for).timestamp()),
+            _optional(limits.concurrency),
+            rate_count,
+            rate_since,
+            _text(forget.timestamp()),
+        ]
+        return bool(await self._script("acquire_step_slot", lambda retry: args))
+
+    async def renew_step_slot(self, queue: str, holder: str, until: datetime) -> bool:
+        at = _text(until.timestamp())
+        return bool(await self._script("renew_step_slot", lambda retry: [queue, holder, at]))
+
+    async def release_step_slot(self, queue: str, holder: str) -> None:
+        key = self._key("stepq", "held", queue)
+        await self._call("release_step_slot", lambda retry: self.client.zrem(key, holder))
 
     # ----- schedules -----
 
