@@ -265,6 +265,25 @@ def run(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the run ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    queue: Annotated[
+        str | None,
+        typer.Option(metavar="QUEUE", help="Start it in this queue (default: the workflow's)."),
+    ] = None,
+    priority: Annotated[
+        int, typer.Option(help="Its priority in the queue: higher is admitted sooner.")
+    ] = 0,
+    partition_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY", help="The partition it counts against (partition_concurrency)."
+        ),
+    ] = None,
+    dedup_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY", help="While a run with this key is queued or running, reuse it."
+        ),
+    ] = None,
 ) -> None:
     """Start a run; with --wait, follow it live and exit non-zero if it fails.
 
@@ -275,6 +294,7 @@ def run(
     """
     import pyworkflow
     from pyworkflow.cli.drive import RunDriver, drive, drives_here, follow, owner_name
+    from pyworkflow.client import FlowOptions
     from pyworkflow.executors.local import import_modules
     from pyworkflow.models import Event, RunStatus
     from pyworkflow.runtime import current_settings, get_runtime
@@ -283,7 +303,19 @@ def run(
     args, kwargs = parse_args(arguments or [])
     check_arguments(workflow, args, kwargs)
     import_modules(current_settings().modules)
-    run_id = pyworkflow.start_workflow(workflow, args, kwargs)
+    try:  # a bad queue option is a usage error, refused before any run exists
+        FlowOptions.checked(queue, priority, partition_key, dedup_key)
+    except (TypeError, ValueError) as exc:
+        raise click_errors.UsageError(str(exc)) from None
+    run_id = pyworkflow.start_workflow(
+        workflow,
+        args,
+        kwargs,
+        queue=queue,
+        priority=priority,
+        partition_key=partition_key,
+        dedup_key=dedup_key,
+    )
     runtime = get_runtime()
     local = drives_here(runtime)
     if not wait:

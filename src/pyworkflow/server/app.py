@@ -1,4 +1,4 @@
-"""The ASGI app: ``POST /hooks/{token}``, a JSON API over runs, and ``/openapi.json``."""
+"""The ASGI app: ``POST /hooks/{token}``, a JSON API over runs and schedules, ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from pyworkflow.server.options import (
     check_token,
     server_options,
 )
+from pyworkflow.server.schedules_api import check_flow_fields, schedule_routes
 from pyworkflow.server.signing import DELIVERY_HEADER, SIGNATURE_HEADER, SignatureError, verify
 from pyworkflow.server.wire import (
     MAX_JSON_DEPTH,
@@ -59,6 +60,20 @@ CHILDREN_SHOWN = 500
 
 #: Most runs ``GET /api/runs`` returns in one page.
 MAX_PAGE = 500
+
+#: The fields of ``POST /api/runs``.
+START_FIELDS = frozenset(
+    {
+        "workflow",
+        "args",
+        "kwargs",
+        "idempotency_key",
+        "queue",
+        "priority",
+        "partition_key",
+        "dedup_key",
+    }
+)
 
 _log = logger.bind(component="server")
 
@@ -305,14 +320,24 @@ def create_app(
             errors.append("kwargs: must be an object")
         if key is not None and not isinstance(key, str):
             errors.append("idempotency_key: must be a string")
-        extra = sorted(set(body) - {"workflow", "args", "kwargs", "idempotency_key"})
+        errors.extend(check_flow_fields(body))
+        extra = sorted(set(body) - START_FIELDS)
         errors.extend(f"{field}: unknown field" for field in extra)
         if errors:
             raise ApiError(422, "invalid request body", errors)
         assert isinstance(name, str)
         try:
             _check_arguments(name, args, kwargs)
-            run_id = await client.astart_workflow(name, args, kwargs, idempotency_key=key)
+            run_id = await client.astart_workflow(
+                name,
+                args,
+                kwargs,
+                idempotency_key=key,
+                queue=body.get("queue"),
+                priority=body.get("priority", 0),
+                partition_key=body.get("partition_key"),
+                dedup_key=body.get("dedup_key"),
+            )
         except WorkflowNotFoundError as exc:
             raise ApiError(404, str(exc)) from None
         except PayloadTooLargeError as exc:
@@ -356,6 +381,7 @@ def create_app(
         Route("/api/runs/{run_id}", api(get_run), methods=["GET"]),
         Route("/api/runs/{run_id}/events", api(get_events), methods=["GET"]),
         Route("/api/runs/{run_id}/cancel", api(cancel_run), methods=["POST"]),
+        *schedule_routes(api, lambda: options().max_body_bytes),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     if cors_origins is None:
@@ -366,7 +392,7 @@ def create_app(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(origins),
-                allow_methods=["GET", "POST"],
+                allow_methods=["GET", "POST", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", SIGNATURE_HEADER, DELIVERY_HEADER],
                 max_age=600,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pyworkflow.models import EventType, RunStatus
+from pyworkflow.models import CatchupPolicy, EventType, OverlapPolicy, RunStatus
 
 __all__ = ["openapi_document"]
 
@@ -23,6 +23,31 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_NULLABLE_LIMIT = {"type": "integer", "minimum": 1, "nullable": True}
+_DURATION = {
+    "oneOf": [{"type": "string"}, {"type": "number", "minimum": 0}],
+    "description": "A duration: text such as '1m', '1h30m', '1d', or a number of seconds.",
+}
+_SCHEDULE_FIELDS = (
+    "name",
+    "workflow",
+    "cron",
+    "timezone",
+    "args",
+    "kwargs",
+    "overlap",
+    "catchup",
+    "grace",
+    "catchup_window",
+    "queue",
+    "paused",
+    "origin",
+    "next_fire_at",
+    "last_fire_at",
+    "last_run_id",
+    "created_at",
+    "updated_at",
+)
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -181,7 +206,176 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "description": "Starting again with the same key returns the first run's id.",
             },
+            "queue": {
+                "type": "string",
+                "nullable": True,
+                "description": "The queue it goes to (default: the workflow's own); see "
+                "docs/queues.md.",
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": -1000000,
+                "maximum": 1000000,
+                "default": 0,
+                "description": "Higher is admitted sooner from its queue.",
+            },
+            "partition_key": {
+                "type": "string",
+                "nullable": True,
+                "minLength": 1,
+                "maxLength": 256,
+                "description": "The partition it counts against (partition_concurrency).",
+            },
+            "dedup_key": {
+                "type": "string",
+                "nullable": True,
+                "minLength": 1,
+                "maxLength": 256,
+                "description": "While a run of the queue with this key is queued or running, "
+                "starting again returns that run's id.",
+            },
         },
+    },
+    "Schedule": {
+        "type": "object",
+        "required": list(_SCHEDULE_FIELDS),
+        "properties": {
+            "name": {"type": "string"},
+            "workflow": {"type": "string"},
+            "cron": {"type": "string"},
+            "timezone": {"type": "string"},
+            "args": {
+                "type": "array",
+                "items": {},
+                "nullable": True,
+                "description": "Arguments of every run it starts (null: not decodable here).",
+            },
+            "kwargs": {"type": "object", "nullable": True},
+            "overlap": {"type": "string", "enum": [p.value for p in OverlapPolicy]},
+            "catchup": {"type": "string", "enum": [p.value for p in CatchupPolicy]},
+            "grace": {"type": "number", "description": "Seconds."},
+            "catchup_window": {"type": "number", "description": "Seconds."},
+            "queue": {"type": "string", "nullable": True},
+            "paused": {"type": "boolean"},
+            "origin": {
+                "type": "string",
+                "description": "'code' (declared on a workflow) or 'api'.",
+            },
+            "next_fire_at": {**_NULLABLE_TIME, "description": "The next tick not yet fired."},
+            "last_fire_at": _NULLABLE_TIME,
+            "last_run_id": {"type": "string", "nullable": True},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "ScheduleList": {
+        "type": "object",
+        "required": ["schedules"],
+        "properties": {"schedules": {"type": "array", "items": _ref("Schedule")}},
+    },
+    "CreateSchedule": {
+        "type": "object",
+        "required": ["name", "workflow", "cron"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "description": "Printable, no '/', no leading or trailing space.",
+            },
+            "workflow": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Name of a workflow registered in the server process.",
+            },
+            "cron": {
+                "type": "string",
+                "description": "5 fields, 6 with seconds first, or @hourly, @daily...",
+            },
+            "timezone": {"type": "string", "default": "UTC", "description": "An IANA name."},
+            "args": {"type": "array", "items": {}, "default": []},
+            "kwargs": {"type": "object", "default": {}},
+            "overlap": {
+                "type": "string",
+                "enum": [p.value for p in OverlapPolicy],
+                "default": "skip",
+            },
+            "catchup": {
+                "type": "string",
+                "enum": [p.value for p in CatchupPolicy],
+                "default": "latest",
+            },
+            "grace": _DURATION,
+            "catchup_window": _DURATION,
+            "queue": {"type": "string", "nullable": True},
+            "paused": {"type": "boolean", "default": False},
+            "replace": {
+                "type": "boolean",
+                "default": False,
+                "description": "Replace a schedule of the same name (else 409).",
+            },
+        },
+    },
+    "Deleted": {
+        "type": "object",
+        "required": ["name", "deleted"],
+        "properties": {"name": {"type": "string"}, "deleted": {"type": "boolean"}},
+    },
+    "Queue": {
+        "type": "object",
+        "required": [
+            "queue",
+            "configured",
+            "waiting",
+            "active",
+            "admitted",
+            "concurrency",
+            "worker_concurrency",
+            "partition_concurrency",
+            "rate",
+            "priority_aging",
+        ],
+        "properties": {
+            "queue": {"type": "string"},
+            "configured": {
+                "type": "boolean",
+                "description": "Whether [tool.pyworkflow.queues.<name>] configures it.",
+            },
+            "waiting": {"type": "integer", "minimum": 0, "description": "Runs queued."},
+            "active": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Runs holding a place: pending, running or suspended.",
+            },
+            "admitted": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Runs admitted in the last minute.",
+            },
+            "concurrency": _NULLABLE_LIMIT,
+            "worker_concurrency": _NULLABLE_LIMIT,
+            "partition_concurrency": _NULLABLE_LIMIT,
+            "rate": {
+                "type": "object",
+                "nullable": True,
+                "required": ["count", "period"],
+                "properties": {
+                    "count": {"type": "integer", "minimum": 1},
+                    "period": {"type": "number", "description": "Seconds."},
+                },
+            },
+            "priority_aging": {
+                "type": "number",
+                "nullable": True,
+                "description": "Seconds of waiting worth one priority point.",
+            },
+        },
+    },
+    "QueueList": {
+        "type": "object",
+        "required": ["queues"],
+        "properties": {"queues": {"type": "array", "items": _ref("Queue")}},
     },
     "RunId": {
         "type": "object",
@@ -213,6 +407,13 @@ _SCHEMAS: dict[str, Any] = {
 
 _RUN_ID = {
     "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+_SCHEDULE_NAME = {
+    "name": "name",
     "in": "path",
     "required": True,
     "schema": {"type": "string", "minLength": 1},
@@ -380,12 +581,134 @@ _PATHS: dict[str, Any] = {
     },
 }
 
+_NO_SCHEDULE = _error("No schedule has this name.")
+_EMPTY_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "additionalProperties": False, "properties": {}}
+        }
+    },
+}
+
+
+def _schedule_action(operation_id: str, summary: str, ok: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/schedules/{name}/<action>``: no body (or ``{}``)."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": "Send `Content-Type: application/json`, with no body or `{}`.",
+            "parameters": [_SCHEDULE_NAME],
+            "requestBody": _EMPTY_BODY,
+            "responses": {
+                **ok,
+                "400": _BAD_JSON,
+                "401": _UNAUTHORIZED,
+                "404": _NO_SCHEDULE,
+                "413": _TOO_LARGE,
+                "415": _NOT_JSON,
+                "422": _error("The body is not empty; see `errors`."),
+            },
+        }
+    }
+
+
+_PATHS.update(
+    {
+        "/api/schedules": {
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "Every schedule, by name.",
+                "responses": {
+                    "200": _json(_ref("ScheduleList"), "The schedules."),
+                    "401": _UNAUTHORIZED,
+                },
+            },
+            "post": {
+                "operationId": "createSchedule",
+                "summary": "Create a schedule that starts a run of a workflow at each cron tick.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("CreateSchedule")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Schedule"), "Created."),
+                    "400": _BAD_JSON,
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No workflow with this name is registered."),
+                    "409": _error("A schedule has this name (pass `replace` to replace it)."),
+                    "413": _TOO_LARGE,
+                    "415": _NOT_JSON,
+                    "422": _error(
+                        "Invalid request body (a field's type, the cron expression, the time "
+                        "zone, a policy, arguments that do not fit the workflow); see `errors`."
+                    ),
+                },
+            },
+        },
+        "/api/schedules/{name}": {
+            "get": {
+                "operationId": "getSchedule",
+                "summary": "One schedule.",
+                "parameters": [_SCHEDULE_NAME],
+                "responses": {
+                    "200": _json(_ref("Schedule"), "The schedule."),
+                    "401": _UNAUTHORIZED,
+                    "404": _NO_SCHEDULE,
+                },
+            },
+            "delete": {
+                "operationId": "deleteSchedule",
+                "summary": "Delete a schedule (the runs it started stay).",
+                "parameters": [_SCHEDULE_NAME],
+                "responses": {
+                    "200": _json(_ref("Deleted"), "Deleted."),
+                    "401": _UNAUTHORIZED,
+                    "404": _NO_SCHEDULE,
+                },
+            },
+        },
+        "/api/schedules/{name}/pause": _schedule_action(
+            "pauseSchedule",
+            "Stop firing the schedule until resumed (runs already started go on).",
+            {"200": _json(_ref("Schedule"), "The schedule, paused.")},
+        ),
+        "/api/schedules/{name}/resume": _schedule_action(
+            "resumeSchedule",
+            "Fire the schedule again from its next tick after now (no catch-up of the pause).",
+            {"200": _json(_ref("Schedule"), "The schedule, resumed.")},
+        ),
+        "/api/schedules/{name}/trigger": _schedule_action(
+            "triggerSchedule",
+            "Start a run of the schedule now, whatever its overlap policy and pause.",
+            {"201": _json(_ref("RunId"), "Started; the new run's id.")},
+        ),
+        "/api/queues": {
+            "get": {
+                "operationId": "listQueues",
+                "summary": "Each queue: runs waiting, active, admitted in the last minute; limits.",
+                "description": "The queues configured in [tool.pyworkflow.queues.<name>] (even "
+                "empty) and any other queue that holds runs, by name.",
+                "responses": {
+                    "200": _json(_ref("QueueList"), "The queues."),
+                    "401": _UNAUTHORIZED,
+                },
+            }
+        },
+    }
+)
+_PATHS["/api/schedules/{name}/trigger"]["post"]["responses"]["404"] = _error(
+    "No schedule has this name, or its workflow is not registered in the server process."
+)
+
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
         "title": "PyWorkflow",
         "version": "1",
-        "description": "Hooks and a JSON API over the runs of a PyWorkflow deployment.",
+        "description": "Hooks and a JSON API over the runs, schedules and queues of a "
+        "PyWorkflow deployment.",
     },
     "paths": _PATHS,
     "components": {

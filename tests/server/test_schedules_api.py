@@ -1,0 +1,303 @@
+"""The JSON API over schedules and queues, and the queue fields of ``POST /api/runs``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pyworkflow import RunStatus, get_result, get_run
+from pyworkflow.server.openapi import openapi_document
+from tests.server import workflows  # noqa: F401  (registers the workflows the API starts)
+from tests.server.conftest import JSON, TOKEN, ServerFactory, wait_for, wait_status
+
+NIGHTLY: dict[str, Any] = {
+    "name": "nightly",
+    "workflow": "server_tests.greet",
+    "cron": "0 3 * * *",
+    "timezone": "Europe/Paris",
+    "args": ["ana"],
+    "kwargs": {"punctuation": "?"},
+}
+
+
+@pytest.fixture
+def api(make_server: ServerFactory, tmp_path: Path) -> Iterator[httpx.Client]:
+    """A client of a server on SQLite storage, with the queue ``emails`` (concurrency 1)."""
+    base = make_server(
+        storage=f"sqlite:///{tmp_path / 'pw.db'}",
+        queues={"emails": {"concurrency": 1, "rate": "100/min"}},
+    )
+    with httpx.Client(base_url=base, timeout=10, headers=JSON) as client:
+        yield client
+
+
+def test_create_list_show_pause_resume_trigger_delete(api: httpx.Client) -> None:
+    created = api.post("/api/schedules", json={**NIGHTLY, "overlap": "allow", "grace": 30})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["name"] == "nightly" and body["workflow"] == "server_tests.greet"
+    assert body["cron"] == "0 3 * * *" and body["timezone"] == "Europe/Paris"
+    assert body["args"] == ["ana"] and body["kwargs"] == {"punctuation": "?"}
+    assert body["overlap"] == "allow" and body["catchup"] == "latest"
+    assert body["grace"] == 30.0 and body["catchup_window"] == 86400.0
+    assert body["paused"] is False and body["origin"] == "api"
+    assert body["next_fire_at"] is not None and body["last_run_id"] is None
+
+    listed = api.get("/api/schedules")
+    assert listed.status_code == 200
+    assert [s["name"] for s in listed.json()["schedules"]] == ["nightly"]
+    assert api.get("/api/schedules/nightly").json() == body
+
+    paused = api.post("/api/schedules/nightly/pause")
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert api.get("/api/schedules/nightly").json()["paused"] is True
+    resumed = api.post("/api/schedules/nightly/resume", json={})
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+
+    triggered = api.post("/api/schedules/nightly/trigger")
+    assert triggered.status_code == 201, triggered.text
+    run_id = triggered.json()["run_id"]
+    assert get_result(run_id, timeout=10) == "hello ana?"  # the schedule's input
+    assert api.get(f"/api/runs/{run_id}").json()["workflow"] == "server_tests.greet"
+
+    deleted = api.delete("/api/schedules/nightly")
+    assert deleted.status_code == 200 and deleted.json() == {"name": "nightly", "deleted": True}
+    assert api.get("/api/schedules").json() == {"schedules": []}
+    for method, path in [
+        ("GET", "/api/schedules/nightly"),
+        ("DELETE", "/api/schedules/nightly"),
+        ("POST", "/api/schedules/nightly/pause"),
+        ("POST", "/api/schedules/nightly/resume"),
+        ("POST", "/api/schedules/nightly/trigger"),
+    ]:
+        gone = api.request(method, path)
+        assert gone.status_code == 404, (method, path, gone.text)
+        assert gone.json()["detail"] == "no schedule named 'nightly'"
+    assert get_run(run_id).status == RunStatus.COMPLETED  # its runs stay
+
+
+def test_a_taken_name_is_409_and_replace_replaces_it(api: httpx.Client) -> None:
+    assert api.post("/api/schedules", json=NIGHTLY).status_code == 201
+    again = api.post("/api/schedules", json={**NIGHTLY, "cron": "@hourly"})
+    assert again.status_code == 409
+    assert "nightly" in again.json()["detail"]
+    assert api.get("/api/schedules/nightly").json()["cron"] == "0 3 * * *"
+    replaced = api.post("/api/schedules", json={**NIGHTLY, "cron": "@hourly", "replace": True})
+    assert replaced.status_code == 201 and replaced.json()["cron"] == "@hourly"
+
+
+def test_unknown_workflow_is_404(api: httpx.Client) -> None:
+    response = api.post("/api/schedules", json={**NIGHTLY, "workflow": "nope"})
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+    assert api.get("/api/schedules").json() == {"schedules": []}
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"cron": "0 3 * *"}, "has 4 field(s)"),
+        ({"cron": "61 * * * *"}, "minute field"),
+        ({"timezone": "Mars/Base"}, "unknown time zone 'Mars/Base'"),
+        ({"overlap": "sometimes"}, "invalid overlap policy 'sometimes'"),
+        ({"catchup": "never"}, "invalid catchup policy 'never'"),
+        ({"grace": "soon"}, "invalid grace 'soon'"),
+        ({"grace": -1}, "grace"),
+        ({"catchup_window": 0}, "catchup_window must be a positive duration"),
+        ({"queue": "bad queue"}, "invalid queue name 'bad queue'"),
+        ({"name": "a/b"}, "invalid schedule name 'a/b'"),
+        ({"name": " padded"}, "invalid schedule name"),
+        ({"args": []}, "missing a required argument: 'name'"),
+        ({"kwargs": {"shout": True}}, "shout"),
+    ],
+)
+def test_bad_values_are_422_naming_the_problem(
+    api: httpx.Client, change: dict[str, Any], said: str
+) -> None:
+    response = api.post("/api/schedules", json={**NIGHTLY, **change})
+    assert response.status_code == 422, response.text
+    assert said in response.json()["detail"]
+    assert api.get("/api/schedules").json() == {"schedules": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({**NIGHTLY, "args": "ana"}, ["args: must be an array"]),
+        ({**NIGHTLY, "kwargs": []}, ["kwargs: must be an object"]),
+        ({**NIGHTLY, "cron": 5}, ["cron: must be a string"]),
+        ({**NIGHTLY, "timezone": None}, ["timezone: must be a string"]),
+        ({**NIGHTLY, "paused": "true"}, ["paused: must be a boolean"]),
+        ({**NIGHTLY, "paused": 1}, ["paused: must be a boolean"]),
+        ({**NIGHTLY, "replace": 0}, ["replace: must be a boolean"]),
+        ({**NIGHTLY, "grace": True}, ["grace: must be a duration"]),
+        ({**NIGHTLY, "grace": [1]}, ["grace: must be a duration"]),
+        ({**NIGHTLY, "queue": 3}, ["queue: must be a string or null"]),
+        ({**NIGHTLY, "name": ""}, ["name: must be a non-empty string"]),
+        ({**NIGHTLY, "name": 7}, ["name: must be a non-empty string"]),
+        ({**NIGHTLY, "when": "now"}, ["when: unknown field"]),
+        ({"name": "x"}, ["cron: required", "workflow: required"]),
+    ],
+)
+def test_wrong_json_types_are_refused_not_coerced(
+    api: httpx.Client, body: dict[str, Any], errors: list[str]
+) -> None:
+    response = api.post("/api/schedules", json=body)
+    assert response.status_code == 422, response.text
+    data = response.json()
+    assert data["detail"] == "invalid request body"
+    assert len(data["errors"]) == len(errors)
+    for got, expected in zip(data["errors"], errors, strict=True):
+        assert got.startswith(expected), (got, expected)
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        (b"", 400),
+        (b"{not json", 400),
+        (b"[1, 2]", 422),
+        (b'"nightly"', 422),
+        (b'{"a": NaN}', 400),
+    ],
+)
+def test_bodies_that_are_not_objects(api: httpx.Client, content: bytes, status: int) -> None:
+    assert api.post("/api/schedules", content=content).status_code == status
+
+
+def test_actions_take_no_body_and_json_only(api: httpx.Client) -> None:
+    assert api.post("/api/schedules", json=NIGHTLY).status_code == 201
+    extra = api.post("/api/schedules/nightly/pause", json={"paused": True})
+    assert extra.status_code == 422 and extra.json()["errors"] == ["paused: unknown field"]
+    assert api.post("/api/schedules/nightly/trigger", json=[1]).status_code == 422
+    plain = api.post("/api/schedules/nightly/pause", headers={"content-type": "text/plain"})
+    assert plain.status_code == 415
+    assert api.get("/api/schedules/nightly").json()["paused"] is False
+    assert api.put("/api/schedules/nightly").status_code == 405
+
+
+def test_names_that_cannot_be_a_schedule_are_404(api: httpx.Client) -> None:
+    long = "x" * 200
+    for name in (long, "%20lead", "tab%09in"):
+        response = api.get(f"/api/schedules/{name}")
+        assert response.status_code == 404, (name, response.text)
+        assert api.post(f"/api/schedules/{name}/trigger").status_code == 404
+        assert api.delete(f"/api/schedules/{name}").status_code == 404
+
+
+def test_the_api_token_guards_the_schedule_routes(make_server: ServerFactory) -> None:
+    base = make_server(api_token=TOKEN)
+    with httpx.Client(base_url=base, timeout=10, headers=JSON) as anonymous:
+        for method, path in [
+            ("GET", "/api/schedules"),
+            ("POST", "/api/schedules"),
+            ("GET", "/api/schedules/x"),
+            ("DELETE", "/api/schedules/x"),
+            ("POST", "/api/schedules/x/trigger"),
+            ("GET", "/api/queues"),
+        ]:
+            response = anonymous.request(method, path, json=NIGHTLY if method == "POST" else None)
+            assert response.status_code == 401, (method, path)
+    auth = {**JSON, "authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=base, timeout=10, headers=auth) as client:
+        assert client.post("/api/schedules", json=NIGHTLY).status_code == 201
+        assert client.get("/api/queues").status_code == 200
+
+
+def test_queues_show_waiting_active_admitted_and_limits(api: httpx.Client) -> None:
+    empty = api.get("/api/queues")
+    assert empty.status_code == 200
+    assert empty.json() == {
+        "queues": [
+            {
+                "queue": "emails",
+                "configured": True,
+                "waiting": 0,
+                "active": 0,
+                "admitted": 0,
+                "concurrency": 1,
+                "worker_concurrency": None,
+                "partition_concurrency": None,
+                "rate": {"count": 100, "period": 60.0},
+                "priority_aging": 60.0,
+            }
+        ]
+    }
+    start = {"workflow": "server_tests.wait", "queue": "emails", "priority": 5}
+    first = api.post("/api/runs", json={**start, "args": ["q:1"]})
+    assert first.status_code == 201, first.text
+    first_id = first.json()["run_id"]
+    wait_status(first_id, RunStatus.SUSPENDED)  # admitted: it holds the queue's one place
+    second = api.post("/api/runs", json={**start, "args": ["q:2"], "partition_key": "c-1"})
+    assert second.status_code == 201
+    assert get_run(second.json()["run_id"]).status == RunStatus.QUEUED
+    # an unconfigured queue that holds runs is listed too
+    other = api.post("/api/runs", json={"workflow": "server_tests.greet", "args": ["o"]})
+    get_result(other.json()["run_id"], timeout=10)
+    elsewhere = api.post(
+        "/api/runs", json={"workflow": "server_tests.wait", "args": ["q:3"], "queue": "misc"}
+    )
+    wait_status(elsewhere.json()["run_id"], RunStatus.SUSPENDED)
+
+    def shown() -> dict[str, Any]:
+        return {q["queue"]: q for q in api.get("/api/queues").json()["queues"]}
+
+    wait_for(lambda: shown()["emails"]["admitted"] == 1)
+    queues = shown()
+    assert list(queues) == ["emails", "misc"]
+    assert queues["emails"]["waiting"] == 1 and queues["emails"]["active"] == 1
+    assert queues["misc"]["configured"] is False and queues["misc"]["active"] == 1
+    assert queues["misc"]["concurrency"] is None and queues["misc"]["rate"] is None
+
+
+def test_run_start_dedup_key_returns_the_waiting_run(api: httpx.Client) -> None:
+    start = {"workflow": "server_tests.wait", "args": ["d:1"], "queue": "emails"}
+    first = api.post("/api/runs", json={**start, "dedup_key": "order-1"}).json()["run_id"]
+    wait_status(first, RunStatus.SUSPENDED)
+    again = api.post("/api/runs", json={**start, "dedup_key": "order-1"})
+    assert again.status_code == 201 and again.json()["run_id"] == first
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"queue": 1}, "queue: must be a string"),
+        ({"queue": "bad queue"}, "invalid queue name 'bad queue'"),
+        ({"priority": "high"}, "priority: must be an integer"),
+        ({"priority": True}, "priority: must be an integer"),
+        ({"priority": 1.5}, "priority: must be an integer"),
+        ({"priority": 10**7}, "priority must be between"),
+        ({"partition_key": 5}, "partition_key: must be a string"),
+        ({"partition_key": ""}, "partition_key must be a non-empty string"),
+        ({"dedup_key": ["k"]}, "dedup_key: must be a string"),
+        ({"dedup_key": "k" * 257}, "dedup_key must be a non-empty string"),
+    ],
+)
+def test_run_start_refuses_bad_queue_fields(
+    api: httpx.Client, change: dict[str, Any], error: str
+) -> None:
+    response = api.post(
+        "/api/runs", json={"workflow": "server_tests.greet", "args": ["x"], **change}
+    )
+    assert response.status_code == 422, response.text
+    assert any(e.startswith(error) for e in response.json()["errors"]), response.json()
+
+
+def test_every_route_is_in_the_openapi_document(api: httpx.Client) -> None:
+    paths = openapi_document()["paths"]
+    assert set(paths["/api/schedules"]) == {"get", "post"}
+    assert set(paths["/api/schedules/{name}"]) == {"get", "delete"}
+    for action in ("pause", "resume", "trigger"):
+        assert set(paths[f"/api/schedules/{{name}}/{action}"]) == {"post"}
+    assert set(paths["/api/queues"]) == {"get"}
+    start = openapi_document()["components"]["schemas"]["StartRun"]["properties"]
+    assert {"queue", "priority", "partition_key", "dedup_key"} <= set(start)
+    served = api.get("/openapi.json").json()
+    assert served["paths"].keys() == paths.keys()
+    shown = api.post("/api/schedules", json=NIGHTLY).json()
+    schema = served["components"]["schemas"]["Schedule"]
+    assert set(shown) == set(schema["required"]) == set(schema["properties"])
