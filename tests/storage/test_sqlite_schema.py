@@ -19,7 +19,14 @@ from sqlmodel import SQLModel
 from pyworkflow.storage import schema
 from pyworkflow.storage.sqlite import SCHEMA, SCHEMA_OBJECTS, SQLiteStorage
 
-ROWS = (schema.RunRow, schema.EventRow, schema.HookRow, schema.StepLeaseRow, schema.ScheduleRow)
+ROWS = (
+    schema.RunRow,
+    schema.EventRow,
+    schema.HookRow,
+    schema.StepLeaseRow,
+    schema.ScheduleRow,
+    schema.StepSlotRow,
+)
 TABLES = tuple(str(row.__tablename__) for row in ROWS)
 
 

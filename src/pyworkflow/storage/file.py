@@ -9,7 +9,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +47,7 @@ from pyworkflow.storage.flow_rules import (
     dedup_holder,
     queue_stats_of,
     schedule_claimable,
+    take_step_slot,
 )
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
@@ -95,7 +96,9 @@ class FileStorage(Storage):
     ``(queue, dedup_key)``, the id of the run that took it last; it holds the
     key while that run has not ended) and ``schedules/`` (one row per
     schedule by hash of its name: the values of ``SCHEDULE_COLUMNS``,
-    replaced atomically). Every operation
+    replaced atomically) and ``slots/`` (one file per step queue by hash of its
+    name: ``{"queue": name, "places": {holder: [acquired_at, until]}}`` in
+    epoch seconds, ``until`` null once released; replaced atomically). Every operation
     holds ``.lock`` (``flock``: shared to read, exclusive to write).
 
     An append writes the log lines, then the row; only then is it
@@ -137,7 +140,7 @@ class FileStorage(Storage):
         self._warned: set[str] = set()  # runs whose broken row was already reported
 
     async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
-        for sub in ("runs", "hooks", "keys", "steps", "dedup", "schedules"):
+        for sub in ("runs", "hooks", "keys", "steps", "dedup", "schedules", "slots"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch()
 
@@ -381,6 +384,30 @@ class FileStorage(Storage):
             if row is not None:
                 rows.append((schedule_from_data(row[5]), row))
         return sorted(rows, key=lambda pair: pair[0].name)
+
+    def _slots_path(self, queue: str) -> Path:
+        return self.root / "slots" / f"{_key(queue)}.json"
+
+    def _read_slots(self, path: Path) -> dict[str, tuple[datetime, datetime | None]]:
+        """A step queue's places ``{holder: (acquired_at, until)}`` (none if no file)."""
+        try:
+            data = json.loads(path.read_text())
+            return {
+                str(holder): (datetime.fromtimestamp(acquired, UTC), from_epoch(until))
+                for holder, (acquired, until) in data["places"].items()
+            }
+        except FileNotFoundError:
+            return {}
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CorruptDataError(f"corrupt step queue file {path}: {exc}") from exc
+
+    def _write_slots(
+        self, path: Path, queue: str, places: Mapping[str, tuple[datetime, datetime | None]]
+    ) -> None:
+        rows = {
+            h: [acquired.timestamp(), to_epoch(until)] for h, (acquired, until) in places.items()
+        }
+        self._write_json(path, {"queue": queue, "places": rows})
 
     def _stand_in(self, run_id: str, exc: CorruptDataError) -> Run:
         """A failed row to list in place of a run whose row cannot be read or rebuilt.
@@ -648,6 +675,50 @@ class FileStorage(Storage):
     async def queue_stats(self, since: datetime) -> list[QueueStats]:
         runs = await self._run_locked(False, self._all_runs)
         return queue_stats_of(runs, since)
+
+    # ----- step queues -----
+
+    async def acquire_step_slot(
+        self,
+        queue: str,
+        holder: str,
+        limits: QueueLimits,
+        now: datetime,
+        lease_for: timedelta,
+    ) -> bool:
+        def write() -> bool:
+            path = self._slots_path(queue)
+            places = self._read_slots(path)
+            if not take_step_slot(places, holder, limits, now, lease_for):
+                return False  # nothing written (old rows are forgotten by a later taking)
+            self._write_slots(path, queue, places)
+            return True
+
+        return await self._run_locked(True, write)
+
+    async def renew_step_slot(self, queue: str, holder: str, until: datetime) -> bool:
+        def write() -> bool:
+            path = self._slots_path(queue)
+            places = self._read_slots(path)
+            place = places.get(holder)
+            if place is None or place[1] is None:
+                return False
+            places[holder] = (place[0], until)
+            self._write_slots(path, queue, places)
+            return True
+
+        return await self._run_locked(True, write)
+
+    async def release_step_slot(self, queue: str, holder: str) -> None:
+        def write() -> None:
+            path = self._slots_path(queue)
+            places = self._read_slots(path)
+            place = places.get(holder)
+            if place is not None and place[1] is not None:
+                places[holder] = (place[0], None)
+                self._write_slots(path, queue, places)
+
+        await self._run_locked(True, write)
 
     # ----- schedules -----
 

@@ -41,6 +41,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.flow_rules import SLOT_MEMORY
 from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
@@ -95,6 +96,7 @@ _EVENTS = "pyworkflow_events"
 _HOOKS = "pyworkflow_hooks"
 _STEP_LEASES = "pyworkflow_step_leases"
 _SCHEDULES = "pyworkflow_schedules"
+_STEP_SLOTS = "pyworkflow_step_slots"
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -209,6 +211,30 @@ _CLAIM_SCHEDULES = (
     "RETURNING next_fire_at, name, data"
 )
 
+#: Step queue places (``Storage.acquire_step_slot``; the rule of ``flow_rules.take_step_slot``).
+#: Renew a place its holder still holds.
+_RENEW_HELD_SLOT = (
+    f"UPDATE {_STEP_SLOTS} SET until = ? WHERE queue = ? AND holder = ? AND until > ?"
+)
+#: Forget the queue's released or expired places acquired before a time (by the index).
+_PRUNE_SLOTS = (
+    f"DELETE FROM {_STEP_SLOTS} WHERE queue = ? AND acquired_at <= ? "
+    "AND (until IS NULL OR until <= ?)"
+)
+#: Places held by others, counted up to a limit (the scan stops there).
+_HELD_SLOTS = (
+    f"SELECT COUNT(*) FROM (SELECT 1 FROM {_STEP_SLOTS} "
+    "WHERE queue = ? AND holder <> ? AND until > ? LIMIT ?)"
+)
+#: Places acquired in the rate window, counted up to a limit (a range of the index).
+_RECENT_SLOTS = (
+    f"SELECT COUNT(*) FROM (SELECT 1 FROM {_STEP_SLOTS} "
+    "WHERE queue = ? AND acquired_at > ? LIMIT ?)"
+)
+_TAKE_SLOT = (
+    f"INSERT OR REPLACE INTO {_STEP_SLOTS} (queue, holder, acquired_at, until) VALUES (?, ?, ?, ?)"
+)
+
 #: The tables and indexes, as plain DDL run through stdlib ``sqlite3``: the same
 #: schema that :mod:`pyworkflow.storage.schema`'s SQLModel tables create (column
 #: names, types, nullability, keys, constraint and index names; a test compares
@@ -288,6 +314,15 @@ SCHEMA = (
 \tPRIMARY KEY (name)
 )""",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_schedules_next ON {_SCHEDULES} (next_fire_at)",
+    f"""CREATE TABLE IF NOT EXISTS {_STEP_SLOTS} (
+\tqueue VARCHAR NOT NULL,
+\tholder VARCHAR NOT NULL,
+\tacquired_at FLOAT NOT NULL,
+\tuntil FLOAT,
+\tPRIMARY KEY (queue, holder)
+)""",
+    f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_step_slots_acquired "
+    f"ON {_STEP_SLOTS} (queue, acquired_at)",
 )
 #: Columns added to existing tables after the first release, as ``ALTER TABLE ADD COLUMN``
 #: adds them to a database created before (a NOT NULL one with the value its old rows
@@ -1221,6 +1256,62 @@ class SQLiteStorage(Storage):
             return None if row is None else row[0]
 
         return from_epoch(await self._read(read))
+
+    # ----- step queues -----
+
+    async def acquire_step_slot(
+        self,
+        queue: str,
+        holder: str,
+        limits: QueueLimits,
+        now: datetime,
+        lease_for: timedelta,
+    ) -> bool:
+        at = now.timestamp()
+        until = (now + lease_for).timestamp()
+        # Rows a rate window still counts are kept, however long the period.
+        memory = max(SLOT_MEMORY, limits.rate[1]) if limits.rate is not None else SLOT_MEMORY
+        forget_before = (now - memory).timestamp()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_RENEW_HELD_SLOT, (until, queue, holder, at)).rowcount == 1:
+                return True  # already held: renewed, nothing else changes
+            conn.execute(_PRUNE_SLOTS, (queue, forget_before, at))
+            if limits.concurrency is not None:
+                held = (queue, holder, at, limits.concurrency)
+                if conn.execute(_HELD_SLOTS, held).fetchone()[0] >= limits.concurrency:
+                    return False
+            if limits.rate is not None:
+                count, period = limits.rate
+                recent = (queue, (now - period).timestamp(), count)
+                if conn.execute(_RECENT_SLOTS, recent).fetchone()[0] >= count:
+                    return False
+            conn.execute(_TAKE_SLOT, (queue, holder, at, until))
+            return True
+
+        return await self._write(write)
+
+    async def renew_step_slot(self, queue: str, holder: str, until: datetime) -> bool:
+        params = (until.timestamp(), queue, holder)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                f"UPDATE {_STEP_SLOTS} SET until = ? "
+                "WHERE queue = ? AND holder = ? AND until IS NOT NULL",
+                params,
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(write)
+
+    async def release_step_slot(self, queue: str, holder: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"UPDATE {_STEP_SLOTS} SET until = NULL WHERE queue = ? AND holder = ?",
+                (queue, holder),
+            )
+
+        await self._write(write)
 
 
 def _admission_room(
