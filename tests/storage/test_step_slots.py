@@ -14,6 +14,7 @@ from pyworkflow.errors import CorruptDataError
 from pyworkflow.models import QueueLimits, utcnow
 from pyworkflow.storage.base import Storage
 from pyworkflow.storage.file import FileStorage
+from pyworkflow.storage.memory import MemoryStorage
 from pyworkflow.storage.sqlite import SCHEMA, SQLiteStorage
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +78,27 @@ async def test_an_expired_place_is_renewed_until_someone_takes_it(
     assert not await first.acquire_step_slot("api", "a", one, gone, _LEASE)
     await first.release_step_slot("api", "a")  # already lost: no effect on b
     assert not await first.acquire_step_slot("api", "c", one, gone, _LEASE)
+
+
+@pytest.mark.parametrize("kind", ["memory", *sorted(BACKENDS)])
+async def test_a_rate_longer_than_a_day_counts_places_older_than_a_day(
+    kind: str, tmp_path: Path
+) -> None:
+    """Free places are forgotten after a day, but never while a rate window counts them."""
+    storage = MemoryStorage() if kind == "memory" else BACKENDS[kind](tmp_path)
+    await storage.open()
+    try:
+        t0 = utcnow()
+        per_two_days = QueueLimits(rate=(2, timedelta(days=2)))
+        for holder in ("a", "b"):
+            assert await storage.acquire_step_slot("api", holder, per_two_days, t0, _LEASE)
+            await storage.release_step_slot("api", holder)
+        later = t0 + timedelta(days=1, hours=12)
+        assert not await storage.acquire_step_slot("api", "c", per_two_days, later, _LEASE)
+        after = t0 + timedelta(days=2, seconds=1)
+        assert await storage.acquire_step_slot("api", "c", per_two_days, after, _LEASE)
+    finally:
+        await storage.close()
 
 
 # ----- SQLite -----

@@ -27,6 +27,7 @@ __all__ = [
     "dedup_holder",
     "queue_stats_of",
     "schedule_claimable",
+    "slot_memory",
     "take_step_slot",
 ]
 
@@ -142,6 +143,14 @@ def schedule_claimable(
 SLOT_MEMORY = timedelta(days=1)
 
 
+def slot_memory(limits: QueueLimits) -> timedelta:
+    """How old a free step place must be to be forgotten: a day, or the rate period if longer.
+
+    A place a rate window still counts is never forgotten (``rate = "100/7d"``).
+    """
+    return SLOT_MEMORY if limits.rate is None else max(SLOT_MEMORY, limits.rate[1])
+
+
 def take_step_slot(
     places: dict[str, tuple[datetime, datetime | None]],
     holder: str,
@@ -157,8 +166,9 @@ def take_step_slot(
     if mine is not None and mine[1] is not None and mine[1] > now:
         places[holder] = (mine[0], now + lease_for)
         return True
+    forget_before = now - slot_memory(limits)
     for other, (acquired, until) in list(places.items()):
-        if (until is None or until <= now) and acquired <= now - SLOT_MEMORY:
+        if (until is None or until <= now) and acquired <= forget_before:
             del places[other]
     held = sum(
         1 for h, (_, until) in places.items() if h != holder and until is not None and until > now

@@ -41,7 +41,7 @@ from pyworkflow.models import (
     utcnow,
 )
 from pyworkflow.storage.base import Storage
-from pyworkflow.storage.flow_rules import SLOT_MEMORY
+from pyworkflow.storage.flow_rules import slot_memory
 from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
     HOOK_COLUMNS,
@@ -1269,9 +1269,7 @@ class SQLiteStorage(Storage):
     ) -> bool:
         at = now.timestamp()
         until = (now + lease_for).timestamp()
-        # Rows a rate window still counts are kept, however long the period.
-        memory = max(SLOT_MEMORY, limits.rate[1]) if limits.rate is not None else SLOT_MEMORY
-        forget_before = (now - memory).timestamp()
+        forget_before = (now - slot_memory(limits)).timestamp()  # rows no window counts
 
         def write(conn: sqlite3.Connection) -> bool:
             if conn.execute(_RENEW_HELD_SLOT, (until, queue, holder, at)).rowcount == 1:
