@@ -29,7 +29,14 @@ from pyworkflow.models import (
     RunStatus,
     utcnow,
 )
-from pyworkflow.storage.schema import EventRow, HookRow, RunRow, ScheduleRow, StepLeaseRow
+from pyworkflow.storage.schema import (
+    EventRow,
+    HookRow,
+    RunRow,
+    ScheduleRow,
+    StepLeaseRow,
+    StepSlotRow,
+)
 from pyworkflow.testing.servers import PostgresServer
 from pyworkflow.testing.storage_suite import make_run
 from pyworkflow.testing.suite_flow_storage import queued, schedule
@@ -40,6 +47,7 @@ _LEASE = timedelta(seconds=30)
 _START = [NewEvent(EventType.WORKFLOW_STARTED, None, {})]
 _V2_SQL = (Path(__file__).parent / "schema_v2.sql").read_text()
 _DEDUP_INDEX = "uq_pyworkflow_runs_live_dedup"
+_HELD_INDEX = "ix_pyworkflow_step_slots_held"
 
 
 @pytest.fixture
@@ -70,7 +78,7 @@ async def _end(store: PostgresStorage, run_id: str) -> None:
     await store.append_events(run_id, run.last_seq, [NewEvent(EventType.WORKFLOW_COMPLETED)], patch)
 
 
-# ----- migration 3 -----
+# ----- migrations 3 and 4 -----
 
 
 async def _fingerprint(conn: Any, schema: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -106,7 +114,7 @@ async def _metadata_schema(server: PostgresServer, schema: str) -> None:
     store = PostgresStorage(f"{server.url}?schema={schema}")
     tables = [
         SQLModel.metadata.tables[str(row.__tablename__)]
-        for row in (RunRow, EventRow, HookRow, StepLeaseRow, ScheduleRow)
+        for row in (RunRow, EventRow, HookRow, StepLeaseRow, ScheduleRow, StepSlotRow)
     ]
     engine = create_async_engine(
         store.sa_url,
@@ -164,14 +172,18 @@ async def test_a_version_2_database_with_a_run_is_upgraded_to_what_a_fresh_one_i
             after_upgrade = await _fingerprint(c, old)
             after_fresh = await _fingerprint(c, fresh)
             from_metadata = await _fingerprint(c, reference)
-        assert sorted(applied) == list(range(1, LATEST + 1)) and LATEST == 3
+        assert sorted(applied) == list(range(1, LATEST + 1)) and LATEST == 4
         assert after_upgrade == after_fresh
-        # the SQLModel tables, plus the partial unique index only PostgreSQL has
+        # the SQLModel tables, plus the partial indexes only PostgreSQL has
         dedup = [i for i in after_fresh["indexes"] if i[1] == _DEDUP_INDEX]
         assert len(dedup) == 1
         assert "UNIQUE" in dedup[0][2] and "COALESCE(queue" in dedup[0][2]
         assert "WHERE ((dedup_key IS NOT NULL) AND" in dedup[0][2]
+        held = [i for i in after_fresh["indexes"] if i[1] == _HELD_INDEX]
+        assert len(held) == 1
+        assert "(queue, until) WHERE (until IS NOT NULL)" in held[0][2]
         after_fresh["indexes"].remove(dedup[0])
+        after_fresh["indexes"].remove(held[0])
         assert after_fresh == from_metadata
 
         # the upgraded database takes queued runs and schedules
@@ -181,6 +193,10 @@ async def test_a_version_2_database_with_a_run_is_upgraded_to_what_a_fresh_one_i
         assert [r.run_id for r in admitted] == ["q1"]
         await upgraded.put_schedule(schedule("s"))
         assert (await upgraded.get_schedule("s")).name == "s"
+        # and places of step queues (migration 4)
+        assert await upgraded.acquire_step_slot(
+            "api", "h", QueueLimits(concurrency=1), utcnow(), _LEASE
+        )
 
 
 # ----- dedup keys -----
@@ -344,3 +360,101 @@ async def test_an_advance_whose_commit_was_cut_off_is_checked_before_the_retry(
     got = await store.get_schedule("s")
     assert (got.next_fire_at, got.last_fire_at, got.last_run_id) == (nxt, now, "r1")
     assert [s.name for s in await stores[1].claim_schedules("w2", nxt, 10, _LEASE)] == ["s"]
+
+
+# ----- step queues -----
+
+
+async def test_step_places_taken_from_many_processes_hold_the_limits(
+    stores: list[PostgresStorage],
+) -> None:
+    now = utcnow()
+    limits = QueueLimits(concurrency=3, rate=(7, timedelta(minutes=1)))
+    got: dict[str, bool] = {}
+
+    async def take(holder: str) -> None:
+        store = stores[len(got) % len(stores)]
+        got[holder] = await store.acquire_step_slot("api", holder, limits, now, _LEASE)
+
+    async def round_of(holders: list[str]) -> list[str]:
+        got.clear()
+        async with anyio.create_task_group() as tg:
+            for holder in holders:
+                tg.start_soon(take, holder)
+        return sorted(h for h, took in got.items() if took)
+
+    first = await round_of([f"a{i:02d}" for i in range(16)])
+    assert len(first) == 3  # the concurrency
+    # a run queue of the same name is another thing: its admissions are not these places
+    await stores[0].create_run(queued("r", queue="api"), _START)
+    assert len(await stores[1].admit_queued_runs("api", limits, "o", now, 5, _LEASE)) == 1
+    for holder in first:
+        await stores[2].release_step_slot("api", holder)
+    second = await round_of([f"b{i:02d}" for i in range(16)])
+    assert len(second) == 3
+    for holder in second:
+        await stores[3].release_step_slot("api", holder)
+    # 6 of the 7 places of the minute are taken: one more, however many ask
+    assert len(await round_of([f"c{i:02d}" for i in range(16)])) == 1
+    later = now + timedelta(minutes=1, seconds=1)
+    assert await stores[0].acquire_step_slot("api", "d", limits, later, _LEASE)
+
+
+async def test_old_step_places_released_or_expired_are_forgotten(
+    stores: list[PostgresStorage],
+) -> None:
+    store = stores[0]
+    now = utcnow()
+    two_days = (now - timedelta(days=2)).timestamp()
+    async with store._pool.acquire() as conn:
+        await conn.executemany(
+            "INSERT INTO pyworkflow_step_slots VALUES ($1, $2, $3, $4)",
+            [
+                ("api", "released", two_days, None),
+                ("api", "expired", two_days, two_days + 30),
+                ("api", "renewed", two_days, now.timestamp() + 30),  # still held
+                ("api", "recent", now.timestamp() - 60, None),
+                ("other", "released", two_days, None),  # another queue: left for later
+            ],
+        )
+    one = QueueLimits(concurrency=1)
+    assert not await store.acquire_step_slot("api", "new", one, now, _LEASE)
+    assert await store.acquire_step_slot("api", "new", QueueLimits(concurrency=2), now, _LEASE)
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch("SELECT queue, holder FROM pyworkflow_step_slots")
+    assert sorted(tuple(r) for r in rows) == [
+        ("api", "new"),
+        ("api", "recent"),
+        ("api", "renewed"),
+        ("other", "released"),
+    ]
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_a_step_place_whose_commit_was_cut_off_is_taken_once(
+    stores: list[PostgresStorage], monkeypatch: pytest.MonkeyPatch, landed: bool
+) -> None:
+    store = stores[0]
+    now = utcnow()
+    one = QueueLimits(concurrency=1, rate=(1, timedelta(minutes=1)))
+    real_commit = asyncpg.transaction.Transaction.commit
+    real_rollback = asyncpg.transaction.Transaction.rollback
+    cut = {"done": False}
+
+    async def interrupted_commit(self: Any) -> None:
+        if cut["done"]:
+            return await real_commit(self)
+        cut["done"] = True
+        await (real_commit if landed else real_rollback)(self)
+        raise ConnectionResetError("connection lost during COMMIT")
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", interrupted_commit)
+    # the retry finds the place held (landed) or takes it (not landed): True either way,
+    # although the rate allows one place a minute
+    assert await store.acquire_step_slot("api", "h", one, now, _LEASE)
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", real_commit)
+    assert cut["done"]
+    assert not await stores[1].acquire_step_slot("api", "other", one, now, _LEASE)
+    async with store._pool.acquire() as conn:
+        rows = await conn.fetch("SELECT holder, acquired_at FROM pyworkflow_step_slots")
+    assert [tuple(r) for r in rows] == [("h", now.timestamp())]

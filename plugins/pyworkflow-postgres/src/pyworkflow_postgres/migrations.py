@@ -111,6 +111,28 @@ def _queues_and_schedules(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+#: Migration 4's DDL (``StepSlotRow`` of ``schema.py`` as it was then), plus a partial index
+#: only PostgreSQL has: the places not released, by queue and ``until``, so counting the
+#: places held reads those rows and not a day of released ones.
+_STEP_SLOTS = (
+    "CREATE TABLE IF NOT EXISTS pyworkflow_step_slots ("
+    "queue VARCHAR NOT NULL, "
+    "holder VARCHAR NOT NULL, "
+    "acquired_at FLOAT NOT NULL, "
+    "until FLOAT, "
+    "PRIMARY KEY (queue, holder))",
+    "CREATE INDEX IF NOT EXISTS ix_pyworkflow_step_slots_acquired "
+    "ON pyworkflow_step_slots (queue, acquired_at)",
+    "CREATE INDEX IF NOT EXISTS ix_pyworkflow_step_slots_held "
+    "ON pyworkflow_step_slots (queue, until) WHERE until IS NOT NULL",
+)
+
+
+def _step_slots(conn: Connection) -> None:
+    for statement in _STEP_SLOTS:
+        conn.execute(text(statement))
+
+
 #: Every migration, oldest first; append new ones, never edit old ones.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, events, hooks and step leases (pyworkflow.storage.schema)", _create_tables),
@@ -120,6 +142,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "queue columns of runs, the live dedup_key unique index, the schedules table",
         _queues_and_schedules,
     ),
+    Migration(4, "the places of step queues (pyworkflow_step_slots)", _step_slots),
 )
 #: The schema version this code writes and reads.
 LATEST = MIGRATIONS[-1].version

@@ -75,6 +75,10 @@ __all__ = [
     "STEP_LEASE_DELETE",
     "STEP_LEASE_DELETE_IF_OWNER",
     "STEP_LEASE_UPSERT",
+    "STEP_SLOT_LOAD",
+    "STEP_SLOT_RELEASE",
+    "STEP_SLOT_RENEW",
+    "STEP_SLOT_TAKE",
     "TOUCH_RUN_FOR_HOOK",
     "WAITING_RUNS",
     "append",
@@ -88,6 +92,7 @@ EVENTS = "pyworkflow_events"
 HOOKS = "pyworkflow_hooks"
 LEASES = "pyworkflow_step_leases"
 SCHEDULES = "pyworkflow_schedules"
+SLOTS = "pyworkflow_step_slots"
 
 _RUN = ", ".join(RUN_COLUMNS)
 _EVENT = ", ".join(EVENT_COLUMNS)
@@ -305,6 +310,37 @@ QUEUE_STATS = (
     f"FROM {RUNS} WHERE queue IS NOT NULL "
     f"AND (status IN ({_QUEUED}, {_ACTIVE}) OR admitted_at >= $1) GROUP BY queue"
 )
+
+# ----- step queues -----
+
+#: ``$1`` queue, ``$2`` holder, ``$3`` now, ``$4`` start of the rate window (NULL: no
+#: rate): whether the holder holds its place, how many places others hold, and how many
+#: places were taken after ``$4``. Held means ``until > now``; the held count reads the
+#: partial index ``ix_pyworkflow_step_slots_held`` (released rows are not in it), the
+#: window count the ``(queue, acquired_at)`` index.
+STEP_SLOT_LOAD = (
+    f"SELECT EXISTS (SELECT 1 FROM {SLOTS} WHERE queue = $1 AND holder = $2 AND until > $3), "
+    f"(SELECT count(*) FROM {SLOTS} WHERE queue = $1 AND until IS NOT NULL AND until > $3 "
+    "AND holder <> $2), "
+    f"(SELECT count(*) FROM {SLOTS} WHERE queue = $1 AND acquired_at > $4::float8)"
+)
+#: Give holder ``$2`` a place in queue ``$1`` at ``$3`` until ``$4`` (a place it still
+#: holds keeps its ``acquired_at``), and forget the queue's other places released or
+#: expired and taken at or before ``$5``. The holder's own row is left out of the
+#: DELETE, so the two never touch one row.
+STEP_SLOT_TAKE = (
+    f"WITH forgotten AS (DELETE FROM {SLOTS} WHERE queue = $1 AND holder <> $2 "
+    "AND acquired_at <= $5 AND (until IS NULL OR until <= $3)) "
+    f"INSERT INTO {SLOTS} (queue, holder, acquired_at, until) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (queue, holder) DO UPDATE SET until = EXCLUDED.until, acquired_at = "
+    f"CASE WHEN {SLOTS}.until > EXCLUDED.acquired_at THEN {SLOTS}.acquired_at "
+    "ELSE EXCLUDED.acquired_at END"
+)
+#: Move the ``until`` of ``$2``'s place in ``$1`` to ``$3`` unless it was released.
+STEP_SLOT_RENEW = (
+    f"UPDATE {SLOTS} SET until = $3 WHERE queue = $1 AND holder = $2 AND until IS NOT NULL"
+)
+STEP_SLOT_RELEASE = f"UPDATE {SLOTS} SET until = NULL WHERE queue = $1 AND holder = $2"
 
 # ----- schedules -----
 

@@ -17,7 +17,8 @@ the live statuses, so a start with a taken key inserts nothing (``ON CONFLICT
 DO NOTHING``) and returns the holder. Admission from a queue is one
 transaction under an advisory lock named after the queue: count, pick, update.
 Schedules are rows of ``pyworkflow_schedules``, leased with ``SKIP LOCKED``
-like runs.
+like runs. A place in a step queue is a row of ``pyworkflow_step_slots``, taken
+in one transaction under an advisory lock named after the step queue.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from pyworkflow.models import (
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
+from pyworkflow.storage.flow_rules import SLOT_MEMORY
 from pyworkflow.storage.rows import (
     dump_payload,
     event_from_row,
@@ -95,7 +97,7 @@ STATEMENT_CACHE_SIZE = 256
 IDLE_CONNECTION_SECONDS = 300.0
 #: The schema version this code needs: ``pyworkflow_postgres.migrations.LATEST``
 #: (a test keeps them equal), known without importing SQLAlchemy's migrations.
-SCHEMA_LATEST = 3
+SCHEMA_LATEST = 4
 
 
 async def _keep_session(conn: Conn) -> None:
@@ -773,6 +775,59 @@ class PostgresStorage(Storage):
             return [QueueStats(str(q), int(w), int(a), int(n)) for q, w, a, n in rows]
 
         return sorted(await self._run_op(read, mode="read"), key=lambda s: s.queue)
+
+    # ----- step queues -----
+
+    async def acquire_step_slot(
+        self,
+        queue: str,
+        holder: str,
+        limits: QueueLimits,
+        now: datetime,
+        lease_for: timedelta,
+    ) -> bool:
+        """Take a place in step queue ``queue`` in one transaction (see :class:`Storage`).
+
+        The transaction takes an advisory lock named after the schema and the
+        step queue (a key apart from the run queue of the same name), so the
+        places of one step queue are counted and taken by one process at a
+        time; it counts the places others hold and those taken in the rate
+        window, then inserts or renews the holder's row and forgets rows of the
+        queue released or expired more than a day after they were taken. A
+        COMMIT cut off needs no check: if it landed, the retry finds the place
+        held and renews it.
+        """
+        at = now.timestamp()
+        until = at + lease_for.total_seconds()
+        since = None if limits.rate is None else (now - limits.rate[1]).timestamp()
+        forget_before = (now - SLOT_MEMORY).timestamp()
+        lock_key = f"pyworkflow:{self.schema}:step-queue:{queue}"
+
+        async def write(conn: Conn) -> bool:
+            await conn.execute(sql.LOCK_QUEUE, lock_key)
+            mine, held, recent = await conn.fetchrow(sql.STEP_SLOT_LOAD, queue, holder, at, since)
+            if not mine:
+                if limits.concurrency is not None and held >= limits.concurrency:
+                    return False
+                if limits.rate is not None and recent >= limits.rate[0]:
+                    return False
+            await conn.execute(sql.STEP_SLOT_TAKE, queue, holder, at, until, forget_before)
+            return True
+
+        return await self._run_op(write)
+
+    async def renew_step_slot(self, queue: str, holder: str, until: datetime) -> bool:
+        async def write(conn: Conn) -> bool:
+            status = await conn.execute(sql.STEP_SLOT_RENEW, queue, holder, until.timestamp())
+            return _count(status) == 1
+
+        return await self._run_op(write, mode="statement")
+
+    async def release_step_slot(self, queue: str, holder: str) -> None:
+        async def write(conn: Conn) -> None:
+            await conn.execute(sql.STEP_SLOT_RELEASE, queue, holder)
+
+        await self._run_op(write, mode="statement")
 
     # ----- schedules -----
 
