@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pyworkflow import RunStatus, get_result, get_run
 from pyworkflow.server.openapi import openapi_document
@@ -301,3 +305,103 @@ def test_every_route_is_in_the_openapi_document(api: httpx.Client) -> None:
     shown = api.post("/api/schedules", json=NIGHTLY).json()
     schema = served["components"]["schemas"]["Schedule"]
     assert set(shown) == set(schema["required"]) == set(schema["properties"])
+
+
+def test_a_storage_without_schedules_answers_501(
+    api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyworkflow.runtime import get_runtime
+
+    storage = get_runtime().storage
+
+    async def unsupported(*args: Any) -> Any:
+        raise NotImplementedError(f"{type(storage).__name__} does not support schedules")
+
+    monkeypatch.setattr(storage, "list_schedules", unsupported)
+    monkeypatch.setattr(storage, "queue_stats", unsupported)
+    for path in ("/api/schedules", "/api/queues"):
+        response = api.get(path)
+        assert response.status_code == 501
+        assert "does not support schedules" in response.json()["detail"]
+
+
+# ----- fuzzing: no input makes the schedule routes answer 5xx -----
+
+any_text = st.text(st.characters(exclude_categories=()), max_size=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(any_text, children, max_size=3)
+    ),
+    max_leaves=6,
+)
+#: Each field: a plausible value, a value of its type, or anything at all.
+FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "name": st.sampled_from(["fuzz", "a/b", " x", ""]) | any_text | json_values,
+    "workflow": st.sampled_from(["server_tests.greet", "nope"]) | json_values,
+    "cron": st.sampled_from(["* * * * *", "0 0 31 2 *", "@daily", "*/0 * * * *", "61 * * * *"])
+    | st.lists(st.sampled_from(["*", "0", "1-5", "*/7", "L", "W", "#", "99"]), max_size=7).map(
+        " ".join
+    )
+    | json_values,
+    "timezone": st.sampled_from(["UTC", "Europe/Paris", "Mars/Base", "", "../etc"]) | json_values,
+    "args": st.just(["ana"]) | json_values,
+    "kwargs": st.just({}) | json_values,
+    "overlap": st.sampled_from(["skip", "allow", "cancel_previous", "x"]) | json_values,
+    "catchup": st.sampled_from(["none", "latest", "all", "x"]) | json_values,
+    "grace": st.sampled_from(["1m", "0s", "1000000w", "-1s"]) | st.floats() | json_values,
+    "catchup_window": st.sampled_from(["1d", "0", "1h30m"]) | st.integers() | json_values,
+    "queue": st.sampled_from(["emails", "bad queue", None]) | json_values,
+    "paused": st.booleans() | json_values,
+    "replace": st.booleans() | json_values,
+}
+
+
+@st.composite
+def schedule_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid body with up to three fields changed, one removed, or one unknown added."""
+    body: dict[str, Any] = {
+        "name": "fuzz",
+        "workflow": "server_tests.greet",
+        "cron": "* * * * *",
+        "args": ["ana"],
+    }
+    for field in draw(st.sets(st.sampled_from(sorted(FIELDS)), max_size=3)):
+        body[field] = draw(FIELDS[field])
+    if draw(st.integers(0, 9)) == 0:
+        del body[draw(st.sampled_from(sorted(body)))]
+    if draw(st.integers(0, 9)) == 0:
+        body[draw(any_text)] = draw(json_values)
+    return body
+
+
+@pytest.mark.slow
+def test_arbitrary_schedule_bodies_get_4xx_or_201_never_5xx(api: httpx.Client) -> None:
+    created = 0
+
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(body=schedule_bodies())
+    def post(body: dict[str, Any]) -> None:
+        nonlocal created
+        try:
+            content = json.dumps(body, allow_nan=False).encode("utf-8", "surrogatepass")
+        except ValueError:  # an infinite float: not JSON
+            return
+        response = api.post("/api/schedules", content=content)
+        assert response.status_code in (201, 400, 404, 409, 422), (body, response.text)
+        assert response.json()
+        if response.status_code == 201:
+            created += 1
+            assert api.delete(f"/api/schedules/{quote(body['name'], safe='')}").status_code == 200
+
+    post()
+    assert created > 0  # some bodies were right and went through
+    for name in ("fuzz", "x" * 129, "\ud800"):
+        path = quote(name.encode("utf-8", "surrogatepass"), safe="")
+        assert api.get(f"/api/schedules/{path}").status_code == 404
+        assert api.post(f"/api/schedules/{path}/pause").status_code == 404
+    assert api.get("/api/schedules").status_code == 200

@@ -128,9 +128,28 @@ def _shown(schedule: Schedule) -> dict[str, Any]:
     return schedule_json(get_runtime(), schedule)
 
 
+def _supported(handler: Handler) -> Handler:
+    """501 (not a bare 500) when the configured storage has no schedules or queues."""
+
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except NotImplementedError as exc:
+            raise ApiError(501, f"the configured storage cannot do this: {exc}") from None
+
+    return answer
+
+
 def schedule_routes(api: Callable[[Handler], Handler], max_body: Callable[[], int]) -> list[Route]:
-    """The routes, each wrapped in ``api`` (auth, JSON content type); ``max_body()`` caps bodies."""
+    """The routes, each wrapped in ``api`` (auth, JSON content type); ``max_body()`` caps bodies.
+
+    A storage that does not implement schedules or queues (a plugin written
+    before them) answers 501.
+    """
     import pyworkflow.schedules as schedules
+
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, api(_supported(handler)), methods=methods)
 
     async def list_schedules(request: Request) -> Response:
         found = await schedules.alist_schedules()
@@ -213,10 +232,10 @@ def schedule_routes(api: Callable[[Handler], Handler], max_body: Callable[[], in
         return JsonResponse({"queues": await runtime.acall(queues_json, runtime)})
 
     return [
-        Route("/api/schedules", api(schedules_route), methods=["GET", "POST"]),
-        Route("/api/schedules/{name}", api(schedule_route), methods=["GET", "DELETE"]),
-        Route("/api/schedules/{name}/pause", api(set_paused(True)), methods=["POST"]),
-        Route("/api/schedules/{name}/resume", api(set_paused(False)), methods=["POST"]),
-        Route("/api/schedules/{name}/trigger", api(trigger), methods=["POST"]),
-        Route("/api/queues", api(list_queues), methods=["GET"]),
+        route("/api/schedules", schedules_route, ["GET", "POST"]),
+        route("/api/schedules/{name}", schedule_route, ["GET", "DELETE"]),
+        route("/api/schedules/{name}/pause", set_paused(True), ["POST"]),
+        route("/api/schedules/{name}/resume", set_paused(False), ["POST"]),
+        route("/api/schedules/{name}/trigger", trigger, ["POST"]),
+        route("/api/queues", list_queues, ["GET"]),
     ]
