@@ -59,7 +59,7 @@ from pyworkflow.models import (
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
-from pyworkflow.storage.flow_rules import SLOT_MEMORY
+from pyworkflow.storage.flow_rules import slot_memory
 from pyworkflow.storage.rows import (
     dump_payload,
     event_from_row,
@@ -800,7 +800,7 @@ class PostgresStorage(Storage):
         at = now.timestamp()
         until = at + lease_for.total_seconds()
         since = None if limits.rate is None else (now - limits.rate[1]).timestamp()
-        forget_before = (now - SLOT_MEMORY).timestamp()
+        forget_before = (now - slot_memory(limits)).timestamp()  # a day, or a longer rate period
         lock_key = f"pyworkflow:{self.schema}:step-queue:{queue}"
 
         async def write(conn: Conn) -> bool:
