@@ -10,10 +10,10 @@ own server::
     assert report.problems == [], report
 
 The analysis helpers (:func:`schedule_runs`, :func:`tick_problems`,
-:func:`run_intervals`, :func:`max_overlap`, :func:`window_max`) are public
-so that other executors' tests (Celery) check their own processes the same
-way. Every figure compared across processes is a wall-clock reading of one
-machine (``CLOCK_REALTIME``), so the processes' readings are comparable.
+:func:`tick_run_problems`, :func:`settle`, :func:`run_intervals`,
+:func:`max_overlap`, :func:`window_max`) are public so that other executors'
+tests (Celery) check their own processes the same way. Every time compared
+across processes is a wall-clock reading of one machine, so they compare.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "FLOW_MODULE",
     "FlowReport",
     "all_runs",
+    "catchup_expected",
     "max_overlap",
     "queue_concurrency",
     "queue_partitions",
@@ -44,6 +45,7 @@ __all__ = [
     "schedule_ticks",
     "settle",
     "tick_problems",
+    "tick_run_problems",
     "window_max",
 ]
 
@@ -217,7 +219,7 @@ def _latest_firer(pool: WorkerProcesses) -> str | None:
     return None if latest is None else latest[1]
 
 
-def _tick_runs_problems(name: str, pairs: list[tuple[datetime, Any]]) -> list[str]:
+def tick_run_problems(name: str, pairs: list[tuple[datetime, Any]]) -> list[str]:
     """Each run of the schedule completed and returned its tick (``scheduled_at()``)."""
     from pyworkflow.client import get_run
     from pyworkflow.models import RunStatus
@@ -276,7 +278,7 @@ def schedule_ticks(
     problems = tick_problems(ticks)
     if len(set(ticks)) < seconds / 2:
         problems.append(f"only {len(set(ticks))} ticks fired in {seconds}s")
-    problems += _tick_runs_problems(name, pairs)
+    problems += tick_run_problems(name, pairs)
     lateness = [(run.created_at - tick).total_seconds() for tick, run in pairs]
     figures = {
         "ticks": len(set(ticks)),
@@ -289,7 +291,7 @@ def schedule_ticks(
     return FlowReport("schedule_ticks", time.monotonic() - began, figures, problems)
 
 
-def _catchup_expected(
+def catchup_expected(
     policy: str, first: datetime, now: datetime, grace: timedelta, last: datetime
 ) -> tuple[set[datetime], list[datetime]]:
     """The ticks a restart's first firing at ``now`` and the on-time firings after it start.
@@ -378,7 +380,7 @@ def schedule_catchup(
         doubled = sorted(t.isoformat() for t, n in Counter(t for t, _ in pairs).items() if n > 1)
         if doubled:
             problems.append(f"{name}: ticks with more than one run: {doubled}")
-        problems += _tick_runs_problems(name, pairs)
+        problems += tick_run_problems(name, pairs)
         before = sorted(t for t, run in pairs if run.created_at < restarted)
         later = [(t, run) for t, run in pairs if run.created_at >= restarted]
         if not before or not later:
@@ -393,7 +395,7 @@ def schedule_catchup(
         for step in range(101):
             now = fired_at - timedelta(seconds=slack * step / 100)
             outcomes.append(
-                _catchup_expected(policy, first_unfired, now, timedelta(seconds=grace), last)
+                catchup_expected(policy, first_unfired, now, timedelta(seconds=grace), last)
             )
         matched = [missed for expected, missed in outcomes if expected == ticks]
         if not matched:
