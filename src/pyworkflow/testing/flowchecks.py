@@ -250,7 +250,8 @@ def schedule_ticks(
 
     The schedule (overlap ``allow``: each run is short) is created here, then
     fires for ``seconds``; the worker that logged the latest firing is
-    killed mid-way. The schedule is then paused and every run awaited. A
+    killed mid-way, 10 ms after a tick (``max_lateness_s`` near the lease,
+    3 s, says it was firing that tick). The schedule is then paused and every run awaited. A
     problem is any tick between the first fired and the last fired with no
     run or more than one, and any run not completed or whose
     ``scheduled_at()`` is not its tick.
@@ -266,9 +267,12 @@ def schedule_ticks(
         _client(storage_url)
         create_schedule(name, flowflows.flow_tick, EVERY_SECOND, overlap="allow")
         time.sleep(kill_after)
+        # just after a tick, when a worker may be firing it (claimed, run created or not,
+        # schedule not yet advanced): its lease must expire before another fires the tick
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
         victim = _latest_firer(pool) or "w1"
         pool.kill(victim)
-        time.sleep(max(0.0, seconds - kill_after))
+        time.sleep(max(0.0, seconds - kill_after - 1.0))
         pause_schedule(name)
         runs = settle(flowflows.FLOW_TICK)
     finally:
