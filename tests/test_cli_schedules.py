@@ -255,8 +255,12 @@ def test_queues_list_configured_queues_with_their_counts(project: Path) -> None:
         worker.wait(timeout=30)
     assert emails["admitted"] == 1
     # the higher priority was admitted first
-    assert as_json(project, "runs", "show", runs[0])["status"] == "queued"
-    assert as_json(project, "runs", "show", runs[1])["status"] != "queued"
+    low, high = (as_json(project, "runs", "show", r) for r in runs)
+    assert low["status"] == "queued" and low["admitted_at"] is None
+    assert high["status"] != "queued" and high["admitted_at"] is not None
+    assert (low["queue"], low["priority"], high["priority"]) == ("emails", 1, 2)
+    shown = cli(project, "runs", "show", runs[0]).stdout
+    assert "queue emails  priority 1  admitted not yet" in shown
     table = cli(project, "queues").stdout.splitlines()
     assert table[0].split() == [
         "queue",

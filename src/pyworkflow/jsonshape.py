@@ -63,6 +63,10 @@ def run_json(info: RunInfo, events: Sequence[Event] | None = None) -> dict[str, 
         "parent_run_id": info.parent_run_id,
         "continued_from": info.continued_from,
         "continued_to": info.continued_to,
+        "queue": info.queue,
+        "priority": info.priority,
+        "partition_key": info.partition_key,
+        "admitted_at": _iso(info.admitted_at),
     }
     if events is not None:
         data["unknown_workflow"] = [note_json(note) for note in unknown_notes(events)]

@@ -78,6 +78,12 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
         render.print_line(f"continued as new: run {run.continued_to}")
     if run.parent_run_id:
         render.print_line(f"child of run {run.parent_run_id}")
+    if run.queue:
+        admitted = run.admitted_at.isoformat() if run.admitted_at else "not yet"
+        partition = f"  partition {run.partition_key}" if run.partition_key else ""
+        render.print_line(
+            f"queue {run.queue}  priority {run.priority}{partition}  admitted {admitted}"
+        )
     for child in children:
         render.print_line(
             f"child run {child['run_id']}  {child['workflow']}  {child['status']}"

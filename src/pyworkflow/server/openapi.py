@@ -79,6 +79,10 @@ _SCHEMAS: dict[str, Any] = {
             "parent_run_id",
             "continued_from",
             "continued_to",
+            "queue",
+            "priority",
+            "partition_key",
+            "admitted_at",
         ],
         "properties": {
             "run_id": {"type": "string"},
@@ -117,6 +121,22 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "nullable": True,
                 "description": "The run this one continued as (status 'continued').",
+            },
+            "queue": {
+                "type": "string",
+                "nullable": True,
+                "description": "The queue the run was started in (docs/queues.md), if any.",
+            },
+            "priority": {"type": "integer", "description": "Its priority in its queue."},
+            "partition_key": {
+                "type": "string",
+                "nullable": True,
+                "description": "The partition whose own limit it counts against.",
+            },
+            "admitted_at": {
+                **_NULLABLE_TIME,
+                "description": "When a worker admitted it from its queue (null: never queued, "
+                "or still waiting).",
             },
             "unknown_workflow": {
                 "type": "array",
