@@ -12,6 +12,7 @@ from pyworkflow.models import CatchupPolicy, OverlapPolicy, Schedule
 from pyworkflow.schedules.cron import CronSpec
 from pyworkflow.schedules.firing import select_ticks, tick_run_id
 from pyworkflow.testing import WorkflowEnvironment
+from pyworkflow.workflow import _registry
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -26,11 +27,6 @@ async def report(kind: str = "daily") -> str:
 async def slow() -> str:
     await sleep("90s")
     return "done"
-
-
-@workflow(name="sched.declared", schedule=Cron("*/10 * * * *", kwargs={"kind": "code"}))
-async def declared(kind: str) -> str:
-    return kind
 
 
 def _schedule(catchup: CatchupPolicy, next_fire_at: datetime, **changes: object) -> Schedule:
@@ -124,12 +120,20 @@ def test_overlap_policies(overlap: OverlapPolicy, expected: list[str]) -> None:
 
 
 def test_declared_schedule_exists_in_the_environment() -> None:
-    with WorkflowEnvironment(start=T0) as env:
-        env.sync.advance("20m")
-        names = [s.name for s in _schedules(env)]
-        assert "sched.declared" in names
-        runs = _runs_of(env, "sched.declared")
-        assert len(runs) == 2 and {env.sync.result(r) for r in runs} == {"code"}
+    # declared here, and forgotten after: every runtime of this process would fire it
+    @workflow(name="sched.declared", schedule=Cron("*/10 * * * *", kwargs={"kind": "code"}))
+    async def declared(kind: str) -> str:
+        return kind
+
+    try:
+        with WorkflowEnvironment(start=T0) as env:
+            env.sync.advance("20m")
+            names = [s.name for s in _schedules(env)]
+            assert "sched.declared" in names
+            runs = _runs_of(env, "sched.declared")
+            assert len(runs) == 2 and {env.sync.result(r) for r in runs} == {"code"}
+    finally:
+        _registry.pop("sched.declared", None)
 
 
 def test_pause_resume_and_bad_schedules() -> None:
