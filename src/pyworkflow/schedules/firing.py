@@ -29,6 +29,8 @@ __all__ = ["ScheduleFirer", "fire_schedule", "select_ticks", "tick_run_id"]
 MAX_TICKS_PER_FIRING = 1000
 #: Schedules one pass claims at most.
 _CLAIM_BATCH = 50
+#: (schedule, workflow) pairs whose unknown workflow this process has warned about.
+_unknown_told: set[tuple[str, str]] = set()
 
 
 def tick_run_id(name: str, tick: datetime) -> str:
@@ -114,7 +116,14 @@ async def fire_schedule(
 
         definition = get_workflow(schedule.workflow_name)
     except WorkflowNotFoundError:
-        log.debug("workflow {!r} is not known here; left to another worker", schedule.workflow_name)
+        key = (schedule.name, schedule.workflow_name)
+        if key not in _unknown_told:  # said once per process: it is met at every poll
+            _unknown_told.add(key)
+            log.warning(
+                "schedule is due but its workflow {!r} is not known in this process; it is "
+                "left to a worker that imports it (add its module to 'modules')",
+                schedule.workflow_name,
+            )
         await runtime.storage.advance_schedule(
             schedule.name, owner, expected, expected, schedule.last_fire_at, schedule.last_run_id
         )
