@@ -204,3 +204,19 @@ def test_run_status_of_a_scheduled_run_is_ordinary() -> None:
         started = env.sync.events(run_id)[0].payload
         assert started["schedule"] == "d"
         assert started["scheduled_at"] == (T0 + timedelta(days=1)).replace(hour=0).isoformat()
+
+
+def test_a_schedule_of_a_workflow_unknown_here_is_left_as_it_is() -> None:
+    with WorkflowEnvironment(start=T0) as env:
+        runtime = env.runtime
+        stored = _schedule(CatchupPolicy.ALL, T0 + timedelta(minutes=1), workflow_name="elsewhere")
+        runtime.call(runtime.storage.put_schedule, stored)
+        env.sync.advance("5m")
+        assert _runs_of(env, "elsewhere") == []
+        (kept,) = [s for s in _schedules(env) if s.name == "s"]
+        assert kept.next_fire_at == T0 + timedelta(minutes=1)  # nothing fired, nothing skipped
+        # and its lease was let go: any worker may claim it at once
+        claimed = runtime.call(
+            runtime.storage.claim_schedules, "other", T0 + timedelta(minutes=5), 10, timedelta(1)
+        )
+        assert [s.name for s in claimed] == ["s"]
