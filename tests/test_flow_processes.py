@@ -14,24 +14,16 @@ import pytest
 from pyworkflow.testing.flowchecks import (
     catchup_expected,
     max_overlap,
-    queue_concurrency,
-    queue_partitions,
-    queue_rate,
-    schedule_catchup,
-    schedule_ticks,
     tick_problems,
     window_max,
 )
+from pyworkflow.testing.suite_flow_processes import FlowProcessCases
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _at(*seconds: float) -> list[datetime]:
     return [T0 + timedelta(seconds=s) for s in seconds]
-
-
-def _url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'pw.db'}"
 
 
 # ----- the checks' own arithmetic -----
@@ -72,52 +64,9 @@ def test_catchup_expectation_per_policy(policy: str, missed_runs: list[int]) -> 
 # ----- worker processes on one SQLite database -----
 
 
-@pytest.mark.slow
-def test_a_one_second_cron_starts_one_run_per_tick_across_a_worker_kill(tmp_path: Path) -> None:
-    report = schedule_ticks(_url(tmp_path), tmp_path, workers=3, seconds=10.0, kill_after=5.0)
-    print(f"sqlite: {report}")
-    assert report.problems == []
-    assert report.figures["ticks"] == report.figures["runs"]
+class TestSQLiteFlows(FlowProcessCases):
+    """The process checks on one SQLite file (PostgreSQL and Redis: their plugins' tests)."""
 
-
-@pytest.mark.slow
-def test_catchup_policies_after_20s_of_downtime(tmp_path: Path) -> None:
-    """``none`` starts no missed tick, ``latest`` one, ``all`` each of them (grace 2 s).
-
-    Ticks within 1 s of the boundary (the restart's first firing minus the
-    grace) may count either way: the check accepts the runs expected for any
-    firing instant in the last second before the first run was created.
-    """
-    report = schedule_catchup(_url(tmp_path), tmp_path, grace=2.0, down=20.0)
-    print(f"sqlite: {report}")
-    assert report.problems == []
-    figures = report.figures
-    assert figures["none"]["missed_runs"] == 0
-    assert figures["latest"]["missed_runs"] == 1
-    assert figures["all"]["missed_runs"] == figures["all"]["missed_ticks"]
-    # 20 s of downtime less the grace (2 s) and the boundary second: at least 15 missed ticks
-    assert min(figures[p]["missed_ticks"] for p in ("none", "latest", "all")) >= 15
-
-
-@pytest.mark.slow
-def test_queue_concurrency_3_over_4_worker_processes(tmp_path: Path) -> None:
-    report = queue_concurrency(_url(tmp_path), tmp_path, workers=4, runs=200, concurrency=3)
-    print(f"sqlite: {report}")
-    assert report.problems == []
-    assert report.figures["completed"] == 200
-
-
-@pytest.mark.slow
-def test_queue_rate_20_per_5s_over_30s(tmp_path: Path) -> None:
-    report = queue_rate(_url(tmp_path), tmp_path, count=20, period=5.0, seconds=30.0)
-    print(f"sqlite: {report}")
-    assert report.problems == []
-    assert report.figures["max_in_window"] <= 21  # 20, plus 1 for clock reads of two processes
-
-
-@pytest.mark.slow
-def test_partition_concurrency_1_per_key(tmp_path: Path) -> None:
-    report = queue_partitions(_url(tmp_path), tmp_path, keys=4, runs_per_key=8)
-    print(f"sqlite: {report}")
-    assert report.problems == []
-    assert all(n == 1 for n in report.figures["max_running_per_key"].values())
+    @pytest.fixture
+    def flow_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'pw.db'}"
