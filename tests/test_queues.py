@@ -245,3 +245,29 @@ def test_a_bad_step_queue_fails_at_declaration() -> None:
         @step(queue="no spaces")
         async def bad() -> None:
             return None
+
+
+@workflow(name="queues.looping", queue="q")
+async def looping(left: int) -> int:
+    await sleep("1m")
+    if left > 0:
+        from pyworkflow import continue_as_new
+
+        continue_as_new(left - 1)
+    return left
+
+
+def test_a_run_continued_as_new_keeps_its_place_in_the_queue() -> None:
+    with _env(q={"concurrency": 1}) as env:
+        first = env.sync.start(looping, 2)
+        other = env.sync.start_workflow(hold, ("other", 1), queue="q")
+        env.sync.advance("1m")  # the first run continued: its next run holds the place
+        runtime = env.runtime
+        page = runtime.call(runtime.storage.list_runs)
+        chain = [r for r in page.runs if r.workflow_name == "queues.looping"]
+        assert len(chain) == 2
+        live = next(r for r in chain if r.run_id != first)
+        assert live.queue == "q" and live.status is not RunStatus.QUEUED
+        assert env.sync.get_run(other).status is RunStatus.QUEUED
+        assert env.sync.result(first) == 0
+        assert env.sync.result(other) == "other"

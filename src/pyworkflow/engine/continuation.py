@@ -149,6 +149,14 @@ class Continuation(ActivationState):
             idempotency_key=continuation_key(self.run_id),
             parent_run_id=self.run.parent_run_id,  # a child's next run is its parent's child
             wake_at=now,
+            # a run of a queue hands its place on: the next run is admitted already (it
+            # exists before this one ends, so the queue never counts one run too few)
+            queue=self.run.queue,
+            priority=self.run.priority,
+            partition_key=self.run.partition_key,
+            queue_rank=self.run.queue_rank,
+            admitted_at=self.run.admitted_at,
+            admitted_by=self.run.admitted_by,
         )
         started = NewEvent(
             EventType.WORKFLOW_STARTED,
