@@ -271,3 +271,35 @@ def test_a_run_continued_as_new_keeps_its_place_in_the_queue() -> None:
         assert env.sync.get_run(other).status is RunStatus.QUEUED
         assert env.sync.result(first) == 0
         assert env.sync.result(other) == "other"
+
+
+_fail_once: list[bool] = [True]
+
+
+@step(name="queues.flaky", max_retries=0)
+async def flaky() -> str:
+    if _fail_once[0]:
+        _fail_once[0] = False
+        raise RuntimeError("down")
+    return "up"
+
+
+@workflow(name="queues.fragile", queue="q")
+async def fragile() -> str:
+    return await flaky()
+
+
+def test_a_retried_run_of_a_limited_queue_waits_in_it_again() -> None:
+    _fail_once[0] = True
+    with _env(q={"concurrency": 1}) as env:
+        failed = env.sync.start(fragile)
+        assert env.sync.get_run(failed).status is RunStatus.FAILED
+        holder = env.sync.start_workflow(hold, ("h",), queue="q")
+        runtime = env.runtime
+        from pyworkflow.client import _retry
+
+        assert runtime.call(_retry, runtime, failed) is True
+        env.sync.advance(0)
+        assert env.sync.get_run(failed).status is RunStatus.QUEUED  # the holder has the place
+        assert env.sync.result(holder) == "h"
+        assert env.sync.result(failed) == "up"

@@ -752,13 +752,22 @@ async def _retry(runtime: Runtime, run_id: str) -> bool:
         step_failures = [e for e in events if e.type == EventType.STEP_FAILED and e.seq < failed_at]
         void = [step_failures[-1].seq] if step_failures else []
         event = NewEvent(EventType.WORKFLOW_RETRIED, None, {"void": void})
-        patch = RunPatch(
-            status=RunStatus.PENDING, set_wake=True, wake_at=utcnow(), clear_outcome=True
-        )
+        config = runtime.queue_configs.get(run.queue) if run.queue is not None else None
+        if config is not None and config.limited:  # it waits in its queue again
+            patch = RunPatch(
+                status=RunStatus.QUEUED, set_wake=True, wake_at=None, clear_outcome=True
+            )
+        else:
+            patch = RunPatch(
+                status=RunStatus.PENDING, set_wake=True, wake_at=utcnow(), clear_outcome=True
+            )
+        queued = patch.status is RunStatus.QUEUED
         try:
-            await runtime.journal.append(run_id, run.last_seq, [event], patch, due=True)
+            await runtime.journal.append(run_id, run.last_seq, [event], patch, due=not queued)
         except ConcurrencyError:
             continue
+        if queued:
+            runtime.executor.notify(None)
         return True
 
 
