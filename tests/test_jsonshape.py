@@ -57,6 +57,10 @@ def test_a_run_as_json() -> None:
         "parent_run_id": None,
         "continued_from": None,
         "continued_to": None,
+        "queue": None,
+        "priority": 0,
+        "partition_key": None,
+        "admitted_at": None,
     }
 
 
