@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 import random as _random
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
@@ -86,6 +87,9 @@ class StepDefinition:
     timeout: timedelta | None = None
     #: The step queue its attempts take a place in (``@step(queue=...)``), None: none.
     queue: str | None = None
+    #: What an attempt needs of the worker that runs it (``@step(resources=...)``): executors
+    #: that place steps by resources (Ray) honour it; others ignore it.
+    resources: Mapping[str, float] | None = None
 
 
 #: Steps by name, for workers that run step bodies dispatched from other processes:
@@ -112,6 +116,24 @@ def _queue(queue: object) -> str | None:
     from pyworkflow.queues import check_queue_name
 
     return check_queue_name(queue, "step queue")
+
+
+def _resources(resources: object) -> Mapping[str, float] | None:
+    """``resources`` checked: names to non-negative numbers (never bools), or None."""
+    if resources is None:
+        return None
+    if not isinstance(resources, Mapping):
+        raise TypeError(f"step resources must be a mapping, got {type(resources).__name__}")
+    checked: dict[str, float] = {}
+    for key, amount in resources.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"step resource names must be non-empty strings, got {key!r}")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount >= 0:
+            raise ValueError(
+                f"step resource {key!r} must be a non-negative number, got {amount!r}"
+            )
+        checked[key] = float(amount)
+    return types.MappingProxyType(checked)
 
 
 def get_step(name: str) -> tuple[StepDefinition, Callable[..., Any]]:
@@ -238,6 +260,7 @@ def step(
     jitter: float = 0.1,
     timeout: Duration | None = None,
     queue: str | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], StepFunction[P, R]]: ...
 
 
@@ -253,6 +276,7 @@ def step(
     jitter: float = 0.1,
     timeout: Duration | None = None,
     queue: str | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> StepFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], StepFunction[P, R]]:
     """Declare a step: a unit of work run at least once, recorded exactly once.
 
@@ -260,14 +284,17 @@ def step(
     retry_delay="exponential", timeout="30s")``. Sync functions run in a
     worker thread. With ``queue="openai"`` each attempt holds a place of
     that queue while it runs, under the queue's ``concurrency`` and ``rate``
-    across all workers (docs/queues.md).
+    across all workers (docs/queues.md). ``resources`` (``{"num_cpus": 2,
+    "num_gpus": 1, "memory": 2e9, "my_resource": 1}``) is what an attempt needs
+    of the worker running it, for executors that place steps (Ray, docs/ray.md).
     """
     policy = _policy(max_retries, retry_delay, retry_base, max_retry_delay, jitter)
     limit = parse_duration(timeout, what="timeout") if timeout is not None else None
     step_queue = _queue(queue)
+    needs = _resources(resources)
 
     def decorate(func: Callable[P, Awaitable[R]]) -> StepFunction[P, R]:
-        definition = StepDefinition(name or func.__name__, policy, limit, step_queue)
+        definition = StepDefinition(name or func.__name__, policy, limit, step_queue, needs)
         wrapped: StepFunction[P, R] = StepFunction(func, definition)
         if "<locals>" not in func.__qualname__:
             _register(definition.name, wrapped)
@@ -295,6 +322,8 @@ class Step:
     timeout: ClassVar[Duration | None] = None
     #: The step queue its attempts take a place in (docs/queues.md); None: none.
     queue: ClassVar[str | None] = None
+    #: What an attempt needs of its worker (``{"num_gpus": 1}``; Ray places steps by it).
+    resources: ClassVar[Mapping[str, float] | None] = None
 
     _definition: ClassVar[StepDefinition]
 
@@ -305,7 +334,7 @@ class Step:
         )
         limit = parse_duration(cls.timeout, what="timeout") if cls.timeout is not None else None
         cls._definition = StepDefinition(
-            cls.name or cls.__name__, policy, limit, _queue(cls.queue)
+            cls.name or cls.__name__, policy, limit, _queue(cls.queue), _resources(cls.resources)
         )
         if "<locals>" not in cls.__qualname__:
             _register(cls._definition.name, cls)

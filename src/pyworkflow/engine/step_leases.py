@@ -31,9 +31,13 @@ class StepLeases(ActivationState):
                         queued_owner(op.attempt),
                         until,
                     )
-        await self.runtime.executor.dispatch_steps(
-            self.run_id, [(op.cid, op.attempt) for op in ops]
-        )
+        executor = self.runtime.executor
+        steps = [(op.cid, op.attempt) for op in ops]
+        if executor.wants_step_definitions:  # e.g. Ray: a step's resources pick its worker
+            definitions = {op.cid: op.definition for op in ops if op.definition is not None}
+            await executor.dispatch_steps(self.run_id, steps, definitions=definitions)
+        else:
+            await executor.dispatch_steps(self.run_id, steps)
         self.log.debug("dispatched {} step(s)", len(ops))
 
     async def _check_dispatched(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ from pyworkflow.errors import ConfigError
 if TYPE_CHECKING:
     from pyworkflow.models import Event, Run
     from pyworkflow.runtime import Runtime
+    from pyworkflow.step import StepDefinition
     from pyworkflow.workflow import WorkflowDefinition
 
 __all__ = ["Executor", "StartSlot"]
@@ -74,6 +75,10 @@ class Executor(abc.ABC):
     #: defined in the starting script (``__main__``), and ``start()`` refuses one
     #: (:meth:`check_startable`) instead of leaving its run pending forever.
     runs_workflows_elsewhere: bool = False
+    #: Whether :meth:`dispatch_steps` takes ``definitions`` (each dispatched step's
+    #: :class:`~pyworkflow.step.StepDefinition` by step id: its name, resources, queue).
+    #: Off by default, so executors written before it keep their signature.
+    wants_step_definitions: bool = False
 
     def check_startable(self, definition: WorkflowDefinition) -> None:
         """Raise :class:`ConfigError` if this executor's workers could never run ``definition``.
@@ -135,11 +140,19 @@ class Executor(abc.ABC):
         polling or sweeping storage once due.
         """
 
-    async def dispatch_steps(self, run_id: str, steps: Sequence[tuple[str, int]]) -> None:
+    async def dispatch_steps(
+        self,
+        run_id: str,
+        steps: Sequence[tuple[str, int]],
+        *,
+        definitions: Mapping[str, StepDefinition] | None = None,
+    ) -> None:
         """Send ``(step_id, attempt)`` of ``run_id`` to workers (when ``dispatches_steps``).
 
         Called after the ``step_scheduled`` events are stored and each step
         has a ``queued:<attempt>`` lease; a worker runs one with
-        :func:`pyworkflow.dispatch.run_dispatched_step`.
+        :func:`pyworkflow.dispatch.run_dispatched_step`. With
+        ``wants_step_definitions``, ``definitions`` maps each step id to its
+        definition (for placement: resources, queue).
         """
         raise NotImplementedError(f"executor {self.name!r} does not dispatch steps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from pyworkflow.runtime import Runtime
+    from pyworkflow.step import StepDefinition
 
 __all__ = ["CeleryExecutor"]
 
@@ -110,7 +111,13 @@ class CeleryExecutor(Executor):
         eta = at + timedelta(milliseconds=10)
         self._submit(lambda: self._send(ACTIVATE, [run_id], self.options.workflow_queue, eta))
 
-    async def dispatch_steps(self, run_id: str, steps: Sequence[tuple[str, int]]) -> None:
+    async def dispatch_steps(
+        self,
+        run_id: str,
+        steps: Sequence[tuple[str, int]],
+        *,
+        definitions: Mapping[str, StepDefinition] | None = None,
+    ) -> None:
         from pyworkflow_celery.app import STEP
 
         def send_all() -> None:
