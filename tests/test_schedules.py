@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +224,26 @@ def test_a_schedule_of_a_workflow_unknown_here_is_left_as_it_is() -> None:
             runtime.storage.claim_schedules, "other", T0 + timedelta(minutes=5), 10, timedelta(1)
         )
         assert [s.name for s in claimed] == ["s"]
+
+
+def test_a_process_without_schedules_never_loads_the_cron_parser(tmp_path: Path) -> None:
+    """croniter and dateutil cost ~10 ms to import: only a process with a schedule pays."""
+    script = tmp_path / "one.py"
+    script.write_text(
+        "import sys\n"
+        "from pyworkflow import get_result, start, step, workflow\n"
+        "@step()\n"
+        "async def s(x):\n"
+        "    return x\n"
+        "@workflow()\n"
+        "async def w(x):\n"
+        "    return await s(x)\n"
+        "assert get_result(start(w, 1)) == 1\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('croniter', 'dateutil'))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -41,11 +41,10 @@ _DEFINITION_FIELDS = (
 
 def declared_schedule(runtime: Runtime, definition: WorkflowDefinition) -> Schedule | None:
     """The schedule row ``definition`` declares, as it would be created now (None: none)."""
-    from pyworkflow.schedules.api import build_schedule
-
     spec = definition.schedule
     if spec is None:
         return None
+    from pyworkflow.schedules.api import build_schedule  # croniter: only for a declared one
     return build_schedule(
         runtime,
         spec.name or definition.name,
