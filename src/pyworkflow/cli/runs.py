@@ -91,7 +91,46 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
         )
     for note in unknown_notes(events):
         render.print_line(f"waiting: {describe(note)}")
+    for line in _steps_waiting(events):
+        render.print_line(line)
     render.print_table(render.EVENTS_HEADERS, render.events_rows(events))
+
+
+def _steps_waiting(events: list[Any]) -> list[str]:
+    """One line per dispatched step attempt scheduled but not started (waiting for a worker).
+
+    A step that asked for resources (``@step(resources=...)``, recorded in its
+    ``step_scheduled``) names them: on Ray it waits until a node has them.
+    """
+    from pyworkflow.models import EventType
+
+    waiting: dict[str, Any] = {}
+    for event in events:
+        if event.type == EventType.STEP_SCHEDULED and event.correlation_id is not None:
+            waiting[event.correlation_id] = event
+        elif event.correlation_id is not None and event.type in {
+            EventType.STEP_STARTED,
+            EventType.STEP_COMPLETED,
+            EventType.STEP_FAILED,
+            EventType.STEP_RETRYING,
+        }:
+            waiting.pop(event.correlation_id, None)
+        elif event.type in {
+            EventType.WORKFLOW_COMPLETED,
+            EventType.WORKFLOW_FAILED,
+            EventType.WORKFLOW_CANCELLED,
+            EventType.WORKFLOW_CONTINUED_AS_NEW,
+        }:
+            waiting.clear()
+    lines = []
+    for step_id, event in waiting.items():
+        line = f"step {event.payload.get('name', '?')} ({step_id}) waits for a worker"
+        resources = event.payload.get("resources")
+        if isinstance(resources, dict) and resources:
+            asked = ", ".join(f"{name}={amount:g}" for name, amount in resources.items())
+            line += f" that has {asked}"
+        lines.append(line)
+    return lines
 
 
 @runs_app.command()

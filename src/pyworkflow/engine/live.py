@@ -183,7 +183,17 @@ class Live(SequentialSteps, StepLeases):
                     NewEvent(
                         EventType.STEP_SCHEDULED,
                         op.cid,
-                        {"name": op.definition.name, "attempt": op.attempt, "input": op.input},
+                        {
+                            "name": op.definition.name,
+                            "attempt": op.attempt,
+                            "input": op.input,
+                            # what the step waits for a worker with (runs show)
+                            **(
+                                {"resources": dict(op.definition.resources)}
+                                if op.definition.resources
+                                else {}
+                            ),
+                        },
                     )
                 )
                 self.to_dispatch.append(op)
