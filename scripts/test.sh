@@ -29,7 +29,7 @@ fi
 
 PIP=("$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
 "${PIP[@]}" -e ".[dev]"
-PLUGINS=(pyworkflow-celery pyworkflow-redis pyworkflow-postgres)
+PLUGINS=(pyworkflow-celery pyworkflow-redis pyworkflow-postgres pyworkflow-ray)
 for plugin in "${PLUGINS[@]}"; do
     "${PIP[@]}" -e "./plugins/$plugin"
 done
