@@ -229,7 +229,11 @@ class RayExecutor(LocalExecutor):
         await asyncio.wrap_future(future)
 
     def _watch(self, ref: Any, run_id: str, step_id: str, attempt: int) -> None:
-        """Log the failure of a step's Ray task (its outcome itself is in storage)."""
+        """When a step's Ray task ends, wake this process's worker; log a failed task.
+
+        The outcome itself is in storage (recorded by the task), which made the
+        run due; the wake-up saves waiting for the worker's next poll of storage.
+        """
         with self._pending_lock:
             self._pending.add(ref)
         done = cast("concurrent.futures.Future[Any]", ref.future())
@@ -237,6 +241,8 @@ class RayExecutor(LocalExecutor):
         def finished(fut: concurrent.futures.Future[Any]) -> None:
             with self._pending_lock:
                 self._pending.discard(ref)
+            # the step's outcome made its run due: claim now, not at the next poll
+            self.notify(run_id)
             exc = fut.exception()
             if exc is not None:
                 logger.bind(run_id=run_id, step_id=step_id, attempt=attempt).warning(
