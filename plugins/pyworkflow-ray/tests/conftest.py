@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from ray_cluster import RayCluster
+from ray_support import ray_workers
 
+from pyworkflow import runtime
 from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
+from pyworkflow.testing.workers import WorkerProcesses
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,16 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def workers(ray_cluster: RayCluster, tmp_path: Path) -> Iterator[WorkerProcesses]:
+    """Worker processes on a fresh SQLite file (started by each test); this process a client."""
+    storage_url = f"sqlite:///{tmp_path / 'pw.db'}"
+    pool = ray_workers(ray_cluster, tmp_path, storage_url)
+    runtime.configure(storage=storage_url, embedded_worker=False, poll_interval=0.1)
+    try:
+        yield pool
+    finally:
+        runtime.reset()
+        pool.stop_all()

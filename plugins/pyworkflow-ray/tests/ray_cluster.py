@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,8 +31,23 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 OBJECT_STORE_BYTES = 80 * 1024 * 1024
 
 
-def ray_binary() -> str:
-    return str(Path(sys.executable).with_name("ray"))
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free loopback ports, all different (held open together while chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def ray_command() -> list[str]:
+    """``ray`` of this interpreter: the cluster's worker processes run the tests' Python."""
+    return [sys.executable, "-m", "ray.scripts.scripts"]
 
 
 class RayCluster:
@@ -53,27 +69,31 @@ class RayCluster:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
         return env
 
-    def _ports(self) -> list[str]:
+    def _ports(self, head: bool) -> list[str]:
         """Ports Ray would otherwise take fixed defaults for (two nodes on one host)."""
-        return [
-            f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
+        names = [
+            "node-manager-port",
+            "object-manager-port",
+            "metrics-export-port",
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
         ]
+        if head:
+            names.append("dashboard-port")
+        ports = [p for p in distinct_ports(len(names) + 1) if p != self.port]
+        return [f"--{name}={port}" for name, port in zip(names, ports, strict=False)]
 
-    def _ray_start(self, args: list[str], log: Path) -> None:
+    def _ray_start(self, args: list[str], log: Path, *, head: bool) -> None:
         common = [
             "--num-cpus=1",
             "--disable-usage-stats",
             f"--object-store-memory={OBJECT_STORE_BYTES}",
-            *self._ports(),
+            *self._ports(head),
         ]
         with open(log, "w") as sink:
             proc = subprocess.Popen(
-                [ray_binary(), "start", *args, *common],
+                [*ray_command(), "start", *args, *common],
                 env=self.env(),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -91,10 +111,10 @@ class RayCluster:
                 f"--port={self.port}",
                 "--node-ip-address=127.0.0.1",
                 "--include-dashboard=false",
-                f"--dashboard-port={free_port()}",
                 f"--temp-dir={self.temp_dir}",
             ],
             self.temp_dir / "head.log",
+            head=True,
         )
         self._ray_start(
             [
@@ -103,6 +123,7 @@ class RayCluster:
                 f"--resources={json.dumps({'special': 1})}",
             ],
             self.temp_dir / "node2.log",
+            head=False,
         )
         wait_for(lambda: len(self.raylets()) == 2, 60, "two raylets")
         self.start_seconds = time.monotonic() - began

@@ -1,0 +1,228 @@
+"""Workflows the Ray tests start; workers and Ray worker processes import this module.
+
+The first ones are the seed README's examples with shortened sleeps. Step
+bodies that must be counted append a line to a file the test passes in:
+name, attempt, pid and the Ray node id of the process that ran them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import anyio
+
+from pyworkflow import (
+    FatalError,
+    RetryableError,
+    Step,
+    Workflow,
+    get_step_context,
+    sleep,
+    step,
+    workflow,
+)
+
+
+def node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return str(ray.get_runtime_context().get_node_id())
+    except Exception:  # not in a Ray worker
+        pass
+    return ""
+
+
+def mark(path: str, name: str) -> None:
+    """Record one execution of a step body: name, attempt, pid, node id."""
+    attempt = get_step_context().attempt
+    with open(path, "a") as fh:
+        fh.write(f"{name} {attempt} {os.getpid()} {node_id() or '-'}\n")
+
+
+def lines(path: str | Path) -> list[list[str]]:
+    try:
+        return [line.split() for line in Path(path).read_text().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def executions(path: str | Path) -> list[str]:
+    return [fields[0] for fields in lines(path)]
+
+
+# ----- seed: basic example -----
+
+
+@step()
+async def process_item(item_id: int) -> str:
+    return f"Processed {item_id}"
+
+
+@workflow
+async def my_workflow(item_id: int, pause: str = "5m") -> str:
+    result = await process_item(item_id)
+    await sleep(pause)  # the seed sleeps 5 minutes; tests pass a shorter pause
+    return result
+
+
+# ----- seed: basic example, OOP API -----
+
+
+class GreetWorkflow(Workflow):
+    name = "ray_greet_user"
+
+    async def run(self, name: str) -> str:
+        message = await CreateGreetingStep()(name)
+        await SendMessageStep()(message)
+        return message
+
+
+class CreateGreetingStep(Step):
+    name = "ray_create_greeting"
+
+    async def execute(self, name: str) -> str:
+        return f"Hello, {name}!"
+
+
+class SendMessageStep(Step):
+    name = "ray_send_message"
+
+    async def execute(self, message: str) -> bool:
+        return True
+
+
+# ----- seed: sleep and delays (onboarding) -----
+
+
+@step()
+async def send_welcome_email(user_id: str) -> bool:
+    return True
+
+
+@step()
+async def send_tips_email(user_id: str) -> bool:
+    return True
+
+
+@step()
+async def send_feedback_request(user_id: str) -> bool:
+    return True
+
+
+@workflow
+async def onboarding_flow(user_id: str, first: str = "1d", second: str = "3d") -> str:
+    await send_welcome_email(user_id)
+    await sleep(first)  # the seed sleeps 1 day
+    await send_tips_email(user_id)
+    await sleep(second)  # the seed sleeps 3 more days
+    await send_feedback_request(user_id)
+    return f"onboarded {user_id}"
+
+
+# ----- seed: error handling and retries -----
+
+
+@step(max_retries=5, retry_delay="exponential", retry_base="0.2s")
+async def call_external_api(url: str, log: str) -> dict[str, str]:
+    mark(log, "call_external_api")
+    attempt = get_step_context().attempt
+    if url.endswith("/missing"):
+        raise FatalError("Resource not found")  # Don't retry
+    if attempt == 1:
+        raise RetryableError("Server error", retry_after="0.5s")  # Retry
+    if attempt == 2:
+        raise RetryableError("Network error")  # Retry with exponential backoff
+    return {"url": url, "attempt": str(attempt)}
+
+
+@workflow
+async def fetch_flow(url: str, log: str) -> dict[str, str]:
+    return await call_external_api(url, log)
+
+
+# ----- parallel steps in two Ray worker processes -----
+
+
+@step(max_retries=0)
+async def meet(label: str, other: str, folder: str) -> list[str]:
+    """Mark this step started, then wait (up to 60 s) until ``other`` has started too.
+
+    Two of these under ``gather`` finish only if they run at the same time; run
+    one after the other, the first would wait for a step that cannot start, and
+    fail. Returns the label, the pid and the Ray node id of the process.
+    """
+    Path(folder, label).write_text(str(os.getpid()))
+    with anyio.fail_after(60):
+        while not Path(folder, other).exists():
+            await anyio.sleep(0.02)
+    return [label, str(os.getpid()), node_id()]
+
+
+@workflow
+async def parallel_flow(folder: str) -> list[list[str]]:
+    return list(await asyncio.gather(meet("a", "b", folder), meet("b", "a", folder)))
+
+
+# ----- crash recovery -----
+
+
+@step()
+async def quick(label: str, log: str) -> str:
+    mark(log, label)
+    return label
+
+
+@step()
+def slow_record(log: str, pid_file: str) -> str:
+    """Write this process's pid for the test to kill; the second execution is quick."""
+    mark(log, "slow")
+    if executions(log).count("slow") == 1:
+        Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(30)
+    return "slow done"
+
+
+@workflow
+async def crash_flow(log: str, pid_file: str) -> list[str]:
+    first = await quick("first", log)
+    middle = await slow_record(log, pid_file)
+    last = await quick("last", log)
+    return [first, middle, last]
+
+
+# ----- placement by custom resource -----
+
+
+@step(resources={"special": 1})
+async def on_special(log: str) -> str:
+    mark(log, "special")
+    return node_id()
+
+
+@step()
+async def anywhere(log: str) -> str:
+    mark(log, "anywhere")
+    return node_id()
+
+
+@workflow
+async def placement_flow(log: str) -> list[str]:
+    nodes = [await on_special(log) for _ in range(3)]
+    return [*nodes, await anywhere(log)]
+
+
+# ----- timers -----
+
+
+@workflow
+async def nap_flow(log: str, pause: str = "3s") -> str:
+    await quick("before", log)
+    await sleep(pause)
+    await quick("after", log)
+    return "rested"

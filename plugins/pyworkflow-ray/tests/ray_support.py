@@ -1,0 +1,46 @@
+"""Helpers of the Ray tests: ``pyworkflow worker`` processes with the ``ray`` executor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray_cluster import HERE, RAY_ENV, RayCluster
+
+from pyworkflow.testing.workers import WorkerProcesses
+
+#: fast leases and polls, so recovery from a killed Ray worker takes seconds
+FAST = {
+    "PYWORKFLOW_LEASE_SECONDS": "2",
+    "PYWORKFLOW_POLL_INTERVAL": "0.1",
+}
+
+
+def ray_workers(cluster: RayCluster, tmp_path: Path, storage_url: str) -> WorkerProcesses:
+    """``python -m pyworkflow worker`` processes (executor ``ray``) on ``cluster``.
+
+    They import :mod:`ray_flows`; the Ray worker processes import it too (the
+    cluster's nodes have this folder on ``PYTHONPATH``, as a deployment has its
+    code installed on every node).
+    """
+    return WorkerProcesses(
+        storage_url,
+        tmp_path,
+        modules="ray_flows",
+        pythonpath=HERE,
+        settings={
+            **FAST,
+            **RAY_ENV,
+            "PYWORKFLOW_EXECUTOR": "ray",
+            "PYWORKFLOW_RAY__ADDRESS": cluster.address,
+            # a step whose Ray worker was killed is noticed when its run wakes at the
+            # dispatch timeout (its step lease has long run out by then)
+            "PYWORKFLOW_RAY__DISPATCH_TIMEOUT": "6",
+        },
+    )
+
+
+def parse_worker(name: str) -> tuple[str, int]:
+    """``ray:<node id>:<pid>`` (a ``step_started`` worker) -> (node id, pid)."""
+    kind, node, pid = name.split(":")
+    assert kind == "ray", name
+    return node, int(pid)

@@ -1,0 +1,131 @@
+"""Steps as Ray tasks on a real two-node cluster: parallelism, crashes, placement, restarts.
+
+Workers are ``python -m pyworkflow worker`` processes with the ``ray``
+executor; this process is a client. Executions are counted through files the
+step bodies append to, placement and processes through what ``step_started``
+records (``ray:<node id>:<pid>``) and what the bodies saw.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import psutil
+import ray_flows as flows
+from ray_cluster import RayCluster
+from ray_support import parse_worker
+
+from pyworkflow import EventType, RunStatus, get_events, get_result, get_run, start
+from pyworkflow.testing.servers import wait_for
+from pyworkflow.testing.workers import WorkerProcesses
+
+
+def test_gathered_steps_run_in_two_ray_worker_processes_at_once(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    workers.start("w1")
+    run_id = start(flows.parallel_flow, str(tmp_path))
+    # each step waits for the other to start: they can only finish by overlapping
+    result = get_result(run_id, timeout=120)
+    assert [label for label, _, _ in result] == ["a", "b"]
+    events = get_events(run_id)
+    started = {e.correlation_id: e for e in events if e.type == EventType.STEP_STARTED}
+    completed = {e.correlation_id: e for e in events if e.type == EventType.STEP_COMPLETED}
+    assert len(started) == 2 and started.keys() == completed.keys()
+    where = [parse_worker(e.payload["worker"]) for e in started.values()]
+    pids = {pid for _, pid in where}
+    assert len(pids) == 2, where  # two different Ray worker processes
+    assert {node for node, _ in where} <= set(ray_cluster.nodes.values())
+    # the processes the bodies ran in are the ones recorded
+    assert pids == {int(pid) for _, pid, _ in result}
+    # the recorded intervals overlap: each step started before the other completed
+    for cid, start_event in started.items():
+        for other, end_event in completed.items():
+            if other != cid:
+                assert start_event.seq < end_event.seq
+                assert start_event.timestamp < end_event.timestamp
+
+
+def test_sigkill_of_the_ray_worker_running_a_step(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    workers.start("w1")
+    log = str(tmp_path / "calls.log")
+    pid_file = tmp_path / "slow.pid"
+    run_id = start(flows.crash_flow, log, str(pid_file))
+
+    victim = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "slow step"))
+    assert psutil.Process(victim).pid in {p.pid for p in ray_cluster.worker_processes()}
+    os.kill(victim, signal.SIGKILL)
+
+    assert get_result(run_id, timeout=90) == ["first", "slow done", "last"]
+    assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
+    events = get_events(run_id)
+    completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
+    assert completed == {"quick": 2, "slow_record": 1}
+    slow_starts = [
+        parse_worker(e.payload["worker"])
+        for e in events
+        if e.type == EventType.STEP_STARTED and e.payload["name"] == "slow_record"
+    ]
+    # the killed attempt is recorded as started in the killed process; the re-run elsewhere
+    assert slow_starts[0][1] == victim
+    assert slow_starts[-1][1] != victim
+    ran = [fields for fields in flows.lines(log) if fields[0] == "slow"]
+    assert int(ran[0][2]) == victim and int(ran[1][2]) != victim
+
+
+def test_a_step_asking_for_a_custom_resource_runs_only_on_the_node_that_has_it(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    workers.start("w1")
+    log = str(tmp_path / "calls.log")
+    run_id = start(flows.placement_flow, log)
+
+    *specials, _ = get_result(run_id, timeout=90)
+    assert specials == [ray_cluster.nodes["special"]] * 3
+    recorded = [
+        parse_worker(e.payload["worker"])[0]
+        for e in get_events(run_id)
+        if e.type == EventType.STEP_STARTED and e.payload["name"] == "on_special"
+    ]
+    assert recorded == [ray_cluster.nodes["special"]] * 3
+    assert [f[3] for f in flows.lines(log) if f[0] == "special"] == [
+        ray_cluster.nodes["special"]
+    ] * 3
+
+
+def test_a_run_sleeping_while_every_ray_worker_is_killed_completes(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    workers.start("w1")
+    log = str(tmp_path / "calls.log")
+    run_id = start(flows.nap_flow, log, pause="4s")
+
+    def sleeping() -> bool:
+        run = get_run(run_id)
+        waiting = EventType.WAIT_CREATED in [e.type for e in get_events(run_id)]
+        return waiting and run.status == RunStatus.SUSPENDED
+
+    wait_for(sleeping, 60, "the run to sleep")
+    (first,) = [f for f in flows.lines(log) if f[0] == "before"]
+    victims = ray_cluster.worker_processes()
+    killed = {p.pid for p in victims}
+    assert killed, "no Ray worker process to kill"
+    for proc in victims:
+        proc.send_signal(signal.SIGKILL)
+    wait_for(
+        lambda: not killed & {p.pid for p in ray_cluster.worker_processes()},
+        30,
+        "the killed Ray workers to be gone",
+    )
+    # the process that ran the first step is gone too (killed here, or ended idle by Ray)
+    assert int(first[2]) not in {p.pid for p in ray_cluster.worker_processes()}
+
+    assert get_result(run_id, timeout=90) == "rested"
+    assert Counter(flows.executions(log)) == {"before": 1, "after": 1}
+    (after,) = [f for f in flows.lines(log) if f[0] == "after"]
+    assert int(after[2]) not in killed  # a Ray worker process Ray started after the kill
