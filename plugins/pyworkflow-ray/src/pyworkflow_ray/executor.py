@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,9 @@ _REFUSED = {
     "file": "file:// storage is not safe for several processes writing at once",
 }
 
+#: Seconds to wait for a TCP connection to the Ray address before giving up.
+_CONNECT_TIMEOUT = 5.0
+
 _connect_lock = threading.Lock()
 
 
@@ -57,6 +61,7 @@ def connect(options: RaySettings) -> None:
             return
         tried = repr(options.address) if options.address else "a new local Ray (address '')"
         try:
+            _check_reachable(options.address)
             ray.init(
                 address=options.address or None,
                 namespace=options.namespace,
@@ -74,6 +79,22 @@ def connect(options: RaySettings) -> None:
         logger.bind(address=options.address or "local", namespace=options.namespace).debug(
             "connected to Ray"
         )
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a ``host:port`` / ``ray://host:port`` nobody listens on.
+
+    Ray itself keeps retrying an unreachable GCS for minutes; ``""`` and
+    ``"auto"`` need no check (Ray answers at once when no local cluster runs).
+    """
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not address or address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=_CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc})") from exc
 
 
 def step_options(definition: StepDefinition | None) -> dict[str, Any]:
