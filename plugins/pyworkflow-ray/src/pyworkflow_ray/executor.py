@@ -206,6 +206,7 @@ class RayExecutor(LocalExecutor):
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pw-ray")
         self._pending: set[Any] = set()  # ObjectRefs in flight (their failures are logged)
         self._pending_lock = threading.Lock()
+        self._remotes: dict[str, Any] = {}  # run_step with options, by options (sender thread)
 
     async def stop(self) -> None:
         await super().stop()
@@ -233,8 +234,7 @@ class RayExecutor(LocalExecutor):
 
             for step_id, attempt, options in jobs:
                 try:
-                    remote = run_step.options(runtime_env=self._runtime_env, **options)
-                    ref = remote.remote(run_id, step_id, attempt)
+                    ref = self._remote(run_step, options).remote(run_id, step_id, attempt)
                 except Exception as exc:  # the step's lease brings it back
                     logger.bind(run_id=run_id, step_id=step_id, attempt=attempt).warning(
                         "could not submit the Ray task of a step: {}", redact_text(str(exc))
@@ -248,6 +248,17 @@ class RayExecutor(LocalExecutor):
             submit_all()
             return
         await asyncio.wrap_future(future)
+
+    def _remote(self, run_step: Any, options: dict[str, Any]) -> Any:
+        """``run_step`` with these task options and the runtime_env, made once per option set.
+
+        (Ray checks a ``runtime_env`` each time ``.options()`` is called.)
+        """
+        key = json.dumps(options, sort_keys=True)
+        remote = self._remotes.get(key)
+        if remote is None:
+            remote = self._remotes[key] = run_step.options(runtime_env=self._runtime_env, **options)
+        return remote
 
     def _watch(self, ref: Any, run_id: str, step_id: str, attempt: int) -> None:
         """When a step's Ray task ends, wake this process's worker; log a failed task.
