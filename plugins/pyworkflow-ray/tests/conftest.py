@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ray_cluster import RayCluster
+from ray_cluster import RayCluster, disconnect_from_ray
 from ray_support import ray_workers
 
 from pyworkflow import runtime
@@ -29,6 +29,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         )
         yield cluster
     finally:
+        disconnect_from_ray()
         cluster.stop()
 
 

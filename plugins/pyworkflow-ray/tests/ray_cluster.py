@@ -213,3 +213,14 @@ def node_ids(cluster: RayCluster) -> dict[str, str]:
     plain = [n["id"] for n in nodes if "special" not in n["resources"]]
     assert len(special) == 1 and len(plain) == 1, nodes
     return {"head": plain[0], "special": special[0]}
+
+
+def disconnect_from_ray() -> None:
+    """End this process's own Ray connection (the in-process executor's ``ray.init``).
+
+    A driver left connected to a stopped cluster would log reconnection errors
+    and, after Ray's GCS timeout, end the process: later test modules with it.
+    """
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -33,8 +33,11 @@ def ray_workers(cluster: RayCluster, tmp_path: Path, storage_url: str) -> Worker
             "PYWORKFLOW_EXECUTOR": "ray",
             "PYWORKFLOW_RAY__ADDRESS": cluster.address,
             # a step whose Ray worker was killed is noticed when its run wakes at the
-            # dispatch timeout (its step lease has long run out by then)
-            "PYWORKFLOW_RAY__DISPATCH_TIMEOUT": "6",
+            # dispatch timeout (its step lease has long run out by then); shorter than
+            # the default, but long enough for Ray to start a worker process for a new
+            # runtime_env on a busy 2-core machine (at 6 s, a retry's attempt was once
+            # taken for lost and dispatched again as the next attempt)
+            "PYWORKFLOW_RAY__DISPATCH_TIMEOUT": "20",
         },
     )
 

@@ -48,8 +48,9 @@ def test_seed_examples_complete_on_ray(
     recorded = flows.lines(log)
     assert recorded and all(fields[3] in ray_cluster.nodes.values() for fields in recorded)
     # retryable errors were retried as durable timers; the fatal one never
+    api_log = [(e.seq, e.type.value, e.payload.get("attempt")) for e in get_events(api)]
     api_events = [e.type for e in get_events(api)]
-    assert api_events.count(EventType.STEP_RETRYING) == 2
+    assert api_events.count(EventType.STEP_RETRYING) == 2, (api_log, recorded)
     assert [e.type for e in get_events(missing)].count(EventType.STEP_RETRYING) == 0
     assert [fields[0] for fields in recorded].count("call_external_api") == 4
     # sleeps suspended the runs and they resumed
