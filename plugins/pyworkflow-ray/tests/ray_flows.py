@@ -226,3 +226,18 @@ async def nap_flow(log: str, pause: str = "3s") -> str:
     await sleep(pause)
     await quick("after", log)
     return "rested"
+
+
+# ----- a resource no node has -----
+
+
+@step(resources={"tpu": 1})
+async def on_a_tpu(log: str) -> str:
+    mark(log, "tpu")
+    return node_id()
+
+
+@workflow
+async def tpu_flow(log: str) -> list[str]:
+    """A step no node can take, dispatched together with one any node can."""
+    return list(await asyncio.gather(on_a_tpu(log), anywhere(log)))
