@@ -3,6 +3,8 @@
 The first ones are the seed README's examples with shortened sleeps. Step
 bodies that must be counted append a line to a file the test passes in:
 name, attempt, pid and the Ray node id of the process that ran them.
+Workflow and step names carry a ``ray_`` prefix: names are global in a process,
+and a whole-suite run imports the Celery tests' module of the same examples.
 """
 
 from __future__ import annotations
@@ -59,12 +61,12 @@ def executions(path: str | Path) -> list[str]:
 # ----- seed: basic example -----
 
 
-@step()
+@step(name="ray_process_item")
 async def process_item(item_id: int) -> str:
     return f"Processed {item_id}"
 
 
-@workflow
+@workflow(name="ray_my_workflow")
 async def my_workflow(item_id: int, pause: str = "5m") -> str:
     result = await process_item(item_id)
     await sleep(pause)  # the seed sleeps 5 minutes; tests pass a shorter pause
@@ -100,22 +102,22 @@ class SendMessageStep(Step):
 # ----- seed: sleep and delays (onboarding) -----
 
 
-@step()
+@step(name="ray_send_welcome_email")
 async def send_welcome_email(user_id: str) -> bool:
     return True
 
 
-@step()
+@step(name="ray_send_tips_email")
 async def send_tips_email(user_id: str) -> bool:
     return True
 
 
-@step()
+@step(name="ray_send_feedback_request")
 async def send_feedback_request(user_id: str) -> bool:
     return True
 
 
-@workflow
+@workflow(name="ray_onboarding_flow")
 async def onboarding_flow(user_id: str, first: str = "1d", second: str = "3d") -> str:
     await send_welcome_email(user_id)
     await sleep(first)  # the seed sleeps 1 day
@@ -128,7 +130,7 @@ async def onboarding_flow(user_id: str, first: str = "1d", second: str = "3d") -
 # ----- seed: error handling and retries -----
 
 
-@step(max_retries=5, retry_delay="exponential", retry_base="0.2s")
+@step(name="ray_call_external_api", max_retries=5, retry_delay="exponential", retry_base="0.2s")
 async def call_external_api(url: str, log: str) -> dict[str, str]:
     mark(log, "call_external_api")
     attempt = get_step_context().attempt
@@ -141,7 +143,7 @@ async def call_external_api(url: str, log: str) -> dict[str, str]:
     return {"url": url, "attempt": str(attempt)}
 
 
-@workflow
+@workflow(name="ray_fetch_flow")
 async def fetch_flow(url: str, log: str) -> dict[str, str]:
     return await call_external_api(url, log)
 
@@ -149,7 +151,7 @@ async def fetch_flow(url: str, log: str) -> dict[str, str]:
 # ----- parallel steps in two Ray worker processes -----
 
 
-@step(max_retries=0)
+@step(name="ray_meet", max_retries=0)
 async def meet(label: str, other: str, folder: str) -> list[str]:
     """Mark this step started, then wait (up to 60 s) until ``other`` has started too.
 
@@ -164,7 +166,7 @@ async def meet(label: str, other: str, folder: str) -> list[str]:
     return [label, str(os.getpid()), node_id()]
 
 
-@workflow
+@workflow(name="ray_parallel_flow")
 async def parallel_flow(folder: str) -> list[list[str]]:
     return list(await asyncio.gather(meet("a", "b", folder), meet("b", "a", folder)))
 
@@ -172,13 +174,13 @@ async def parallel_flow(folder: str) -> list[list[str]]:
 # ----- crash recovery -----
 
 
-@step()
+@step(name="ray_quick")
 async def quick(label: str, log: str) -> str:
     mark(log, label)
     return label
 
 
-@step()
+@step(name="ray_slow_record")
 def slow_record(log: str, pid_file: str) -> str:
     """Write this process's pid for the test to kill; the second execution is quick."""
     mark(log, "slow")
@@ -188,7 +190,7 @@ def slow_record(log: str, pid_file: str) -> str:
     return "slow done"
 
 
-@workflow
+@workflow(name="ray_crash_flow")
 async def crash_flow(log: str, pid_file: str) -> list[str]:
     first = await quick("first", log)
     middle = await slow_record(log, pid_file)
@@ -199,19 +201,19 @@ async def crash_flow(log: str, pid_file: str) -> list[str]:
 # ----- placement by custom resource -----
 
 
-@step(resources={"special": 1})
+@step(name="ray_on_special", resources={"special": 1})
 async def on_special(log: str) -> str:
     mark(log, "special")
     return node_id()
 
 
-@step()
+@step(name="ray_anywhere")
 async def anywhere(log: str) -> str:
     mark(log, "anywhere")
     return node_id()
 
 
-@workflow
+@workflow(name="ray_placement_flow")
 async def placement_flow(log: str) -> list[str]:
     nodes = [await on_special(log) for _ in range(3)]
     return [*nodes, await anywhere(log)]
@@ -220,7 +222,7 @@ async def placement_flow(log: str) -> list[str]:
 # ----- timers -----
 
 
-@workflow
+@workflow(name="ray_nap_flow")
 async def nap_flow(log: str, pause: str = "3s") -> str:
     await quick("before", log)
     await sleep(pause)
@@ -231,13 +233,13 @@ async def nap_flow(log: str, pause: str = "3s") -> str:
 # ----- a resource no node has -----
 
 
-@step(resources={"tpu": 1})
+@step(name="ray_on_a_tpu", resources={"tpu": 1})
 async def on_a_tpu(log: str) -> str:
     mark(log, "tpu")
     return node_id()
 
 
-@workflow
+@workflow(name="ray_tpu_flow")
 async def tpu_flow(log: str) -> list[str]:
     """A step no node can take, dispatched together with one any node can."""
     return list(await asyncio.gather(on_a_tpu(log), anywhere(log)))

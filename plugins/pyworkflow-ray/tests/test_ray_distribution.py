@@ -65,11 +65,11 @@ def test_sigkill_of_the_ray_worker_running_a_step(
     assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
     events = get_events(run_id)
     completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
-    assert completed == {"quick": 2, "slow_record": 1}
+    assert completed == {"ray_quick": 2, "ray_slow_record": 1}
     slow_starts = [
         parse_worker(e.payload["worker"])
         for e in events
-        if e.type == EventType.STEP_STARTED and e.payload["name"] == "slow_record"
+        if e.type == EventType.STEP_STARTED and e.payload["name"] == "ray_slow_record"
     ]
     # the killed attempt is recorded as started in the killed process; the re-run elsewhere
     assert slow_starts[0][1] == victim
@@ -90,7 +90,7 @@ def test_a_step_asking_for_a_custom_resource_runs_only_on_the_node_that_has_it(
     recorded = [
         parse_worker(e.payload["worker"])[0]
         for e in get_events(run_id)
-        if e.type == EventType.STEP_STARTED and e.payload["name"] == "on_special"
+        if e.type == EventType.STEP_STARTED and e.payload["name"] == "ray_on_special"
     ]
     assert recorded == [ray_cluster.nodes["special"]] * 3
     assert [f[3] for f in flows.lines(log) if f[0] == "special"] == [

@@ -52,13 +52,13 @@ def test_a_step_no_node_can_take_waits_visibly(
         60,
         "runs show to name the waiting step",
     )
-    assert "step on_a_tpu" in shown and "that has tpu=1" in shown, shown
-    assert "step anywhere" not in shown
+    assert "step ray_on_a_tpu" in shown and "that has tpu=1" in shown, shown
+    assert "step ray_anywhere" not in shown
     events = get_events(run_id)
     scheduled = {e.payload["name"]: e for e in events if e.type == EventType.STEP_SCHEDULED}
-    assert scheduled["on_a_tpu"].payload["resources"] == {"tpu": 1}
+    assert scheduled["ray_on_a_tpu"].payload["resources"] == {"tpu": 1}
     started = [e.payload["name"] for e in events if e.type == EventType.STEP_STARTED]
-    assert started == ["anywhere"]
+    assert started == ["ray_anywhere"]
     assert flows.executions(log) == ["anywhere"]  # the tpu step's body never ran anywhere
     assert get_run(run_id).status == RunStatus.SUSPENDED
 
