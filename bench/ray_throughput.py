@@ -11,6 +11,10 @@ Run: ``python bench/ray_throughput.py [--runs 100] [--cpus 2]``. Starts one loca
 
 Prints runs/s and steps/s of both and PyWorkflow's throughput as a fraction of
 the plain chains'. Needs ``pip install ./plugins/pyworkflow-ray``.
+
+Figures (the 2-core development machine, other jobs running, ``--runs 50``/``100``):
+PyWorkflow 16-30 runs/s against 39-105 for the plain chains, 0.24-0.42x over five
+runs; before a step's finished task woke the worker (it waited for the next poll), 0.24x.
 """
 
 from __future__ import annotations
