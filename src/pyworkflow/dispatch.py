@@ -24,7 +24,7 @@ import os
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -336,6 +336,28 @@ async def sweep(runtime: Runtime, dispatcher: str, limit: int = 500) -> list[str
     owner = f"{DISPATCH_PREFIX}{dispatcher}"
     await _fire_schedules(runtime, owner)
     now = utcnow()
+    await wake_lost_steps(runtime, now, limit)
+    lease_for = timedelta(seconds=runtime.executor.dispatch_timeout)
+    claimed = await storage.claim_runs(owner, now, limit, lease_for)
+    if len(claimed) < limit and any(c.limited for c in runtime.queue_configs.values()):
+        from pyworkflow.queues import admit_queued
+
+        # worker_concurrency counts by the admitting worker: a dispatcher admits for all of them
+        claimed += await admit_queued(
+            runtime, owner, now, limit - len(claimed), lease_for, worker=None
+        )
+    return [run.run_id for run in claimed]
+
+
+async def wake_lost_steps(runtime: Runtime, now: datetime, limit: int = 500) -> int:
+    """Make due the runs of dispatched steps whose lease expired; how many were woken.
+
+    The step's worker died (or its message was lost): the woken activation
+    finds the lease expired and dispatches the step again. A lease left over
+    by an ended run is removed.
+    """
+    storage = runtime.storage
+    woken = 0
     for lease in await storage.expired_step_leases(now, limit):
         log = logger.bind(run_id=lease.run_id, step_id=lease.step_id)
         try:
@@ -352,17 +374,9 @@ async def sweep(runtime: Runtime, dispatcher: str, limit: int = 500) -> list[str
         try:
             await runtime.journal.append(run.run_id, run.last_seq, [], patch)
         except ConcurrencyError:
-            continue  # the run moved on; the next sweep looks again
-    lease_for = timedelta(seconds=runtime.executor.dispatch_timeout)
-    claimed = await storage.claim_runs(owner, now, limit, lease_for)
-    if len(claimed) < limit and any(c.limited for c in runtime.queue_configs.values()):
-        from pyworkflow.queues import admit_queued
-
-        # worker_concurrency counts by the admitting worker: a dispatcher admits for all of them
-        claimed += await admit_queued(
-            runtime, owner, now, limit - len(claimed), lease_for, worker=None
-        )
-    return [run.run_id for run in claimed]
+            continue  # the run moved on; the next look sees it again
+        woken += 1
+    return woken
 
 
 _firers: dict[tuple[int, str], ScheduleFirer] = {}

@@ -121,6 +121,8 @@ class Worker:
         self._handed: dict[asyncio.Task[None], anyio.CancelScope] = {}
         #: Fires due schedules from the claim passes (made on the first pass).
         self._firer: ScheduleFirer | None = None
+        #: When to look for dispatched steps whose lease expired next (dispatching executors).
+        self._lost_check_at: datetime | None = None
         #: Whether some queue has limits: claim passes then admit queued runs too.
         self._queues = any(c.limited for c in runtime.queue_configs.values())
 
@@ -303,6 +305,8 @@ class Worker:
 
             self._firer = ScheduleFirer(self.runtime, self.owner)
         await self._firer.fire_due()
+        if self.runtime.executor.dispatches_steps:  # steps on other workers (Ray)
+            await self._wake_lost_steps()
         try:
             claimed = await self.runtime.storage.claim_runs(
                 self.owner, utcnow(), limit, self.lease
@@ -322,6 +326,24 @@ class Worker:
                 worker=self.owner,
             )
         return claimed
+
+    async def _wake_lost_steps(self) -> None:
+        """Once per poll interval: make due the runs whose dispatched step lost its worker.
+
+        As the Celery sweep does: a step whose worker died stops renewing its
+        lease, and its run is woken when the lease expires (not only at the
+        dispatch timeout) to dispatch the step again.
+        """
+        now = utcnow()
+        if self._lost_check_at is not None and now < self._lost_check_at:
+            return
+        self._lost_check_at = now + timedelta(seconds=self.settings.poll_interval)
+        from pyworkflow.dispatch import wake_lost_steps
+
+        try:
+            await wake_lost_steps(self.runtime, now)
+        except Exception:
+            self.log.exception("looking for lost dispatched steps failed; retrying later")
 
     def schedules_changed(self) -> None:
         """A schedule was created or resumed here: look at schedules on the next pass."""

@@ -274,7 +274,10 @@ class RayExecutor(LocalExecutor):
             with self._pending_lock:
                 self._pending.discard(ref)
             # the step's outcome made its run due: claim now, not at the next poll
-            self.notify(run_id)
+            try:
+                self.notify(run_id)
+            except RuntimeError:  # this process's loop has closed: nothing left to wake
+                pass
             exc = fut.exception()
             if exc is not None:
                 logger.bind(run_id=run_id, step_id=step_id, attempt=attempt).warning(
