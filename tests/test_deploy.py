@@ -9,12 +9,14 @@ cluster needs and for consistent cross-references (ConfigMap, PVC, Service selec
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 
@@ -392,3 +394,228 @@ def _broken(edit: Any) -> list[str]:
 def test_k8s_check_catches_breakage(edit: Any, expected: str) -> None:
     problems = _broken(edit)
     assert any(expected in problem for problem in problems), problems
+
+
+# ----- Ray on Kubernetes (KubeRay) -----
+
+RAY_K8S = K8S / "ray"
+RAY_CLIENT_PORT = 10001
+
+
+def _ray_documents() -> dict[tuple[str, str], dict[str, Any]]:
+    docs: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(RAY_K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                docs[(str(doc.get("kind")), str((doc.get("metadata") or {}).get("name")))] = doc
+    return docs
+
+
+def _config_env_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a PYWORKFLOW_* variable PyWorkflow reads (None when it is one)."""
+    from pyworkflow_ray.settings import RaySettings
+
+    from pyworkflow.config import KEYS
+
+    if not name.startswith("PYWORKFLOW_"):
+        return None  # not ours (RAY_*, PYTHONPATH...)
+    rest = name.removeprefix("PYWORKFLOW_")
+    table, sep, option = rest.partition("__")
+    if not sep:
+        return None if rest.lower() in KEYS else f"{name}: no config key {rest.lower()!r}"
+    if table == "RAY":
+        options = {field.name for field in attrs.fields(RaySettings)}
+        return None if option.lower() in options else f"{name}: no ray option {option.lower()!r}"
+    return None if table == "CELERY" else f"{name}: unknown plugin table {table.lower()!r}"
+
+
+def ray_problems(docs: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """What is wrong with the parsed KubeRay manifests (empty when they are fine)."""
+    problems: list[str] = []
+    clusters = [doc for (kind, _), doc in docs.items() if kind == "RayCluster"]
+    worker = docs.get(("Deployment", "ray-pyworkflow-worker"))
+    if len(clusters) != 1:
+        return [f"expected one RayCluster, found {len(clusters)}"]
+    if worker is None:
+        return ["Deployment 'ray-pyworkflow-worker' missing"]
+    cluster = clusters[0]
+    if cluster.get("apiVersion") != "ray.io/v1":
+        problems.append(
+            f"RayCluster apiVersion must be ray.io/v1, got {cluster.get('apiVersion')!r}"
+        )
+    if worker.get("apiVersion") != "apps/v1":
+        problems.append("the pyworkflow worker Deployment must be apps/v1")
+    spec = cluster.get("spec") or {}
+    head = spec.get("headGroupSpec") or {}
+    groups = spec.get("workerGroupSpecs") or []
+    if not head.get("template"):
+        problems.append("RayCluster without headGroupSpec.template")
+    if len(groups) != 1:
+        problems.append(f"RayCluster must have one worker group, found {len(groups)}")
+    if problems:
+        return problems
+    for group in groups:
+        if not group.get("groupName"):
+            problems.append("a worker group without groupName")
+        low, high = group.get("minReplicas", 0), group.get("maxReplicas", 0)
+        if not low <= group.get("replicas", 0) <= high:
+            problems.append("worker group replicas outside [minReplicas, maxReplicas]")
+    for params in [head.get("rayStartParams") or {}] + [
+        g.get("rayStartParams") or {} for g in groups
+    ]:
+        if not all(isinstance(v, str) for v in params.values()):
+            problems.append("rayStartParams values must be strings")
+    client_port = (head.get("rayStartParams") or {}).get("ray-client-server-port", "10001")
+
+    pods = {"head": head["template"]["spec"], "worker group": groups[0]["template"]["spec"]}
+    pods["pyworkflow worker"] = worker["spec"]["template"]["spec"]
+    images: set[str] = set()
+    for where, pod in pods.items():
+        for container in pod.get("containers") or []:
+            images.add(str(container.get("image")))
+            requests = (container.get("resources") or {}).get("requests") or {}
+            if not {"cpu", "memory"} <= requests.keys():
+                problems.append(
+                    f"{where}: container {container.get('name')!r} without cpu/memory requests"
+                )
+            refs = [
+                (r.get("configMapRef") or {}).get("name") for r in container.get("envFrom") or []
+            ]
+            if "pyworkflow-config" not in refs:
+                problems.append(f"{where}: does not read the pyworkflow-config ConfigMap")
+            env = {e["name"]: e for e in container.get("env") or []}
+            for name in env:
+                if (problem := _config_env_name_problem(name)) is not None:
+                    problems.append(f"{where}: {problem}")
+            if (env.get("PYWORKFLOW_EXECUTOR") or {}).get("value") != "ray":
+                problems.append(f"{where}: PYWORKFLOW_EXECUTOR must be 'ray'")
+            storage = env.get("PYWORKFLOW_STORAGE") or {}
+            if "sqlite" in str(storage.get("value", "")) or not storage:
+                problems.append(f"{where}: PYWORKFLOW_STORAGE must be a shared storage, not SQLite")
+        if any("persistentVolumeClaim" in v for v in pod.get("volumes") or []):
+            problems.append(f"{where}: mounts a PVC (the SQLite volume is one host only)")
+    if len(images) != 1:
+        problems.append(f"head, Ray workers and pyworkflow worker must share one image: {images}")
+    if any(":" not in image for image in images):
+        problems.append("images must carry a tag")
+    head_container = pods["head"]["containers"][0]
+    ports = {p.get("containerPort") for p in head_container.get("ports") or []}
+    if int(client_port) not in ports:
+        problems.append(f"the head does not expose the Ray Client port {client_port}")
+
+    container = pods["pyworkflow worker"]["containers"][0]
+    command = " ".join(container.get("command") or []) + " " + " ".join(container.get("args") or [])
+    if not command.startswith("pyworkflow worker"):
+        problems.append("the pyworkflow worker Deployment must run `pyworkflow worker`")
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    address = f"ray://{cluster['metadata']['name']}-head-svc:{client_port}"
+    if env.get("PYWORKFLOW_RAY__ADDRESS") != address:
+        problems.append(
+            f"PYWORKFLOW_RAY__ADDRESS must be the head Service's Ray Client address {address!r}, "
+            f"got {env.get('PYWORKFLOW_RAY__ADDRESS')!r}"
+        )
+    namespaces = {doc["metadata"].get("namespace") for doc in docs.values()}
+    if namespaces != {"pyworkflow"}:
+        problems.append(f"everything must be in namespace 'pyworkflow', got {namespaces}")
+    return problems
+
+
+def test_ray_manifests() -> None:
+    docs = _ray_documents()
+    assert {kind for kind, _ in docs} == {"RayCluster", "Deployment"}
+    assert ray_problems(docs) == []
+
+
+def test_ray_manifests_pass_the_generic_k8s_checks() -> None:
+    """The pyworkflow worker Deployment is a workload like the others; ConfigMap refs resolve."""
+    docs = [(f"ray/{kind}", doc) for (kind, _), doc in _ray_documents().items()]
+    base = [d for d in _k8s_documents() if d[1].get("kind") in ("ConfigMap", "Namespace")]
+    problems = k8s_problems(base + docs)
+    # k8s_problems also demands the Celery stack; only problems about the Ray files count here.
+    assert [p for p in problems if p.startswith("ray/") or "unknown ConfigMap" in p] == []
+
+
+def _ray_broken(edit: Any) -> list[str]:
+    docs = copy.deepcopy(_ray_documents())
+    edit(docs)
+    return ray_problems(docs)
+
+
+def _ray_worker_env(docs: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = docs[("Deployment", "ray-pyworkflow-worker")]["spec"]["template"][
+        "spec"
+    ]["containers"][0]["env"]
+    return env
+
+
+def _ray_head(docs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    head: dict[str, Any] = docs[("RayCluster", "pyworkflow-ray")]["spec"]["headGroupSpec"]
+    return head
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d[("RayCluster", "pyworkflow-ray")].update(apiVersion="ray.io/v1alpha1"),
+            "apiVersion must be ray.io/v1",
+        ),
+        (
+            lambda d: d[("RayCluster", "pyworkflow-ray")]["metadata"].update(name="other"),
+            "PYWORKFLOW_RAY__ADDRESS must be the head Service's",
+        ),
+        (
+            lambda d: _ray_worker_env(d).append({"name": "PYWORKFLOW_RAY__ADRESS", "value": "x"}),
+            "no ray option 'adress'",
+        ),
+        (
+            lambda d: _ray_worker_env(d).append({"name": "PYWORKFLOW_LEASE", "value": "30"}),
+            "no config key 'lease'",
+        ),
+        (
+            lambda d: _ray_worker_env(d).__setitem__(
+                1, {"name": "PYWORKFLOW_STORAGE", "value": "sqlite:////data/pyworkflow.db"}
+            ),
+            "not SQLite",
+        ),
+        (
+            lambda d: _ray_head(d)["template"]["spec"]["containers"][0]["resources"].pop(
+                "requests"
+            ),
+            "head: container 'ray-head' without cpu/memory requests",
+        ),
+        (
+            lambda d: _ray_head(d)["template"]["spec"]["containers"][0].update(image="other:1"),
+            "share one image",
+        ),
+        (
+            lambda d: _ray_head(d)["rayStartParams"].update({"ray-client-server-port": 10002}),
+            "rayStartParams values must be strings",
+        ),
+        (
+            lambda d: d[("RayCluster", "pyworkflow-ray")]["spec"]["workerGroupSpecs"].clear(),
+            "one worker group",
+        ),
+    ],
+)
+def test_ray_check_catches_breakage(edit: Any, expected: str) -> None:
+    problems = _ray_broken(edit)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_dockerfile_can_add_the_ray_plugin() -> None:
+    """EXTRA_PIP installs more plugins; the build line raycluster.yaml documents uses it."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert 'ARG EXTRA_PIP=""' in lines
+    install = next(line for line in lines if line.startswith("RUN pip install ."))
+    assert "${EXTRA_PIP}" in install
+    assert "COPY plugins ./plugins" in lines
+    documented = (RAY_K8S / "raycluster.yaml").read_text()
+    match = re.search(r'EXTRA_PIP="([^"]*)"', documented)
+    assert match is not None
+    for requirement in match.group(1).split():
+        if requirement.startswith("./plugins/"):
+            assert (ROOT / requirement / "pyproject.toml").is_file(), requirement
+    assert "./plugins/pyworkflow-ray" in match.group(1).split()
+    assert any(r.startswith("ray[") and "client" in r for r in match.group(1).split())
