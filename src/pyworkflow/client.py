@@ -224,30 +224,23 @@ async def create_prepared(
     run due at once. ``started`` adds fields to the ``workflow_started``
     payload (a schedule's ``schedule`` and ``scheduled_at``).
     """
-    from pyworkflow.queues import DEFAULT_PRIORITY_AGING, queue_rank
+    from pyworkflow.queues import placement
 
     now = utcnow()
     flow = flow or FlowOptions()
     queue = flow.queue or default_queue
-    config = runtime.queue_configs.get(queue) if queue is not None else None
-    waits = config is not None and config.limited
-    aging = config.priority_aging if config is not None else DEFAULT_PRIORITY_AGING
     run = Run(
         run_id=run_id or uuid.uuid4().hex,
         workflow_name=workflow_name,
         workflow_version=version,
-        status=RunStatus.QUEUED if waits else RunStatus.PENDING,
         input=data,
         serializer=serializer,
         created_at=now,
         updated_at=now,
         idempotency_key=idempotency_key,
-        wake_at=None if waits else now,
-        queue=queue,
-        priority=flow.priority,
         partition_key=flow.partition_key,
         dedup_key=flow.dedup_key,
-        queue_rank=queue_rank(now, flow.priority, aging) if queue is not None else None,
+        **placement(runtime, queue, flow.priority, now),
     )
     payload: dict[str, Any] = {"workflow": workflow_name, "version": version}
     if timeout is not None:  # the run's durable timeout timer is its deadline (engine/deadline.py)
@@ -752,8 +745,9 @@ async def _retry(runtime: Runtime, run_id: str) -> bool:
         step_failures = [e for e in events if e.type == EventType.STEP_FAILED and e.seq < failed_at]
         void = [step_failures[-1].seq] if step_failures else []
         event = NewEvent(EventType.WORKFLOW_RETRIED, None, {"void": void})
-        config = runtime.queue_configs.get(run.queue) if run.queue is not None else None
-        if config is not None and config.limited:  # it waits in its queue again
+        from pyworkflow.queues import waits_in_queue
+
+        if waits_in_queue(runtime, run.queue):  # it waits in its queue again
             patch = RunPatch(
                 status=RunStatus.QUEUED, set_wake=True, wake_at=None, clear_outcome=True
             )

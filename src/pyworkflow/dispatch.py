@@ -19,7 +19,6 @@ only delays the run until the next sweep.
 
 from __future__ import annotations
 
-import functools
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -215,6 +214,16 @@ async def run_dispatched_step(
             await storage.set_step_lease(run_id, step_id, None, None, if_owner=owner)
 
 
+def _place_for(
+    runtime: Runtime, definition: StepDefinition, run_id: str, step_id: str, attempt: int
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    if definition.queue is None:  # the common case: step_queues is not even imported
+        return None
+    from pyworkflow.step_queues import place_for
+
+    return place_for(runtime, definition, run_id, step_id, attempt)
+
+
 async def _run_leased(
     runtime: Runtime,
     run_id: str,
@@ -282,7 +291,7 @@ async def _run_leased(
                 serializer=serializer,
                 limit=runtime.settings.max_payload_bytes,
                 extra=tags,
-                place=_place(runtime, definition, run_id, step_id, attempt),
+                place=_place_for(runtime, definition, run_id, step_id, attempt),
             )
         finally:
             keeper.release(held)
@@ -305,19 +314,6 @@ async def _run_leased(
     if settled is None:
         log.info("step outcome dropped: settled elsewhere, superseded, or the run ended")
     return outcome.type.value
-
-
-def _place(
-    runtime: Runtime, definition: StepDefinition, run_id: str, step_id: str, attempt: int
-) -> Callable[[], AbstractAsyncContextManager[None]] | None:
-    """The place of the step's queue to hold while the attempt runs (None: no limited queue)."""
-    if definition.queue is None:
-        return None
-    from pyworkflow.step_queues import needs_place, step_place
-
-    if not needs_place(runtime, definition):
-        return None
-    return functools.partial(step_place, runtime, definition, run_id, step_id, attempt)
 
 
 # ----- the sweep -----

@@ -34,8 +34,10 @@ __all__ = [
     "check_priority",
     "check_queue_name",
     "parse_rate",
+    "placement",
     "queue_configs",
     "queue_rank",
+    "waits_in_queue",
 ]
 
 #: Seconds of waiting one priority point is worth, unless the queue sets ``priority_aging``.
@@ -154,6 +156,36 @@ def queue_rank(created_at: datetime, priority: int, aging: float) -> float:
     enqueued = max(created_at.timestamp(), _last_enqueue + 1e-6)
     _last_enqueue = enqueued
     return enqueued - priority * aging
+
+
+def waits_in_queue(runtime: Runtime, queue: str | None) -> bool:
+    """Whether a run of ``queue`` must wait to be admitted: its queue has limits here."""
+    config = runtime.queue_configs.get(queue) if queue is not None else None
+    return config is not None and config.limited
+
+
+def placement(runtime: Runtime, queue: str | None, priority: int, now: datetime) -> dict[str, Any]:
+    """The queue fields of a new run of ``queue`` created at ``now``, for ``Run(**...)``.
+
+    A run of a queue with limits is created ``queued`` and not due (a worker
+    admits it); any other run is ``pending`` and due at once. Every run of a
+    queue gets its rank (:func:`queue_rank`).
+    """
+    from pyworkflow.models import RunStatus
+
+    waits = waits_in_queue(runtime, queue)
+    rank = None
+    if queue is not None:
+        config = runtime.queue_configs.get(queue)
+        aging = config.priority_aging if config is not None else DEFAULT_PRIORITY_AGING
+        rank = queue_rank(now, priority, aging)
+    return {
+        "status": RunStatus.QUEUED if waits else RunStatus.PENDING,
+        "wake_at": None if waits else now,
+        "queue": queue,
+        "priority": priority,
+        "queue_rank": rank,
+    }
 
 
 def check_priority(priority: object) -> int:

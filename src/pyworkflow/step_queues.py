@@ -12,7 +12,9 @@ holding one loses it when its lease (``lease_seconds``) runs out.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
     from pyworkflow.step import StepDefinition
 
-__all__ = ["step_place"]
+__all__ = ["place_for", "step_place"]
 
 #: First and longest pause between two tries for a place (seconds of real time).
 _FIRST_WAIT, _LONGEST_WAIT = 0.02, 1.0
@@ -39,6 +41,18 @@ def needs_place(runtime: Runtime, definition: StepDefinition) -> bool:
         return False
     config = runtime.queue_configs.get(queue)
     return config is not None and (config.concurrency is not None or config.rate is not None)
+
+
+def place_for(
+    runtime: Runtime, definition: StepDefinition, run_id: str, step_id: str, attempt: int
+) -> Callable[[], AbstractAsyncContextManager[None]] | None:
+    """The place an attempt must hold while it runs (``run_step_attempt(place=...)``).
+
+    None when the step has no queue, or its queue no concurrency or rate.
+    """
+    if not needs_place(runtime, definition):
+        return None
+    return functools.partial(step_place, runtime, definition, run_id, step_id, attempt)
 
 
 @contextlib.asynccontextmanager

@@ -46,7 +46,7 @@ from pyworkflow.engine.child_runs import (
 from pyworkflow.engine.state import _RUN_ENDS, ActivationState, _Discarded, _Op
 from pyworkflow.errors import RunNotFoundError
 from pyworkflow.models import EXTERNAL_EVENTS, Event, EventType, NewEvent, Run, RunStatus, utcnow
-from pyworkflow.queues import queue_rank
+from pyworkflow.queues import placement
 from pyworkflow.serialization import dumps_call_limited
 from pyworkflow.workflow import registered_workflows
 
@@ -160,22 +160,18 @@ class Children(ActivationState):
         child_id, name, version, data, definition = spec
         now = utcnow()
         queue = definition.queue if definition is not None else None
-        config = self.runtime.queue_configs.get(queue) if queue is not None else None
-        waits = config is not None and config.limited  # its queue admits it (docs/queues.md)
         run = Run(
             run_id=child_id,
             workflow_name=name,
             workflow_version=version,
-            status=RunStatus.QUEUED if waits else RunStatus.PENDING,
             input=data,
             serializer=self.run.serializer,  # the parent decodes its result with it
             created_at=now,
             updated_at=now,
             idempotency_key=child_id,
             parent_run_id=self.run_id,
-            wake_at=None if waits else now,
-            queue=queue,
-            queue_rank=None if config is None else queue_rank(now, 0, config.priority_aging),
+            # a child of a workflow whose queue has limits waits in it (docs/queues.md)
+            **placement(self.runtime, queue, 0, now),
         )
         payload: dict[str, Any] = {
             "workflow": name,

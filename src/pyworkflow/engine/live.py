@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
@@ -247,15 +246,10 @@ class Live(SequentialSteps, StepLeases):
 
     def _place(self, op: _Op) -> Callable[[], AbstractAsyncContextManager[None]] | None:
         """The place of ``op``'s step queue to hold while it runs (None: its queue has no limit)."""
-        from pyworkflow.step_queues import needs_place, step_place
+        from pyworkflow.step_queues import place_for
 
-        definition = op.definition
-        assert definition is not None
-        if not needs_place(self.runtime, definition):
-            return None
-        return functools.partial(
-            step_place, self.runtime, definition, self.run_id, op.cid, op.attempt
-        )
+        assert op.definition is not None
+        return place_for(self.runtime, op.definition, self.run_id, op.cid, op.attempt)
 
     async def _suspend(self, wake_at: datetime | None) -> None:
         assert self.root is not None

@@ -307,23 +307,13 @@ def delete_schedule(name: str) -> bool:
 
 
 async def _trigger(runtime: Runtime, name: str) -> str:
-    from pyworkflow.client import FlowOptions, create_prepared
+    from pyworkflow.schedules.firing import start_scheduled_run
     from pyworkflow.workflow import get_workflow
 
     schedule = await _get(runtime, name)
     definition = get_workflow(schedule.workflow_name)
-    now = utcnow()
-    stored = await create_prepared(
-        runtime,
-        schedule.workflow_name,
-        definition.version,
-        schedule.input,
-        schedule.serializer,
-        run_id=uuid.uuid4().hex,
-        timeout=definition.timeout,
-        flow=FlowOptions(queue=schedule.queue) if schedule.queue else None,
-        default_queue=definition.queue,
-        started={"schedule": schedule.name, "scheduled_at": now.isoformat(), "triggered": True},
+    stored = await start_scheduled_run(
+        runtime, schedule, definition, utcnow(), run_id=uuid.uuid4().hex, triggered=True
     )
     return stored.run_id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pyworkflow.schedules.cron import CronSpec
     from pyworkflow.workflow import WorkflowDefinition
 
-__all__ = ["ScheduleFirer", "fire_schedule", "select_ticks", "tick_run_id"]
+__all__ = ["ScheduleFirer", "fire_schedule", "select_ticks", "start_scheduled_run", "tick_run_id"]
 
 #: Most runs one firing of one schedule starts (catch-up ``all`` after a long downtime).
 MAX_TICKS_PER_FIRING = 1000
@@ -152,7 +152,7 @@ async def _start_tick(
     tick: datetime,
     previous: str | None,
 ) -> str | None:
-    from pyworkflow.client import FlowOptions, acancel_run, create_prepared
+    from pyworkflow.client import acancel_run
 
     bound = logger.bind(schedule=schedule.name, tick=tick.isoformat())
     run_id = tick_run_id(schedule.name, tick)
@@ -164,21 +164,47 @@ async def _start_tick(
                 return None
             bound.info("cancelling run {} of the previous tick (overlap cancel_previous)", previous)
             await acancel_run(runtime, previous)
-    stored = await create_prepared(
+    stored = await start_scheduled_run(
+        runtime,
+        schedule,
+        definition,
+        tick,
+        run_id=run_id,
+        idempotency_key=tick_key(schedule.name, tick),
+    )
+    bound.bind(run_id=stored.run_id).info("schedule fired")
+    return stored.run_id
+
+
+async def start_scheduled_run(
+    runtime: Runtime,
+    schedule: Schedule,
+    definition: WorkflowDefinition,
+    scheduled_at: datetime,
+    *,
+    run_id: str,
+    idempotency_key: str | None = None,
+    triggered: bool = False,
+) -> Run:
+    """Create a run of ``schedule`` for ``scheduled_at`` (a tick, or now when ``triggered``)."""
+    from pyworkflow.client import FlowOptions, create_prepared
+
+    started: dict[str, Any] = {"schedule": schedule.name, "scheduled_at": scheduled_at.isoformat()}
+    if triggered:
+        started["triggered"] = True
+    return await create_prepared(
         runtime,
         schedule.workflow_name,
         definition.version,
         schedule.input,
         schedule.serializer,
         run_id=run_id,
-        idempotency_key=tick_key(schedule.name, tick),
+        idempotency_key=idempotency_key,
         timeout=definition.timeout,
         flow=FlowOptions(queue=schedule.queue) if schedule.queue else None,
         default_queue=definition.queue,
-        started={"schedule": schedule.name, "scheduled_at": tick.isoformat()},
+        started=started,
     )
-    bound.bind(run_id=stored.run_id).info("schedule fired")
-    return stored.run_id
 
 
 async def _live(runtime: Runtime, run_id: str) -> Run | None:
