@@ -190,10 +190,27 @@ def slow_record(log: str, pid_file: str) -> str:
     return "slow done"
 
 
+@step(name="ray_slow_record_dispatched", resources={"num_cpus": 1})
+def slow_record_dispatched(log: str, pid_file: str) -> str:
+    """``slow_record`` declaring resources: dispatched, a Ray task that records itself."""
+    result: str = slow_record.fn(log, pid_file)
+    return result
+
+
 @workflow(name="ray_crash_flow")
 async def crash_flow(log: str, pid_file: str) -> list[str]:
+    """Lone steps without resources: inline, Ray tasks the activation awaits and records."""
     first = await quick("first", log)
     middle = await slow_record(log, pid_file)
+    last = await quick("last", log)
+    return [first, middle, last]
+
+
+@workflow(name="ray_crash_flow_dispatched")
+async def crash_flow_dispatched(log: str, pid_file: str) -> list[str]:
+    """The same with a middle step that declares resources: dispatched."""
+    first = await quick("first", log)
+    middle = await slow_record_dispatched(log, pid_file)
     last = await quick("last", log)
     return [first, middle, last]
 
@@ -243,3 +260,27 @@ async def on_a_tpu(log: str) -> str:
 async def tpu_flow(log: str) -> list[str]:
     """A step no node can take, dispatched together with one any node can."""
     return list(await asyncio.gather(on_a_tpu(log), anywhere(log)))
+
+
+# ----- a step timeout cancels the Ray task -----
+
+
+@step(name="ray_stubborn", timeout="2s", max_retries=0)
+def stubborn(log: str) -> str:
+    """Sleeps far past its timeout; records the interruption Ray's cancel raises."""
+    mark(log, "stubborn")
+    try:
+        for _ in range(600):  # Ray interrupts between bytecodes, not inside one sleep
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # ray.cancel() of a running task
+        mark(log, "interrupted")
+        raise
+    return "finished"
+
+
+@workflow(name="ray_timeout_flow")
+async def timeout_flow(log: str) -> str:
+    try:
+        return await stubborn(log)
+    except Exception as exc:
+        return f"gave up: {type(exc).__name__}"

@@ -3,7 +3,7 @@
 Workers are ``python -m pyworkflow worker`` processes with the ``ray``
 executor; this process is a client. Executions are counted through files the
 step bodies append to, placement and processes through what ``step_started``
-records (``ray:<node id>:<pid>``) and what the bodies saw.
+records for dispatched steps (``ray:<node id>:<pid>``) and what the bodies saw.
 """
 
 from __future__ import annotations
@@ -49,27 +49,60 @@ def test_gathered_steps_run_in_two_ray_worker_processes_at_once(
                 assert start_event.timestamp < end_event.timestamp
 
 
-def test_sigkill_of_the_ray_worker_running_a_step(
+def _kill_the_slow_step(ray_cluster: RayCluster, pid_file: Path) -> int:
+    victim = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "slow step"))
+    assert psutil.Process(victim).pid in {p.pid for p in ray_cluster.worker_processes()}
+    os.kill(victim, signal.SIGKILL)
+    return victim
+
+
+def test_sigkill_of_the_ray_worker_running_an_inline_step(
     ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
+    """A lone step without resources: a Ray task the activation awaits; Ray runs it again."""
     workers.start("w1")
     log = str(tmp_path / "calls.log")
     pid_file = tmp_path / "slow.pid"
     run_id = start(flows.crash_flow, log, str(pid_file))
-
-    victim = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "slow step"))
-    assert psutil.Process(victim).pid in {p.pid for p in ray_cluster.worker_processes()}
-    os.kill(victim, signal.SIGKILL)
+    victim = _kill_the_slow_step(ray_cluster, pid_file)
 
     assert get_result(run_id, timeout=90) == ["first", "slow done", "last"]
     assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
     events = get_events(run_id)
     completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
     assert completed == {"ray_quick": 2, "ray_slow_record": 1}
+    # one attempt, recorded once by the activation; Ray ran its task a second time
+    started = [
+        e
+        for e in events
+        if e.type == EventType.STEP_STARTED and e.payload["name"] == "ray_slow_record"
+    ]
+    assert [e.payload["attempt"] for e in started] == [1]
+    ran = [fields for fields in flows.lines(log) if fields[0] == "slow"]
+    assert int(ran[0][2]) == victim and int(ran[1][2]) != victim
+    assert [int(fields[1]) for fields in ran] == [1, 1]  # the same attempt, run again
+    assert all(int(fields[2]) != os.getpid() for fields in flows.lines(log))
+
+
+def test_sigkill_of_the_ray_worker_running_a_dispatched_step(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    """A step with resources: dispatched; its lease runs out and it is dispatched again."""
+    workers.start("w1")
+    log = str(tmp_path / "calls.log")
+    pid_file = tmp_path / "slow.pid"
+    run_id = start(flows.crash_flow_dispatched, log, str(pid_file))
+    victim = _kill_the_slow_step(ray_cluster, pid_file)
+
+    assert get_result(run_id, timeout=90) == ["first", "slow done", "last"]
+    assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
+    events = get_events(run_id)
+    completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
+    assert completed == {"ray_quick": 2, "ray_slow_record_dispatched": 1}
     slow_starts = [
         parse_worker(e.payload["worker"])
         for e in events
-        if e.type == EventType.STEP_STARTED and e.payload["name"] == "ray_slow_record"
+        if e.type == EventType.STEP_STARTED and e.payload["name"] == "ray_slow_record_dispatched"
     ]
     # the killed attempt is recorded as started in the killed process; the re-run elsewhere
     assert slow_starts[0][1] == victim
@@ -129,3 +162,22 @@ def test_a_run_sleeping_while_every_ray_worker_is_killed_completes(
     assert Counter(flows.executions(log)) == {"before": 1, "after": 1}
     (after,) = [f for f in flows.lines(log) if f[0] == "after"]
     assert int(after[2]) not in killed  # a Ray worker process Ray started after the kill
+
+
+def test_a_step_timeout_cancels_its_ray_task(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    workers.start("w1")
+    log = str(tmp_path / "calls.log")
+    run_id = start(flows.timeout_flow, log)
+
+    assert get_result(run_id, timeout=60) == "gave up: TimeoutError"
+    failed = [e for e in get_events(run_id) if e.type == EventType.STEP_FAILED]
+    assert len(failed) == 1 and "timed out after 2s" in failed[0].payload["error_message"]
+    # the body, in a Ray worker process, was interrupted by the cancel, not left running
+    wait_for(lambda: "interrupted" in flows.executions(log), 30, "the Ray task's interruption")
+    ran = flows.lines(log)
+    assert [f[0] for f in ran] == ["stubborn", "interrupted"]
+    assert ran[0][2] == ran[1][2]  # interrupted in the process that ran it
+    assert int(ran[0][2]) not in {p.pid for p in workers.procs.values()} | {os.getpid()}
+    assert ran[0][3] in ray_cluster.nodes.values()

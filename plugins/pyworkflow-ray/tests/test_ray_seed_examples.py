@@ -36,14 +36,17 @@ def test_seed_examples_complete_on_ray(
         get_result(missing, timeout=90)
     assert get_run(missing).status == RunStatus.FAILED
 
-    # every step ran as a Ray task on a node of the cluster: neither here nor in a worker process
+    # every step attempt ran as a Ray task on a node of the cluster, neither here nor in a
+    # worker process: its outcome names the Ray worker (inline lone steps and dispatched alike)
     worker_pids = {p.pid for p in workers.procs.values()}
+    outcomes = (EventType.STEP_COMPLETED, EventType.STEP_RETRYING, EventType.STEP_FAILED)
     for run_id in (basic, greet, onboarding, api, missing):
-        for event in get_events(run_id):
-            if event.type == EventType.STEP_STARTED:
-                node, pid = parse_worker(event.payload["worker"])
-                assert node in ray_cluster.nodes.values(), event.payload
-                assert pid != os.getpid() and pid not in worker_pids
+        attempts = [e for e in get_events(run_id) if e.type in outcomes]
+        assert attempts
+        for event in attempts:
+            node, pid = parse_worker(event.payload["worker"])
+            assert node in ray_cluster.nodes.values(), event.payload
+            assert pid != os.getpid() and pid not in worker_pids
     # the step bodies themselves saw a Ray node
     recorded = flows.lines(log)
     assert recorded and all(fields[3] in ray_cluster.nodes.values() for fields in recorded)

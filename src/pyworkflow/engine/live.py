@@ -220,9 +220,14 @@ class Live(SequentialSteps, StepLeases):
         workflow waits on that step alone: nothing else open (no other step, in
         flight or ready, and no timer), so no parallelism is lost.
         """
-        if not self.runtime.executor.inline_lone_steps:
+        executor = self.runtime.executor
+        if not executor.inline_lone_steps:
             return False
-        return sum(1 for op in self.open.values() if not op.future.done()) == 1
+        waiting = [op for op in self.open.values() if not op.future.done()]
+        if len(waiting) != 1:
+            return False
+        definition = waiting[0].definition
+        return definition is None or executor.inlines(definition)
 
     async def _run_step(self, op: _Op) -> None:
         self.facts_tx.send_nowait((op, await self._attempt(op)))
@@ -230,9 +235,12 @@ class Live(SequentialSteps, StepLeases):
     def _attempt(self, op: _Op) -> Coroutine[Any, Any, NewEvent]:
         """The attempt of ``op`` to await (a plain call: no coroutine frame of its own)."""
         assert op.definition is not None and op.body is not None
+        body = op.body
+        if self.dispatching:  # an inline lone step: its body may belong elsewhere (Ray)
+            body = self.runtime.executor.inline_body(op.definition, body)
         return run_step_attempt(
             op.definition,
-            op.body,
+            body,
             op.args,
             op.kwargs,
             run_id=self.run_id,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import abc
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyworkflow.errors import ConfigError
 
@@ -139,6 +139,29 @@ class Executor(abc.ABC):
         own timers (Celery ``eta``) arm one here. The run is also found by
         polling or sweeping storage once due.
         """
+
+    def inlines(self, definition: StepDefinition) -> bool:
+        """With ``inline_lone_steps``: whether a lone ready step of ``definition`` runs inline.
+
+        The default: every step. The Ray executor keeps a step that declares
+        ``resources`` or a ``queue`` dispatched, so Ray places it and ``runs show``
+        tells it waits for a worker.
+        """
+        return True
+
+    def inline_body(
+        self, definition: StepDefinition, body: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """What an inline attempt of a dispatching executor calls as the step's body.
+
+        The default is ``body`` itself, run in the activation's process. An
+        executor whose steps belong elsewhere returns an ``async`` stand-in
+        that runs the body there and returns its value or raises its
+        exception (the Ray executor: a Ray task, awaited); the activation
+        records the attempt as the local executor does. The stand-in can read
+        the attempt's ids with :func:`pyworkflow.context.current_step_ids`.
+        """
+        return body
 
     async def dispatch_steps(
         self,

@@ -90,6 +90,12 @@ MAX_BATCH = 512
 READERS = 2
 #: How long a connection waits for another process's write lock (ms).
 BUSY_TIMEOUT_MS = 30_000
+#: First and longest pause (s) between tries for a write lock another process holds.
+#: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms...: far longer than
+#: a commit holds the lock (0.1-0.5 ms), so writers of several processes (a Ray or
+#: Celery worker beside ``pyworkflow worker``) would spend most of their time asleep.
+LOCK_PAUSE_FIRST = 0.00005
+LOCK_PAUSE_MAX = 0.001
 
 _RUNS = "pyworkflow_runs"
 _EVENTS = "pyworkflow_events"
@@ -587,17 +593,29 @@ class _Writer(threading.Thread):
                 self.conn.close()
 
     def _commit(self, batch: list[_Request]) -> list[_Outcome]:
-        """Commit ``batch``, waiting up to ``BUSY_TIMEOUT_MS`` for other processes."""
-        self._set_busy_timeout(BUSY_TIMEOUT_MS)
-        try:
-            committed, outcomes = _transact(self.conn, batch)
-        except _Busy as exc:
-            error: BaseException = exc.__cause__ or exc
-            return [(future, None, error) for _, future in batch]
-        except Exception as exc:  # a bug or a failed COMMIT must not strand the callers
-            return [(future, None, exc) for _, future in batch]
-        self.commit_count += committed
-        return outcomes
+        """Commit ``batch``, waiting up to ``BUSY_TIMEOUT_MS`` for other processes.
+
+        The wait is ours, not SQLite's busy handler: ``BEGIN IMMEDIATE`` is tried
+        again after pauses growing from :data:`LOCK_PAUSE_FIRST` to
+        :data:`LOCK_PAUSE_MAX`, so the lock is taken soon after it is freed.
+        """
+        self._set_busy_timeout(0)
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        pause = LOCK_PAUSE_FIRST
+        while True:
+            try:
+                committed, outcomes = _transact(self.conn, batch)
+            except _Busy as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, LOCK_PAUSE_MAX)
+                    continue
+                error: BaseException = exc.__cause__ or exc
+                return [(future, None, error) for _, future in batch]
+            except Exception as exc:  # a bug or a failed COMMIT must not strand the callers
+                return [(future, None, exc) for _, future in batch]
+            self.commit_count += committed
+            return outcomes
 
     def inline_one(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Commit ``fn`` alone on the calling thread if the write lock is free at once.

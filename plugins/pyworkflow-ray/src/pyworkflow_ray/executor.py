@@ -13,13 +13,14 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from loguru import logger
 
 from pyworkflow.config import Settings
+from pyworkflow.context import current_step_ids, report_step_worker
 from pyworkflow.errors import ConfigError
 from pyworkflow.executors.local import LocalExecutor
 from pyworkflow.redaction import redact_text, redact_url
@@ -28,7 +29,7 @@ from pyworkflow_ray.settings import RaySettings
 if TYPE_CHECKING:
     from pyworkflow.step import StepDefinition
 
-__all__ = ["RAY_OPTIONS", "RayExecutor", "connect", "step_options", "worker_env"]
+__all__ = ["RAY_OPTIONS", "RayExecutor", "RayStepLost", "connect", "step_options", "worker_env"]
 
 #: Resource names that are options of a Ray task; any other name is a custom resource.
 RAY_OPTIONS = frozenset({"num_cpus", "num_gpus", "memory"})
@@ -174,6 +175,10 @@ def _runtime_env(settings: Settings, options: RaySettings) -> dict[str, Any]:
     return runtime_env
 
 
+class RayStepLost(RuntimeError):
+    """The Ray worker process running a step's body died (more often than Ray retries)."""
+
+
 class RayExecutor(LocalExecutor):
     """Activations in this process's worker; each dispatched step is one Ray task.
 
@@ -188,7 +193,9 @@ class RayExecutor(LocalExecutor):
     name = "ray"
     dispatches_steps = True
     wants_step_definitions = True
-    inline_lone_steps = False
+    #: a lone step without resources or queue: a Ray task the activation awaits
+    #: (:meth:`inline_body`), recorded by the activation as the local executor does
+    inline_lone_steps = True
     runs_workflows_elsewhere = True
 
     def __init__(self, settings: Settings) -> None:
@@ -206,7 +213,71 @@ class RayExecutor(LocalExecutor):
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pw-ray")
         self._pending: set[Any] = set()  # ObjectRefs in flight (their failures are logged)
         self._pending_lock = threading.Lock()
-        self._remotes: dict[str, Any] = {}  # run_step with options, by options (sender thread)
+        self._remotes: dict[str, Any] = {}  # a task with options, by task and options
+        self._connected = False
+
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        """The ``runtime_env`` of this executor's Ray tasks (the user's, plus ``PYWORKFLOW_*``)."""
+        return dict(self._runtime_env)
+
+    def inlines(self, definition: StepDefinition) -> bool:
+        """A lone step runs inline unless it declares ``resources`` or a ``queue``.
+
+        Such a step is dispatched: Ray places it by its resources, ``runs show``
+        tells while it waits for a worker, and its queue's place is taken by the
+        Ray worker that runs it.
+        """
+        return not definition.resources and definition.queue is None
+
+    def inline_body(
+        self, definition: StepDefinition, body: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """An ``async`` stand-in for ``body`` that runs it as a Ray task and awaits it."""
+        name = definition.name
+
+        async def on_ray(*args: Any, **kwargs: Any) -> Any:
+            return await self._run_body(name, args, kwargs)
+
+        return on_ray
+
+    async def _run_body(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Submit ``run_body`` for step ``name``; its value, or the body's own exception.
+
+        A task cancelled here (the step timed out, the run was cancelled, the
+        lease was lost) is cancelled in Ray. A Ray worker that died more often
+        than Ray retries the task raises :class:`RayStepLost` (the step's retry
+        policy decides what follows).
+        """
+        ids = current_step_ids()
+        if not self._connected:
+            await asyncio.get_running_loop().run_in_executor(self._sender, connect, self.options)
+            self._connected = True
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        from pyworkflow_ray.tasks import run_body
+
+        ref = self._remote(run_body, {}).remote((name, args, kwargs, ids))
+        try:
+            worker, ok, value = await asyncio.wrap_future(ref.future())
+        except RayTaskError as exc:  # run_body itself failed (it returns the body's errors)
+            cause = exc.cause
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+        except RayError as exc:
+            raise RayStepLost(
+                f"the Ray worker running step {name!r} was lost ({type(exc).__name__}): "
+                f"{redact_text(str(exc))}"
+            ) from None
+        except BaseException:
+            ray.cancel(ref)
+            raise
+        report_step_worker(worker)
+        if not ok:
+            raise value
+        return value
 
     async def stop(self) -> None:
         await super().stop()
@@ -249,15 +320,15 @@ class RayExecutor(LocalExecutor):
             return
         await asyncio.wrap_future(future)
 
-    def _remote(self, run_step: Any, options: dict[str, Any]) -> Any:
-        """``run_step`` with these task options and the runtime_env, made once per option set.
+    def _remote(self, task: Any, options: dict[str, Any]) -> Any:
+        """``task`` with these options and the runtime_env, made once per task and option set.
 
         (Ray checks a ``runtime_env`` each time ``.options()`` is called.)
         """
-        key = json.dumps(options, sort_keys=True)
+        key = f"{id(task)}:{json.dumps(options, sort_keys=True)}"
         remote = self._remotes.get(key)
         if remote is None:
-            remote = self._remotes[key] = run_step.options(runtime_env=self._runtime_env, **options)
+            remote = self._remotes[key] = task.options(runtime_env=self._runtime_env, **options)
         return remote
 
     def _watch(self, ref: Any, run_id: str, step_id: str, attempt: int) -> None:
