@@ -514,6 +514,11 @@ def ray_problems(docs: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
             f"PYWORKFLOW_RAY__ADDRESS must be the head Service's Ray Client address {address!r}, "
             f"got {env.get('PYWORKFLOW_RAY__ADDRESS')!r}"
         )
+    if env.get("PYWORKFLOW_RAY__FORWARD_STORAGE") != "false":
+        problems.append(
+            "the pyworkflow worker must set PYWORKFLOW_RAY__FORWARD_STORAGE=false: the Ray pods "
+            "read the storage Secret, and a runtime_env is shown by Ray's dashboard"
+        )
     namespaces = {doc["metadata"].get("namespace") for doc in docs.values()}
     if namespaces != {"pyworkflow"}:
         problems.append(f"everything must be in namespace 'pyworkflow', got {namespaces}")
@@ -591,6 +596,16 @@ def _ray_head(docs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
         (
             lambda d: _ray_head(d)["rayStartParams"].update({"ray-client-server-port": 10002}),
             "rayStartParams values must be strings",
+        ),
+        (
+            lambda d: _ray_worker_env(d).pop(
+                next(
+                    i
+                    for i, e in enumerate(_ray_worker_env(d))
+                    if e["name"] == "PYWORKFLOW_RAY__FORWARD_STORAGE"
+                )
+            ),
+            "PYWORKFLOW_RAY__FORWARD_STORAGE=false",
         ),
         (
             lambda d: d[("RayCluster", "pyworkflow-ray")]["spec"]["workerGroupSpecs"].clear(),

@@ -1,8 +1,9 @@
 """The engine conformance suite with the Ray executor, on the session's two-node cluster.
 
 This process's embedded worker (executor ``ray``) activates the runs; every
-step body runs as a Ray task in a Ray worker process, which imports the suite's
-modules. SQLite storage in the test's temp dir.
+step body runs as a Ray task in a Ray worker process (inline lone steps and
+dispatched ones), which imports the suite's modules. SQLite storage in the
+test's temp dir.
 """
 
 from __future__ import annotations
@@ -32,18 +33,8 @@ _IN_PROCESS_CALLS = (
     "process cannot reach (the outcome is checked on Ray by test_ray_seed_examples and "
     "test_ray_distribution, which count executions through files)"
 )
-#: A bound on wall time that includes Ray's start of a worker process for the
-#: steps' runtime_env (the first task of a runtime_env waits for one).
-_WALL_CLOCK = (
-    "asserts a wall-time bound (two steps of 1 s and 0.6 s within 1.6-1.8 s) that Ray's "
-    "start of worker processes for a new runtime_env exceeds (2.5 s measured); that the two "
-    "steps run at once is shown on Ray by the overlap of their recorded intervals in "
-    "test_gathered_steps_run_in_two_ray_worker_processes_at_once"
-)
 #: Cases that cannot apply on Ray, each with its reason (they are not collected).
 EXCLUDED: dict[str, str] = {
-    "test_gather_runs_steps_concurrently_with_stable_ids": _WALL_CLOCK,
-    "test_anyio_task_group_runs_steps_concurrently": _WALL_CLOCK,
     "test_retryable_twice_then_success": _IN_PROCESS_CALLS,
     "test_fatal_error_fails_at_once": _IN_PROCESS_CALLS,
     "test_retry_after_is_honoured": _IN_PROCESS_CALLS,
@@ -51,6 +42,13 @@ EXCLUDED: dict[str, str] = {
     "test_cancel_delivers_cancellation_and_ends_cancelled": _IN_PROCESS_CALLS,
     "test_oversize_step_result_fails_fatally_naming_size_and_limit": _IN_PROCESS_CALLS,
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _disconnect_after() -> Iterator[None]:
+    """This process connected to Ray as a driver; it leaves once the module is done."""
+    yield
+    disconnect_from_ray()
 
 
 class TestEngineOnRay(EngineConformance):
@@ -71,12 +69,6 @@ class TestEngineOnRay(EngineConformance):
                 "ray": {"address": ray_cluster.address, "dispatch_timeout": 10},
             },
         )
-
-    @pytest.fixture(autouse=True, scope="class")
-    def _disconnect_after(self) -> Iterator[None]:
-        """This process connected to Ray as a driver; it leaves once the class is done."""
-        yield
-        disconnect_from_ray()
 
     def make_storage_url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'engine.db'}"

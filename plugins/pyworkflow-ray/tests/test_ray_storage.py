@@ -47,3 +47,42 @@ def test_a_ray_worker_on_such_a_storage_exits_saying_why(
     )
     assert out.returncode != 0
     assert why in out.stderr and "'ray' executor" in out.stderr, out.stderr[-2000:]
+
+
+def test_a_ray_worker_with_an_unreachable_ray_address_exits_at_start(tmp_path: Path) -> None:
+    """The worker connects to Ray before it claims a run: a wrong address fails at once."""
+    from pyworkflow.testing.servers import free_port
+
+    port = free_port()  # nobody listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    env.update(
+        PYWORKFLOW_STORAGE=f"sqlite:///{tmp_path / 'runs.db'}",
+        PYWORKFLOW_EXECUTOR="ray",
+        PYWORKFLOW_RAY__ADDRESS=f"127.0.0.1:{port}",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pyworkflow", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode != 0
+    assert f"cannot connect to Ray at '127.0.0.1:{port}'" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
+def test_an_embedded_ray_worker_with_an_unreachable_address_fails_the_first_call(
+    tmp_path: Path,
+) -> None:
+    from pyworkflow.testing.servers import free_port
+
+    port = free_port()
+    pyworkflow.configure(
+        storage=f"sqlite:///{tmp_path / 'runs.db'}",
+        executor="ray",
+        ray={"address": f"127.0.0.1:{port}"},
+    )
+    with pytest.raises(ConfigError, match=f"cannot connect to Ray at '127.0.0.1:{port}'"):
+        pyworkflow.start(flows.my_workflow, item_id=1)

@@ -102,7 +102,7 @@ class Live(SequentialSteps, StepLeases):
                     op = launch[0]
                     assert op.definition is not None and op.body is not None
                     timed = self._has_timeout()  # the step is cut short at the deadline
-                    if not self.dispatching and runs_now(op.definition, op.body) and not timed:
+                    if runs_now(op.definition, self._body(op)) and not timed:
                         await self._run_lone(op)
                     else:
                         with self._deadline_scope():
@@ -235,12 +235,9 @@ class Live(SequentialSteps, StepLeases):
     def _attempt(self, op: _Op) -> Coroutine[Any, Any, NewEvent]:
         """The attempt of ``op`` to await (a plain call: no coroutine frame of its own)."""
         assert op.definition is not None and op.body is not None
-        body = op.body
-        if self.dispatching:  # an inline lone step: its body may belong elsewhere (Ray)
-            body = self.runtime.executor.inline_body(op.definition, body)
         return run_step_attempt(
             op.definition,
-            body,
+            self._body(op),
             op.args,
             op.kwargs,
             run_id=self.run_id,
@@ -251,6 +248,14 @@ class Live(SequentialSteps, StepLeases):
             limit=self.limit,
             place=self._place(op) if op.definition.queue is not None else None,
         )
+
+    def _body(self, op: _Op) -> Callable[..., Any]:
+        """What an attempt of ``op`` run by this activation calls: the step's body, or, on
+        a dispatching executor (an inline lone step), the executor's stand-in for it (Ray)."""
+        assert op.definition is not None and op.body is not None
+        if self.dispatching:
+            return self.runtime.executor.inline_body(op.definition, op.body)
+        return op.body
 
     def _place(self, op: _Op) -> Callable[[], AbstractAsyncContextManager[None]] | None:
         """The place of ``op``'s step queue to hold while it runs (None: its queue has no limit)."""

@@ -46,8 +46,10 @@ class SequentialSteps(Replay, Recording):
         """The fused path of sequential steps: run ``op``, then each next lone step, inline.
 
         ``op`` is started (its ``step_started`` flushed) and is all the
-        workflow waits on, on an executor that runs steps here, and its body
-        is an ``async def`` without a timeout (:func:`runs_now`). Per step
+        workflow waits on, on an executor that runs steps here (or runs lone
+        steps inline: then the body is :meth:`Executor.inline_body`'s, e.g. a
+        Ray task awaited), and its body is an ``async def`` without a timeout
+        (:func:`runs_now`). Per step
         this records the outcome, resumes the workflow, and, when the
         workflow then waits on exactly one new such step, records that
         step's start, flushes both events in one append and runs it: no pass
@@ -69,14 +71,16 @@ class SequentialSteps(Replay, Recording):
         journal = self.journal
         owner = self.owner
         run_ready = self.loop.run_ready
-        worker = self.runtime.executor.worker_name or owner
+        executor = self.runtime.executor
+        worker = executor.worker_name or owner
+        dispatching = self.dispatching
         while True:
             definition = op.definition
             assert definition is not None and op.body is not None
             cid = op.cid
             outcome = start_attempt(
                 definition,
-                op.body,
+                executor.inline_body(definition, op.body) if dispatching else op.body,
                 op.args,
                 op.kwargs,
                 (run_id, cid, definition.name, op.attempt),
@@ -101,6 +105,12 @@ class SequentialSteps(Replay, Recording):
             op = next(iter(open_ops.values()))
             definition = op.definition
             body = op.body
+            if dispatching and definition is not None and body is not None:
+                # a step the executor dispatches goes back to _advance; one it lets run
+                # inline (Ray: a Ray task this activation awaits) has its stand-in body
+                if not executor.inline_lone_steps or not executor.inlines(definition):
+                    return
+                body = executor.inline_body(definition, body)
             if (
                 op.kind != "step"
                 or op.running

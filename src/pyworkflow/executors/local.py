@@ -238,6 +238,7 @@ class Worker:
         host = None
         if isinstance(executor, LocalExecutor) and executor.worker is None:
             host = executor
+            await host.worker_starting()  # an error (Ray unreachable) stops the worker here
             host.worker = self
         storage.add_wake_listener(self._pushed)
         try:
@@ -434,10 +435,19 @@ class LocalExecutor(Executor):
         self.worker: Worker | None = None
         self._done: anyio.Event | None = None
 
+    async def worker_starting(self) -> None:
+        """Called once before this process's worker (embedded, or ``pyworkflow worker``)
+        claims its first run; an error stops the worker with it.
+
+        Nothing by default; the Ray executor connects to Ray here, so a wrong
+        address fails at start, not at the first step.
+        """
+
     async def start(self, runtime: Runtime) -> None:
         if not self.settings.embedded_worker:
             return
         import_modules(self.settings.modules)
+        await self.worker_starting()
         worker = Worker(runtime, claim_on_stop=True)
         self.worker = worker
         self._done = anyio.Event()

@@ -140,13 +140,13 @@ def _env_text(value: Any) -> str:
 def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
     """``PYWORKFLOW_*`` variables that make a Ray worker's runtime match this process's.
 
-    Storage (absolute), modules, serializer, lease and poll settings and the
-    ``queues`` table; the local executor with no embedded worker (Ray workers
-    run step bodies only; activations and timers stay with ``pyworkflow worker``),
-    so the Ray workers need not know this plugin's entry point.
+    Storage (absolute; unless ``forward_storage`` is off), modules,
+    serializer, lease and poll settings and the ``queues`` table; the local
+    executor with no embedded worker (Ray workers run step bodies only;
+    activations and timers stay with ``pyworkflow worker``), so the Ray
+    workers need not know this plugin's entry point.
     """
     env = {
-        "PYWORKFLOW_STORAGE": _absolute_storage(settings.storage),
         # the step body's process runs no activations: the local executor without a worker
         "PYWORKFLOW_EXECUTOR": "local",
         "PYWORKFLOW_EMBEDDED_WORKER": "false",
@@ -163,6 +163,8 @@ def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
                 env[f"PYWORKFLOW_QUEUES__{name.upper()}__{str(option).upper()}"] = _env_text(value)
         else:  # from PYWORKFLOW_QUEUES__<NAME>__<OPTION> already
             env[f"PYWORKFLOW_QUEUES__{str(name).upper()}"] = _env_text(table)
+    if options.forward_storage:
+        env["PYWORKFLOW_STORAGE"] = _absolute_storage(settings.storage)
     env.update(_RAY_DEFAULT_ENV)
     return env
 
@@ -216,6 +218,15 @@ class RayExecutor(LocalExecutor):
         self._remotes: dict[str, Any] = {}  # a task with options, by task and options
         self._connected = False
 
+    async def worker_starting(self) -> None:
+        """Connect to Ray before the worker claims a run: a wrong address fails now."""
+        await self._connect()
+
+    async def _connect(self) -> None:
+        if not self._connected:
+            await asyncio.get_running_loop().run_in_executor(self._sender, connect, self.options)
+            self._connected = True
+
     @property
     def runtime_env(self) -> dict[str, Any]:
         """The ``runtime_env`` of this executor's Ray tasks (the user's, plus ``PYWORKFLOW_*``)."""
@@ -250,9 +261,7 @@ class RayExecutor(LocalExecutor):
         policy decides what follows).
         """
         ids = current_step_ids()
-        if not self._connected:
-            await asyncio.get_running_loop().run_in_executor(self._sender, connect, self.options)
-            self._connected = True
+        await self._connect()
         import ray
         from ray.exceptions import RayError, RayTaskError
 

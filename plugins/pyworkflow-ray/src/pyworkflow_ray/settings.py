@@ -9,7 +9,12 @@ from typing import Any
 import attrs
 
 from pyworkflow.config import Settings
-from pyworkflow.plugin_options import option_seconds, option_text, parse_plugin_table
+from pyworkflow.plugin_options import (
+    option_bool,
+    option_seconds,
+    option_text,
+    parse_plugin_table,
+)
 
 __all__ = ["RaySettings"]
 
@@ -57,6 +62,12 @@ class RaySettings:
     #: is dispatched again; a step whose worker died is dispatched again once its
     #: lease (``lease_seconds``) runs out.
     dispatch_timeout: float = 300.0
+    #: Whether the storage URL goes to the Ray workers in the tasks' ``runtime_env``
+    #: (``PYWORKFLOW_STORAGE``; dispatched steps record themselves). Ray shows a
+    #: task's ``runtime_env`` in its dashboard and state API: with a password in
+    #: the URL, set this to false and give the Ray nodes ``PYWORKFLOW_STORAGE``
+    #: themselves (a Kubernetes Secret, as ``deploy/k8s/ray`` does).
+    forward_storage: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RaySettings:
@@ -69,6 +80,7 @@ class RaySettings:
                 "namespace": _option_namespace,
                 "runtime_env": option_runtime_env,
                 "dispatch_timeout": option_seconds,
+                "forward_storage": option_bool,
             },
         )
         return cls(**values)

@@ -1,0 +1,46 @@
+"""``[tool.pyworkflow.ray]`` options and what the executor hands its Ray tasks (no cluster)."""
+
+from __future__ import annotations
+
+import pytest
+from pyworkflow_ray.executor import worker_env
+from pyworkflow_ray.settings import RaySettings
+
+from pyworkflow.config import Settings, load_settings
+from pyworkflow.errors import ConfigError
+
+SECRET_URL = "redis://:hunter2@cache.internal:6379/0"
+
+
+def _settings(**ray: object) -> tuple[Settings, RaySettings]:
+    settings = load_settings(
+        overrides={"storage": SECRET_URL, "executor": "local", "ray": ray}, environ={}
+    )
+    return settings, RaySettings.from_settings(settings)
+
+
+def test_the_storage_url_goes_to_the_ray_tasks_by_default() -> None:
+    settings, options = _settings()
+    assert options.forward_storage is True
+    assert worker_env(settings, options)["PYWORKFLOW_STORAGE"] == SECRET_URL
+
+
+def test_forward_storage_false_keeps_the_url_out_of_the_runtime_env() -> None:
+    settings, options = _settings(forward_storage=False)
+    env = worker_env(settings, options)
+    assert "PYWORKFLOW_STORAGE" not in env
+    assert all("hunter2" not in value for value in env.values())
+    assert env["PYWORKFLOW_EXECUTOR"] == "local"  # the rest still goes
+
+
+@pytest.mark.parametrize("value", [1, "maybe", 0.0, []])
+def test_forward_storage_refuses_what_is_not_a_boolean(value: object) -> None:
+    with pytest.raises(ConfigError, match="forward_storage"):
+        _settings(forward_storage=value)
+
+
+def test_forward_storage_from_the_environment() -> None:
+    settings = load_settings(
+        overrides={"storage": SECRET_URL}, environ={"PYWORKFLOW_RAY__FORWARD_STORAGE": "false"}
+    )
+    assert RaySettings.from_settings(settings).forward_storage is False
