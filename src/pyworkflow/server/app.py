@@ -46,6 +46,7 @@ from pyworkflow.server.wire import (
     read_body,
     require_json,
 )
+from pyworkflow.ui import ui_routes
 from pyworkflow.workflow import get_workflow
 
 __all__ = [
@@ -383,6 +384,7 @@ def create_app(
         Route("/api/runs/{run_id}/cancel", api(cancel_run), methods=["POST"]),
         *schedule_routes(api, lambda: options().max_body_bytes),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *ui_routes(options),
     ]
     if cors_origins is None:
         origins = _configured_origins()
