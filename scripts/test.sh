@@ -12,17 +12,20 @@ PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
 # Servers the tests start themselves (on 127.0.0.1, free ports, throw-away data dirs): Redis for
 # the Celery and Redis plugins, PostgreSQL (initdb/pg_ctl from the Debian packages) for the
 # Postgres plugin. Nothing is started here; the Debian packages' own services stay unused.
+# Debian's Chromium for the browser tests of the web UI (tests/ui/, Playwright from the dev
+# extra drives /usr/bin/chromium; `playwright install` is never run).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     missing+=(postgresql)
 fi
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
-        echo "missing servers: ${missing[*]} (Debian: apt-get install -y ${missing[*]})" >&2
+        echo "missing packages: ${missing[*]} (Debian: apt-get install -y ${missing[*]})" >&2
         exit 1
     fi
 fi
