@@ -37,6 +37,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "environment",
     "flash",
+    "fragment_etag",
     "render",
     "render_fragment",
     "static_url",
@@ -94,6 +95,10 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _segment(value: object) -> str:
+    return quote(str(value), safe="")
+
+
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else ""
 
@@ -102,9 +107,10 @@ def _iso(moment: datetime | None) -> str:
 def environment() -> jinja2.Environment:
     """The Jinja2 environment of the package's templates (autoescape always on).
 
-    Filters: ``when`` (a datetime as ``YYYY-MM-DD HH:MM:SS`` UTC) and ``iso``.
-    Globals: ``static(name)`` (needs ``root`` from the context: use
-    ``static(name, root)``) and ``sections``.
+    Filters: ``when`` (a datetime as ``YYYY-MM-DD HH:MM:SS`` UTC), ``iso`` and
+    ``segment`` (a value quoted as one URL path segment: ``/ui/runs/{{ id |
+    segment }}``). Globals: ``static(name, root)``, ``fragment_etag(value)``
+    and ``sections``.
     """
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pyworkflow.ui", "templates"),
@@ -115,7 +121,9 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["iso"] = _iso
+    env.filters["segment"] = _segment
     env.globals["static"] = static_url
+    env.globals["fragment_etag"] = fragment_etag
     env.globals["sections"] = SECTIONS
     return env
 
@@ -192,19 +200,28 @@ def render(
     return response
 
 
+def fragment_etag(value: str) -> str:
+    """The quoted ETag of a live fragment whose state is described by ``value``."""
+    return '"' + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:32] + '"'
+
+
 def render_fragment(
     request: Request,
     template_name: str,
     context: Mapping[str, Any],
     etag: str,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A live fragment (``X-Fragment`` requests of ui.js) with its ETag; 304 if unchanged.
 
     ``etag`` is a value that changes whenever the fragment would (it is hashed
-    and quoted here). The flash message is not consumed.
+    and quoted here, as :func:`fragment_etag` does: give the page's live
+    element ``data-live-etag="{{ fragment_etag(value) }}"`` so the first poll
+    can be a 304). ``headers`` are added (``X-Live-Final: 1`` stops the
+    polling). The flash message is not consumed.
     """
-    tag = '"' + hashlib.sha256(etag.encode("utf-8", "replace")).hexdigest()[:32] + '"'
-    base = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "X-Fragment"}
+    tag = fragment_etag(etag)
+    base = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "X-Fragment", **(headers or {})}
     given = request.headers.get("if-none-match", "")
     if any(hmac.compare_digest(t.strip(), tag) for t in given.split(",") if t.strip()):
         return Response(status_code=304, headers=base)

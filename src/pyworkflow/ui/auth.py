@@ -158,10 +158,14 @@ def session_cookie_headers(request: Request, value: str | None) -> Response:
 
 
 async def read_form(request: Request, options: ServerOptions) -> dict[str, str] | Response:
-    """The request's urlencoded form as ``{name: last value}``, or the 4xx response refusing it."""
+    """The request's urlencoded form as ``{name: last value}``, or the 4xx response refusing it.
+
+    Another body type is 403 (it cannot carry the csrf field), a body past the
+    size limit 413, a body that is not UTF-8 urlencoding 400.
+    """
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != FORM_TYPE:
-        return PlainTextResponse(f"forms must be posted as {FORM_TYPE}", status_code=415)
+    if kind != FORM_TYPE:  # no urlencoded body, no csrf field: refused like a wrong csrf
+        return forbidden(f"forms must be posted as {FORM_TYPE} with their csrf field")
     limit = min(options.max_body_bytes, MAX_FORM_BYTES)
     size = request.headers.get("content-length")
     if size is not None and (not size.isdigit() or int(size) > limit):
