@@ -28,6 +28,7 @@ from pyworkflow.errors import (
 )
 from pyworkflow.jsonshape import children_json, event_json, run_json, started_children
 from pyworkflow.models import RunStatus
+from pyworkflow.server.actions_api import action_routes
 from pyworkflow.server.openapi import openapi_document
 from pyworkflow.server.options import (
     DEFAULT_MAX_BODY_BYTES,
@@ -46,7 +47,6 @@ from pyworkflow.server.wire import (
     read_body,
     require_json,
 )
-from pyworkflow.ui import ui_routes
 from pyworkflow.workflow import get_workflow
 
 __all__ = [
@@ -376,12 +376,15 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
+    from pyworkflow.ui import ui_routes  # here: pyworkflow.ui imports server modules
+
     routes = [
         Route("/hooks/{token:path}", post_hook, methods=["POST"]),
         Route("/api/runs", api(runs), methods=["GET", "POST"]),
         Route("/api/runs/{run_id}", api(get_run), methods=["GET"]),
         Route("/api/runs/{run_id}/events", api(get_events), methods=["GET"]),
         Route("/api/runs/{run_id}/cancel", api(cancel_run), methods=["POST"]),
+        *action_routes(api, lambda: options().max_body_bytes),
         *schedule_routes(api, lambda: options().max_body_bytes),
         Route("/openapi.json", openapi, methods=["GET"]),
         *ui_routes(options),

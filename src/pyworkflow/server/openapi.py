@@ -718,6 +718,141 @@ _PATHS.update(
         },
     }
 )
+_SCHEMAS.update(
+    {
+        "Retried": {
+            "type": "object",
+            "required": ["run_id", "status"],
+            "properties": {
+                "run_id": {"type": "string"},
+                "status": {
+                    "type": "string",
+                    "enum": [s.value for s in RunStatus],
+                    "description": "Its status now: pending, or queued in its queue.",
+                },
+            },
+        },
+        "ReplayReport": {
+            "type": "object",
+            "required": [
+                "run_id",
+                "deterministic",
+                "operations",
+                "message",
+                "position",
+                "recorded",
+                "called",
+            ],
+            "properties": {
+                "run_id": {"type": "string"},
+                "deterministic": {
+                    "type": "boolean",
+                    "description": "Whether the code now imported replays the log without "
+                    "diverging.",
+                },
+                "operations": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Recorded operations the code called and found in the log "
+                    "(before the divergence, if any).",
+                },
+                "message": {"type": "string", "nullable": True},
+                "position": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Where it diverges (the operation's position).",
+                },
+                "recorded": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The operation the log holds there.",
+                },
+                "called": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The operation the code calls there now.",
+                },
+            },
+        },
+    }
+)
+
+_CORRELATION_ID = {
+    "name": "correlation_id",
+    "in": "path",
+    "required": True,
+    "description": "The hook's correlation id in the run's log (its hook_created event).",
+    "schema": {"type": "string", "minLength": 1},
+}
+
+
+def _run_action(
+    operation_id: str, summary: str, ok: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """``POST /api/runs/{run_id}/<action>``: no body (or ``{}``)."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": "Send `Content-Type: application/json`, with no body or `{}`.",
+            "parameters": [_RUN_ID],
+            "requestBody": _EMPTY_BODY,
+            "responses": {
+                **ok,
+                "400": _BAD_JSON,
+                "401": _UNAUTHORIZED,
+                "404": _error("No such run."),
+                "413": _TOO_LARGE,
+                "415": _NOT_JSON,
+                "422": _error("The body is not empty; see `errors`."),
+                **extra,
+            },
+        }
+    }
+
+
+_PATHS.update(
+    {
+        "/api/runs/{run_id}/retry": _run_action(
+            "retryRun",
+            "Resume a failed run from its failed step (completed steps are not run again).",
+            {"202": _json(_ref("Retried"), "Retried: the run is scheduled again.")},
+            {"409": _error("The run is not failed: only failed runs can be retried.")},
+        ),
+        "/api/runs/{run_id}/replay": _run_action(
+            "replayRun",
+            "Replay the run's log against the workflow code the server imports; no side effects.",
+            {"200": _json(_ref("ReplayReport"), "Deterministic, or where it diverges.")},
+            {
+                "404": _error("No such run, or its workflow is not registered in the server."),
+                "409": _error("The run's data cannot be read here (a serializer is missing)."),
+            },
+        ),
+        "/api/runs/{run_id}/hooks/{correlation_id}/resume": {
+            "post": {
+                "operationId": "resumeRunHook",
+                "summary": "Send a JSON payload to a live hook of the run, by its correlation id.",
+                "description": "The JSON body is the payload (no body: null). Unlike "
+                "`POST /hooks/{token}` it needs the API token, never a signature.",
+                "parameters": [_RUN_ID, _CORRELATION_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {}}},
+                },
+                "responses": {
+                    "202": _json(_ref("RunId"), "Recorded; the run it resumes."),
+                    "400": _error("The body is not JSON text (or nested too deeply)."),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("No such run, or the run has no hook with this id."),
+                    "409": _error("The hook is no longer live (disposed)."),
+                    "413": _TOO_LARGE,
+                    "415": _NOT_JSON,
+                    "422": _error("The payload does not fit the hook's schema; see `errors`."),
+                },
+            }
+        },
+    }
+)
 _PATHS["/api/schedules/{name}/trigger"]["post"]["responses"]["404"] = _error(
     "No schedule has this name, or its workflow is not registered in the server process."
 )
