@@ -258,7 +258,7 @@ def test_static_files_are_public_and_confined(locked_ui: TestClient) -> None:
     css = locked_ui.get("/ui/static/ui.css")
     assert css.status_code == 200
     assert "prefers-color-scheme: dark" in css.text
-    assert locked_ui.get("/ui/static/../app.py").status_code == 404
+    assert "from __future__" not in locked_ui.get("/ui/static/../app.py").text
     assert locked_ui.get("/ui/static/%2e%2e/app.py").status_code == 404
 
 
@@ -611,3 +611,37 @@ def test_the_built_wheel_has_the_templates_and_static_files(tmp_path: Path) -> N
     for name in UI_FILES:
         assert f"pyworkflow/ui/{name}" in names, name
     assert re.search(r"^Requires-Dist: jinja2", requires, re.MULTILINE | re.IGNORECASE)
+
+
+# ----- the shell: flash messages, unknown pages -----
+
+
+def test_a_flash_message_is_shown_once_escaped(open_ui: TestClient) -> None:
+    from starlette.responses import RedirectResponse
+
+    from pyworkflow.ui.app import flash
+
+    redirect = flash(RedirectResponse("/ui/runs", 303), "Bad <JSON>: line 1", "error")
+    cookie = redirect.headers["set-cookie"]
+    assert cookie.startswith("pyworkflow_ui_flash=") and "Path=/ui" in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    # as the browser keeps the cookie the redirect set (the jar's name for host "testserver")
+    open_ui.cookies.set("pyworkflow_ui_flash", value, domain="testserver.local", path="/ui")
+    page = open_ui.get("/ui/runs")
+    shown = re.search(
+        r'<div class="flash flash-error" data-testid="flash"[^>]*>(.*?)</div>', page.text
+    )
+    assert shown and shown.group(1) == "Bad &lt;JSON&gt;: line 1"
+    assert 'role="alert"' in page.text
+    assert "pyworkflow_ui_flash" in page.headers["set-cookie"]  # cleared
+    assert 'data-testid="flash"' not in open_ui.get("/ui/runs").text
+
+
+def test_an_unknown_ui_page_is_a_404_page_behind_the_same_rules(locked_ui: TestClient) -> None:
+    assert locked_ui.get("/ui/nope").status_code == 303
+    assert locked_ui.post("/ui/nope", data={"csrf": CSRF}).status_code == 403
+    sign_in(locked_ui)
+    page = locked_ui.get("/ui/nope/<x>")
+    assert page.status_code == 404
+    assert "Page not found" in page.text
+    assert "<x>" not in page.text

@@ -304,8 +304,21 @@ def _login_routes(options: Callable[[], ServerOptions]) -> list[BaseRoute]:
     ]
 
 
+async def _not_found(request: Request) -> Response:
+    return render(request, "not_found.html", {}, status_code=404)
+
+
 def ui_routes(options: Callable[[], ServerOptions]) -> list[BaseRoute]:
-    """Every route of the UI (``/``, ``/ui/...``); ``options()`` gives the server's options."""
+    """Every route of the UI (``/``, ``/ui/...``); ``options()`` gives the server's options.
+
+    The last one answers any other ``/ui/...`` path with a 404 page (behind
+    the same sign-in rules).
+    """
     from pyworkflow.ui.lists import list_routes
 
-    return [*_login_routes(options), *list_routes(options), *run_routes(options)]
+    return [
+        *_login_routes(options),
+        *list_routes(options),
+        *run_routes(options),
+        Route("/ui/{rest:path}", auth.guard(_not_found, options), methods=["GET", "HEAD", "POST"]),
+    ]
