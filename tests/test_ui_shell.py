@@ -645,3 +645,37 @@ def test_an_unknown_ui_page_is_a_404_page_behind_the_same_rules(locked_ui: TestC
     assert page.status_code == 404
     assert "Page not found" in page.text
     assert "<x>" not in page.text
+
+
+def test_a_schedule_is_paused_resumed_and_triggered_from_its_row(locked_ui: TestClient) -> None:
+    from pyworkflow.schedules import create_schedule, get_schedule
+
+    create_schedule("hourly", registered, "0 * * * *", args=(3,))
+    sign_in(locked_ui)
+    page = locked_ui.get("/ui/schedules")
+    assert re.search(r'action="/ui/schedules/hourly/pause" data-confirm="[^"]+"', page.text)
+    assert 'action="/ui/schedules/hourly/trigger"' in page.text
+    assert locked_ui.post("/ui/schedules/hourly/pause", data={}).status_code == 403
+    assert get_schedule("hourly").paused is False
+
+    done = locked_ui.post("/ui/schedules/hourly/pause", data={"csrf": CSRF})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/schedules"
+    assert get_schedule("hourly").paused is True
+    page = locked_ui.get("/ui/schedules")
+    assert "Schedule hourly paused" in page.text
+    assert 'action="/ui/schedules/hourly/resume"' in page.text
+
+    locked_ui.post("/ui/schedules/hourly/resume", data={"csrf": CSRF})
+    assert get_schedule("hourly").paused is False
+    locked_ui.post("/ui/schedules/hourly/trigger", data={"csrf": CSRF})
+    page = locked_ui.get("/ui/schedules")
+    started = re.search(r"Schedule hourly triggered: run (\S+) started", page.text)
+    assert started
+    assert pyworkflow.get_run(started.group(1)).workflow == "ui_shell.registered"
+
+    missing = locked_ui.post("/ui/schedules/nope%3Cx%3E/pause", data={"csrf": CSRF})
+    assert missing.status_code == 303
+    page = locked_ui.get("/ui/schedules")
+    error = re.search(r'class="flash flash-error" data-testid="flash"[^>]*>(.*?)</div>', page.text)
+    assert error and "Could not pause schedule nope&lt;x&gt;" in error.group(1)
