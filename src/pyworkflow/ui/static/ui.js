@@ -121,7 +121,6 @@
         var target = lives[button.getAttribute("data-live-toggle")];
         if (!target) return;
         target.paused = !target.paused;
-        button.setAttribute("aria-pressed", target.paused ? "true" : "false");
         button.textContent = target.paused ? "Resume auto-refresh" : "Pause auto-refresh";
       });
     }
