@@ -290,6 +290,14 @@ def _page() -> Callable[[Request], Any]:
         fragment = request.headers.get("x-fragment")
         if fragment not in (None, LIVE_FRAGMENT, ACTIONS_FRAGMENT):
             return PlainTextResponse(f"unknown fragment {fragment[:40]!r}", status_code=400)
+        if fragment == LIVE_FRAGMENT:  # polled every second: 304 before reading the log
+            try:
+                state = _live_state(await client.aget_run(run_id))
+            except (RunNotFoundError, ValueError, TypeError):
+                return PlainTextResponse("no such run", status_code=404)
+            if _unchanged(request, fragment_etag(state)):
+                headers = {"ETag": fragment_etag(state), "Cache-Control": "no-cache"}
+                return Response(status_code=304, headers={**headers, "Vary": "X-Fragment"})
         loaded = await _load(run_id)
         if loaded is None:
             if fragment is not None:
@@ -323,6 +331,12 @@ def _page() -> Callable[[Request], Any]:
         return render(request, "run.html", context)
 
     return page
+
+
+def _unchanged(request: Request, etag: str) -> bool:
+    """Whether the request's ``If-None-Match`` names ``etag``."""
+    given = request.headers.get("if-none-match", "")
+    return any(tag.strip() == etag for tag in given.split(","))
 
 
 def _back(request: Request, run_id: str, message: str, kind: str = "ok") -> Response:
