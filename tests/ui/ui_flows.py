@@ -28,6 +28,7 @@ class Decision:
 
 @step(max_retries=2, retry_delay="fixed", retry_base="0.2s", jitter=0)
 async def ui_charge_card(cents: int) -> str:
+    await anyio.sleep(0.1)  # long enough to be seen as a bar on the timeline
     raise ValueError(f"card declined for {cents} cents")
 
 

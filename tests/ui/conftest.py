@@ -1,0 +1,172 @@
+"""Browser tests of the web UI: a real ``pyworkflow serve`` and Debian's Chromium via Playwright.
+
+One server per session (SQLite in a temp dir, an API token, its embedded worker
+running ``tests.ui.ui_flows``), one browser per session, a fresh browser context
+per test. The test process starts runs through the client on the same SQLite
+file (``embedded_worker=False``: the server's worker runs them).
+
+Locally a missing Chromium or Playwright skips with the command to install it;
+under ``CI=true`` it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+import pyworkflow
+from pyworkflow.testing.servers import free_port, wait_for
+from tests.ui.support import ROOT, Client, Served, session_cookie
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+CHROMIUM = os.environ.get("PYWORKFLOW_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKEN = "ui-tests-token-5f0c2a7d9e1b4c3a"
+#: Generous: the machine has 2 cores and other tests may be running.
+WAIT_MS = 30_000
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "browser: drives Debian's Chromium with Playwright (skipped if missing, "
+        "a failure under CI=true)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+def _missing(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``python -m pyworkflow serve`` with a token and its embedded worker, on a free port."""
+    directory = tmp_path_factory.mktemp("ui-server")
+    gates = directory / "gates"
+    gates.mkdir()
+    storage = f"sqlite:///{directory / 'pw.db'}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(PYWORKFLOW_POLL_INTERVAL="0.1", PYWORKFLOW_LEASE_SECONDS="5")
+    log = directory / "serve.log"
+    command = [
+        sys.executable, "-m", "pyworkflow", "--storage", storage, "--log-level", "INFO",
+        "serve", "--port", str(port), "--api-token", TOKEN, "--module", "tests.ui.ui_flows",
+    ]  # fmt: skip
+    with open(log, "w") as sink:
+        process = subprocess.Popen(
+            command, cwd=directory, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"pyworkflow serve exited: {log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/openapi.json", timeout=2).is_success
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(answers, 60, "pyworkflow serve to answer", interval=0.1)
+        yield Served(url=url, storage=storage, token=TOKEN, log=log, gates=gates)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, one per session (never a Playwright-downloaded one)."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[dev]')")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        _missing(f"{CHROMIUM} is missing (Debian: apt-get install -y chromium)")
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def context(browser: Browser, served: Served) -> Iterator[BrowserContext]:
+    """A fresh browser context (no cookies) at 1280x800."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=served.url)
+    ctx.set_default_timeout(WAIT_MS)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    """A page of a context that is not signed in."""
+    return context.new_page()
+
+
+@pytest.fixture
+def signed_in(context: BrowserContext, served: Served) -> Page:
+    """A page whose context carries the session cookie the login form sets."""
+    host = served.url.split("//", 1)[1].split(":", 1)[0]
+    context.add_cookies(
+        [
+            {
+                "name": "pyworkflow_ui",
+                "value": session_cookie(served.token),
+                "domain": host,
+                "path": "/ui",
+                "httpOnly": True,
+                "sameSite": "Strict",
+            }
+        ]
+    )
+    return context.new_page()
+
+
+@pytest.fixture
+def client(served: Served) -> Iterator[Client]:
+    """The client API on the server's storage (this process runs no worker)."""
+    pyworkflow.configure(storage=served.storage, embedded_worker=False)
+    runs = Client(served)
+    try:
+        yield runs
+    finally:
+        runs.close()
