@@ -1,9 +1,13 @@
 """Browser tests of the web UI: a real ``pyworkflow serve`` and Debian's Chromium via Playwright.
 
-One server per session (SQLite in a temp dir, an API token, its embedded worker
-running ``tests.ui.ui_flows``), one browser per session, a fresh browser context
-per test. The test process starts runs through the client on the same SQLite
-file (``embedded_worker=False``: the server's worker runs them).
+One server and one browser for the tests of this package (SQLite in a temp dir,
+an API token, the server's embedded worker running ``tests.ui.ui_flows``), a
+fresh browser context per test. Package scope, not session: Playwright's sync
+API keeps its event loop marked running in the main thread while it is open,
+and PyWorkflow's sync API (which later tests of a whole-suite session call)
+refuses to run under a running loop. The test process starts runs through the
+client on the same SQLite file (``embedded_worker=False``: the server's worker
+runs them), from a thread of its own (``support.Client``).
 
 Locally a missing Chromium or Playwright skips with the command to install it;
 under ``CI=true`` it fails.
@@ -65,7 +69,7 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``python -m pyworkflow serve`` with a token and its embedded worker, on a free port."""
     directory = tmp_path_factory.mktemp("ui-server")
@@ -107,7 +111,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless, one per session (never a Playwright-downloaded one)."""
     try:
