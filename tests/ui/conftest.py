@@ -15,6 +15,7 @@ under ``CI=true`` it fails.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -48,6 +49,31 @@ TOKEN = "ui-tests-token-5f0c2a7d9e1b4c3a"
 WAIT_MS = 30_000
 
 
+def _missing_browser() -> str | None:
+    """What this machine lacks to run the browser tests, if anything."""
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        return f"{CHROMIUM} is missing (Debian: apt-get install -y chromium)"
+    return None
+
+
+LACKS = _missing_browser()
+if (
+    LACKS is not None
+    and importlib.util.find_spec("playwright") is None
+    and not os.environ.get("CI")
+):
+    # the test modules import playwright: without it they are not collected (see the header)
+    collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_report_header() -> str | None:
+    if LACKS is None:
+        return None
+    return f"browser tests (tests/ui): {LACKS}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -61,12 +87,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.browser)
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="package")
@@ -114,12 +134,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless, one per session (never a Playwright-downloaded one)."""
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _missing("playwright is not installed (pip install -e '.[dev]')")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        _missing(f"{CHROMIUM} is missing (Debian: apt-get install -y chromium)")
+    if LACKS is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests cannot run: {LACKS}")
+        pytest.skip(LACKS)
+    from playwright.sync_api import expect, sync_playwright
+
     expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
