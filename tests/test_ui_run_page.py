@@ -139,6 +139,14 @@ def test_a_waiting_run_is_live_and_offers_its_hook(ui: TestClient) -> None:
     (hook,) = [b for b in bars(text) if b["data-kind"] == "hook"]
     assert hook["data-outcome"] == "running"
     assert "Cancel run" in text and "Retry run" not in text
+    # every action is a POST form with the csrf field, confirmed first, reachable by keyboard
+    forms = re.findall(r"<form[^>]*>.*?</form>", text, re.S)
+    assert len(forms) == 3  # cancel, check against code, the hook
+    for form in forms:
+        assert 'method="post"' in form and "data-confirm=" in form
+        assert f'name="csrf" value="{CSRF["csrf"]}"' in form
+        assert re.search(r'<button type="submit"[^>]*>', form)
+    assert ui.head(f"/ui/runs/{run_id}").status_code == 200
 
 
 def test_a_running_step_is_a_running_bar(ui: TestClient, tmp_path: Path) -> None:
