@@ -198,6 +198,29 @@ def test_the_live_fragment_has_an_etag_and_answers_304(ui: TestClient) -> None:
     assert ui.get(f"/ui/runs/{run_id}", headers={"x-fragment": "nope"}).status_code == 400
 
 
+def test_parent_child_and_continuation_links(ui: TestClient) -> None:
+    parent = pyworkflow.start(flows.parent, 5)
+    assert get_result(parent, timeout=20) == 11
+    (child,) = pyworkflow.list_runs(parent=parent).runs
+    text = ui.get(f"/ui/runs/{parent}").text
+    assert re.search(rf'data-testid="child-link"[^>]*href="/ui/runs/{child.run_id}"', text)
+    assert 'data-testid="parent-link"' not in text
+    (bar,) = [b for b in bars(text) if b["data-kind"] == "child"]
+    assert (bar["data-name"], bar["data-outcome"]) == ("ui_run.child", "completed")
+    text = ui.get(f"/ui/runs/{child.run_id}").text
+    assert re.search(rf'data-testid="parent-link"[^>]*href="/ui/runs/{parent}"', text)
+
+    first = pyworkflow.start(flows.chain, 1)
+    wait_until(lambda: get_run(first).continued_to is not None)
+    second = get_run(first).continued_to
+    assert second is not None and get_result(second, timeout=20) == 0
+    text = ui.get(f"/ui/runs/{first}").text
+    assert by_testid(text, "run-status") == "continued"
+    assert re.search(rf'data-testid="continued-link"[^>]*href="/ui/runs/{second}"', text)
+    text = ui.get(f"/ui/runs/{second}").text
+    assert re.search(rf'data-testid="continued-link"[^>]*href="/ui/runs/{first}"', text)
+
+
 def test_unknown_runs_are_404_and_escaped(ui: TestClient) -> None:
     page = ui.get("/ui/runs/%3Cb%3Enope%22'")
     assert page.status_code == 404

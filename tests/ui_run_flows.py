@@ -13,6 +13,7 @@ import attrs
 from pyworkflow import (
     FatalError,
     RetryableError,
+    continue_as_new,
     create_hook,
     sleep,
     start_child,
@@ -130,3 +131,17 @@ async def drifting(value: int) -> int:
     if drift["v2"]:
         await sleep("1s")
     return await ui_run_double(value)
+
+
+@workflow(name="ui_run.parent")
+async def parent(value: int) -> int:
+    """Runs one child run."""
+    return await child(value) + 1
+
+
+@workflow(name="ui_run.chain")
+async def chain(left: int) -> int:
+    """Continues as new ``left`` times."""
+    if left > 0:
+        continue_as_new(left - 1)
+    return left
