@@ -10,6 +10,9 @@ from pyworkflow.models import RunStatus
 from tests.ui import ui_flows
 from tests.ui.support import Client, screenshot
 
+#: Rows on one page of the runs table.
+PAGE = 50
+
 
 def choose(field: Locator, value: str) -> None:
     """Fill a text input or pick the option of a select: the contract names the label only."""
@@ -94,5 +97,28 @@ def test_the_table_refreshes_itself(signed_in: Page, client: Client) -> None:
     expect(row.get_by_test_id("status")).to_have_text("suspended")
     client.cancel(run_id)
     expect(row.get_by_test_id("status")).to_have_text("cancelled")
+    # nothing changes any more: the next poll is answered 304 (the ETag of the fragment)
+    with page.expect_response(
+        lambda r: r.request.headers.get("x-fragment") == "runs-table" and r.status == 304
+    ) as unchanged:
+        pass
+    assert unchanged.value.request.headers.get("if-none-match")
     assert page.evaluate("window.__not_reloaded") is True
     assert navigations == []
+
+
+def test_paging(signed_in: Page, client: Client) -> None:
+    page = signed_in
+    started = {client.start(ui_flows.quick, n) for n in range(PAGE + 5)}
+    page.goto("/ui/runs?workflow=ui_tests.quick")
+    rows = page.get_by_test_id("runs-table").get_by_test_id("run-row")
+    expect(rows).to_have_count(PAGE)
+    first = {row.get_attribute("data-run-id") for row in rows.all()}
+    page.locator('a[rel="next"]').click()
+    expect(page).to_have_url(re.compile(r"cursor="))
+    expect(page).to_have_url(re.compile(r"workflow=ui_tests.quick"))
+    expect(rows).to_have_count(5)
+    second = {row.get_attribute("data-run-id") for row in rows.all()}
+    expect(page.locator('a[rel="next"]')).to_have_count(0)
+    assert first | second == started and not first & second
+    expect(page.get_by_test_id("count-all")).to_have_text(number(PAGE + 5))

@@ -81,6 +81,12 @@ async def typed_approval(token: str) -> str:
     return f"{decision.approver} approved {decision.amount}"
 
 
+@workflow(name="ui_tests.quick")
+async def quick(n: int) -> int:
+    """Nothing to do: many of these fill more than one page of runs."""
+    return n
+
+
 @workflow(name="ui_tests.sleepy")
 async def sleepy(label: str) -> str:
     """Sleeps an hour: long enough to be cancelled from the UI."""
