@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import BrowserContext, Page, expect
@@ -69,5 +70,24 @@ def test_a_wrong_token_is_refused_and_the_right_one_signs_in(
 
     sign_out.click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert not [c for c in context.cookies() if c["name"] == "pyworkflow_ui"]
     page.goto("/ui/workflows")
     expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+
+def test_csrf_and_the_next_parameter(page: Page, context: BrowserContext, served: Served) -> None:
+    # a session cookie alone does not make a POST: the form's csrf value must come with it
+    cookies = {"pyworkflow_ui": session_cookie(served.token)}
+    with httpx.Client(base_url=served.url, timeout=10, cookies=cookies) as http:
+        assert http.get("/ui/runs").status_code == 200
+        for data in ({}, {"csrf": "forged"}):
+            refused = http.post("/ui/runs/whatever/cancel", data=data)
+            assert refused.status_code == 403, data
+    # signing in never sends the browser to another site
+    for target in ("https://evil.example/x", "//evil.example/x", "/\\evil.example/x"):
+        page.goto(f"/ui/login?next={quote(target)}")
+        page.get_by_label("API token").fill(served.token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(rf"^{re.escape(served.url)}/"))
+        expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+        context.clear_cookies()
