@@ -18,18 +18,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
 import pyworkflow
-from pyworkflow.testing.servers import free_port, wait_for
-from tests.ui.support import ROOT, Client, Served, session_cookie
+from tests.ui.support import Client, Served, serve, session_cookie
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page
@@ -93,42 +89,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``python -m pyworkflow serve`` with a token and its embedded worker, on a free port."""
     directory = tmp_path_factory.mktemp("ui-server")
-    gates = directory / "gates"
-    gates.mkdir()
     storage = f"sqlite:///{directory / 'pw.db'}"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env.update(PYWORKFLOW_POLL_INTERVAL="0.1", PYWORKFLOW_LEASE_SECONDS="5")
-    log = directory / "serve.log"
-    command = [
-        sys.executable, "-m", "pyworkflow", "--storage", storage, "--log-level", "INFO",
-        "serve", "--port", str(port), "--api-token", TOKEN, "--module", "tests.ui.ui_flows",
-    ]  # fmt: skip
-    with open(log, "w") as sink:
-        process = subprocess.Popen(
-            command, cwd=directory, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"pyworkflow serve exited: {log.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{url}/openapi.json", timeout=2).is_success
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(answers, 60, "pyworkflow serve to answer", interval=0.1)
-        yield Served(url=url, storage=storage, token=TOKEN, log=log, gates=gates)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with serve(directory, storage, TOKEN) as served:
+        yield served
 
 
 @pytest.fixture(scope="package")

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
+import httpx
 
 import pyworkflow
 from pyworkflow.client import RunInfo
 from pyworkflow.models import Event, EventType, RunPage, RunStatus
-from pyworkflow.testing.servers import wait_for
+from pyworkflow.testing.servers import free_port, wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -30,13 +35,59 @@ def session_cookie(token: str) -> str:
     return hmac.new(token.encode(), b"pyworkflow-ui-session", hashlib.sha256).hexdigest()
 
 
+@contextmanager
+def serve(
+    directory: Path, storage: str, token: str | None, *, worker: bool = True
+) -> Iterator[Served]:
+    """``python -m pyworkflow serve`` on a free loopback port, stopped on exit.
+
+    Its embedded worker (unless ``worker`` is false) runs ``tests.ui.ui_flows``.
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(PYWORKFLOW_POLL_INTERVAL="0.1", PYWORKFLOW_LEASE_SECONDS="5")
+    log = directory / f"serve-{port}.log"
+    command = [
+        sys.executable, "-m", "pyworkflow", "--storage", storage, "--log-level", "INFO",
+        "serve", "--port", str(port), "--module", "tests.ui.ui_flows",
+        *(["--api-token", token] if token else []), *([] if worker else ["--no-worker"]),
+    ]  # fmt: skip
+    with open(log, "w") as sink:
+        process = subprocess.Popen(
+            command, cwd=directory, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"pyworkflow serve exited: {log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/openapi.json", timeout=2).is_success
+        except httpx.TransportError:
+            return False
+
+    gates = directory / "gates"
+    gates.mkdir(exist_ok=True)
+    try:
+        wait_for(answers, 60, "pyworkflow serve to answer", interval=0.1)
+        yield Served(url=url, storage=storage, token=token, log=log, gates=gates)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 @attrs.frozen
 class Served:
     """The running ``pyworkflow serve``: its URL, storage, token and log."""
 
     url: str
     storage: str
-    token: str
+    token: str | None
     log: Path
     gates: Path
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.ui.support import Served, session_cookie
+from pyworkflow.models import RunStatus
+from tests.ui import ui_flows
+from tests.ui.support import Client, Served, serve, session_cookie
 
 
 def test_without_the_token_the_ui_and_the_api_refuse(page: Page, served: Served) -> None:
@@ -91,3 +94,18 @@ def test_csrf_and_the_next_parameter(page: Page, context: BrowserContext, served
         expect(page).to_have_url(re.compile(rf"^{re.escape(served.url)}/"))
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
         context.clear_cookies()
+
+
+def test_without_a_token_the_ui_is_open_on_loopback(
+    page: Page, client: Client, tmp_path: Path
+) -> None:
+    run_id = client.start(ui_flows.quick, 7)
+    client.wait(run_id, RunStatus.COMPLETED)
+    # a second server on the same storage, without a token (so bound to 127.0.0.1 only)
+    with serve(tmp_path, client.served.storage, None, worker=False) as open_server:
+        page.goto(f"{open_server.url}/ui/runs")
+        expect(page).to_have_url(f"{open_server.url}/ui/runs")
+        expect(page.locator(f'[data-testid="run-row"][data-run-id="{run_id}"]')).to_have_count(1)
+        expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+        assert not [c for c in page.context.cookies() if c["name"] == "pyworkflow_ui"]
+        assert "without an API token" in open_server.log.read_text()

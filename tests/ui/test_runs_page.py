@@ -109,14 +109,14 @@ def test_the_table_refreshes_itself(signed_in: Page, client: Client) -> None:
 
 def test_paging(signed_in: Page, client: Client) -> None:
     page = signed_in
-    started = {client.start(ui_flows.quick, n) for n in range(PAGE + 5)}
-    page.goto("/ui/runs?workflow=ui_tests.quick")
+    started = {client.start(ui_flows.filler, n) for n in range(PAGE + 5)}
+    page.goto("/ui/runs?workflow=ui_tests.filler")
     rows = page.get_by_test_id("runs-table").get_by_test_id("run-row")
     expect(rows).to_have_count(PAGE)
     first = {row.get_attribute("data-run-id") for row in rows.all()}
     page.locator('a[rel="next"]').click()
     expect(page).to_have_url(re.compile(r"cursor="))
-    expect(page).to_have_url(re.compile(r"workflow=ui_tests.quick"))
+    expect(page).to_have_url(re.compile(r"workflow=ui_tests.filler"))
     expect(rows).to_have_count(5)
     second = {row.get_attribute("data-run-id") for row in rows.all()}
     expect(page.locator('a[rel="next"]')).to_have_count(0)

@@ -83,7 +83,13 @@ async def typed_approval(token: str) -> str:
 
 @workflow(name="ui_tests.quick")
 async def quick(n: int) -> int:
-    """Nothing to do: many of these fill more than one page of runs."""
+    """Nothing to do."""
+    return n
+
+
+@workflow(name="ui_tests.filler")
+async def filler(n: int) -> int:
+    """Nothing to do: the paging test fills more than one page of runs with these."""
     return n
 
 
