@@ -136,3 +136,32 @@
 })();
 
 /* ----- run page (UI-RUN): add below this line ----- */
+/* The run page's live region is replaced every few seconds while the run goes on: the
+ * <details> a reader opened in it (an event's payload, the timeline as text) carry a
+ * data-keep-open key and are opened again after each swap. */
+(function () {
+  "use strict";
+  var opened = {};
+
+  function inRunLive(el) {
+    return !!(el.closest && el.closest('[data-live="run-live"]'));
+  }
+
+  // "toggle" does not bubble: listen in the capture phase
+  document.addEventListener("toggle", function (event) {
+    var el = event.target;
+    if (!(el instanceof HTMLDetailsElement) || !inRunLive(el)) return;
+    var key = el.getAttribute("data-keep-open");
+    if (!key) return;
+    if (el.open) { opened[key] = true; } else { delete opened[key]; }
+  }, true);
+
+  document.addEventListener("pyworkflow:live", function (event) {
+    var region = event.target;
+    if (!(region instanceof Element) || region.getAttribute("data-live") !== "run-live") return;
+    var nodes = region.querySelectorAll("details[data-keep-open]");
+    for (var i = 0; i < nodes.length; i++) {
+      if (opened[nodes[i].getAttribute("data-keep-open")]) nodes[i].open = true;
+    }
+  });
+})();
