@@ -275,7 +275,9 @@ class Worker:
             self._dirty = False
             free = self.concurrency - len(self.active) - self._reserved
             claimed: list[Run] = []
-            if free > 0:
+            if free <= 0:  # no slot to claim into; schedules and lost steps need none
+                await self._housekeeping()
+            else:
                 claimed = await self._claim(free)
                 for run in claimed:
                     if run.run_id in self.active:
@@ -301,13 +303,7 @@ class Worker:
 
         A storage outage is logged and retried after a poll interval.
         """
-        if self._firer is None:
-            from pyworkflow.schedules.firing import ScheduleFirer
-
-            self._firer = ScheduleFirer(self.runtime, self.owner)
-        await self._firer.fire_due()
-        if self.runtime.executor.dispatches_steps:  # steps on other workers (Ray)
-            await self._wake_lost_steps()
+        await self._housekeeping()
         try:
             claimed = await self.runtime.storage.claim_runs(
                 self.owner, utcnow(), limit, self.lease
@@ -327,6 +323,18 @@ class Worker:
                 worker=self.owner,
             )
         return claimed
+
+    async def _housekeeping(self) -> None:
+        """Fire due schedules and wake runs of lost dispatched steps (each at most once per
+        poll interval): every pass, even one with no free slot to claim a run into (a pass
+        that skipped this left the next schedule check in the past, and the loop spun)."""
+        if self._firer is None:
+            from pyworkflow.schedules.firing import ScheduleFirer
+
+            self._firer = ScheduleFirer(self.runtime, self.owner)
+        await self._firer.fire_due()
+        if self.runtime.executor.dispatches_steps:  # steps on other workers (Ray)
+            await self._wake_lost_steps()
 
     async def _wake_lost_steps(self) -> None:
         """Once per poll interval: make due the runs whose dispatched step lost its worker.
