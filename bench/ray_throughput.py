@@ -1,20 +1,20 @@
 """Throughput of the Ray executor against plain chains of 5 Ray tasks, in the same run.
 
-Run: ``python bench/ray_throughput.py [--runs 100] [--cpus 2]``. Starts one local Ray
-(``ray.init`` in this process, ``--cpus`` CPUs, its files in a temp dir), then on it:
+Run: ``python bench/ray_throughput.py [--runs 100] [--rounds 3] [--cpus 2]
+[--synchronous FULL|NORMAL]``. Starts one local Ray (``ray.init`` in this process,
+``--cpus`` CPUs, its files in a temp dir), warms both paths, then alternates
+``--rounds`` rounds of:
 
-1. starts ``--runs`` PyWorkflow runs of a 5-step workflow (``executor = "ray"``,
-   SQLite storage in the temp dir, this process's embedded worker activating)
-   and waits until all complete;
-2. submits the same number of plain chains of 5 Ray tasks (each task gets the
-   previous one's ObjectRef) and waits for all results.
+1. ``--runs`` PyWorkflow runs of a 5-step workflow (``executor = "ray"``, SQLite
+   storage in the temp dir, this process's embedded worker activating), started
+   at once, until all complete;
+2. the same number of plain chains of 5 Ray tasks (each task gets the previous
+   one's ObjectRef), submitted at once, until all results are in. The tasks get
+   the executor's ``runtime_env``: both paths use the same pool of Ray workers.
 
-Prints runs/s and steps/s of both and PyWorkflow's throughput as a fraction of
-the plain chains'. Needs ``pip install ./plugins/pyworkflow-ray``.
-
-Figures (the 2-core development machine, other jobs running, ``--runs 50``/``100``):
-PyWorkflow 16-30 runs/s against 39-105 for the plain chains, 0.24-0.42x over five
-runs; before a step's finished task woke the worker (it waited for the next poll), 0.24x.
+Prints runs/s and steps/s of both (medians over the rounds), each round's ratio,
+and PyWorkflow's throughput as a fraction of the plain chains'. Needs
+``pip install ./plugins/pyworkflow-ray``. Figures: docs/ray.md, "Measured".
 """
 
 from __future__ import annotations
