@@ -12,13 +12,14 @@ import os
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psutil
 import ray_flows as flows
 from ray_cluster import RayCluster
 from ray_support import parse_worker
 
-from pyworkflow import EventType, RunStatus, get_events, get_result, get_run, start
+from pyworkflow import Event, EventType, RunStatus, get_events, get_result, get_run, start
 from pyworkflow.testing.servers import wait_for
 from pyworkflow.testing.workers import WorkerProcesses
 
@@ -49,28 +50,39 @@ def test_gathered_steps_run_in_two_ray_worker_processes_at_once(
                 assert start_event.timestamp < end_event.timestamp
 
 
-def _kill_the_slow_step(ray_cluster: RayCluster, pid_file: Path) -> int:
+def _crash_mid_step(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path, flow: Any, slow: str
+) -> tuple[list[Event], int, str]:
+    """Start ``flow``, SIGKILL the Ray worker running its slow step, check the run recovers.
+
+    Every step ran once but the slow one (twice) and is recorded completed once.
+    Returns the run's events, the killed pid and the executions log.
+    """
+    workers.start("w1")
+    log = str(tmp_path / "calls.log")
+    pid_file = tmp_path / "slow.pid"
+    run_id = start(flow, log, str(pid_file))
     victim = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "slow step"))
     assert psutil.Process(victim).pid in {p.pid for p in ray_cluster.worker_processes()}
     os.kill(victim, signal.SIGKILL)
-    return victim
+
+    assert get_result(run_id, timeout=90) == ["first", "slow done", "last"]
+    assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
+    events = get_events(run_id)
+    completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
+    assert completed == {"ray_quick": 2, slow: 1}
+    ran = [fields for fields in flows.lines(log) if fields[0] == "slow"]
+    assert int(ran[0][2]) == victim and int(ran[1][2]) != victim
+    return events, victim, log
 
 
 def test_sigkill_of_the_ray_worker_running_an_inline_step(
     ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     """A lone step without resources: a Ray task the activation awaits; Ray runs it again."""
-    workers.start("w1")
-    log = str(tmp_path / "calls.log")
-    pid_file = tmp_path / "slow.pid"
-    run_id = start(flows.crash_flow, log, str(pid_file))
-    victim = _kill_the_slow_step(ray_cluster, pid_file)
-
-    assert get_result(run_id, timeout=90) == ["first", "slow done", "last"]
-    assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
-    events = get_events(run_id)
-    completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
-    assert completed == {"ray_quick": 2, "ray_slow_record": 1}
+    events, _, log = _crash_mid_step(
+        ray_cluster, workers, tmp_path, flows.crash_flow, "ray_slow_record"
+    )
     # one attempt, recorded once by the activation; Ray ran its task a second time
     started = [
         e
@@ -79,7 +91,6 @@ def test_sigkill_of_the_ray_worker_running_an_inline_step(
     ]
     assert [e.payload["attempt"] for e in started] == [1]
     ran = [fields for fields in flows.lines(log) if fields[0] == "slow"]
-    assert int(ran[0][2]) == victim and int(ran[1][2]) != victim
     assert [int(fields[1]) for fields in ran] == [1, 1]  # the same attempt, run again
     assert all(int(fields[2]) != os.getpid() for fields in flows.lines(log))
 
@@ -88,17 +99,9 @@ def test_sigkill_of_the_ray_worker_running_a_dispatched_step(
     ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     """A step with resources: dispatched; its lease runs out and it is dispatched again."""
-    workers.start("w1")
-    log = str(tmp_path / "calls.log")
-    pid_file = tmp_path / "slow.pid"
-    run_id = start(flows.crash_flow_dispatched, log, str(pid_file))
-    victim = _kill_the_slow_step(ray_cluster, pid_file)
-
-    assert get_result(run_id, timeout=90) == ["first", "slow done", "last"]
-    assert Counter(flows.executions(log)) == {"first": 1, "slow": 2, "last": 1}
-    events = get_events(run_id)
-    completed = Counter(e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED)
-    assert completed == {"ray_quick": 2, "ray_slow_record_dispatched": 1}
+    events, victim, _ = _crash_mid_step(
+        ray_cluster, workers, tmp_path, flows.crash_flow_dispatched, "ray_slow_record_dispatched"
+    )
     slow_starts = [
         parse_worker(e.payload["worker"])
         for e in events
@@ -107,8 +110,6 @@ def test_sigkill_of_the_ray_worker_running_a_dispatched_step(
     # the killed attempt is recorded as started in the killed process; the re-run elsewhere
     assert slow_starts[0][1] == victim
     assert slow_starts[-1][1] != victim
-    ran = [fields for fields in flows.lines(log) if fields[0] == "slow"]
-    assert int(ran[0][2]) == victim and int(ran[1][2]) != victim
 
 
 def test_a_step_asking_for_a_custom_resource_runs_only_on_the_node_that_has_it(

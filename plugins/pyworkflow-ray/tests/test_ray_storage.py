@@ -19,6 +19,20 @@ REFUSED = [
 ]
 
 
+def _worker_exit(cwd: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """``pyworkflow worker`` with the ray executor and ``env_vars``, run until it exits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    env.update(PYWORKFLOW_EXECUTOR="ray", **env_vars)
+    return subprocess.run(
+        [sys.executable, "-m", "pyworkflow", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.parametrize(("url", "why"), REFUSED)
 def test_starting_a_run_with_ray_on_such_a_storage_is_refused(
     url: str, why: str, tmp_path: Path
@@ -35,16 +49,7 @@ def test_starting_a_run_with_ray_on_such_a_storage_is_refused(
 def test_a_ray_worker_on_such_a_storage_exits_saying_why(
     url: str, why: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
-    env.update(PYWORKFLOW_STORAGE=url.format(tmp=tmp_path), PYWORKFLOW_EXECUTOR="ray")
-    out = subprocess.run(
-        [sys.executable, "-m", "pyworkflow", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    out = _worker_exit(tmp_path, PYWORKFLOW_STORAGE=url.format(tmp=tmp_path))
     assert out.returncode != 0
     assert why in out.stderr and "'ray' executor" in out.stderr, out.stderr[-2000:]
 
@@ -54,19 +59,10 @@ def test_a_ray_worker_with_an_unreachable_ray_address_exits_at_start(tmp_path: P
     from pyworkflow.testing.servers import free_port
 
     port = free_port()  # nobody listens there
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
-    env.update(
+    out = _worker_exit(
+        tmp_path,
         PYWORKFLOW_STORAGE=f"sqlite:///{tmp_path / 'runs.db'}",
-        PYWORKFLOW_EXECUTOR="ray",
         PYWORKFLOW_RAY__ADDRESS=f"127.0.0.1:{port}",
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "pyworkflow", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
     )
     assert out.returncode != 0
     assert f"cannot connect to Ray at '127.0.0.1:{port}'" in out.stderr, out.stderr[-2000:]
