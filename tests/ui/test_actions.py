@@ -103,6 +103,8 @@ def test_resume_a_hook_through_its_schema_form(signed_in: Page, client: Client) 
     page.goto(f"/ui/runs/{run_id}")
     form = page.get_by_test_id("hook-form")
     expect(form).to_have_count(1)
+    expect(form).to_contain_text("Decision")  # the schema it was built from
+    expect(form.get_by_label("Payload (JSON)")).to_have_count(0)
     form.get_by_label(re.compile("approver", re.I)).fill("bob")
     form.get_by_label(re.compile("amount", re.I)).fill("120")
     accept_next_confirm(page, [])

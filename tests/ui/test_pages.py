@@ -77,6 +77,13 @@ UNLABELLED = """
 """
 
 
+#: The page is wider than the window (body and its direct layout blocks).
+WIDER = """
+() => document.documentElement.scrollWidth > document.documentElement.clientWidth
+  ? [document.documentElement.scrollWidth + ' > ' + document.documentElement.clientWidth] : []
+"""
+
+
 def test_workflows_page_counts_and_failures(signed_in: Page, client: Client) -> None:
     page = signed_in
     failed = client.start(ui_flows.flaky, 7)
@@ -153,9 +160,18 @@ def test_keyboard_labels_and_contrast(signed_in: Page, client: Client) -> None:
 
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
-        for path in ("/ui/runs", f"/ui/runs/{failed}", f"/ui/runs/{run_id}", "/ui/workflows"):
+        for path in (
+            "/ui/runs",
+            f"/ui/runs/{failed}",
+            f"/ui/runs/{run_id}",
+            "/ui/workflows",
+            "/ui/schedules",
+            "/ui/queues",
+        ):
             page.goto(path)
             assert page.evaluate(UNLABELLED) == [], path
+            # 1280 px wide: the page never scrolls sideways (a wide table scrolls in its frame)
+            assert page.evaluate(WIDER) == [], path
             assert page.evaluate(CONTRAST) == [], (scheme, path)
     page.emulate_media(color_scheme="light")
     light = page.evaluate("getComputedStyle(document.body).backgroundColor")

@@ -37,3 +37,18 @@ def test_values_are_shown_as_text_never_as_html(signed_in: Page, client: Client)
         page.wait_for_load_state("load")
         assert page.evaluate("window.__xss") == 0, path
         assert page.locator("main img, main script").count() == 0, path
+
+
+def test_a_hook_secret_is_never_shown(signed_in: Page, client: Client) -> None:
+    page = signed_in
+    run_id = client.start(ui_flows.signed_approval, "ui-signed-hook")
+    client.wait(run_id, RunStatus.SUSPENDED)
+    page.goto(f"/ui/runs/{run_id}")
+    expect(page.get_by_test_id("hook-form")).to_have_count(1)
+    expect(page.get_by_test_id("event-row").filter(has_text="hook_created")).to_have_count(1)
+    assert ui_flows.HOOK_SECRET not in page.content()
+    page.goto(f"/ui/runs?q={run_id}")
+    expect(page.get_by_test_id("run-row")).to_have_count(1)
+    assert ui_flows.HOOK_SECRET not in page.content()
+    client.cancel(run_id)
+    client.wait(run_id, RunStatus.CANCELLED)

@@ -74,6 +74,16 @@ async def approval(token: str) -> dict[str, Any]:
     return {"approved": payload}
 
 
+#: The HMAC secret of :func:`signed_approval`'s hook: no page may show it.
+HOOK_SECRET = "ui-tests-hook-secret-7c1e9a"
+
+
+@workflow(name="ui_tests.signed_approval")
+async def signed_approval(token: str) -> Any:
+    """Waits on a hook whose deliveries must be signed with :data:`HOOK_SECRET`."""
+    return await create_hook(token=token, secret=HOOK_SECRET)
+
+
 @workflow(name="ui_tests.typed_approval")
 async def typed_approval(token: str) -> str:
     """Waits on a hook whose schema is an attrs class (the UI builds a form from it)."""
