@@ -27,6 +27,7 @@ __all__ = [
     "RunStatus",
     "Schedule",
     "StepLease",
+    "StreamChunk",
     "shown_payload",
     "utcnow",
 ]
@@ -357,3 +358,27 @@ class StepLease:
     step_id: str
     owner: str
     until: datetime
+
+
+@attrs.frozen
+class StreamChunk:
+    """One chunk of a run's named stream (``docs/streams.md``): output, not history.
+
+    ``seq`` is assigned by storage, dense from 1 per ``(run_id, stream)``.
+    ``data`` is the chunk serialized by the run's serializer. A chunk written
+    by a step carries the attempt that wrote it (``step_id``, ``attempt``)
+    and ``index``, its place among that attempt's chunks of the stream; a
+    chunk written by workflow code has ``step_id`` None and ``index`` its
+    place among the workflow's chunks of the stream (the same at every
+    replay). Storage keeps one chunk per ``(step_id, index)`` of a stream:
+    see :meth:`~pyworkflow.storage.base.Storage.append_stream_chunk`.
+    """
+
+    run_id: str
+    stream: str
+    seq: int
+    data: str
+    step_id: str | None
+    attempt: int | None
+    index: int | None
+    created_at: datetime

@@ -451,6 +451,7 @@ def create_storage(url: str, settings: Settings) -> Storage:
             f"the storage factory for scheme {scheme!r} of {registry.describe_provider(scheme)} "
             f"returned {type(storage).__name__}, not a pyworkflow.storage.base.Storage"
         )
+    storage.max_payload_bytes = settings.max_payload_bytes  # the size limit of stream chunks
     return storage
 
 

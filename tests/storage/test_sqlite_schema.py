@@ -26,6 +26,7 @@ ROWS = (
     schema.StepLeaseRow,
     schema.ScheduleRow,
     schema.StepSlotRow,
+    schema.StreamChunkRow,
 )
 TABLES = tuple(str(row.__tablename__) for row in ROWS)
 

@@ -22,6 +22,7 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
 )
 
 if TYPE_CHECKING:
@@ -446,6 +447,56 @@ class Storage(abc.ABC):
     async def next_schedule_at(self) -> datetime | None:
         """The earliest ``next_fire_at`` over schedules that are not paused, or None."""
         raise NotImplementedError(f"{type(self).__name__} does not support schedules")
+
+    # ----- streams (docs/streams.md) -----
+    #
+    # Chunks are output, not history: appended beside the event log, never replayed.
+    # The argument checks, the size limit and the dedup key are those of
+    # pyworkflow.storage.stream_rules (one rule for every backend).
+
+    #: The size limit of a chunk's ``data`` in UTF-8 bytes: the ``max_payload_bytes``
+    #: setting of the process (``plugins.create_storage`` sets it from the settings).
+    max_payload_bytes: int = 2 * 1024 * 1024
+
+    async def append_stream_chunk(
+        self,
+        run_id: str,
+        stream: str,
+        data: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        index: int | None = None,
+    ) -> int:
+        """Append ``data`` to stream ``stream`` of run ``run_id``; returns the chunk's seq.
+
+        Seqs are dense from 1 per ``(run_id, stream)``, assigned atomically
+        across processes. Dedup: a chunk with an ``index`` whose
+        ``(step_id, index)`` is already stored in that stream of that run (from
+        any attempt; ``step_id`` None is workflow code) is not stored again and
+        the stored chunk's seq is returned, so a retried step attempt or a
+        replayed workflow that writes its chunks 0, 1, 2... again duplicates
+        nothing. A chunk without ``index`` is always appended.
+
+        Raises ``RunNotFoundError`` for an unknown run, ``TypeError`` or
+        ``ValueError`` for bad arguments (:func:`~pyworkflow.storage.stream_rules.check_chunk`)
+        and ``PayloadTooLargeError`` when ``data`` is over :attr:`max_payload_bytes`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support streams")
+
+    async def read_stream(
+        self, run_id: str, stream: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        """Up to ``limit`` chunks of the stream with ``seq > after_seq``, in seq order.
+
+        An unknown stream of a known run reads as empty; an unknown run raises
+        ``RunNotFoundError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support streams")
+
+    async def list_streams(self, run_id: str) -> list[str]:
+        """The names of the run's streams that have chunks, sorted; ``RunNotFoundError``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support streams")
 
 
 def _open_takes_task_group(storage: Storage) -> bool:

@@ -38,6 +38,7 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
@@ -52,6 +53,7 @@ from pyworkflow.storage.flow_rules import (
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
     SCHEDULE_COLUMNS,
+    chunk_from_row,
     event_from_row,
     from_epoch,
     hook_from_row,
@@ -74,6 +76,7 @@ from pyworkflow.storage.rules import (
     page_of,
     swap_step_lease,
 )
+from pyworkflow.storage.stream_rules import check_chunk, check_read, chunk_key
 
 __all__ = ["FileStorage"]
 
@@ -98,7 +101,11 @@ class FileStorage(Storage):
     schedule by hash of its name: the values of ``SCHEDULE_COLUMNS``,
     replaced atomically) and ``slots/`` (one file per step queue by hash of its
     name: ``{"queue": name, "places": {holder: [acquired_at, until]}}`` in
-    epoch seconds, ``until`` null once released; replaced atomically). Every operation
+    epoch seconds, ``until`` null once released; replaced atomically) and ``streams/``
+    (per hash of a run id a folder, in it per hash of a stream name a JSONL file, one
+    chunk a line: ``[seq, data, step_id, attempt, index, created_at, key]``, the first
+    line with the stream's name as an eighth element; a torn last line is ignored and
+    cut off by the next append). Every operation
     holds ``.lock`` (``flock``: shared to read, exclusive to write).
 
     An append writes the log lines, then the row; only then is it
@@ -140,7 +147,7 @@ class FileStorage(Storage):
         self._warned: set[str] = set()  # runs whose broken row was already reported
 
     async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
-        for sub in ("runs", "hooks", "keys", "steps", "dedup", "schedules", "slots"):
+        for sub in ("runs", "hooks", "keys", "steps", "dedup", "schedules", "slots", "streams"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch()
 
@@ -816,6 +823,93 @@ class FileStorage(Storage):
         rows = await self._run_locked(False, self._schedule_rows)
         times = [s.next_fire_at for s, _ in rows if not s.paused and s.next_fire_at is not None]
         return min(times, default=None)
+
+    # ----- streams -----
+
+    def _stream_path(self, run_id: str, stream: str) -> Path:
+        return self.root / "streams" / _key(run_id) / f"{_key(stream)}.jsonl"
+
+    @staticmethod
+    def _stream_lines(path: Path) -> tuple[bytes, list[bytes]]:
+        """The file's bytes and its complete lines (a torn last line is left out)."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return b"", []
+        return data, data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
+
+    async def append_stream_chunk(
+        self,
+        run_id: str,
+        stream: str,
+        data: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        index: int | None = None,
+    ) -> int:
+        check_chunk(run_id, stream, data, step_id, attempt, index, self.max_payload_bytes)
+        key = chunk_key(step_id, index)
+
+        def write() -> int:
+            self._load_run(run_id)
+            path = self._stream_path(run_id, stream)
+            raw, lines = self._stream_lines(path)
+            if key is not None and json.dumps(key).encode() in raw:
+                for line in lines:
+                    row = json.loads(line)
+                    if row[6] == key:
+                        return int(row[0])
+            seq = len(lines) + 1
+            row = [seq, data, step_id, attempt, index, utcnow().timestamp(), key]
+            if seq == 1:
+                row.append(stream)
+            path.parent.mkdir(exist_ok=True)
+            size = sum(len(line) + 1 for line in lines)
+            with open(path, "ab") as fh:
+                if fh.tell() != size:
+                    fh.truncate(size)  # a torn tail from a crash
+                    fh.seek(size)
+                fh.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+                if self.fsync == "always":
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            return seq
+
+        return await self._run_locked(True, write)
+
+    async def read_stream(
+        self, run_id: str, stream: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        check_read(run_id, stream, after_seq, limit)
+
+        def read() -> list[StreamChunk]:
+            self._load_run(run_id)
+            _, lines = self._stream_lines(self._stream_path(run_id, stream))
+            chunks = []
+            for line in lines[after_seq : after_seq + limit]:
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise CorruptDataError(
+                        f"run {run_id}: a chunk of stream {stream!r} cannot be decoded: {exc}"
+                    ) from exc
+                chunks.append(chunk_from_row([run_id, stream, *row[:6]]))
+            return chunks
+
+        return await self._run_locked(False, read)
+
+    async def list_streams(self, run_id: str) -> list[str]:
+        def read() -> list[str]:
+            self._load_run(run_id)
+            names = []
+            for path in (self.root / "streams" / _key(run_id)).glob("*.jsonl"):
+                _, lines = self._stream_lines(path)
+                if lines:
+                    names.append(str(json.loads(lines[0])[7]))
+            return sorted(names)
+
+        return await self._run_locked(False, read)
 
 
 def project_run(created: Run, events: Sequence[Event]) -> Run:

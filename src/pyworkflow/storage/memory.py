@@ -28,6 +28,7 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
@@ -49,6 +50,7 @@ from pyworkflow.storage.rules import (
     page_of,
     swap_step_lease,
 )
+from pyworkflow.storage.stream_rules import check_chunk, check_read, chunk_key
 
 __all__ = ["MemoryStorage"]
 
@@ -79,6 +81,10 @@ class MemoryStorage(Storage):
         self._slots: dict[str, dict[str, tuple[datetime, datetime | None]]] = {}
         #: Schedules by name, with their lease: ``(schedule, lease owner, lease expiry)``.
         self._schedules: dict[str, tuple[Schedule, str | None, datetime | None]] = {}
+        #: Each run's streams: run -> stream -> chunks in seq order (seq = position + 1).
+        self._streams: dict[str, dict[str, list[StreamChunk]]] = {}
+        #: The seq of each stored dedup key: (run, stream, key) -> seq.
+        self._chunk_keys: dict[tuple[str, str, str], int] = {}
 
     def _run(self, run_id: str) -> Run:
         try:
@@ -440,6 +446,46 @@ class MemoryStorage(Storage):
                 if not s.paused and s.next_fire_at is not None
             ]
             return min(times, default=None)
+
+    # ----- streams -----
+
+    async def append_stream_chunk(
+        self,
+        run_id: str,
+        stream: str,
+        data: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        index: int | None = None,
+    ) -> int:
+        check_chunk(run_id, stream, data, step_id, attempt, index, self.max_payload_bytes)
+        key = chunk_key(step_id, index)
+        with self._lock:
+            self._run(run_id)
+            if key is not None and (run_id, stream, key) in self._chunk_keys:
+                return self._chunk_keys[run_id, stream, key]
+            chunks = self._streams.setdefault(run_id, {}).setdefault(stream, [])
+            seq = len(chunks) + 1
+            chunks.append(StreamChunk(run_id, stream, seq, data, step_id, attempt, index, utcnow()))
+            if key is not None:
+                self._chunk_keys[run_id, stream, key] = seq
+            return seq
+
+    async def read_stream(
+        self, run_id: str, stream: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        check_read(run_id, stream, after_seq, limit)
+        with self._lock:
+            self._run(run_id)
+            chunks = self._streams.get(run_id, {}).get(stream, [])
+            return chunks[after_seq : after_seq + limit]
+
+    async def list_streams(self, run_id: str) -> list[str]:
+        with self._lock:
+            self._run(run_id)
+            return sorted(self._streams.get(run_id, {}))
+
 
 _HOOK_EVENTS = frozenset({EventType.HOOK_CREATED, EventType.HOOK_DISPOSED})
 #: Sets a field of a frozen record this storage alone holds (see ``MemoryStorage._private``).

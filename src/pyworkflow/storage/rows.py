@@ -1,4 +1,4 @@
-"""Row codec of runs, events, hooks and step leases: tuples of JSON/SQL values (no SQLModel)."""
+"""Row codec of runs, events, hooks, step leases, stream chunks: tuples of JSON/SQL values."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
 )
 from pyworkflow.storage.rules import patch_changes
 
@@ -31,6 +32,7 @@ __all__ = [
     "RUN_COLUMNS",
     "SCHEDULE_COLUMNS",
     "STEP_LEASE_COLUMNS",
+    "chunk_from_row",
     "dump_payload",
     "event_from_row",
     "event_rows",
@@ -295,4 +297,24 @@ def step_lease_from_row(row: Sequence[Any]) -> StepLease:
     except (ValueError, TypeError, OverflowError) as exc:
         raise CorruptDataError(
             f"run {run_id}: step {step_id!r} has a corrupt lease row: {exc}"
+        ) from exc
+
+
+def chunk_from_row(row: Sequence[Any]) -> StreamChunk:
+    """A StreamChunk from ``(run_id, stream, seq, data, step_id, attempt, index, created_at)``."""
+    run_id, stream, seq, data, step_id, attempt, index, created_at = row
+    try:
+        return StreamChunk(
+            str(run_id),
+            str(stream),
+            int(seq),
+            str(data),
+            None if step_id is None else str(step_id),
+            None if attempt is None else int(attempt),
+            None if index is None else int(index),
+            datetime.fromtimestamp(float(created_at), UTC),
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: chunk {seq} of stream {stream!r} has a corrupt row: {exc}"
         ) from exc

@@ -1,4 +1,4 @@
-"""SQL tables of the SQL backends (SQLModel): runs, events, hooks, leases, schedules, step places.
+"""SQL tables of the SQL backends (SQLModel): runs, events, hooks, leases, schedules, streams...
 
 Their columns are those of the row codec, :mod:`pyworkflow.storage.rows` (a test pins it).
 """
@@ -8,7 +8,15 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["EventRow", "HookRow", "RunRow", "ScheduleRow", "StepLeaseRow", "StepSlotRow"]
+__all__ = [
+    "EventRow",
+    "HookRow",
+    "RunRow",
+    "ScheduleRow",
+    "StepLeaseRow",
+    "StepSlotRow",
+    "StreamChunkRow",
+]
 
 
 class RunRow(SQLModel, table=True):
@@ -119,3 +127,26 @@ class StepSlotRow(SQLModel, table=True):
     holder: str = Field(primary_key=True)
     acquired_at: float
     until: float | None = None
+
+
+class StreamChunkRow(SQLModel, table=True):
+    """One row per chunk of a run's stream (``docs/streams.md``); ``created_at`` epoch seconds.
+
+    ``chunk_key`` is the dedup key of :func:`pyworkflow.storage.stream_rules.chunk_key`
+    (None: never deduplicated); the unique index keeps one chunk per key of a stream.
+    """
+
+    __tablename__ = "pyworkflow_stream_chunks"
+    __table_args__ = (
+        Index("uq_pyworkflow_stream_chunks_key", "run_id", "stream", "chunk_key", unique=True),
+    )
+
+    run_id: str = Field(primary_key=True)
+    stream: str = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+    data: str
+    step_id: str | None = None
+    attempt: int | None = None
+    chunk_index: int | None = None
+    chunk_key: str | None = None
+    created_at: float

@@ -38,6 +38,7 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
@@ -48,6 +49,7 @@ from pyworkflow.storage.rows import (
     RUN_COLUMNS,
     SCHEDULE_COLUMNS,
     STEP_LEASE_COLUMNS,
+    chunk_from_row,
     dump_payload,
     event_from_row,
     event_rows,
@@ -71,6 +73,7 @@ from pyworkflow.storage.rules import (
     page_from,
     swap_step_lease,
 )
+from pyworkflow.storage.stream_rules import check_chunk, check_read, chunk_key
 
 __all__ = [
     "ADDED_COLUMNS",
@@ -103,6 +106,7 @@ _HOOKS = "pyworkflow_hooks"
 _STEP_LEASES = "pyworkflow_step_leases"
 _SCHEDULES = "pyworkflow_schedules"
 _STEP_SLOTS = "pyworkflow_step_slots"
+_STREAM_CHUNKS = "pyworkflow_stream_chunks"
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -241,6 +245,22 @@ _TAKE_SLOT = (
     f"INSERT OR REPLACE INTO {_STEP_SLOTS} (queue, holder, acquired_at, until) VALUES (?, ?, ?, ?)"
 )
 
+#: Streams (``Storage.append_stream_chunk``; the rules of ``storage.stream_rules``).
+_CHUNK_COLUMNS = "run_id, stream, seq, data, step_id, attempt, chunk_index, created_at"
+_CHUNK_BY_KEY = (
+    f"SELECT seq FROM {_STREAM_CHUNKS} WHERE run_id = ? AND stream = ? AND chunk_key = ?"
+)
+_LAST_CHUNK = f"SELECT MAX(seq) FROM {_STREAM_CHUNKS} WHERE run_id = ? AND stream = ?"
+_INSERT_CHUNK = (
+    f"INSERT INTO {_STREAM_CHUNKS} ({_CHUNK_COLUMNS}, chunk_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_READ_CHUNKS = (
+    f"SELECT {_CHUNK_COLUMNS} FROM {_STREAM_CHUNKS} "
+    "WHERE run_id = ? AND stream = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_STREAM_NAMES = f"SELECT DISTINCT stream FROM {_STREAM_CHUNKS} WHERE run_id = ? ORDER BY stream"
+_RUN_EXISTS = f"SELECT 1 FROM {_RUNS} WHERE run_id = ?"
+
 #: The tables and indexes, as plain DDL run through stdlib ``sqlite3``: the same
 #: schema that :mod:`pyworkflow.storage.schema`'s SQLModel tables create (column
 #: names, types, nullability, keys, constraint and index names; a test compares
@@ -329,6 +349,20 @@ SCHEMA = (
 )""",
     f"CREATE INDEX IF NOT EXISTS ix_pyworkflow_step_slots_acquired "
     f"ON {_STEP_SLOTS} (queue, acquired_at)",
+    f"""CREATE TABLE IF NOT EXISTS {_STREAM_CHUNKS} (
+\trun_id VARCHAR NOT NULL,
+\tstream VARCHAR NOT NULL,
+\tseq INTEGER NOT NULL,
+\tdata VARCHAR NOT NULL,
+\tstep_id VARCHAR,
+\tattempt INTEGER,
+\tchunk_index INTEGER,
+\tchunk_key VARCHAR,
+\tcreated_at FLOAT NOT NULL,
+\tPRIMARY KEY (run_id, stream, seq)
+)""",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_pyworkflow_stream_chunks_key "
+    f"ON {_STREAM_CHUNKS} (run_id, stream, chunk_key)",
 )
 #: Columns added to existing tables after the first release, as ``ALTER TABLE ADD COLUMN``
 #: adds them to a database created before (a NOT NULL one with the value its old rows
@@ -1328,6 +1362,57 @@ class SQLiteStorage(Storage):
             )
 
         await self._write(write)
+
+    # ----- streams -----
+
+    async def append_stream_chunk(
+        self,
+        run_id: str,
+        stream: str,
+        data: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        index: int | None = None,
+    ) -> int:
+        check_chunk(run_id, stream, data, step_id, attempt, index, self.max_payload_bytes)
+        key = chunk_key(step_id, index)
+        now = to_epoch(utcnow())
+
+        def write(conn: sqlite3.Connection) -> int:
+            self._check_run(conn, run_id)
+            if key is not None:
+                row = conn.execute(_CHUNK_BY_KEY, (run_id, stream, key)).fetchone()
+                if row is not None:
+                    return int(row[0])
+            seq = int(conn.execute(_LAST_CHUNK, (run_id, stream)).fetchone()[0] or 0) + 1
+            values = (run_id, stream, seq, data, step_id, attempt, index, now, key)
+            conn.execute(_INSERT_CHUNK, values)
+            return seq
+
+        return await self._write(write)
+
+    async def read_stream(
+        self, run_id: str, stream: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        check_read(run_id, stream, after_seq, limit)
+
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            self._check_run(conn, run_id)
+            return conn.execute(_READ_CHUNKS, (run_id, stream, after_seq, limit)).fetchall()
+
+        return [chunk_from_row(row) for row in await self._read(read, inline=limit <= 100)]
+
+    async def list_streams(self, run_id: str) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[Any]:
+            self._check_run(conn, run_id)
+            return conn.execute(_STREAM_NAMES, (run_id,)).fetchall()
+
+        return [str(row[0]) for row in await self._read(read, inline=False)]
+
+    def _check_run(self, conn: sqlite3.Connection, run_id: str) -> None:
+        if conn.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}")
 
 
 def _admission_room(

@@ -45,6 +45,7 @@ from pyworkflow.testing.suite_flow_storage import (
     ScheduleStorageCases,
     StepSlotStorageCases,
 )
+from pyworkflow.testing.suite_streams import StreamStorageCases
 
 __all__ = ["StorageConformance", "make_run"]
 
@@ -70,7 +71,9 @@ def ev(kind: EventType = EventType.STEP_COMPLETED, cid: str = "1", **payload: ob
 
 
 @pytest.mark.anyio
-class StorageConformance(QueueStorageCases, ScheduleStorageCases, StepSlotStorageCases):
+class StorageConformance(
+    QueueStorageCases, ScheduleStorageCases, StepSlotStorageCases, StreamStorageCases
+):
     """Subclass it and implement :meth:`make_storage`; pytest collects every check."""
 
     def make_storage(self, tmp_path: Path) -> Storage:
