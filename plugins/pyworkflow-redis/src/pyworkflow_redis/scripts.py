@@ -22,6 +22,7 @@ __all__ = [
     "ADVANCE_SCHEDULE",
     "APPEND",
     "APPEND_HOOK_PAYLOAD",
+    "APPEND_STREAM_CHUNK",
     "CLAIM_RUN",
     "CLAIM_RUNS",
     "CLAIM_SCHEDULES",
@@ -29,6 +30,7 @@ __all__ = [
     "EXPIRED_STEP_LEASES",
     "PUT_SCHEDULE",
     "QUEUE_STATS",
+    "READ_STREAM",
     "RELEASE_LEASE",
     "RENEW_LEASE",
     "RENEW_STEP_SLOT",
@@ -707,5 +709,54 @@ if not write then return 'no' end
 redis.call('HSET', SCHEDULES, name, new)
 index_schedule(name, ARGV[7], ARGV[8])
 return 'ok'
+"""
+)
+
+_STREAM_PRELUDE = """
+local P = ARGV[1]
+local run_id, stream = ARGV[2], ARGV[3]
+local NAMES = P .. ':streams:' .. run_id
+local function missing() return redis.call('EXISTS', P .. ':run:' .. run_id) == 0 end
+"""
+
+#: ARGV: prefix, run id, stream, chunk JSON, dedup key ('' = none). Replies {'missing'} for
+#: an unknown run, else {'ok', seq}: the stored chunk's seq when the key is taken (dedup).
+APPEND_STREAM_CHUNK = (
+    _STREAM_PRELUDE
+    + """
+if missing() then return {'missing'} end
+local n = redis.call('HGET', NAMES, stream)
+if not n then
+  n = tostring(redis.call('HLEN', NAMES) + 1)
+  redis.call('HSET', NAMES, stream, n)
+end
+local KEYS_ = P .. ':streamkeys:' .. run_id .. ':' .. n
+local key = ARGV[5]
+if key ~= '' then
+  local seq = redis.call('HGET', KEYS_, key)
+  if seq then return {'ok', seq} end
+end
+local seq = redis.call('RPUSH', P .. ':stream:' .. run_id .. ':' .. n, ARGV[4])
+if key ~= '' then redis.call('HSET', KEYS_, key, seq) end
+return {'ok', tostring(seq)}
+"""
+)
+
+#: ARGV: prefix, run id, stream, after seq, limit. Replies {'missing'} for an unknown run,
+#: else {'ok', chunk JSON...} of seqs after + 1, after + 2, ...
+READ_STREAM = (
+    _STREAM_PRELUDE
+    + """
+if missing() then return {'missing'} end
+local n = redis.call('HGET', NAMES, stream)
+local out = {'ok'}
+if not n then return out end
+local after, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+if limit <= 0 then return out end
+for _, chunk in ipairs(redis.call('LRANGE', P .. ':stream:' .. run_id .. ':' .. n,
+                                  after, after + limit - 1)) do
+  table.insert(out, chunk)
+end
+return out
 """
 )

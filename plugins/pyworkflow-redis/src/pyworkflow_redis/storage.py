@@ -40,6 +40,11 @@ Key layout (``P`` is the prefix, ``pyworkflow`` by default):
 ``P:delivery:<id>``                     string (expires after an hour): the outcome of
                                         one hook delivery, so a retried call does not
                                         append twice
+``P:streams:<run_id>``                  hash: stream name -> its number *n* in the run
+``P:stream:<run_id>:<n>``               list: the stream's chunks, element *i* is seq
+                                        *i + 1* (``[data, step_id, attempt, index,
+                                        created_at]`` JSON)
+``P:streamkeys:<run_id>:<n>``           hash: dedup key -> seq (``stream_rules.chunk_key``)
 ``P:schema``                            string: the layout version
 ``P:wake`` (pub/sub channel)            wake-ups: the epoch ``wake_at`` of a run made due
 ======================================  ================================================
@@ -97,6 +102,7 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
     utcnow,
 )
 from pyworkflow.redaction import redact_text, redact_url
@@ -105,6 +111,7 @@ from pyworkflow.storage.base import Storage
 from pyworkflow.storage.flow_rules import SLOT_MEMORY
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
+    chunk_from_row,
     from_epoch,
     run_from_row,
     run_to_values,
@@ -112,6 +119,7 @@ from pyworkflow.storage.rows import (
     schedule_to_data,
 )
 from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
+from pyworkflow.storage.stream_rules import check_chunk, check_read, chunk_key
 from pyworkflow_redis import scripts
 from pyworkflow_redis.settings import parse_storage_url
 
@@ -405,6 +413,8 @@ class RedisStorage(Storage):
             "put_schedule": scripts.PUT_SCHEDULE,
             "claim_schedules": scripts.CLAIM_SCHEDULES,
             "advance_schedule": scripts.ADVANCE_SCHEDULE,
+            "append_stream_chunk": scripts.APPEND_STREAM_CHUNK,
+            "read_stream": scripts.READ_STREAM,
         }
         self._scripts = {name: client.register_script(src) for name, src in sources.items()}
         if task_group is not None:
@@ -1048,6 +1058,60 @@ class RedisStorage(Storage):
             lambda retry: self.client.zrange(self._key("schedules", "due"), 0, 0, withscores=True),
         )
         return from_epoch(float(first[0][1])) if first else None
+
+    # ----- streams -----
+
+    async def append_stream_chunk(
+        self,
+        run_id: str,
+        stream: str,
+        data: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        index: int | None = None,
+    ) -> int:
+        check_chunk(run_id, stream, data, step_id, attempt, index, self.max_payload_bytes)
+        key = chunk_key(step_id, index) or ""
+        chunk = _json([data, step_id, attempt, index, utcnow().timestamp()])
+        reply = await self._script(
+            "append_stream_chunk", lambda retry: [run_id, stream, chunk, key]
+        )
+        if _status(reply) == "missing":
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+        return int(reply[1])
+
+    async def read_stream(
+        self, run_id: str, stream: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        check_read(run_id, stream, after_seq, limit)
+        reply = await self._script(
+            "read_stream", lambda retry: [run_id, stream, str(after_seq), str(limit)]
+        )
+        if _status(reply) == "missing":
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+        chunks = []
+        for seq, raw in enumerate(reply[1:], start=after_seq + 1):
+            try:
+                values = json.loads(raw)
+            except ValueError as exc:
+                raise CorruptDataError(
+                    f"run {run_id}: chunk {seq} of stream {stream!r} cannot be decoded: {exc}"
+                ) from exc
+            chunks.append(chunk_from_row([run_id, stream, seq, *values]))
+        return chunks
+
+    async def list_streams(self, run_id: str) -> list[str]:
+        async def fetch(retry: bool) -> list[Any]:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hkeys(self._key("streams", run_id))
+                pipe.exists(self._key("run", run_id))
+                return list(await pipe.execute())
+
+        names, exists = await self._call("list_streams", fetch)
+        if not exists:
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+        return sorted(_str(name) for name in names)
 
     # ----- wake-ups -----
 
