@@ -36,6 +36,7 @@ from pyworkflow.storage.schema import (
     ScheduleRow,
     StepLeaseRow,
     StepSlotRow,
+    StreamChunkRow,
 )
 from pyworkflow.testing.servers import PostgresServer
 from pyworkflow.testing.storage_suite import make_run
@@ -114,7 +115,15 @@ async def _metadata_schema(server: PostgresServer, schema: str) -> None:
     store = PostgresStorage(f"{server.url}?schema={schema}")
     tables = [
         SQLModel.metadata.tables[str(row.__tablename__)]
-        for row in (RunRow, EventRow, HookRow, StepLeaseRow, ScheduleRow, StepSlotRow)
+        for row in (
+            RunRow,
+            EventRow,
+            HookRow,
+            StepLeaseRow,
+            ScheduleRow,
+            StepSlotRow,
+            StreamChunkRow,
+        )
     ]
     engine = create_async_engine(
         store.sa_url,
@@ -172,7 +181,7 @@ async def test_a_version_2_database_with_a_run_is_upgraded_to_what_a_fresh_one_i
             after_upgrade = await _fingerprint(c, old)
             after_fresh = await _fingerprint(c, fresh)
             from_metadata = await _fingerprint(c, reference)
-        assert sorted(applied) == list(range(1, LATEST + 1)) and LATEST == 4
+        assert sorted(applied) == list(range(1, LATEST + 1)) and LATEST == 5
         assert after_upgrade == after_fresh
         # the SQLModel tables, plus the partial indexes only PostgreSQL has
         dedup = [i for i in after_fresh["indexes"] if i[1] == _DEDUP_INDEX]

@@ -133,6 +133,30 @@ def _step_slots(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+#: Migration 5's DDL (``StreamChunkRow`` of ``schema.py`` as it was then): the chunks of
+#: durable streams, one per ``(run_id, stream, seq)``, one per dedup key of a stream.
+_STREAM_CHUNKS = (
+    "CREATE TABLE IF NOT EXISTS pyworkflow_stream_chunks ("
+    "run_id VARCHAR NOT NULL, "
+    "stream VARCHAR NOT NULL, "
+    "seq INTEGER NOT NULL, "
+    "data VARCHAR NOT NULL, "
+    "step_id VARCHAR, "
+    "attempt INTEGER, "
+    "chunk_index INTEGER, "
+    "chunk_key VARCHAR, "
+    "created_at FLOAT NOT NULL, "
+    "PRIMARY KEY (run_id, stream, seq))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_pyworkflow_stream_chunks_key "
+    "ON pyworkflow_stream_chunks (run_id, stream, chunk_key)",
+)
+
+
+def _stream_chunks(conn: Connection) -> None:
+    for statement in _STREAM_CHUNKS:
+        conn.execute(text(statement))
+
+
 #: Every migration, oldest first; append new ones, never edit old ones.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, events, hooks and step leases (pyworkflow.storage.schema)", _create_tables),
@@ -143,6 +167,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _queues_and_schedules,
     ),
     Migration(4, "the places of step queues (pyworkflow_step_slots)", _step_slots),
+    Migration(5, "the chunks of durable streams (pyworkflow_stream_chunks)", _stream_chunks),
 )
 #: The schema version this code writes and reads.
 LATEST = MIGRATIONS[-1].version

@@ -93,6 +93,7 @@ HOOKS = "pyworkflow_hooks"
 LEASES = "pyworkflow_step_leases"
 SCHEDULES = "pyworkflow_schedules"
 SLOTS = "pyworkflow_step_slots"
+CHUNKS = "pyworkflow_stream_chunks"
 
 _RUN = ", ".join(RUN_COLUMNS)
 _EVENT = ", ".join(EVENT_COLUMNS)
@@ -414,3 +415,26 @@ def event_arrays(
         [row[4] for row in rows],
         [row[5] for row in rows],
     )
+
+
+# ----- streams (``Storage.append_stream_chunk``; the rules of ``storage.stream_rules``) -----
+
+#: Serialises the appends to one stream (``$1``: a text key naming schema, run and stream)
+#: until the transaction ends: the seq is the stream's last plus one, without gaps.
+LOCK_STREAM = "SELECT pg_advisory_xact_lock(hashtext($1))"
+RUN_EXISTS = f"SELECT 1 FROM {RUNS} WHERE run_id = $1"
+CHUNK_BY_KEY = f"SELECT seq FROM {CHUNKS} WHERE run_id = $1 AND stream = $2 AND chunk_key = $3"
+_CHUNK = "run_id, stream, seq, data, step_id, attempt, chunk_index, created_at"
+#: ``$1`` run, ``$2`` stream, ``$3`` data, ``$4`` step id, ``$5`` attempt, ``$6`` index,
+#: ``$7`` created_at, ``$8`` dedup key: the chunk with the next seq; returns the seq.
+INSERT_CHUNK = (
+    f"INSERT INTO {CHUNKS} ({_CHUNK}, chunk_key) "
+    "SELECT $1::varchar, $2::varchar, COALESCE(max(seq), 0) + 1, $3::varchar, $4::varchar, "
+    "$5::integer, $6::integer, $7::float8, $8::varchar "
+    f"FROM {CHUNKS} WHERE run_id = $1 AND stream = $2 RETURNING seq"
+)
+READ_CHUNKS = (
+    f"SELECT {_CHUNK} FROM {CHUNKS} WHERE run_id = $1 AND stream = $2 AND seq > $3 "
+    "ORDER BY seq LIMIT $4"
+)
+STREAM_NAMES = f"SELECT DISTINCT stream FROM {CHUNKS} WHERE run_id = $1 ORDER BY stream"

@@ -55,12 +55,15 @@ from pyworkflow.models import (
     RunStatus,
     Schedule,
     StepLease,
+    StreamChunk,
+    utcnow,
 )
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
 from pyworkflow.storage.flow_rules import slot_memory
 from pyworkflow.storage.rows import (
+    chunk_from_row,
     dump_payload,
     event_from_row,
     event_rows,
@@ -77,6 +80,7 @@ from pyworkflow.storage.rows import (
     to_epoch,
 )
 from pyworkflow.storage.rules import decode_cursor, hook_changes, hook_conflict_error, page_from
+from pyworkflow.storage.stream_rules import check_chunk, check_read, chunk_key
 from pyworkflow_postgres import statements as sql
 from pyworkflow_postgres.connection import Backoff, is_retryable
 from pyworkflow_postgres.listener import WakeListener
@@ -97,7 +101,7 @@ STATEMENT_CACHE_SIZE = 256
 IDLE_CONNECTION_SECONDS = 300.0
 #: The schema version this code needs: ``pyworkflow_postgres.migrations.LATEST``
 #: (a test keeps them equal), known without importing SQLAlchemy's migrations.
-SCHEMA_LATEST = 4
+SCHEMA_LATEST = 5
 
 
 async def _keep_session(conn: Conn) -> None:
@@ -122,7 +126,8 @@ class PostgresStorage(Storage):
     """Runs and events in PostgreSQL, safe for any number of worker processes and hosts.
 
     Tables (``pyworkflow_runs``, ``pyworkflow_events``, ``pyworkflow_hooks``,
-    ``pyworkflow_step_leases``, ``pyworkflow_schedules``) are the SQLModel
+    ``pyworkflow_step_leases``, ``pyworkflow_schedules``, ``pyworkflow_step_slots``,
+    ``pyworkflow_stream_chunks``) are the SQLModel
     definitions shared with the SQLite backend, created and upgraded at
     :meth:`open` by a versioned migration runner (table
     ``pyworkflow_schema_version``). Every operation
@@ -828,6 +833,57 @@ class PostgresStorage(Storage):
             await conn.execute(sql.STEP_SLOT_RELEASE, queue, holder)
 
         await self._run_op(write, mode="statement")
+
+    # ----- streams -----
+
+    async def append_stream_chunk(
+        self,
+        run_id: str,
+        stream: str,
+        data: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        index: int | None = None,
+    ) -> int:
+        check_chunk(run_id, stream, data, step_id, attempt, index, self.max_payload_bytes)
+        key = chunk_key(step_id, index)
+        lock_key = f"pyworkflow:{self.schema}:stream:{run_id}:{stream}"
+        now = utcnow().timestamp()
+
+        async def write(conn: Conn) -> int:
+            if await conn.fetchval(sql.RUN_EXISTS, run_id) is None:
+                raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+            await conn.execute(sql.LOCK_STREAM, lock_key)
+            if key is not None:
+                seq = await conn.fetchval(sql.CHUNK_BY_KEY, run_id, stream, key)
+                if seq is not None:
+                    return int(seq)
+            values = (run_id, stream, data, step_id, attempt, index, now, key)
+            return int(await conn.fetchval(sql.INSERT_CHUNK, *values))
+
+        # a keyed chunk rerun after a commit that may have landed finds itself (dedup)
+        return await self._run_op(write)
+
+    async def read_stream(
+        self, run_id: str, stream: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[StreamChunk]:
+        check_read(run_id, stream, after_seq, limit)
+
+        async def read(conn: Conn) -> list[Any]:
+            if await conn.fetchval(sql.RUN_EXISTS, run_id) is None:
+                raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+            return list(await conn.fetch(sql.READ_CHUNKS, run_id, stream, after_seq, limit))
+
+        return [chunk_from_row(tuple(row)) for row in await self._run_op(read, mode="read")]
+
+    async def list_streams(self, run_id: str) -> list[str]:
+        async def read(conn: Conn) -> list[str]:
+            if await conn.fetchval(sql.RUN_EXISTS, run_id) is None:
+                raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+            return [str(row[0]) for row in await conn.fetch(sql.STREAM_NAMES, run_id)]
+
+        return await self._run_op(read, mode="read")
 
     # ----- schedules -----
 
