@@ -679,3 +679,30 @@ def test_a_schedule_is_paused_resumed_and_triggered_from_its_row(locked_ui: Test
     page = locked_ui.get("/ui/schedules")
     error = re.search(r'class="flash flash-error" data-testid="flash"[^>]*>(.*?)</div>', page.text)
     assert error and "Could not pause schedule nope&lt;x&gt;" in error.group(1)
+
+
+def test_mounted_under_a_prefix_every_link_redirect_and_cookie_has_it() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    pyworkflow.configure(storage="memory://", embedded_worker=False)
+    put_run("m-1")
+    app = Starlette(routes=[Mount("/wf", app=create_app(api_token=TOKEN))])
+    with TestClient(app, follow_redirects=False) as client:
+        first = client.get("/wf/ui/runs?status=completed")
+        assert first.headers["location"] == "/wf/ui/login?next=%2Fui%2Fruns%3Fstatus%3Dcompleted"
+        login = client.get(first.headers["location"])
+        done = client.post(
+            "/wf/ui/login",
+            params={"next": "/ui/runs?status=completed"},
+            data={"csrf": csrf_of(login.text), "token": TOKEN},
+        )
+        assert done.headers["location"] == "/wf/ui/runs?status=completed"
+        assert "Path=/wf/ui" in done.headers["set-cookie"]
+        page = client.get("/wf/ui/runs")
+        assert page.status_code == 200
+        links = re.findall(r'(?:href|action|src)="(/[^"]*)"', page.text)
+        assert links and all(link.startswith("/wf/ui/") for link in links), links
+        assert '<a href="/wf/ui/runs/m-1">m-1</a>' in page.text
+        assert client.get("/wf/ui/static/ui.js").status_code == 200
+        assert client.get("/wf/").headers["location"] == "/wf/ui/runs"

@@ -50,10 +50,11 @@ class RunsQuery:
     cursor: str | None = None
 
     def url(self, **changes: Any) -> str:
-        """The runs page's query string with ``changes`` (``None`` drops a field)."""
+        """The query string with ``changes`` (``None`` drops a field); ``""`` when empty."""
         values = attrs.asdict(self) | changes
         params = {k: (v.value if isinstance(v, RunStatus) else v) for k, v in values.items()}
-        return "?" + urlencode({k: v for k, v in params.items() if v})
+        query = urlencode({k: v for k, v in params.items() if v})
+        return f"?{query}" if query else ""
 
 
 def _one(query: QueryParams, name: str, limit: int) -> str | None:
