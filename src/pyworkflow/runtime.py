@@ -22,6 +22,7 @@ from pyworkflow.clock import SYSTEM_CLOCK, Clock
 from pyworkflow.clock import install as install_clock
 from pyworkflow.config import Settings, load_settings
 from pyworkflow.errors import ConfigError, CorruptDataError
+from pyworkflow.metrics import install_if_enabled as install_metrics_if_enabled
 from pyworkflow.models import Run
 from pyworkflow.redaction import redact_url
 from pyworkflow.serialization import Serializer
@@ -55,6 +56,7 @@ class Runtime:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
+        install_metrics_if_enabled(settings)  # the metrics observer (docs/observability.md)
         #: The configured serializer: it writes the payloads of runs started from now on.
         self.serializer = plugins.get_serializer(settings.serializer)
         self.storage = storage or plugins.create_storage(settings.storage, settings)

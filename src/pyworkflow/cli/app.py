@@ -129,26 +129,60 @@ def worker(
         list[str] | None,
         typer.Option("--module", "-m", metavar="MODULE", help="Workflow module to import."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics on this port (turns metrics on; default: "
+            "metrics.worker_port when metrics are enabled).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface of the metrics server (default: metrics.worker_host, 127.0.0.1)."
+        ),
+    ] = None,
 ) -> None:
     """Run a long-lived worker: activate due runs, fire timers, recover expired leases.
 
     It prints one line on stderr when it starts (storage, modules, concurrency).
     SIGINT/SIGTERM stop it cleanly: no new claims; in-flight activations get
     drain_timeout seconds (a config key), then are left for recovery (never
-    half-recorded).
+    half-recorded). With --metrics-port it serves its metrics over HTTP
+    (docs/observability.md).
     """
+    from pyworkflow.errors import ConfigError
     from pyworkflow.executors.local import Worker, import_modules
+    from pyworkflow.metrics import metrics_options, start_metrics_server
     from pyworkflow.redaction import redact_url
     from pyworkflow.runtime import configure, get_runtime
 
-    settings = configure(embedded_worker=False)
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise typer.BadParameter("must be a port number (1-65535)", param_hint="--metrics-port")
+    metrics_on = {"metrics": {"enabled": True}} if metrics_port is not None else {}
+    settings = configure(embedded_worker=False, **metrics_on)
+    options = metrics_options(settings)
+    port = metrics_port if metrics_port is not None else options.worker_port
+    serve_metrics = options.enabled and port is not None
     modules = list(settings.modules) + list(module or [])
     import_modules(modules)
     runtime = get_runtime()
     the_worker = Worker(runtime, concurrency=concurrency)
+    metrics_server = None
+    metrics_line = ""
+    if serve_metrics:
+        assert port is not None
+        host = metrics_host or options.worker_host
+        try:
+            metrics_server = start_metrics_server(host, port)
+        except OSError as exc:  # the port is taken, the host is not ours
+            runtime.shutdown()
+            raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+        metrics_line = f", metrics on http://{host}:{port}/metrics"
     render.err_console.print(
         f"pyworkflow worker: storage {redact_url(settings.storage)}, "
-        f"modules {', '.join(modules) or '(none)'}, concurrency {the_worker.concurrency}",
+        f"modules {', '.join(modules) or '(none)'}, concurrency {the_worker.concurrency}"
+        f"{metrics_line}",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -161,6 +195,8 @@ def worker(
     signal.signal(signal.SIGINT, on_signal)
     runtime.call(the_worker.run)
     runtime.shutdown()
+    if metrics_server is not None:
+        metrics_server.shutdown()
 
 
 def load_target(spec: str) -> Any:

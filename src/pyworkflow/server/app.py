@@ -29,6 +29,7 @@ from pyworkflow.errors import (
 from pyworkflow.jsonshape import children_json, event_json, run_json, started_children
 from pyworkflow.models import RunStatus
 from pyworkflow.server.actions_api import action_routes
+from pyworkflow.server.metrics_route import metrics_routes
 from pyworkflow.server.openapi import openapi_document
 from pyworkflow.server.options import (
     DEFAULT_MAX_BODY_BYTES,
@@ -387,6 +388,7 @@ def create_app(
         *action_routes(api, lambda: options().max_body_bytes),
         *schedule_routes(api, lambda: options().max_body_bytes),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *metrics_routes(api),  # GET /metrics when metrics are on (docs/observability.md)
         *ui_routes(options),
     ]
     if cors_origins is None:
