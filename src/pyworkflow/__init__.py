@@ -75,6 +75,13 @@ if TYPE_CHECKING:
     from pyworkflow.schedules.api import acreate_schedule, create_schedule
     from pyworkflow.schedules.spec import Cron
     from pyworkflow.step import Step, step
+    from pyworkflow.streams import (
+        StreamItem,
+        read_stream,
+        read_stream_sync,
+        write_stream,
+        write_stream_sync,
+    )
     from pyworkflow.workflow import Workflow, workflow
 
 __version__ = "0.1.0"
@@ -131,6 +138,11 @@ _EXPORTS: dict[str, str] = {
     "get_result": "pyworkflow.client",
     "get_run": "pyworkflow.client",
     "get_step_context": "pyworkflow.context",
+    "StreamItem": "pyworkflow.streams",
+    "read_stream": "pyworkflow.streams",
+    "read_stream_sync": "pyworkflow.streams",
+    "write_stream": "pyworkflow.streams",
+    "write_stream_sync": "pyworkflow.streams",
     "list_runs": "pyworkflow.client",
     "now": "pyworkflow.context",
     "patched": "pyworkflow.context",
@@ -232,6 +244,7 @@ __all__ = [
     "Step",
     "StepContext",
     "StepFailedError",
+    "StreamItem",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowFailedError",
@@ -263,6 +276,8 @@ __all__ = [
     "now",
     "patched",
     "random",
+    "read_stream",
+    "read_stream_sync",
     "resume_hook",
     "scheduled_at",
     "shutdown",
@@ -274,4 +289,6 @@ __all__ = [
     "uuid4",
     "workflow",
     "workflow_logger",
+    "write_stream",
+    "write_stream_sync",
 ]

@@ -1,0 +1,192 @@
+"""Durable streams: a step writes chunks to a named stream of its run; readers follow it.
+
+Chunks are output, not history: stored beside the event log
+(:meth:`Storage.append_stream_chunk <pyworkflow.storage.base.Storage.append_stream_chunk>`),
+never replayed, kept after the run ends. See ``docs/streams.md``.
+
+The dedup rule: within one stream of one run, storage keeps one chunk per
+``(step id, index)``, where ``index`` counts the calls of :func:`write_stream`
+for that stream in one attempt of the step (0, 1, 2...). A retried attempt
+that writes its chunks again from the start duplicates nothing: its chunks
+with an index already stored are dropped (the first attempt's stay), and
+readers see only those past it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from datetime import datetime
+from typing import Any
+
+import anyio
+import attrs
+
+from pyworkflow.context import current_step_ids, current_workflow
+from pyworkflow.models import StreamChunk
+from pyworkflow.runtime import Runtime, get_runtime
+from pyworkflow.serialization import Serializer, dumps_limited
+
+__all__ = [
+    "StreamItem",
+    "read_stream",
+    "read_stream_sync",
+    "write_stream",
+    "write_stream_sync",
+]
+
+#: Seconds a following reader waits between polls when it has read everything so far.
+DEFAULT_POLL = 0.5
+#: Chunks read per storage call.
+PAGE = 1000
+
+#: The running attempt's ids and its next index per stream name.
+_counters: ContextVar[tuple[tuple[str, str, str, int], dict[str, int]] | None] = ContextVar(
+    "pyworkflow_stream_counters", default=None
+)
+#: The serializer name of runs written to or read here: run id -> name (it never changes).
+_serializers: dict[str, str] = {}
+_MAX_CACHED = 1024
+
+
+@attrs.frozen
+class StreamItem:
+    """One chunk as a reader gets it: its ``seq`` (resume after it) and its decoded ``value``."""
+
+    seq: int
+    value: Any
+    step_id: str | None
+    attempt: int | None
+    created_at: datetime
+
+
+def _next_index(ids: tuple[str, str, str, int], name: str) -> int:
+    state = _counters.get()
+    if state is None or state[0] != ids:
+        state = (ids, {})
+        _counters.set(state)
+    index = state[1].get(name, 0)
+    state[1][name] = index + 1
+    return index
+
+
+def _writer_ids(call: str) -> tuple[str, str, str, int]:
+    ids = current_step_ids()
+    if ids is None:
+        where = "workflow code" if current_workflow() is not None else "outside a step"
+        raise RuntimeError(
+            f"{call}() called in {where}: write to a stream from a step body (the chunk is "
+            "then stored once however often the step is retried)"
+        )
+    return ids
+
+
+async def _serializer(runtime: Runtime, run_id: str) -> Serializer:
+    name = _serializers.get(run_id)
+    if name is None:
+        run = await runtime.storage.get_run(run_id)
+        if len(_serializers) >= _MAX_CACHED:
+            _serializers.clear()
+        _serializers[run_id] = name = run.serializer
+        return runtime.serializer_for(run)
+    if name == runtime.serializer.name:
+        return runtime.serializer
+    from pyworkflow import plugins  # lazily: the registry loads on first use
+
+    return plugins.get_serializer(name)
+
+
+async def _append(
+    runtime: Runtime, run_id: str, name: str, value: Any, step_id: str, attempt: int, index: int
+) -> int:
+    serializer = await _serializer(runtime, run_id)
+    what = f"chunk {index} of stream {name!r} (step {step_id}, run {run_id})"
+    data = dumps_limited(serializer, value, limit=runtime.settings.max_payload_bytes, what=what)
+    return await runtime.storage.append_stream_chunk(
+        run_id, name, data, step_id=step_id, attempt=attempt, index=index
+    )
+
+
+async def write_stream(name: str, chunk: Any) -> int:
+    """Append ``chunk`` to stream ``name`` of the running step's run; returns its seq.
+
+    Call it from a step body. ``chunk`` is serialized with the run's
+    serializer (JSON by default) and may be at most ``max_payload_bytes``
+    (:class:`~pyworkflow.errors.PayloadTooLargeError` otherwise). The n-th
+    call for ``name`` in an attempt writes index n; an index the step wrote
+    in an earlier attempt is not stored again (its seq is returned), so a
+    retried step duplicates nothing it already wrote.
+    """
+    ids = _writer_ids("write_stream")
+    run_id, step_id, _, attempt = ids
+    index = _next_index(ids, name)
+    runtime = get_runtime()
+    return await runtime.acall(_append, runtime, run_id, name, chunk, step_id, attempt, index)
+
+
+def write_stream_sync(name: str, chunk: Any) -> int:
+    """:func:`write_stream` for a synchronous step body (one that runs in a thread)."""
+    ids = _writer_ids("write_stream_sync")
+    run_id, step_id, _, attempt = ids
+    index = _next_index(ids, name)
+    runtime = get_runtime()
+    return runtime.call(_append, runtime, run_id, name, chunk, step_id, attempt, index)
+
+
+async def _page(
+    runtime: Runtime, run_id: str, name: str, after: int
+) -> tuple[bool, list[StreamItem]]:
+    """Whether the run had ended before the read, and the chunks after ``after``."""
+    run = await runtime.storage.get_run(run_id)
+    ended = run.status.is_terminal
+    chunks = await runtime.storage.read_stream(run_id, name, after, PAGE)
+    serializer = await _serializer(runtime, run_id)
+    return ended, [_item(serializer, c) for c in chunks]
+
+
+def _item(serializer: Serializer, chunk: StreamChunk) -> StreamItem:
+    return StreamItem(
+        chunk.seq, serializer.loads(chunk.data), chunk.step_id, chunk.attempt, chunk.created_at
+    )
+
+
+async def read_stream(
+    run_id: str, name: str, *, after: int = 0, follow: bool = True, poll: float = DEFAULT_POLL
+) -> AsyncIterator[StreamItem]:
+    """The chunks of stream ``name`` of run ``run_id`` with ``seq > after``, in order.
+
+    With ``follow`` (the default) it waits for more, polling every ``poll``
+    seconds, until the run has ended and every chunk is read; without it, it
+    stops at the last chunk stored now. Resume a reader by passing the
+    ``seq`` of the last item it saw as ``after``. Raises
+    :class:`~pyworkflow.errors.RunNotFoundError` for an unknown run.
+    """
+    runtime = get_runtime()
+    while True:
+        ended, items = await runtime.acall(_page, runtime, run_id, name, after)
+        for item in items:
+            yield item
+            after = item.seq
+        if len(items) == PAGE:
+            continue
+        if ended or not follow:
+            return
+        await anyio.sleep(poll)
+
+
+def read_stream_sync(
+    run_id: str, name: str, *, after: int = 0, follow: bool = True, poll: float = DEFAULT_POLL
+) -> Iterator[StreamItem]:
+    """:func:`read_stream` for synchronous code: a plain iterator."""
+    runtime = get_runtime()
+    while True:
+        ended, items = runtime.call(_page, runtime, run_id, name, after)
+        yield from items
+        if items:
+            after = items[-1].seq
+        if len(items) == PAGE:
+            continue
+        if ended or not follow:
+            return
+        time.sleep(poll)
