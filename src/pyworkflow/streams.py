@@ -30,6 +30,7 @@ from pyworkflow.serialization import Serializer, dumps_limited
 
 __all__ = [
     "StreamItem",
+    "follow_chunks",
     "read_stream",
     "read_stream_sync",
     "write_stream",
@@ -149,6 +150,39 @@ def _item(serializer: Serializer, chunk: StreamChunk) -> StreamItem:
     return StreamItem(
         chunk.seq, serializer.loads(chunk.data), chunk.step_id, chunk.attempt, chunk.created_at
     )
+
+
+async def _raw_page(
+    runtime: Runtime, run_id: str, name: str, after: int
+) -> tuple[bool, list[StreamChunk]]:
+    run = await runtime.storage.get_run(run_id)
+    return run.status.is_terminal, await runtime.storage.read_stream(run_id, name, after, PAGE)
+
+
+async def follow_chunks(
+    run_id: str,
+    name: str,
+    *,
+    after: int = 0,
+    follow: bool = True,
+    poll: float = DEFAULT_POLL,
+) -> AsyncIterator[StreamChunk]:
+    """The stored chunks (not decoded) of stream ``name``, as :func:`read_stream` walks them.
+
+    For servers and tools that pass chunks on as stored (the HTTP API sends
+    ``data`` as the run's serializer wrote it).
+    """
+    runtime = get_runtime()
+    while True:
+        ended, chunks = await runtime.acall(_raw_page, runtime, run_id, name, after)
+        for chunk in chunks:
+            yield chunk
+            after = chunk.seq
+        if len(chunks) == PAGE:
+            continue
+        if ended or not follow:
+            return
+        await anyio.sleep(poll)
 
 
 async def read_stream(

@@ -40,6 +40,7 @@ from pyworkflow.server.options import (
 )
 from pyworkflow.server.schedules_api import check_flow_fields, schedule_routes
 from pyworkflow.server.signing import DELIVERY_HEADER, SIGNATURE_HEADER, SignatureError, verify
+from pyworkflow.server.streams_api import stream_routes
 from pyworkflow.server.wire import (
     MAX_JSON_DEPTH,
     ApiError,
@@ -389,6 +390,7 @@ def create_app(
         *schedule_routes(api, lambda: options().max_body_bytes),
         Route("/openapi.json", openapi, methods=["GET"]),
         *metrics_routes(api),  # GET /metrics when metrics are on (docs/observability.md)
+        *stream_routes(api),  # GET /api/runs/{run_id}/streams/{name}: SSE (docs/streams.md)
         *ui_routes(options),
     ]
     if cors_origins is None:
