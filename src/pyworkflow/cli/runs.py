@@ -1,4 +1,4 @@
-"""``pyworkflow runs ...``: list, show, events, cancel, retry, replay, export."""
+"""``pyworkflow runs ...``: list, show, events, stream, cancel, retry, replay, export."""
 
 from __future__ import annotations
 
@@ -145,6 +145,44 @@ def events(run_id: str, as_json: JsonOption = False) -> None:
         render.print_json([event_json(e) for e in log])
     else:
         render.print_table(render.EVENTS_HEADERS, render.events_rows(log))
+
+
+@runs_app.command()
+def stream(
+    run_id: str,
+    name: str,
+    after: Annotated[
+        int, typer.Option(min=0, help="Start after this seq (the last one seen).")
+    ] = 0,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--no-follow", help="Wait for chunks until the run has ended (default)."
+        ),
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per chunk and line.")
+    ] = False,
+) -> None:
+    """Print a run's durable stream NAME, one chunk a line, following it while the run works."""
+    import json
+
+    import pyworkflow
+
+    for item in pyworkflow.read_stream_sync(run_id, name, after=after, follow=follow):
+        if as_json:
+            shown = {
+                "seq": item.seq,
+                "value": item.value,
+                "step_id": item.step_id,
+                "attempt": item.attempt,
+                "created_at": item.created_at.isoformat(),
+            }
+            render.print_line(json.dumps(shown, default=str))
+        elif isinstance(item.value, str):
+            render.print_line(item.value)
+        else:
+            render.print_line(json.dumps(item.value, default=str))
 
 
 @runs_app.command()
