@@ -26,6 +26,7 @@ EXPECTED = {
     "audit: audit-fee:1\n4 child runs of ",
     "queues.py": "sent to vip\nvip went before the runs waiting with it: True",
     "schedules.py": "one per tick: True",
+    "streaming.py": "[########] 8/8 documents, 108 words\nindexed words: 108",
 }
 
 
