@@ -68,7 +68,7 @@ __all__ = [
 #: The config table: ``[tool.pyworkflow.metrics]`` (``PYWORKFLOW_METRICS__<OPTION>``).
 TABLE = "metrics"
 #: The name the observer is registered under with the plugin manager.
-PLUGIN_NAME = "metrics"
+PLUGIN_NAME = "pyworkflow_metrics"
 #: prometheus_client's multiprocess mode: the directory every process writes its values to.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Where ``pyworkflow worker --metrics-port`` listens unless told otherwise.
