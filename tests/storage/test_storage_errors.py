@@ -157,3 +157,20 @@ async def test_file_row_that_cannot_be_rebuilt_is_listed_failed_and_logged(
     assert sum("cannot be read or rebuilt" in m for m in logs) == 1  # once per process
     assert await storage.claim_runs("w", pyworkflow.now(), 10, timedelta(seconds=5)) == []
     await storage.close()
+
+
+@pytest.mark.parametrize(
+    "run_id", ["r" * 300, "é" * 150, "a\0b", "../escape", ".hidden"], ids=repr
+)
+@pytest.mark.anyio
+async def test_a_run_id_that_cannot_name_a_file_is_not_found_on_file_storage(
+    tmp_path: Path, run_id: str
+) -> None:
+    """A client's lookup of an odd run id is "not found", never an OSError (a 500 at the API)."""
+    from pyworkflow.errors import RunNotFoundError
+
+    async with FileStorage(f"file://{tmp_path / 'runs'}") as storage:
+        with pytest.raises(RunNotFoundError):
+            await storage.get_run(run_id)
+        with pytest.raises(RunNotFoundError):
+            await storage.get_events(run_id)

@@ -84,6 +84,10 @@ T = TypeVar("T")
 FSYNC_POLICIES = ("always", "never")
 
 
+#: Longest run id (UTF-8 bytes) that fits a file name with its suffixes (most systems: 255).
+_MAX_NAME_BYTES = 200
+
+
 def _key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -172,9 +176,23 @@ class FileStorage(Storage):
         return await anyio.to_thread.run_sync(call)
 
     def _row_path(self, run_id: str) -> Path:
-        if not run_id or "/" in run_id or run_id.startswith("."):
-            raise RunNotFoundError(f"no run with id {run_id!r} in {self.url}")
-        return self.root / "runs" / f"{run_id}.json"
+        return self._run_file(run_id, ".json")
+
+    def _run_file(self, run_id: str, suffix: str) -> Path:
+        """The file of ``run_id`` with ``suffix``; an id that cannot name a file names no run.
+
+        (Run ids this library makes are short; a client's lookup of a very long id, or one
+        with a NUL or a slash, must be "not found", not an OSError.)
+        """
+        if (
+            not run_id
+            or "/" in run_id
+            or "\0" in run_id
+            or run_id.startswith(".")
+            or len(run_id.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES
+        ):
+            raise RunNotFoundError(f"no run with id {run_id[:100]!r} in {self.url}")
+        return self.root / "runs" / f"{run_id}{suffix}"
 
     def _write_json(self, path: Path, data: Any) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -253,7 +271,7 @@ class FileStorage(Storage):
         return self._load(run_id)[0]
 
     def _log_path(self, run_id: str) -> Path:
-        return self.root / "runs" / f"{run_id}.jsonl"
+        return self._run_file(run_id, ".jsonl")
 
     def _read_log(self, run: Run, size: int) -> list[Event]:
         """The acknowledged events: the first ``size`` bytes of the log."""
