@@ -8,6 +8,7 @@ import importlib.metadata
 import re
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
@@ -40,12 +41,14 @@ __all__ = [
     "get_plugin_manager",
     "get_serializer",
     "has_event_observers",
+    "has_step_body_contexts",
     "list_plugins",
     "make_plugin_manager",
     "notify_events_appended",
     "notify_run_status_changed",
     "reset_plugin_manager",
     "serializer_names",
+    "step_body_contexts",
     "storage_schemes",
 ]
 
@@ -516,6 +519,21 @@ def notify_run_status_changed(run_id: str, workflow: str, status: RunStatus) -> 
     get_plugin_manager().hook.pyworkflow_run_status_changed(
         run_id=run_id, workflow=workflow, status=status
     )
+
+
+def has_step_body_contexts() -> bool:
+    """Whether any plugin implements ``pyworkflow_step_body_context``."""
+    return bool(get_plugin_manager().hook.pyworkflow_step_body_context.get_hookimpls())
+
+
+def step_body_contexts(
+    run_id: str, step_id: str, name: str, attempt: int
+) -> list[AbstractContextManager[None]]:
+    """The context managers plugins want held around a step attempt's body (outermost first)."""
+    found = get_plugin_manager().hook.pyworkflow_step_body_context(
+        run_id=run_id, step_id=step_id, name=name, attempt=attempt
+    )
+    return [cm for cm in reversed(found) if cm is not None]
 
 
 @attrs.frozen

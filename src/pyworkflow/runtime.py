@@ -26,7 +26,10 @@ from pyworkflow.metrics import install_if_enabled as install_metrics_if_enabled
 from pyworkflow.models import Run
 from pyworkflow.redaction import redact_url
 from pyworkflow.serialization import Serializer
+from pyworkflow.stepexec import refresh_body_contexts
 from pyworkflow.storage.base import open_storage
+from pyworkflow.tracing import flush_tracing
+from pyworkflow.tracing import install_if_enabled as install_tracing_if_enabled
 
 if TYPE_CHECKING:
     from pyworkflow.engine.journal import Journal
@@ -61,6 +64,8 @@ class Runtime:
         self.serializer = plugins.get_serializer(settings.serializer)
         self.storage = storage or plugins.create_storage(settings.storage, settings)
         self.executor = executor or plugins.create_executor(settings.executor, settings)
+        install_tracing_if_enabled(settings, self.storage)  # docs/observability.md
+        refresh_body_contexts()  # whether a plugin wraps step bodies, asked once
         #: The clock everything on this runtime's loop reads time through (:mod:`pyworkflow.clock`).
         self.clock = clock
         #: Step bodies replaced by name (the test harness's ``override_step``); empty otherwise.
@@ -139,6 +144,7 @@ class Runtime:
         except RuntimeError:  # the loop already ended
             pass
         thread.join(timeout=self.settings.drain_timeout + 10)
+        flush_tracing()  # the spans still batched leave before the process may end
 
     # ----- serializers -----
 

@@ -21,7 +21,7 @@ import time
 import traceback
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, ExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -42,6 +42,7 @@ __all__ = [
     "BLOCKING_CHECK_SECONDS",
     "BLOCKING_WARNING_SECONDS",
     "dump_error",
+    "refresh_body_contexts",
     "report_blocking",
     "retry_bases",
     "run_step_attempt",
@@ -272,6 +273,7 @@ async def run_step_attempt(
 
     base = {"name": name, "attempt": attempt, **extra} if extra else None
     timeout = definition.timeout.total_seconds() if definition.timeout else None
+    wrappers = _enter_body_contexts(ids) if _wrapping else None
     try:
         if (
             timeout is None
@@ -290,7 +292,37 @@ async def run_step_attempt(
             error = TimeoutError(f"step {name!r} timed out after {timeout:g}s")
     else:
         return _finished(definition, ids, retry_base, serializer, limit, base, result)
+    finally:
+        if wrappers is not None:
+            wrappers.close()
     return _failed(definition, ids, retry_base, serializer, limit, base, error, True)
+
+
+#: Whether a plugin wraps step bodies (``pyworkflow_step_body_context``); asked by
+#: :func:`refresh_body_contexts` when a runtime starts, not per attempt.
+_wrapping = False
+
+
+def refresh_body_contexts() -> None:
+    """Ask the plugins once whether any wraps step bodies (each runtime calls it)."""
+    global _wrapping
+    from pyworkflow import plugins
+
+    _wrapping = plugins.has_step_body_contexts()
+
+
+def _enter_body_contexts(ids: _Ids) -> ExitStack:
+    """Enter the plugins' context managers for attempt ``ids``; close the stack to leave."""
+    from pyworkflow import plugins
+
+    stack = ExitStack()
+    try:
+        for manager in plugins.step_body_contexts(*ids):
+            stack.enter_context(manager)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
 
 
 def _with_worker(base: dict[str, Any] | None, name: str, attempt: int) -> dict[str, Any] | None:
@@ -393,6 +425,19 @@ def start_attempt(
     returned, to be awaited. The events are those :func:`run_step_attempt`
     writes.
     """
+    if _wrapping:  # a plugin wraps bodies: the attempt runs (wrapped) as a coroutine
+        return run_step_attempt(
+            definition,
+            body,
+            args,
+            kwargs,
+            run_id=ids[0],
+            step_id=ids[1],
+            attempt=ids[3],
+            retry_base=retry_base,
+            serializer=serializer,
+            limit=limit,
+        )
     _step_ids.set(ids)  # get_step_context() builds its record from them
     error: Exception | None = None
     try:
