@@ -48,6 +48,18 @@ async def tr_boom() -> None:
     raise KeyError("always")
 
 
+@step()
+def tr_sync_body() -> int:
+    """A sync body (it runs in a worker thread): its spans nest under the attempt too."""
+    with trace.get_tracer("user").start_as_current_span("sync-user-work"):
+        return 1
+
+
+@workflow(name="tr_sync")
+async def tr_sync() -> int:
+    return await tr_sync_body()
+
+
 @workflow(name="tr_retry")
 async def tr_retry(key: str) -> str:
     return await tr_flaky(key)
@@ -146,6 +158,17 @@ def test_run_with_retries_is_one_trace(spans: InMemorySpanExporter) -> None:
     (user,) = named["user-work"]
     assert _parent_id(user) == attempts[2].context.span_id
     assert user.context.trace_id == run.context.trace_id
+
+
+def test_sync_body_spans_nest_under_the_attempt(spans: InMemorySpanExporter) -> None:
+    run_id = start(tr_sync)
+    assert get_result(run_id, timeout=20) == 1
+    runtime.shutdown()
+    named = _by_name(spans.get_finished_spans())
+    (attempt,) = named["step tr_sync_body"]
+    (user,) = named["sync-user-work"]
+    assert _parent_id(user) == attempt.context.span_id
+    assert user.context.trace_id == tracing.trace_id_for(run_id)
 
 
 def test_failed_run_records_the_error(spans: InMemorySpanExporter) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 import pluggy
@@ -168,14 +168,15 @@ def pyworkflow_run_status_changed(run_id: str, workflow: str, status: RunStatus)
 @hookspec
 def pyworkflow_step_body_context(
     run_id: str, step_id: str, name: str, attempt: int
-) -> AbstractContextManager[None] | None:
-    """Return a context manager to hold around one step attempt's body, or None.
+) -> AbstractAsyncContextManager[None] | None:
+    """Return an async context manager to hold around one step attempt's body, or None.
 
     Called in the process that runs the attempt, just before its body starts;
-    the body runs inside every context manager returned (the first plugin's
-    outermost). Tracing uses it to make the attempt's span the current
-    OpenTelemetry context, so spans the body makes nest under it. When no
-    plugin implements the hook, bodies run with no wrapper at no cost.
+    the body (a sync body in its worker thread too) runs inside every context
+    manager returned; being async, one may look things up in storage first.
+    Tracing uses it to make the attempt's span the current OpenTelemetry
+    context, so spans the body makes nest under it. When no plugin implements
+    the hook, bodies run with no wrapper at no cost.
 
     :param run_id:
         The run the step belongs to.

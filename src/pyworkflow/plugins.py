@@ -8,7 +8,7 @@ import importlib.metadata
 import re
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
@@ -528,7 +528,7 @@ def has_step_body_contexts() -> bool:
 
 def step_body_contexts(
     run_id: str, step_id: str, name: str, attempt: int
-) -> list[AbstractContextManager[None]]:
+) -> list[AbstractAsyncContextManager[None]]:
     """The context managers plugins want held around a step attempt's body (outermost first)."""
     found = get_plugin_manager().hook.pyworkflow_step_body_context(
         run_id=run_id, step_id=step_id, name=name, attempt=attempt

@@ -21,7 +21,7 @@ import time
 import traceback
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, ExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -273,7 +273,7 @@ async def run_step_attempt(
 
     base = {"name": name, "attempt": attempt, **extra} if extra else None
     timeout = definition.timeout.total_seconds() if definition.timeout else None
-    wrappers = _enter_body_contexts(ids) if _wrapping else None
+    wrappers = await _enter_body_contexts(ids) if _wrapping else None
     try:
         if (
             timeout is None
@@ -294,7 +294,7 @@ async def run_step_attempt(
         return _finished(definition, ids, retry_base, serializer, limit, base, result)
     finally:
         if wrappers is not None:
-            wrappers.close()
+            await wrappers.aclose()
     return _failed(definition, ids, retry_base, serializer, limit, base, error, True)
 
 
@@ -311,16 +311,16 @@ def refresh_body_contexts() -> None:
     _wrapping = plugins.has_step_body_contexts()
 
 
-def _enter_body_contexts(ids: _Ids) -> ExitStack:
+async def _enter_body_contexts(ids: _Ids) -> AsyncExitStack:
     """Enter the plugins' context managers for attempt ``ids``; close the stack to leave."""
     from pyworkflow import plugins
 
-    stack = ExitStack()
+    stack = AsyncExitStack()
     try:
         for manager in plugins.step_body_contexts(*ids):
-            stack.enter_context(manager)
+            await stack.enter_async_context(manager)
     except BaseException:
-        stack.close()
+        await stack.aclose()
         raise
     return stack
 

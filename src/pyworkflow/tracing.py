@@ -35,8 +35,8 @@ import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -217,12 +217,9 @@ class TracingPlugin:
     @hookimpl
     def pyworkflow_step_body_context(
         self, run_id: str, step_id: str, name: str, attempt: int
-    ) -> AbstractContextManager[None] | None:
+    ) -> AbstractAsyncContextManager[None] | None:
         """Make the step attempt's span the current OpenTelemetry context around the body."""
-        info = self._runs.get(run_id)
-        if info is None:
-            return None  # the root is unknown here: no parent to offer (spans stay unparented)
-        return self._current(self._context(info.root, span_id_for(run_id, step_id, attempt)))
+        return self._current(run_id, span_id_for(run_id, step_id, attempt))
 
     # --- what the events say ---
 
@@ -294,10 +291,21 @@ class TracingPlugin:
         )
         return context
 
-    @contextmanager
-    def _current(self, parent: SpanContext) -> Iterator[None]:
+    @asynccontextmanager
+    async def _current(self, run_id: str, span_id: int) -> AsyncIterator[None]:
+        """``span_id`` of run ``run_id`` as the current span (its root looked up if unknown)."""
         from opentelemetry import context
 
+        info: _RunInfo | None = self._runs.get(run_id)
+        if info is None and self.storage is not None:
+            try:
+                info = await self._resolve(self.storage, run_id)
+            except Exception:
+                logger.opt(exception=True).warning("pyworkflow tracing: cannot find the run")
+        if info is None:
+            yield
+            return
+        parent = self._context(info.root, span_id)
         token = context.attach(
             self._trace.set_span_in_context(self._trace.NonRecordingSpan(parent))
         )
