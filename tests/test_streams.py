@@ -24,6 +24,7 @@ from pyworkflow import (
 )
 
 from .conftest import FAST
+from .dispatching import dispatching_executor  # noqa: F401  # fixture
 
 
 @step(max_retries=2, retry_delay=0.01)
@@ -126,6 +127,25 @@ async def oversized() -> str:
 @workflow
 async def writes_too_much() -> str:
     return await oversized()
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "memory"])
+def test_a_dispatched_step_streams_and_dedups_too(
+    storage: str,
+    tmp_path: Any,
+    dispatching_executor: None,  # noqa: F811
+) -> None:
+    url = "memory://" if storage == "memory" else f"sqlite:///{tmp_path / 'pw.db'}"
+    runtime.configure(storage=url, executor="inprocess-dispatch", **FAST)
+    run_id = start(retried_stream, 4)
+    assert get_result(run_id, timeout=30) == 4
+    items = list(read_stream_sync(run_id, "progress"))
+    assert [(i.seq, i.value["i"], i.attempt) for i in items] == [
+        (1, 0, 1),
+        (2, 1, 1),
+        (3, 2, 1),
+        (4, 3, 2),
+    ]
 
 
 def test_a_chunk_over_the_payload_limit_is_refused() -> None:
