@@ -569,10 +569,23 @@ def install_if_enabled(settings: Settings, storage: Storage | None = None) -> bo
             return True
         if _installed is None:
             _installed = TracingPlugin(make_provider(tracing_options(settings)), storage)
+            _offer_global_provider(_installed.provider)
         else:
             _installed.storage = storage
         pm.register(_installed, name=PLUGIN_NAME)
         return True
+
+
+def _offer_global_provider(provider: TracerProvider) -> None:
+    """Make ``provider`` OpenTelemetry's global one unless the application set its own.
+
+    Then spans user code makes with ``trace.get_tracer(...)`` inside steps are
+    exported with PyWorkflow's (and nest under the attempt's span either way).
+    """
+    from opentelemetry import trace
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(provider)
 
 
 def get_tracing() -> TracingPlugin | None:
