@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import pytest
 from celery_support import FAST, HERE, client_settings
-from pyworkflow_celery.testing import CeleryCluster, RedisServer, wait_for
+from pyworkflow_celery.testing import QUEUES, CeleryCluster, RedisServer, wait_for
 
 from pyworkflow import EventType, get_events, get_result, runtime, start
 
@@ -120,7 +120,8 @@ def traced_cluster(
             "PYWORKFLOW_TRACING__ENABLED": "1",
             "PYWORKFLOW_TRACING__EXPORTER": "otlp",
             "PYWORKFLOW_TRACING__ENDPOINT": endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export batches promptly (also flushed at exit)
+            # no timed export: the spans must leave when the workers stop (the flush at stop)
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",
         },
     )
     runtime.reset()
@@ -163,8 +164,13 @@ def test_steps_on_two_celery_workers_make_one_trace(
     tmp_path: Path,
 ) -> None:
     cluster, memory = traced_cluster
-    for name in ("w1", "w2"):
-        cluster.worker(name, env={"OTEL_RESOURCE_ATTRIBUTES": f"pyworkflow.test_worker={name}"})
+    # w1: a thread-pool worker; w2: a prefork worker, whose pool process runs the steps
+    cluster.worker("w1", env={"OTEL_RESOURCE_ATTRIBUTES": "pyworkflow.test_worker=w1"})
+    cluster.settings["OTEL_RESOURCE_ATTRIBUTES"] = "pyworkflow.test_worker=w2"
+    argv = ["celery", "-A", "pyworkflow_celery.app", "worker", "-Q", QUEUES, "-n", "w2@%h"]
+    argv += ["-P", "prefork", "-c", "1", "--without-gossip", "--without-mingle"]
+    argv += ["--without-heartbeat", "-l", "INFO"]
+    cluster.command("w2", argv, "ready.")
     import celery_tracing_flows as flows
 
     run_id = start(flows.traced_parallel, str(tmp_path))
@@ -173,12 +179,14 @@ def test_steps_on_two_celery_workers_make_one_trace(
     hosts = {e.payload["worker"] for e in events if e.type == EventType.STEP_STARTED}
     assert hosts == {cluster.hostname_of("w1"), cluster.hostname_of("w2")}, hosts
     received: list[Span] = receiver.spans  # type: ignore[attr-defined]
+    assert not received  # batched until the workers stop
+    cluster.stop_all()  # SIGTERM: a warm shutdown, which flushes the batched spans
 
     def all_exported() -> bool:
         names = [s.name for s in received]
         return "workflow traced_parallel" in names and names.count("step traced_meet") == 3
 
-    wait_for(all_exported, 60, "the workers' spans to reach the receiver")
+    wait_for(all_exported, 30, "the workers' spans to reach the receiver")
     spans = _local(memory) + list(received)
     assert {s.trace_id for s in spans} == {tracing.trace_id_for(run_id)}
 

@@ -161,7 +161,15 @@ def _stop_runtime(**_: Any) -> None:
     runtime.shutdown()
 
 
+def _flush_spans(**_: Any) -> None:
+    """A prefork pool process exits without atexit handlers: export its batched spans first."""
+    from pyworkflow.tracing import flush_tracing
+
+    flush_tracing()
+
+
 signals.worker_process_init.connect(_forget_inherited_runtime, weak=False)
+signals.worker_process_shutdown.connect(_flush_spans, weak=False)
 signals.worker_shutdown.connect(_stop_runtime, weak=False)
 
 
