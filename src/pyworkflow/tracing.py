@@ -176,11 +176,14 @@ class _RunInfo:
 
 
 class _Lru(OrderedDict[str, Any]):
+    _lock = threading.Lock()
+
     def remember(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > _KEPT:
-            self.popitem(last=False)
+        with self._lock:
+            self[key] = value
+            self.move_to_end(key)
+            while len(self) > _KEPT:
+                self.popitem(last=False)
 
 
 class TracingPlugin:
@@ -198,6 +201,8 @@ class TracingPlugin:
         #: Open spans' starts: (run id, correlation id or kind, attempt) -> timestamp.
         self._starts: _Lru = _Lru()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Events of runs whose root is being looked up, by run id, in append order.
+        self._pending: dict[str, list[Event]] = {}
 
     # --- the hooks ---
 
@@ -207,7 +212,7 @@ class TracingPlugin:
         try:
             self._learn(run_id, events)
             info = self._runs.get(run_id)
-            if info is not None and (info.started is not None or not _ends_run(events)):
+            if info is not None and run_id not in self._pending:
                 self._emit(run_id, info, events)
                 return
             self._resolve_later(run_id, events)
@@ -252,13 +257,25 @@ class TracingPlugin:
             info = _RunInfo(root=run_id)
             self._emit(run_id, info, events)
             return
-        task = loop.create_task(self._resolve_and_emit(storage, run_id, list(events)))
+        with self._lock:
+            pending = self._pending.get(run_id)
+            if pending is not None:  # a lookup is under way: its events wait, in order
+                pending.extend(events)
+                return
+            self._pending[run_id] = list(events)
+        task = loop.create_task(self._resolve_and_emit(storage, run_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _resolve_and_emit(self, storage: Storage, run_id: str, events: list[Event]) -> None:
+    async def _resolve_and_emit(self, storage: Storage, run_id: str) -> None:
         try:
             info = await self._resolve(storage, run_id)
+        except Exception:
+            logger.opt(exception=True).warning("pyworkflow tracing: cannot find run {}", run_id)
+            info = _RunInfo(root=run_id)
+        with self._lock:
+            events = self._pending.pop(run_id, [])
+        try:
             self._emit(run_id, info, events)
         except Exception:
             logger.opt(exception=True).warning("pyworkflow tracing: cannot build spans")
@@ -441,10 +458,6 @@ class TracingPlugin:
             self.provider.force_flush()
         finally:
             self.provider.shutdown()
-
-
-def _ends_run(events: Sequence[Event]) -> bool:
-    return any(e.type in _RUN_ENDS for e in events)
 
 
 def _activation_end(kind: EventType) -> str:
