@@ -44,3 +44,21 @@ def test_forward_storage_from_the_environment() -> None:
         overrides={"storage": SECRET_URL}, environ={"PYWORKFLOW_RAY__FORWARD_STORAGE": "false"}
     )
     assert RaySettings.from_settings(settings).forward_storage is False
+
+
+def test_the_tracing_table_goes_to_the_ray_tasks() -> None:
+    settings = load_settings(
+        overrides={
+            "storage": SECRET_URL,
+            "tracing": {"enabled": True, "endpoint": "http://otel:4318/v1/traces"},
+        },
+        environ={},
+    )
+    env = worker_env(settings, RaySettings.from_settings(settings))
+    assert env["PYWORKFLOW_TRACING__ENABLED"] == "true"
+    assert env["PYWORKFLOW_TRACING__ENDPOINT"] == "http://otel:4318/v1/traces"
+    reread = load_settings(overrides={}, environ=env)
+    assert reread.plugin_tables["tracing"] == {
+        "enabled": "true",
+        "endpoint": "http://otel:4318/v1/traces",
+    }

@@ -141,7 +141,7 @@ def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
     """``PYWORKFLOW_*`` variables that make a Ray worker's runtime match this process's.
 
     Storage (absolute; unless ``forward_storage`` is off), modules,
-    serializer, lease and poll settings and the ``queues`` table; the local
+    serializer, lease and poll settings, the ``queues`` and ``tracing`` tables; the local
     executor with no embedded worker (Ray workers run step bodies only;
     activations and timers stay with ``pyworkflow worker``), so the Ray
     workers need not know this plugin's entry point.
@@ -163,6 +163,9 @@ def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
                 env[f"PYWORKFLOW_QUEUES__{name.upper()}__{str(option).upper()}"] = _env_text(value)
         else:  # from PYWORKFLOW_QUEUES__<NAME>__<OPTION> already
             env[f"PYWORKFLOW_QUEUES__{str(name).upper()}"] = _env_text(table)
+    # tracing: a Ray worker emits the spans of the step attempts it records, in the run's trace
+    for option, value in settings.plugin_tables.get("tracing", {}).items():
+        env[f"PYWORKFLOW_TRACING__{str(option).upper()}"] = _env_text(value)
     if options.forward_storage:
         env["PYWORKFLOW_STORAGE"] = _absolute_storage(settings.storage)
     env.update(_RAY_DEFAULT_ENV)
