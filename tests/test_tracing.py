@@ -27,7 +27,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pyworkflow import tracing
+from pyworkflow import stepexec, tracing
+from pyworkflow.plugins import get_plugin_manager
 
 _calls: dict[str, int] = {}
 
@@ -93,6 +94,7 @@ def spans(tmp_path: Path) -> Iterator[InMemorySpanExporter]:
     runtime.get_runtime()
     plugin = tracing.get_tracing()
     assert plugin is not None
+    assert stepexec._wrapping is True  # asked once, when the runtime was made
     exporter = InMemorySpanExporter()
     plugin.provider.add_span_processor(SimpleSpanProcessor(exporter))
     # user code's spans go through the same provider
@@ -255,6 +257,8 @@ def test_off_by_default_and_bad_options(tmp_path: Path) -> None:
     runtime.configure(storage="memory://")
     runtime.get_runtime()
     assert tracing.get_tracing() is None
+    assert not get_plugin_manager().hook.pyworkflow_events_appended.get_hookimpls()
+    assert stepexec._wrapping is False  # step bodies run unwrapped, on the fast path
     for table, key in (
         ({"enabled": "maybe"}, "enabled"),
         ({"enabled": True, "exporter": "zipkin"}, "exporter"),
