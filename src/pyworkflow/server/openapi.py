@@ -578,6 +578,53 @@ _PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/runs/{run_id}/streams/{name}": {
+        "get": {
+            "operationId": "followRunStream",
+            "summary": "A run's durable stream as server-sent events.",
+            "description": (
+                "One `event: chunk` per chunk (`id` = its seq, `data` = the chunk as the run's "
+                "serializer stored it), following the stream until the run has ended and every "
+                "chunk is sent, then `event: end`. Resume with `Last-Event-ID` or `after`."
+            ),
+            "parameters": [
+                _RUN_ID,
+                {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**62},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The stream's chunks, as server-sent events.",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {  # one event: a chunk, the first (retry) or the end
+                                "type": "object",
+                                "properties": {
+                                    "event": {"type": "string", "enum": ["chunk", "end"]},
+                                    "id": {"type": "string"},
+                                    "data": {"type": "string"},
+                                    "retry": {"type": "integer"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "401": _UNAUTHORIZED,
+                "404": _error("No such run."),
+                "422": _error("`after` or `Last-Event-ID` is not a seq, or a bad stream name."),
+            },
+        }
+    },
     "/api/runs/{run_id}/cancel": {
         "post": {
             "operationId": "cancelRun",

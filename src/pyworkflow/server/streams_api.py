@@ -22,12 +22,14 @@ from pyworkflow.models import StreamChunk
 from pyworkflow.server.wire import ApiError
 from pyworkflow.storage.stream_rules import check_read
 
-__all__ = ["POLL", "sse_event", "stream_routes"]
+__all__ = ["MAX_SEQ", "POLL", "sse_event", "stream_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 #: Seconds between polls of the storage while the stream has nothing new.
 POLL = 0.25
+#: The largest seq a client may name (storage integers are 64-bit).
+MAX_SEQ = 2**62
 #: How long (ms) an ``EventSource`` waits before reconnecting.
 RETRY_MS = 1000
 
@@ -41,8 +43,10 @@ def sse_event(chunk: StreamChunk) -> bytes:
 
 def _after(request: Request) -> int:
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.isascii() or not raw.isdigit():
-        raise ApiError(422, f"Last-Event-ID or after must be a seq (a number >= 0), not {raw!r}")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or int(raw) > MAX_SEQ:
+        raise ApiError(
+            422, f"Last-Event-ID or after must be a seq (a number from 0 to 2**62), not {raw!r}"
+        )
     return int(raw)
 
 
