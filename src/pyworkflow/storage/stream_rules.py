@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pyworkflow.errors import PayloadTooLargeError
 
-__all__ = ["MAX_STREAM_NAME", "check_chunk", "check_read", "chunk_key"]
+__all__ = ["MAX_INT", "MAX_STREAM_NAME", "check_chunk", "check_read", "chunk_key"]
 
 #: The longest stream name, in characters.
 MAX_STREAM_NAME = 200
+#: The largest seq, attempt, index or limit (every backend stores 64-bit integers).
+MAX_INT = 2**62
 
 
 def _check_stream(stream: object) -> None:
@@ -22,8 +24,8 @@ def _check_stream(stream: object) -> None:
 def _check_optional_int(name: str, value: object) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
-    if value is not None and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value is not None and not 0 <= value <= MAX_INT:
+        raise ValueError(f"{name} must be from 0 to 2**62, got {value}")
 
 
 def check_chunk(

@@ -62,6 +62,8 @@ class StreamStorageCases:
         assert [c.seq for c in await storage.read_stream("r", "out", 2, limit=3)] == [3, 4, 5]
         assert await storage.read_stream("r", "out", after_seq=7) == []
         assert await storage.read_stream("r", "out", after_seq=70) == []
+        with pytest.raises(ValueError):
+            await storage.read_stream("r", "out", after_seq=2**64)
         pages, after = [], 0
         while chunk_page := await storage.read_stream("r", "out", after, limit=2):
             pages.append([c.seq for c in chunk_page])
@@ -146,6 +148,7 @@ class StreamStorageCases:
             ({"index": 1.0}, TypeError),
             ({"index": True}, TypeError),
             ({"index": -1}, ValueError),
+            ({"index": 2**63}, ValueError),
         ],
     )
     async def test_wrong_types_are_refused(
