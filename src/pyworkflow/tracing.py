@@ -427,13 +427,14 @@ class TracingPlugin:
                         attributes={**base, "pyworkflow.outcome": outcome},
                         error=_error_of(payload) if outcome == "failed" else None,
                     )
-                    self._runs.pop(run_id, None)
             elif kind is EventType.CHILD_WORKFLOW_STARTED:
                 self._starts.remember(f"{run_id}\x1f{cid}\x1fchild", event.timestamp)
             elif kind in _CHILD_ENDS and cid is not None:
                 start = self._starts.pop(f"{run_id}\x1f{cid}\x1fchild", None)
-                if start is None:
-                    continue  # the call's start was appended elsewhere: its span is not ours
+                if start is None:  # the call started in another process: the child's start is near
+                    child = self._runs.get(str(payload.get("child_run_id", "")))
+                    start = child.started if child is not None else None
+                    start = start or event.timestamp
                 outcome = _CHILD_ENDS[kind]
                 self._span(
                     f"child {payload.get('name', '?')}",

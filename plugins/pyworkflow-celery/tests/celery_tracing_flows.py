@@ -34,3 +34,20 @@ async def traced_meet(label: str, other: str, folder: str) -> str:
 @workflow
 async def traced_parallel(folder: str) -> list[str]:
     return list(await asyncio.gather(traced_meet("a", "b", folder), traced_meet("b", "a", folder)))
+
+
+@step()
+async def traced_add(a: int, b: int) -> int:
+    return a + b
+
+
+@workflow
+async def traced_kid(n: int) -> int:
+    return await traced_add(n, 1)
+
+
+@workflow
+async def traced_parent(n: int) -> int:
+    from pyworkflow import start_child
+
+    return await start_child(traced_kid, n)

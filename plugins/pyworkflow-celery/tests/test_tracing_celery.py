@@ -211,3 +211,37 @@ def test_steps_on_two_celery_workers_make_one_trace(
         parent = by_id[user.parent_id]  # type: ignore[index]
         assert parent.attributes["pyworkflow.outcome"] == "completed"
         assert parent.source == user.source
+
+
+def test_a_child_run_on_celery_workers_is_in_the_parents_trace(
+    traced_cluster: tuple[CeleryCluster, InMemorySpanExporter],
+    receiver: ThreadingHTTPServer,
+) -> None:
+    cluster, memory = traced_cluster
+    for name in ("w1", "w2"):
+        cluster.worker(
+            name, concurrency=2, env={"OTEL_RESOURCE_ATTRIBUTES": f"pyworkflow.test_worker={name}"}
+        )
+    import celery_tracing_flows as flows
+
+    run_id = start(flows.traced_parent, 41)
+    assert get_result(run_id, timeout=120) == 42
+    cluster.stop_all()  # flushes the workers' spans
+    received: list[Span] = receiver.spans  # type: ignore[attr-defined]
+
+    def all_exported() -> bool:
+        names = [s.name for s in received]
+        return "workflow traced_parent" in names and "workflow traced_kid" in names
+
+    wait_for(all_exported, 30, "the workers' spans to reach the receiver")
+    spans = _local(memory) + list(received)
+    assert {s.trace_id for s in spans} == {tracing.trace_id_for(run_id)}
+    (parent,) = [s for s in spans if s.name == "workflow traced_parent"]
+    (call,) = [s for s in spans if s.name == "child traced_kid"]
+    (kid,) = [s for s in spans if s.name == "workflow traced_kid"]
+    (add,) = [s for s in spans if s.name == "step traced_add"]
+    assert parent.parent_id is None
+    assert call.parent_id == parent.span_id
+    assert kid.parent_id == call.span_id
+    assert add.parent_id == kid.span_id
+    assert kid.attributes["pyworkflow.run_id"] != run_id
