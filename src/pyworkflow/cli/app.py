@@ -328,8 +328,11 @@ def run(
     left to workers): without --wait up to its first suspension, with --wait
     until it ends.
     """
+    from rich.live import Live
+
     import pyworkflow
     from pyworkflow.cli.drive import RunDriver, drive, drives_here, follow, owner_name
+    from pyworkflow.cli.live_view import live_enabled, live_view
     from pyworkflow.client import FlowOptions
     from pyworkflow.executors.local import import_modules
     from pyworkflow.models import Event, RunStatus
@@ -365,8 +368,14 @@ def run(
     if not as_json:
         render.console.print(f"started run [bold]{run_id}[/]; following it (Ctrl-C to stop)")
 
+    live = None if as_json or not live_enabled(render.console) else Live(console=render.console)
+    seen: list[Event] = []  # the followed run's events, for the live view
+
     def show(event: Event) -> None:
-        if not as_json:
+        if live is not None:
+            seen.append(event)
+            live.update(live_view(seen), refresh=True)
+        elif not as_json:
             stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
             render.print_line(f"{stamp}  {render.event_line(event)}")
 
@@ -375,9 +384,14 @@ def run(
         driver = RunDriver(runtime, current) if local else None
         if driver is not None:
             runtime.call(driver.start)
+        seen.clear()
+        if live is not None:
+            live.start()
         try:
             info = follow(current, show, driver=driver)
         finally:
+            if live is not None:
+                live.stop()
             if driver is not None:
                 runtime.call(driver.stop)
         if info.status != RunStatus.CONTINUED or info.continued_to is None:

@@ -1,0 +1,175 @@
+"""The live view of ``pyworkflow run --wait``: a pure function of real recorded event logs."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from pyworkflow import FatalError, create_hook, sleep, step, workflow
+from pyworkflow.cli import live_view as live_view_module
+from pyworkflow.cli.app import app
+from pyworkflow.cli.live_view import build_model, live_enabled, live_view
+from pyworkflow.models import Event
+from pyworkflow.testing import WorkflowEnvironment
+
+START = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@step(max_retries=3, retry_delay="exponential", jitter=0.0)
+async def lv_charge(amount: int) -> str:
+    raise ConnectionError("replaced by the test")
+
+
+@step()
+async def lv_ship(amount: int) -> str:
+    return f"shipped {amount}"
+
+
+@step(max_retries=0)
+async def lv_break() -> str:
+    raise FatalError("the printer is on fire")
+
+
+@workflow
+async def lv_order(amount: int) -> str:
+    await sleep("1h")
+    receipt = await lv_charge(amount)
+    hook = create_hook(f"approve:{amount}")
+    approval = await hook
+    return f"{receipt} {await lv_ship(amount)} by {approval['by']}"
+
+
+@workflow
+async def lv_broken() -> str:
+    return await lv_break()
+
+
+@workflow
+async def lv_plain() -> str:
+    return await lv_ship(7)
+
+
+def shown(events: list[Event]) -> str:
+    console = Console(record=True, width=100, force_terminal=True, file=io.StringIO())
+    console.print(live_view(events))
+    return console.export_text()
+
+
+@pytest.mark.anyio
+async def test_the_view_follows_sleeps_retries_hooks_and_the_end() -> None:
+    failures = 0
+
+    async def flaky(amount: int) -> str:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise ConnectionError(f"declined {failures}")
+        return f"charged {amount}"
+
+    async with WorkflowEnvironment(start=START) as env:
+        env.override_step(lv_charge, flaky)
+        run_id = await env.start(lv_order, 30)
+        asleep = await env.events(run_id)  # suspended in the hour's sleep
+        await env.advance("1h")
+        await env.advance("1s")  # the first retry (exponential: 1 s, then 2 s)
+        retrying = await env.events(run_id)
+        await env.advance("2s")
+        waiting = await env.events(run_id)  # charged; now the hook waits
+        await env.resume_hook("approve:30", {"by": "ana"})
+        result = await env.result(run_id)
+        done = await env.events(run_id)
+    assert result == "charged 30 shipped 30 by ana"
+
+    text = shown(asleep)
+    assert "sleeping until 2030-01-01 01:00:00" in text, text
+    assert f"run {run_id} suspended" in text, text
+
+    model = build_model(retrying)
+    assert model.steps and next(iter(model.steps.values())).attempt == 2
+    text = shown(retrying)
+    assert "sleeping until" not in text, text
+    retry = r"lv_charge\s+│\s+retrying\s+│\s+2\s+│\s+retry at 2030-01-01 01:00:03"
+    assert re.search(retry, text), text
+    assert "declined 2" in text, text
+
+    text = shown(waiting)
+    assert re.search(r"lv_charge\s+│\s+completed\s+│\s+3\s+│", text), text
+    assert "waiting for hook approve:30" in text, text
+
+    text = shown(done)
+    assert re.search(r"lv_charge\s+│\s+completed\s+│\s+3\s+│", text), text
+    assert re.search(r"lv_ship\s+│\s+completed\s+│\s+1\s+│", text), text
+    assert "waiting for hook" not in text and "sleeping until" not in text, text
+    assert f"run {run_id} completed  ({len(done)} events)" in text, text
+
+
+@pytest.mark.anyio
+async def test_a_failed_step_and_run_show_the_error() -> None:
+    async with WorkflowEnvironment(start=START) as env:
+        run_id = await env.start(lv_broken)
+        events = await env.events(run_id)
+    text = shown(events)
+    error = "FatalError: the printer is on fire"
+    assert re.search(rf"lv_break\s+│\s+failed\s+│\s+1\s+│\s+{error}", text), text
+    assert f"run {run_id} failed" in text and f"error: {error}" in text, text
+
+
+def test_plain_lines_off_a_terminal_and_with_no_color_or_a_dumb_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not live_enabled(Console(force_terminal=False))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert live_enabled(Console(force_terminal=True))
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not live_enabled(Console(force_terminal=True))
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setenv("TERM", "dumb")
+    assert not live_enabled(Console(force_terminal=True))
+    assert live_view_module.__all__  # the module is public API
+
+
+def test_run_wait_through_clirunner_prints_the_plain_lines() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["--storage", "memory://", "run", f"{__name__}:lv_plain", "--wait"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    run_id = re.match(r"started run (\w+); following it \(Ctrl-C to stop\)$", lines[0])
+    assert run_id is not None, result.output
+    events = [re.sub(r"^\d\d:\d\d:\d\d\.\d{3}  ", "", line) for line in lines[1:-2]]
+    assert events == [
+        "workflow_started",
+        "step_started lv_ship attempt 1",
+        "step_completed lv_ship",
+        "workflow_completed",
+    ], result.output
+    assert lines[-2:] == [f"run {run_id.group(1)} completed", "result: 'shipped 7'"]
+    assert "│" not in result.output and "steps" not in result.output
+
+
+def test_run_wait_on_a_terminal_draws_the_live_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal console the events are drawn as the view (its last frame stays)."""
+    from pyworkflow.cli import render
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = Console(record=True, width=100, force_terminal=True, file=io.StringIO())
+    monkeypatch.setattr(render, "console", terminal)
+    result = CliRunner().invoke(
+        app,
+        ["--storage", "memory://", "run", f"{__name__}:lv_plain", "--wait"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    text = terminal.export_text()
+    assert re.search(r"lv_ship\s+│\s+completed\s+│\s+1\s+│", text), text
+    assert re.search(r"run \w+ completed  \(4 events\)", text), text
+    assert "step_started lv_ship attempt 1" not in text  # no plain lines on a terminal
+    assert text.rstrip().endswith("result: 'shipped 7'"), text
