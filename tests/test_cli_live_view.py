@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -173,3 +175,50 @@ def test_run_wait_on_a_terminal_draws_the_live_view(monkeypatch: pytest.MonkeyPa
     assert re.search(r"run \w+ completed  \(4 events\)", text), text
     assert "step_started lv_ship attempt 1" not in text  # no plain lines on a terminal
     assert text.rstrip().endswith("result: 'shipped 7'"), text
+
+
+# ----- runs list over many pages -----
+
+
+def test_runs_list_walks_pages_with_a_progress_bar_on_a_terminal_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyworkflow
+    from pyworkflow.cli import render, runs
+
+    storage = ["--storage", f"sqlite:///{tmp_path / 'pw.db'}"]
+    for _ in range(5):
+        started = CliRunner().invoke(app, [*storage, "run", f"{__name__}:lv_plain"])
+        assert started.exit_code == 0, started.output
+
+    def listed(*extra: str) -> str:
+        result = CliRunner().invoke(app, [*storage, "runs", "list", *extra])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    one_page = listed("--limit", "1000")
+    one_page_json = listed("--limit", "1000", "--json")
+    pages: list[int] = []
+    real_list_runs = pyworkflow.list_runs
+
+    def counted(**kwargs: Any) -> Any:
+        page = real_list_runs(**kwargs)
+        pages.append(len(page.runs))
+        return page
+
+    monkeypatch.setattr(runs, "RUNS_PAGE", 2)
+    monkeypatch.setattr(pyworkflow, "list_runs", counted)
+    assert listed("--limit", "1000") == one_page  # not a terminal: the same plain rows
+    assert listed("--limit", "1000", "--json") == one_page_json
+    assert pages == [2, 2, 1, 2, 2, 1]
+    assert len(one_page.splitlines()) == 6 and "│" not in one_page
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = Console(record=True, width=120, force_terminal=True, file=io.StringIO())
+    monkeypatch.setattr(render, "console", terminal)
+    listed("--limit", "1000")
+    raw = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert "listing runs" in raw and "5/1000" in raw, raw  # the bar, as it was drawn
+    text = terminal.export_text()
+    assert text.count("lv_plain") == 5 and "│" in text, text  # then the table

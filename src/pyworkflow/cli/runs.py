@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pyworkflow.cli import render
 from pyworkflow.cli.app import App, app
+
+if TYPE_CHECKING:
+    from pyworkflow.models import Run
 
 runs_app = App(help="Inspect and repair runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -31,14 +35,62 @@ def list_(
     if status is not None and status not in {s.value for s in RunStatus}:
         valid = ", ".join(s.value for s in RunStatus)
         raise typer.BadParameter(f"unknown status {status!r}; use one of {valid}")
-    page = pyworkflow.list_runs(status=status, workflow=workflow, limit=limit, parent=parent)
+    from pyworkflow.cli.live_view import live_enabled
+
+    if limit <= RUNS_PAGE:
+        runs = pyworkflow.list_runs(
+            status=status, workflow=workflow, limit=limit, parent=parent
+        ).runs
+    elif as_json or not live_enabled(render.console):
+        runs = _walk_runs(status, workflow, limit, parent, lambda n: None)
+    else:  # many pages on a terminal: a progress bar, gone once the table is drawn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = (TextColumn("listing runs"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=render.console, transient=True) as progress:
+            task = progress.add_task("runs", total=limit)
+            runs = _walk_runs(
+                status, workflow, limit, parent, lambda n: progress.update(task, advance=n)
+            )
     if as_json:
         from pyworkflow.client import run_info
         from pyworkflow.jsonshape import run_json
 
-        render.print_json([run_json(run_info(r)) for r in page.runs])
+        render.print_json([run_json(run_info(r)) for r in runs])
     else:
-        render.print_table(render.RUNS_HEADERS, render.runs_rows(page.runs))
+        render.print_table(render.RUNS_HEADERS, render.runs_rows(runs))
+
+
+#: Runs per page when ``runs list`` walks many (a ``--limit`` above this).
+RUNS_PAGE = 500
+
+
+def _walk_runs(
+    status: str | None,
+    workflow: str | None,
+    limit: int,
+    parent: str | None,
+    on_page: Callable[[int], None],
+) -> list[Run]:
+    """Up to ``limit`` runs, newest first, read ``RUNS_PAGE`` at a time; ``on_page(count)``."""
+    import pyworkflow
+
+    runs: list[Run] = []
+    cursor: str | None = None
+    while len(runs) < limit:
+        page = pyworkflow.list_runs(
+            status=status,
+            workflow=workflow,
+            limit=min(RUNS_PAGE, limit - len(runs)),
+            cursor=cursor,
+            parent=parent,
+        )
+        runs.extend(page.runs)
+        on_page(len(page.runs))
+        cursor = page.next_cursor
+        if cursor is None or not page.runs:
+            break
+    return runs
 
 
 @runs_app.command()
