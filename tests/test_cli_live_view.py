@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pyworkflow import FatalError, create_hook, sleep, step, workflow
+from pyworkflow import FatalError, continue_as_new, create_hook, sleep, step, workflow
 from pyworkflow.cli import live_view as live_view_module
 from pyworkflow.cli.app import app
 from pyworkflow.cli.live_view import build_model, live_enabled, live_view
@@ -54,6 +54,24 @@ async def lv_broken() -> str:
 @workflow
 async def lv_plain() -> str:
     return await lv_ship(7)
+
+
+@workflow
+async def lv_napper(n: int) -> int:
+    await sleep("2d")
+    return n + 1
+
+
+@workflow
+async def lv_parent(n: int) -> int:
+    return await lv_napper(n) * 10
+
+
+@workflow
+async def lv_chain(n: int) -> str:
+    if n < 1:
+        continue_as_new(n + 1)
+    return await lv_ship(n)
 
 
 def shown(events: list[Event]) -> str:
@@ -119,6 +137,43 @@ async def test_a_failed_step_and_run_show_the_error() -> None:
     error = "FatalError: the printer is on fire"
     assert re.search(rf"lv_break\s+│\s+failed\s+│\s+1\s+│\s+{error}", text), text
     assert f"run {run_id} failed" in text and f"error: {error}" in text, text
+
+
+@pytest.mark.anyio
+async def test_a_child_run_shows_while_it_runs_and_when_it_completed() -> None:
+    async with WorkflowEnvironment(start=START) as env:
+        run_id = await env.start(lv_parent, 4)
+        waiting = await env.events(run_id)
+        assert await env.result(run_id) == 50
+        done = await env.events(run_id)
+    child_id = build_model(waiting).children.popitem()[1].run_id
+    assert f"child lv_napper (run {child_id}) running" in shown(waiting)
+    assert f"run {run_id} suspended" in shown(waiting)
+    assert f"child lv_napper (run {child_id}) completed" in shown(done)
+
+
+def test_run_wait_on_a_terminal_follows_a_chain_with_one_view_per_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pyworkflow.cli import render
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = Console(record=True, width=100, force_terminal=True, file=io.StringIO())
+    monkeypatch.setattr(render, "console", terminal)
+    result = CliRunner().invoke(
+        app,
+        ["--storage", "memory://", "run", f"{__name__}:lv_chain", "0", "--wait"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    text = terminal.export_text()
+    first = re.search(r"run (\w+) continued  \(\d+ events\)", text)
+    assert first is not None, text
+    assert f"run {first.group(1)} continued as " in text, text
+    last = re.search(r"run (\w+) completed  \(4 events\)", text)
+    assert last is not None and last.group(1) != first.group(1), text
+    assert text.rstrip().endswith("result: 'shipped 1'"), text
 
 
 def test_plain_lines_off_a_terminal_and_with_no_color_or_a_dumb_terminal(
