@@ -284,3 +284,20 @@ async def timeout_flow(log: str) -> str:
         return await stubborn(log)
     except Exception as exc:
         return f"gave up: {type(exc).__name__}"
+
+
+# ----- the trace context travels with a step's Ray task -----
+
+
+@step(name="ray_trace_probe")
+def trace_probe() -> list[str]:
+    """The current OpenTelemetry span context where the body runs (a Ray worker process)."""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    return [format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), str(os.getpid())]
+
+
+@workflow(name="ray_trace_flow")
+async def trace_flow() -> list[str]:
+    return await trace_probe()

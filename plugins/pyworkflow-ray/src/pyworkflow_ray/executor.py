@@ -180,6 +180,23 @@ def _runtime_env(settings: Settings, options: RaySettings) -> dict[str, Any]:
     return runtime_env
 
 
+def _trace_headers() -> dict[str, str]:
+    """The current OpenTelemetry context (the step attempt's span) as W3C trace headers.
+
+    ``{}`` unless PyWorkflow's tracing is on: the Ray task makes it current around
+    the body, so the user's own spans there nest under the attempt (docs/observability.md).
+    """
+    from pyworkflow.tracing import get_tracing
+
+    if get_tracing() is None:
+        return {}
+    from opentelemetry import propagate
+
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
 class RayStepLost(RuntimeError):
     """The Ray worker process running a step's body died (more often than Ray retries)."""
 
@@ -270,7 +287,7 @@ class RayExecutor(LocalExecutor):
 
         from pyworkflow_ray.tasks import run_body
 
-        ref = self._remote(run_body, {}).remote((name, args, kwargs, ids))
+        ref = self._remote(run_body, {}).remote((name, args, kwargs, ids, _trace_headers()))
         try:
             worker, ok, value = await asyncio.wrap_future(ref.future())
         except RayTaskError as exc:  # run_body itself failed (it returns the body's errors)

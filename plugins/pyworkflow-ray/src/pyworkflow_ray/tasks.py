@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -14,8 +16,11 @@ from pyworkflow.context import step_ids_entered
 
 __all__ = ["BodyCall", "run_body", "run_step", "worker_name"]
 
-#: What :func:`run_body` gets: step name, args, kwargs and the attempt's ids.
-BodyCall = tuple[str, tuple[Any, ...], dict[str, Any], tuple[str, str, str, int] | None]
+#: What :func:`run_body` gets: step name, args, kwargs, the attempt's ids, and the
+#: OpenTelemetry context of the attempt as W3C headers (``{}`` when tracing is off).
+BodyCall = tuple[
+    str, tuple[Any, ...], dict[str, Any], tuple[str, str, str, int] | None, dict[str, str]
+]
 
 #: This Ray worker process's event loop for ``async`` step bodies (one per process).
 _loop: asyncio.AbstractEventLoop | None = None
@@ -84,12 +89,12 @@ def run_body(call: BodyCall) -> tuple[str, bool, Any]:
     """
     from pyworkflow.step import get_step
 
-    name, args, kwargs, ids = call
+    name, args, kwargs, ids, trace_headers = call
     worker = worker_name()
     try:
         _import_workflow_modules()
         _, body = get_step(name)
-        with step_ids_entered(ids):
+        with step_ids_entered(ids), _trace_context(trace_headers):
             if inspect.iscoroutinefunction(body):
                 value = _event_loop().run_until_complete(body(*args, **kwargs))
             else:
@@ -99,6 +104,21 @@ def run_body(call: BodyCall) -> tuple[str, bool, Any]:
     except Exception as exc:
         return worker, False, _sendable(exc, worker)
     return worker, True, value
+
+
+@contextlib.contextmanager
+def _trace_context(headers: dict[str, str]) -> Iterator[None]:
+    """The step attempt's span as the current OpenTelemetry context (user spans nest under it)."""
+    if not headers:
+        yield
+        return
+    from opentelemetry import context, propagate
+
+    token = context.attach(propagate.extract(headers))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 def _sendable(exc: Exception, worker: str) -> Exception:

@@ -1,0 +1,50 @@
+"""Tracing on Ray: the step attempt's span context travels with its Ray task.
+
+This process's embedded worker (executor ``ray``, tracing on) runs the workflow;
+its lone step is an inline Ray task. The body, in a Ray worker process, finds
+the attempt's span (deterministic ids, docs/observability.md) as its current
+OpenTelemetry context, so spans a user opens there nest under the attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray_flows as flows
+from ray_cluster import RAY_ENV, RayCluster, disconnect_from_ray
+
+from pyworkflow import EventType, get_events, get_result, runtime, start
+from pyworkflow.tracing import span_id_for, trace_id_for
+
+pytest.importorskip("opentelemetry.sdk")
+
+
+@pytest.fixture
+def traced(
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
+    runtime.reset()
+    runtime.configure(
+        storage=f"sqlite:///{tmp_path / 'runs.db'}",
+        executor="ray",
+        modules=["ray_flows"],
+        ray={"address": ray_cluster.address},
+        tracing={"enabled": True, "exporter": "none"},
+    )
+    yield
+    runtime.reset()
+    disconnect_from_ray()
+
+
+def test_a_ray_step_body_runs_in_its_attempt_span(traced: None) -> None:
+    run_id = start(flows.trace_flow)
+    trace_id, span_id, pid = get_result(run_id, timeout=90)
+    assert int(pid) != os.getpid()  # the body ran in a Ray worker process
+    step = next(e for e in get_events(run_id) if e.type == EventType.STEP_STARTED)
+    assert trace_id == format(trace_id_for(run_id), "032x")
+    assert span_id == format(span_id_for(run_id, step.correlation_id, 1), "016x")
