@@ -735,11 +735,12 @@ async def aget_hook(token: str) -> HookRecord:
     return await runtime.acall(_get_hook, runtime, token)
 
 
-async def _retry(runtime: Runtime, run_id: str) -> bool:
+async def _retry(runtime: Runtime, run_id: str) -> RunStatus | None:
+    """Retry a failed run; the status it was given (pending, or queued), None if not failed."""
     while True:
         run = await runtime.storage.get_run(run_id)
         if run.status != RunStatus.FAILED:
-            return False
+            return None
         events = await runtime.storage.get_events(run_id)
         failed_at = max(e.seq for e in events if e.type == EventType.WORKFLOW_FAILED)
         step_failures = [e for e in events if e.type == EventType.STEP_FAILED and e.seq < failed_at]
@@ -762,7 +763,7 @@ async def _retry(runtime: Runtime, run_id: str) -> bool:
             continue
         if queued:
             runtime.executor.notify(None)
-        return True
+        return patch.status
 
 
 async def aretry_run(run_id: str) -> bool:
@@ -771,6 +772,15 @@ async def aretry_run(run_id: str) -> bool:
     The step failure that failed the run is set aside (its retry budget starts
     afresh) and the run is scheduled; returns False if the run is not failed.
     """
+    return await aretry_run_status(run_id) is not None
+
+
+async def aretry_run_status(run_id: str) -> RunStatus | None:
+    """:func:`aretry_run`, telling the status the retry gave the run (``pending``, or
+    ``queued`` in a limited queue), or None if the run is not failed.
+
+    That status is the retry's own, not a later read: a worker may already have moved on.
+    """
     runtime = get_runtime()
     return await runtime.acall(_retry, runtime, run_id)
 
@@ -778,7 +788,7 @@ async def aretry_run(run_id: str) -> bool:
 def retry_run(run_id: str) -> bool:
     """Sync form of :func:`aretry_run`."""
     runtime = get_runtime()
-    return runtime.call(_retry, runtime, run_id)
+    return runtime.call(_retry, runtime, run_id) is not None
 
 
 def check_replay(run_id: str) -> ReplayReport:

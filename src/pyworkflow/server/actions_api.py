@@ -30,7 +30,7 @@ from pyworkflow.errors import (
     WorkflowNotFoundError,
 )
 from pyworkflow.jsonshape import jsonable
-from pyworkflow.models import Event, EventType
+from pyworkflow.models import Event, EventType, RunStatus
 from pyworkflow.server.schedules_api import _empty_body  # the same rule for a body-less action
 from pyworkflow.server.wire import ApiError, JsonResponse, parse_json, read_body
 
@@ -62,23 +62,25 @@ async def _events(run_id: str) -> list[Event]:
         raise _no_run(run_id) from None
 
 
-async def retry(run_id: str) -> client.RunInfo:
-    """Retry the failed run ``run_id`` (:func:`pyworkflow.client.aretry_run`); the run after it.
+async def retry(run_id: str) -> RunStatus:
+    """Retry the failed run ``run_id``; the status the retry gave it (pending, or queued).
 
-    404 when there is no such run, 409 when it is not failed (only failed
-    runs can be retried).
+    (:func:`pyworkflow.client.aretry_run_status`: the retry's own status, not a later
+    read that a worker may have overtaken.) 404 when there is no such run, 409 when it is
+    not failed (only failed runs can be retried).
     """
     try:
-        retried = await client.aretry_run(run_id)
-        info = await client.aget_run(run_id)
+        status = await client.aretry_run_status(run_id)
+        if status is None:
+            info = await client.aget_run(run_id)
     except (RunNotFoundError, ValueError, TypeError):
         raise _no_run(run_id) from None
-    if not retried:
+    if status is None:
         raise ApiError(
             409, f"run {run_id} is {info.status.value}, not failed: only failed runs can be retried"
         )
     _log.bind(run_id=run_id).info("run retried over HTTP")
-    return info
+    return status
 
 
 async def replay(run_id: str) -> ReplayReport:
@@ -173,8 +175,8 @@ def action_routes(api: Callable[[Handler], Handler], max_body: Callable[[], int]
     async def retry_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         await _empty_body(request, max_body())
-        info = await retry(run_id)
-        return JsonResponse({"run_id": run_id, "status": info.status.value}, status_code=202)
+        status = await retry(run_id)
+        return JsonResponse({"run_id": run_id, "status": status.value}, status_code=202)
 
     async def replay_run(request: Request) -> Response:
         run_id = request.path_params["run_id"]

@@ -393,8 +393,8 @@ async def _cancel(request: Request, run_id: str) -> tuple[str, str]:
 
 
 async def _retry(request: Request, run_id: str) -> tuple[str, str]:
-    info = await actions_api.retry(run_id)
-    return f"Run retried from its failed step: now {info.status.value}.", "ok"
+    status = await actions_api.retry(run_id)
+    return f"Run retried from its failed step: now {status.value}.", "ok"
 
 
 async def _replay(request: Request, run_id: str) -> tuple[str, str]:
