@@ -298,7 +298,7 @@ def test_a_retried_run_of_a_limited_queue_waits_in_it_again() -> None:
         runtime = env.runtime
         from pyworkflow.client import _retry
 
-        assert runtime.call(_retry, runtime, failed) is True
+        assert runtime.call(_retry, runtime, failed) is RunStatus.QUEUED
         env.sync.advance(0)
         assert env.sync.get_run(failed).status is RunStatus.QUEUED  # the holder has the place
         assert env.sync.result(holder) == "h"

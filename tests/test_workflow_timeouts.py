@@ -370,7 +370,7 @@ async def test_retrying_a_timed_out_run_gives_it_its_timeout_again(
     with pytest.raises(WorkflowTimeoutError):
         await workflow_env.result(run_id)
     runtime = workflow_env.runtime
-    assert await runtime.acall(pw_client._retry, runtime, run_id) is True
+    assert await runtime.acall(pw_client._retry, runtime, run_id) is RunStatus.PENDING
     # from the retry at 1 h: a new deadline at 2 h, after the sleep's due time (1 h 30)
     assert await workflow_env.result(run_id) == "woke"
     assert workflow_env.now() == START + timedelta(minutes=90)
