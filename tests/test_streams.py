@@ -22,6 +22,9 @@ from pyworkflow import (
     write_stream,
     write_stream_sync,
 )
+from pyworkflow import (
+    sleep as pw_sleep,
+)
 
 from .conftest import FAST
 from .dispatching import dispatching_executor  # noqa: F401  # fixture
@@ -157,17 +160,81 @@ def test_a_chunk_over_the_payload_limit_is_refused() -> None:
     assert [i.value for i in read_stream_sync(run_id, "big")] == ["ok"]
 
 
-@workflow
-async def writes_in_workflow_code() -> None:
-    await write_stream("w", 1)
-
-
-def test_write_stream_outside_a_step_is_refused(pw: str) -> None:
-    with pytest.raises(RuntimeError, match="outside a step"):
+def test_write_stream_outside_a_workflow_or_step_is_refused(pw: str) -> None:
+    with pytest.raises(RuntimeError, match="outside a workflow or step"):
         write_stream_sync("w", 1)
-    run_id = start(writes_in_workflow_code)
-    with pytest.raises(Exception, match="write to a stream from a step body"):
+
+
+@step
+async def add_one(x: int) -> int:
+    await write_stream("story", f"step {x}")
+    return x + 1
+
+
+@workflow
+async def narrated(count: int) -> int:
+    assert (
+        await write_stream("story", "start") is None
+    )  # workflow code: stored with its next record
+    x = 0
+    for i in range(count):
+        x = await add_one(x)
+        write_stream_sync("story", f"after {i}")
+    await pw_sleep(0.05)  # the run suspends; the next activation replays all of the above
+    await write_stream("story", "woke")
+    x = await add_one(x)
+    await write_stream("story", "end")
+    return x
+
+
+def test_workflow_code_writes_in_order_with_its_steps_and_replay_duplicates_nothing(
+    pw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = runtime.get_runtime().storage
+    sent: list[tuple[str, int | None]] = []
+    append = type(storage).append_stream_chunk
+
+    async def counting(self: Any, run_id: str, stream: str, data: str, **kw: Any) -> int:
+        if kw.get("step_id") is None:
+            sent.append((data, kw.get("index")))
+        return await append(self, run_id, stream, data, **kw)
+
+    monkeypatch.setattr(type(storage), "append_stream_chunk", counting)
+    run_id = start(narrated, 3)
+    assert get_result(run_id, timeout=30) == 4
+    items = list(read_stream_sync(run_id, "story"))
+    assert [i.value for i in items] == [
+        "start", "step 0", "after 0", "step 1", "after 1", "step 2", "after 2",
+        "woke", "step 3", "end",
+    ]  # fmt: skip
+    assert [i.seq for i in items] == list(range(1, 11))
+    workflow_items = [i for i in items if i.step_id is None]
+    assert [i.value for i in workflow_items] == [
+        "start",
+        "after 0",
+        "after 1",
+        "after 2",
+        "woke",
+        "end",
+    ]
+    assert all(i.attempt is None for i in workflow_items)
+    # the activation after the sleep replayed "start" and "after 0..2": none was sent again
+    events = runtime.get_runtime().call(runtime.get_runtime().storage.get_events, run_id)
+    assert sum(e.type.value == "workflow_suspended" for e in events) >= 1
+    assert [index for _, index in sent] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_workflow_chunk_over_the_limit_fails_the_run_with_a_clear_error() -> None:
+    runtime.configure(storage="memory://", **{**FAST, "max_payload_bytes": 2000})
+    run_id = start(chatty_replayed_big)
+    with pytest.raises(PayloadTooLargeError, match="stream 'w' \\(workflow code"):
         get_result(run_id, timeout=30)
+    assert list(read_stream_sync(run_id, "w")) == []
+
+
+@workflow
+async def chatty_replayed_big() -> None:
+    await write_stream("w", "x" * 3000)
 
 
 def test_reading_an_unknown_run_is_refused(pw: str) -> None:

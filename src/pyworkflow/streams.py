@@ -1,4 +1,4 @@
-"""Durable streams: a step writes chunks to a named stream of its run; readers follow it.
+"""Durable streams: steps and workflow code write chunks to named streams of a run.
 
 Chunks are output, not history: stored beside the event log
 (:meth:`Storage.append_stream_chunk <pyworkflow.storage.base.Storage.append_stream_chunk>`),
@@ -9,7 +9,9 @@ The dedup rule: within one stream of one run, storage keeps one chunk per
 for that stream in one attempt of the step (0, 1, 2...). A retried attempt
 that writes its chunks again from the start duplicates nothing: its chunks
 with an index already stored are dropped (the first attempt's stay), and
-readers see only those past it.
+readers see only those past it. Workflow code's chunks are numbered the same
+way over the whole run (its code is deterministic), so a replayed workflow
+duplicates nothing either.
 """
 
 from __future__ import annotations
@@ -72,15 +74,21 @@ def _next_index(ids: tuple[str, str, str, int], name: str) -> int:
     return index
 
 
-def _writer_ids(call: str) -> tuple[str, str, str, int]:
+def _writer_ids(call: str) -> tuple[str, str, str, int] | None:
+    """The running step attempt's ids; None in workflow code; an error elsewhere."""
     ids = current_step_ids()
-    if ids is None:
-        where = "workflow code" if current_workflow() is not None else "outside a step"
+    if ids is None and current_workflow() is None:
         raise RuntimeError(
-            f"{call}() called in {where}: write to a stream from a step body (the chunk is "
-            "then stored once however often the step is retried)"
+            f"{call}() called outside a workflow or step: write to a stream from a step body "
+            "or from workflow code (readers use read_stream())"
         )
     return ids
+
+
+def _workflow_write(name: str, chunk: Any) -> None:
+    context = current_workflow()
+    assert context is not None
+    context.write_chunk(name, chunk)
 
 
 async def _serializer(runtime: Runtime, run_id: str) -> Serializer:
@@ -109,26 +117,38 @@ async def _append(
     )
 
 
-async def write_stream(name: str, chunk: Any) -> int:
-    """Append ``chunk`` to stream ``name`` of the running step's run; returns its seq.
+async def write_stream(name: str, chunk: Any) -> int | None:
+    """Append ``chunk`` to stream ``name`` of the running run; in a step, returns its seq.
 
-    Call it from a step body. ``chunk`` is serialized with the run's
-    serializer (JSON by default) and may be at most ``max_payload_bytes``
-    (:class:`~pyworkflow.errors.PayloadTooLargeError` otherwise). The n-th
-    call for ``name`` in an attempt writes index n; an index the step wrote
-    in an earlier attempt is not stored again (its seq is returned), so a
-    retried step duplicates nothing it already wrote.
+    ``chunk`` is serialized with the run's serializer (JSON by default) and
+    may be at most ``max_payload_bytes``
+    (:class:`~pyworkflow.errors.PayloadTooLargeError` otherwise).
+
+    From a step body the chunk is stored at once and its seq returned. The
+    n-th call for ``name`` in an attempt writes index n; an index the step
+    wrote in an earlier attempt is not stored again (its seq is returned), so
+    a retried step duplicates nothing it already wrote.
+
+    From workflow code it returns None: the chunk is stored with the
+    workflow's next record (before the step, sleep or outcome that follows
+    it is written), and a replay of the workflow does not write it again.
     """
     ids = _writer_ids("write_stream")
+    if ids is None:
+        _workflow_write(name, chunk)
+        return None
     run_id, step_id, _, attempt = ids
     index = _next_index(ids, name)
     runtime = get_runtime()
     return await runtime.acall(_append, runtime, run_id, name, chunk, step_id, attempt, index)
 
 
-def write_stream_sync(name: str, chunk: Any) -> int:
+def write_stream_sync(name: str, chunk: Any) -> int | None:
     """:func:`write_stream` for a synchronous step body (one that runs in a thread)."""
     ids = _writer_ids("write_stream_sync")
+    if ids is None:
+        _workflow_write(name, chunk)
+        return None
     run_id, step_id, _, attempt = ids
     index = _next_index(ids, name)
     runtime = get_runtime()

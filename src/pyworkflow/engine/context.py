@@ -19,7 +19,7 @@ from pyworkflow.engine.state import (
 )
 from pyworkflow.hooks import check_hook_secret, check_hook_token
 from pyworkflow.models import Event, EventType, NewEvent, utcnow
-from pyworkflow.serialization import dumps_call_limited
+from pyworkflow.serialization import dumps_call_limited, dumps_limited
 from pyworkflow.step import StepDefinition, check_dispatchable
 from pyworkflow.validation import schema_ref
 
@@ -145,6 +145,25 @@ class WorkflowCalls(ActivationState):
         data = self.serializer.dumps(value)
         self.buffer.append(NewEvent(EventType.VALUE_RECORDED, cid, {"kind": kind, "value": data}))
         return value
+
+    def write_chunk(self, name: str, value: Any) -> None:
+        """Buffer a chunk workflow code wrote to stream ``name``; stored before the next flush.
+
+        The n-th write to ``name`` in the run (workflow code's order is
+        deterministic) has index n, so a replay writes the same indexes and
+        storage keeps each once. A write that the code follows with an operation
+        the log already records was stored before that record (a flush stores
+        its chunks before its events), so a replay does not write it again.
+        """
+        if self.discarded:
+            raise _Discarded
+        index = self.stream_writes.get(name, 0)
+        self.stream_writes[name] = index + 1
+        if str(self.counter + 1) in self.by_cid:
+            return
+        what = f"chunk {index} of stream {name!r} (workflow code, run {self.run_id})"
+        data = dumps_limited(self.serializer, value, limit=self.limit, what=what)
+        self.chunks.append((name, data, index))
 
     @property
     def public_url(self) -> str | None:

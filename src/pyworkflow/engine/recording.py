@@ -32,6 +32,8 @@ class Recording(ActivationState):
             if patch.status is None:
                 patch = attrs.evolve(patch, status=self.pending_patch.status)
             self.pending_patch = None
+        if self.chunks:
+            await self._store_chunks()
         if not self.buffer and patch is None:
             return
         events, self.buffer = self.buffer, []
@@ -48,6 +50,12 @@ class Recording(ActivationState):
             for event in events:
                 if event.type == EventType.HOOK_CREATED:
                     self.hooks[str(event.correlation_id)].durable = True
+
+    async def _store_chunks(self) -> None:
+        """Store the chunks workflow code wrote (before the events that follow them)."""
+        chunks, self.chunks = self.chunks, []
+        for name, data, index in chunks:
+            await self.storage.append_stream_chunk(self.run_id, name, data, index=index)
 
     async def _rebase(self, events: list[NewEvent]) -> None:
         """After a conflict: keep the step outcomes in ``events`` nobody else dealt with.

@@ -139,7 +139,7 @@ class SequentialSteps(Replay, Recording):
                 )
             )
             # Recording._flush, inline (no run patch is pending once the run is live)
-            if self.pending_patch is not None or self.to_create:
+            if self.pending_patch is not None or self.to_create or self.chunks:
                 await self._flush()
                 continue
             events, self.buffer = self.buffer, []

@@ -183,6 +183,10 @@ class ActivationState:
         self.open: dict[str, _Op] = {}
         self.hooks: dict[str, _HookState] = {}
         self.buffer: list[NewEvent] = []
+        #: chunks workflow code wrote to durable streams, stored before the next flush's
+        #: events (``(stream, data, index)``), and each stream's next index
+        self.chunks: list[tuple[str, str, int]] = []
+        self.stream_writes: dict[str, int] = {}
         self.pending_patch: RunPatch | None = None
         self.diverged: str | None = None
         self.discarded = False
