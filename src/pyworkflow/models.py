@@ -26,6 +26,7 @@ __all__ = [
     "RunPatch",
     "RunStatus",
     "Schedule",
+    "StepCheckpoint",
     "StepLease",
     "StreamChunk",
     "shown_payload",
@@ -382,3 +383,20 @@ class StreamChunk:
     attempt: int | None
     index: int | None
     created_at: datetime
+
+
+@attrs.frozen
+class StepCheckpoint:
+    """The progress a step attempt saved with ``get_step_context().checkpoint(...)``.
+
+    One per ``(run_id, step_id)``: the latest saved by the newest attempt
+    (``docs/checkpoints.md``). ``data`` is the state serialized by the run's
+    serializer; ``attempt`` the attempt that saved it; ``saved_at`` when
+    (aware UTC).
+    """
+
+    run_id: str
+    step_id: str
+    attempt: int
+    data: str
+    saved_at: datetime

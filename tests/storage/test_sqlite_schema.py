@@ -27,6 +27,7 @@ ROWS = (
     schema.ScheduleRow,
     schema.StepSlotRow,
     schema.StreamChunkRow,
+    schema.StepCheckpointRow,
 )
 TABLES = tuple(str(row.__tablename__) for row in ROWS)
 

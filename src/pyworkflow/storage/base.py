@@ -21,6 +21,7 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
 )
@@ -307,7 +308,6 @@ class Storage(abc.ABC):
     async def expired_step_leases(self, now: datetime, limit: int) -> list[StepLease]:
         """Up to ``limit`` step leases over all runs with ``until < now``, oldest first."""
 
-
     # ----- queues (flow control; docs/queues.md) -----
     #
     # Not abstract, so that storages written before queues existed still load; every
@@ -497,6 +497,36 @@ class Storage(abc.ABC):
     async def list_streams(self, run_id: str) -> list[str]:
         """The names of the run's streams that have chunks, sorted; ``RunNotFoundError``."""
         raise NotImplementedError(f"{type(self).__name__} does not support streams")
+
+    # ----- step checkpoints (docs/checkpoints.md) -----
+    #
+    # The progress a step attempt saved, read by its next attempt. One per
+    # (run_id, step_id); the checks and the fencing rule are those of
+    # pyworkflow.storage.checkpoint_rules (one rule for every backend).
+
+    async def save_step_checkpoint(
+        self, run_id: str, step_id: str, attempt: int, data: str
+    ) -> bool:
+        """Store ``data`` as the checkpoint of step ``step_id`` of ``run_id``; whether it was.
+
+        Replaces the stored checkpoint, atomically, only if ``attempt`` is
+        the stored one's or a later one
+        (:func:`~pyworkflow.storage.checkpoint_rules.supersedes`): a stale
+        attempt (a zombie after another worker took its step over) is refused
+        and False returned, nothing written. ``saved_at`` is the storage's
+        ``utcnow()``. Raises ``RunNotFoundError`` for an unknown run,
+        ``TypeError``/``ValueError`` for bad arguments and
+        ``PayloadTooLargeError`` when ``data`` is over :attr:`max_payload_bytes`
+        (:func:`~pyworkflow.storage.checkpoint_rules.check_checkpoint`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support step checkpoints")
+
+    async def get_step_checkpoint(self, run_id: str, step_id: str) -> StepCheckpoint | None:
+        """The checkpoint stored for step ``step_id`` of ``run_id``, or None.
+
+        None also for an unknown run (a checkpoint is never read for one).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support step checkpoints")
 
 
 def _open_takes_task_group(storage: Storage) -> bool:

@@ -37,11 +37,17 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.checkpoint_rules import (
+    check_checkpoint,
+    check_checkpoint_key,
+    supersedes,
+)
 from pyworkflow.storage.flow_rules import (
     admit,
     admitted_run,
@@ -53,6 +59,7 @@ from pyworkflow.storage.flow_rules import (
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
     SCHEDULE_COLUMNS,
+    checkpoint_from_row,
     chunk_from_row,
     event_from_row,
     from_epoch,
@@ -109,7 +116,9 @@ class FileStorage(Storage):
     (per hash of a run id a folder, in it per hash of a stream name a JSONL file, one
     chunk a line: ``[seq, data, step_id, attempt, index, created_at, key]``, the first
     line with the stream's name as an eighth element; a torn last line is ignored and
-    cut off by the next append). Every operation
+    cut off by the next append) and ``checkpoints/`` (per hash of a run id a folder, in
+    it per hash of a step id a file ``[run_id, step_id, attempt, data, saved_at]``,
+    replaced atomically). Every operation
     holds ``.lock`` (``flock``: shared to read, exclusive to write).
 
     An append writes the log lines, then the row; only then is it
@@ -151,7 +160,8 @@ class FileStorage(Storage):
         self._warned: set[str] = set()  # runs whose broken row was already reported
 
     async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
-        for sub in ("runs", "hooks", "keys", "steps", "dedup", "schedules", "slots", "streams"):
+        subs = ("runs", "hooks", "keys", "steps", "dedup", "schedules", "slots", "streams")
+        for sub in (*subs, "checkpoints"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / ".lock").touch()
 
@@ -926,6 +936,48 @@ class FileStorage(Storage):
                 if lines:
                     names.append(str(json.loads(lines[0])[7]))
             return sorted(names)
+
+        return await self._run_locked(False, read)
+
+    # ----- step checkpoints -----
+
+    def _checkpoint_path(self, run_id: str, step_id: str) -> Path:
+        return self.root / "checkpoints" / _key(run_id) / f"{_key(step_id)}.json"
+
+    @staticmethod
+    def _read_checkpoint(path: Path) -> StepCheckpoint | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            row = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptDataError(f"checkpoint file {path} cannot be decoded: {exc}") from exc
+        return checkpoint_from_row(row)
+
+    async def save_step_checkpoint(
+        self, run_id: str, step_id: str, attempt: int, data: str
+    ) -> bool:
+        check_checkpoint(run_id, step_id, attempt, data, self.max_payload_bytes)
+
+        def write() -> bool:
+            self._load_run(run_id)
+            path = self._checkpoint_path(run_id, step_id)
+            stored = self._read_checkpoint(path)
+            if not supersedes(attempt, None if stored is None else stored.attempt):
+                return False
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_json(path, [run_id, step_id, attempt, data, utcnow().timestamp()])
+            return True
+
+        return await self._run_locked(True, write)
+
+    async def get_step_checkpoint(self, run_id: str, step_id: str) -> StepCheckpoint | None:
+        check_checkpoint_key(run_id, step_id)
+
+        def read() -> StepCheckpoint | None:
+            return self._read_checkpoint(self._checkpoint_path(run_id, step_id))
 
         return await self._run_locked(False, read)
 

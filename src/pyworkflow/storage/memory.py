@@ -27,11 +27,17 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.checkpoint_rules import (
+    check_checkpoint,
+    check_checkpoint_key,
+    supersedes,
+)
 from pyworkflow.storage.flow_rules import (
     admit,
     admitted_run,
@@ -85,6 +91,8 @@ class MemoryStorage(Storage):
         self._streams: dict[str, dict[str, list[StreamChunk]]] = {}
         #: The seq of each stored dedup key: (run, stream, key) -> seq.
         self._chunk_keys: dict[tuple[str, str, str], int] = {}
+        #: Each step's checkpoint: (run, step) -> the latest the newest attempt saved.
+        self._checkpoints: dict[tuple[str, str], StepCheckpoint] = {}
 
     def _run(self, run_id: str) -> Run:
         try:
@@ -312,7 +320,6 @@ class MemoryStorage(Storage):
         due.sort(key=lambda item: item[1])
         return due[:limit]
 
-
     # ----- queues -----
 
     async def admit_queued_runs(
@@ -485,6 +492,27 @@ class MemoryStorage(Storage):
         with self._lock:
             self._run(run_id)
             return sorted(self._streams.get(run_id, {}))
+
+    # ----- step checkpoints -----
+
+    async def save_step_checkpoint(
+        self, run_id: str, step_id: str, attempt: int, data: str
+    ) -> bool:
+        check_checkpoint(run_id, step_id, attempt, data, self.max_payload_bytes)
+        with self._lock:
+            self._run(run_id)
+            stored = self._checkpoints.get((run_id, step_id))
+            if not supersedes(attempt, None if stored is None else stored.attempt):
+                return False
+            self._checkpoints[run_id, step_id] = StepCheckpoint(
+                run_id, step_id, attempt, data, utcnow()
+            )
+            return True
+
+    async def get_step_checkpoint(self, run_id: str, step_id: str) -> StepCheckpoint | None:
+        check_checkpoint_key(run_id, step_id)
+        with self._lock:
+            return self._checkpoints.get((run_id, step_id))
 
 
 _HOOK_EVENTS = frozenset({EventType.HOOK_CREATED, EventType.HOOK_DISPOSED})

@@ -21,6 +21,7 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RUN_COLUMNS",
     "SCHEDULE_COLUMNS",
     "STEP_LEASE_COLUMNS",
+    "checkpoint_from_row",
     "chunk_from_row",
     "dump_payload",
     "event_from_row",
@@ -317,4 +319,21 @@ def chunk_from_row(row: Sequence[Any]) -> StreamChunk:
     except (ValueError, TypeError, OverflowError) as exc:
         raise CorruptDataError(
             f"run {run_id}: chunk {seq} of stream {stream!r} has a corrupt row: {exc}"
+        ) from exc
+
+
+def checkpoint_from_row(row: Sequence[Any]) -> StepCheckpoint:
+    """A StepCheckpoint from ``(run_id, step_id, attempt, data, saved_at)``."""
+    run_id, step_id, attempt, data, saved_at = row
+    try:
+        return StepCheckpoint(
+            str(run_id),
+            str(step_id),
+            int(attempt),
+            str(data),
+            datetime.fromtimestamp(float(saved_at), UTC),
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CorruptDataError(
+            f"run {run_id}: the checkpoint of step {step_id!r} has a corrupt row: {exc}"
         ) from exc

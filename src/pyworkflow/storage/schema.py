@@ -13,6 +13,7 @@ __all__ = [
     "HookRow",
     "RunRow",
     "ScheduleRow",
+    "StepCheckpointRow",
     "StepLeaseRow",
     "StepSlotRow",
     "StreamChunkRow",
@@ -150,3 +151,19 @@ class StreamChunkRow(SQLModel, table=True):
     chunk_index: int | None = None
     chunk_key: str | None = None
     created_at: float
+
+
+class StepCheckpointRow(SQLModel, table=True):
+    """One row per step that saved a checkpoint (``docs/checkpoints.md``); ``saved_at`` epoch s.
+
+    ``attempt`` is the attempt that saved ``data``; a save by an older attempt
+    is refused (:func:`pyworkflow.storage.checkpoint_rules.supersedes`).
+    """
+
+    __tablename__ = "pyworkflow_step_checkpoints"
+
+    run_id: str = Field(primary_key=True)
+    step_id: str = Field(primary_key=True)
+    attempt: int
+    data: str
+    saved_at: float

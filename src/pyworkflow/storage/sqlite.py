@@ -37,11 +37,16 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
     utcnow,
 )
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.checkpoint_rules import (
+    check_checkpoint,
+    check_checkpoint_key,
+)
 from pyworkflow.storage.flow_rules import slot_memory
 from pyworkflow.storage.rows import (
     EVENT_COLUMNS,
@@ -49,6 +54,7 @@ from pyworkflow.storage.rows import (
     RUN_COLUMNS,
     SCHEDULE_COLUMNS,
     STEP_LEASE_COLUMNS,
+    checkpoint_from_row,
     chunk_from_row,
     dump_payload,
     event_from_row,
@@ -107,6 +113,7 @@ _STEP_LEASES = "pyworkflow_step_leases"
 _SCHEDULES = "pyworkflow_schedules"
 _STEP_SLOTS = "pyworkflow_step_slots"
 _STREAM_CHUNKS = "pyworkflow_stream_chunks"
+_CHECKPOINTS = "pyworkflow_step_checkpoints"
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM {_RUNS}"
 _INSERT_RUN = (
     f"INSERT INTO {_RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -259,6 +266,17 @@ _READ_CHUNKS = (
     "WHERE run_id = ? AND stream = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
 _STREAM_NAMES = f"SELECT DISTINCT stream FROM {_STREAM_CHUNKS} WHERE run_id = ? ORDER BY stream"
+#: Step checkpoints (``Storage.save_step_checkpoint``; the rules of
+#: ``storage.checkpoint_rules``): the upsert writes only over an older or equal attempt.
+_SAVE_CHECKPOINT = (
+    f"INSERT INTO {_CHECKPOINTS} (run_id, step_id, attempt, data, saved_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+    "attempt = excluded.attempt, data = excluded.data, saved_at = excluded.saved_at "
+    f"WHERE {_CHECKPOINTS}.attempt <= excluded.attempt"
+)
+_GET_CHECKPOINT = (
+    f"SELECT attempt, data, saved_at FROM {_CHECKPOINTS} WHERE run_id = ? AND step_id = ?"
+)
 _RUN_EXISTS = f"SELECT 1 FROM {_RUNS} WHERE run_id = ?"
 
 #: The tables and indexes, as plain DDL run through stdlib ``sqlite3``: the same
@@ -363,6 +381,14 @@ SCHEMA = (
 )""",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_pyworkflow_stream_chunks_key "
     f"ON {_STREAM_CHUNKS} (run_id, stream, chunk_key)",
+    f"""CREATE TABLE IF NOT EXISTS {_CHECKPOINTS} (
+\trun_id VARCHAR NOT NULL,
+\tstep_id VARCHAR NOT NULL,
+\tattempt INTEGER NOT NULL,
+\tdata VARCHAR NOT NULL,
+\tsaved_at FLOAT NOT NULL,
+\tPRIMARY KEY (run_id, step_id)
+)""",
 )
 #: Columns added to existing tables after the first release, as ``ALTER TABLE ADD COLUMN``
 #: adds them to a database created before (a NOT NULL one with the value its old rows
@@ -1409,6 +1435,31 @@ class SQLiteStorage(Storage):
             return conn.execute(_STREAM_NAMES, (run_id,)).fetchall()
 
         return [str(row[0]) for row in await self._read(read, inline=False)]
+
+    # ----- step checkpoints -----
+
+    async def save_step_checkpoint(
+        self, run_id: str, step_id: str, attempt: int, data: str
+    ) -> bool:
+        check_checkpoint(run_id, step_id, attempt, data, self.max_payload_bytes)
+        now = to_epoch(utcnow())
+
+        def write(conn: sqlite3.Connection) -> bool:
+            self._check_run(conn, run_id)
+            cursor = conn.execute(_SAVE_CHECKPOINT, (run_id, step_id, attempt, data, now))
+            return cursor.rowcount > 0
+
+        written: bool = await self._write(write)
+        return written
+
+    async def get_step_checkpoint(self, run_id: str, step_id: str) -> StepCheckpoint | None:
+        check_checkpoint_key(run_id, step_id)
+
+        def read(conn: sqlite3.Connection) -> Any:
+            return conn.execute(_GET_CHECKPOINT, (run_id, step_id)).fetchone()
+
+        row = await self._read(read, inline=True)
+        return None if row is None else checkpoint_from_row((run_id, step_id, *row))
 
     def _check_run(self, conn: sqlite3.Connection, run_id: str) -> None:
         if conn.execute(_RUN_EXISTS, (run_id,)).fetchone() is None:

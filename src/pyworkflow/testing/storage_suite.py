@@ -40,6 +40,7 @@ from pyworkflow.models import (
 )
 from pyworkflow.runtime import Runtime
 from pyworkflow.storage.base import Storage, open_storage
+from pyworkflow.testing.suite_checkpoints import CheckpointStorageCases
 from pyworkflow.testing.suite_flow_storage import (
     QueueStorageCases,
     ScheduleStorageCases,
@@ -72,7 +73,11 @@ def ev(kind: EventType = EventType.STEP_COMPLETED, cid: str = "1", **payload: ob
 
 @pytest.mark.anyio
 class StorageConformance(
-    QueueStorageCases, ScheduleStorageCases, StepSlotStorageCases, StreamStorageCases
+    QueueStorageCases,
+    ScheduleStorageCases,
+    StepSlotStorageCases,
+    StreamStorageCases,
+    CheckpointStorageCases,
 ):
     """Subclass it and implement :meth:`make_storage`; pytest collects every check."""
 
