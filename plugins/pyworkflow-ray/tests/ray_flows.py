@@ -301,3 +301,14 @@ def trace_probe() -> list[str]:
 @workflow(name="ray_trace_flow")
 async def trace_flow() -> list[str]:
     return await trace_probe()
+
+
+@step(name="ray_trace_probe_dispatched", resources={"num_cpus": 1})
+def trace_probe_dispatched() -> list[str]:
+    """``trace_probe`` declaring resources: dispatched through the step protocol."""
+    return trace_probe.__wrapped__()  # type: ignore[attr-defined, no-any-return]
+
+
+@workflow(name="ray_trace_dispatched_flow")
+async def trace_dispatched_flow() -> list[str]:
+    return await trace_probe_dispatched()

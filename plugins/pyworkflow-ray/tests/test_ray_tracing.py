@@ -48,3 +48,16 @@ def test_a_ray_step_body_runs_in_its_attempt_span(traced: None) -> None:
     step = next(e for e in get_events(run_id) if e.type == EventType.STEP_STARTED)
     assert trace_id == format(trace_id_for(run_id), "032x")
     assert span_id == format(span_id_for(run_id, step.correlation_id, 1), "016x")
+
+
+def test_a_dispatched_ray_step_body_runs_in_its_attempt_span(traced: None) -> None:
+    """A step with resources goes through the dispatch protocol: its body sees its span too."""
+    run_id = start(flows.trace_dispatched_flow)
+    trace_id, span_id, pid = get_result(run_id, timeout=90)
+    assert int(pid) != os.getpid()
+    events = get_events(run_id)
+    assert any(e.type == EventType.STEP_SCHEDULED for e in events)  # dispatched, not inline
+    step = next(e for e in events if e.type == EventType.STEP_STARTED)
+    attempt = int(step.payload["attempt"])
+    assert trace_id == format(trace_id_for(run_id), "032x")
+    assert span_id == format(span_id_for(run_id, step.correlation_id, attempt), "016x")
