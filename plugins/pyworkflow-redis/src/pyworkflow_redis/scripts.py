@@ -34,6 +34,7 @@ __all__ = [
     "RELEASE_LEASE",
     "RENEW_LEASE",
     "RENEW_STEP_SLOT",
+    "SAVE_STEP_CHECKPOINT",
     "SET_STEP_LEASE",
 ]
 
@@ -760,3 +761,19 @@ end
 return out
 """
 )
+
+#: ARGV: prefix, run id, step id, attempt, checkpoint JSON (``[attempt, data, saved_at]``).
+#: Replies {'missing'} for an unknown run, {'stale'} when a later attempt's checkpoint is
+#: stored (``checkpoint_rules.supersedes``: nothing written), else {'ok'}. The hash
+#: ``P:checkpoints:<run id>`` holds per step ``a:<step id>`` (the attempt) and
+#: ``d:<step id>`` (the JSON).
+SAVE_STEP_CHECKPOINT = """
+local P = ARGV[1]
+local run_id, step_id, attempt = ARGV[2], ARGV[3], tonumber(ARGV[4])
+if redis.call('EXISTS', P .. ':run:' .. run_id) == 0 then return {'missing'} end
+local H = P .. ':checkpoints:' .. run_id
+local stored = redis.call('HGET', H, 'a:' .. step_id)
+if stored and tonumber(stored) > attempt then return {'stale'} end
+redis.call('HSET', H, 'a:' .. step_id, ARGV[4], 'd:' .. step_id, ARGV[5])
+return {'ok'}
+"""

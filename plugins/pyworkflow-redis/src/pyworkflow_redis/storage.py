@@ -45,6 +45,9 @@ Key layout (``P`` is the prefix, ``pyworkflow`` by default):
                                         *i + 1* (``[data, step_id, attempt, index,
                                         created_at]`` JSON)
 ``P:streamkeys:<run_id>:<n>``           hash: dedup key -> seq (``stream_rules.chunk_key``)
+``P:checkpoints:<run_id>``              hash: ``a:<step id>`` -> attempt, ``d:<step id>`` ->
+                                        ``[attempt, data, saved_at]`` JSON (step
+                                        checkpoints, ``checkpoint_rules``)
 ``P:schema``                            string: the layout version
 ``P:wake`` (pub/sub channel)            wake-ups: the epoch ``wake_at`` of a run made due
 ======================================  ================================================
@@ -101,6 +104,7 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
     utcnow,
@@ -108,9 +112,11 @@ from pyworkflow.models import (
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage
+from pyworkflow.storage.checkpoint_rules import check_checkpoint, check_checkpoint_key
 from pyworkflow.storage.flow_rules import SLOT_MEMORY
 from pyworkflow.storage.rows import (
     RUN_COLUMNS,
+    checkpoint_from_row,
     chunk_from_row,
     from_epoch,
     run_from_row,
@@ -415,6 +421,7 @@ class RedisStorage(Storage):
             "advance_schedule": scripts.ADVANCE_SCHEDULE,
             "append_stream_chunk": scripts.APPEND_STREAM_CHUNK,
             "read_stream": scripts.READ_STREAM,
+            "save_step_checkpoint": scripts.SAVE_STEP_CHECKPOINT,
         }
         self._scripts = {name: client.register_script(src) for name, src in sources.items()}
         if task_group is not None:
@@ -1112,6 +1119,37 @@ class RedisStorage(Storage):
         if not exists:
             raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
         return sorted(_str(name) for name in names)
+
+    # ----- step checkpoints -----
+
+    async def save_step_checkpoint(
+        self, run_id: str, step_id: str, attempt: int, data: str
+    ) -> bool:
+        check_checkpoint(run_id, step_id, attempt, data, self.max_payload_bytes)
+        value = _json([attempt, data, utcnow().timestamp()])
+        reply = await self._script(
+            "save_step_checkpoint", lambda retry: [run_id, step_id, str(attempt), value]
+        )
+        status = _status(reply)
+        if status == "missing":
+            raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+        return status == "ok"
+
+    async def get_step_checkpoint(self, run_id: str, step_id: str) -> StepCheckpoint | None:
+        check_checkpoint_key(run_id, step_id)
+        raw = await self._call(
+            "get_step_checkpoint",
+            lambda retry: self.client.hget(self._key("checkpoints", run_id), f"d:{step_id}"),
+        )
+        if raw is None:
+            return None
+        try:
+            values = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptDataError(
+                f"run {run_id}: the checkpoint of step {step_id!r} cannot be decoded: {exc}"
+            ) from exc
+        return checkpoint_from_row([run_id, step_id, *values])
 
     # ----- wake-ups -----
 
