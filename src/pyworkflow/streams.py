@@ -16,6 +16,7 @@ duplicates nothing either.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
@@ -33,6 +34,7 @@ from pyworkflow.serialization import Serializer, dumps_limited
 __all__ = [
     "StreamItem",
     "follow_chunks",
+    "follow_chunks_idle",
     "read_stream",
     "read_stream_sync",
     "write_stream",
@@ -192,16 +194,40 @@ async def follow_chunks(
     For servers and tools that pass chunks on as stored (the HTTP API sends
     ``data`` as the run's serializer wrote it).
     """
+    async for chunk in follow_chunks_idle(run_id, name, after=after, follow=follow, poll=poll):
+        if chunk is not None:
+            yield chunk
+
+
+async def follow_chunks_idle(
+    run_id: str,
+    name: str,
+    *,
+    after: int = 0,
+    follow: bool = True,
+    poll: float = DEFAULT_POLL,
+    idle: float = math.inf,
+) -> AsyncIterator[StreamChunk | None]:
+    """:func:`follow_chunks`, yielding None each time ``idle`` seconds passed with no chunk.
+
+    For servers that keep an idle connection open (the SSE keep-alive comment).
+    """
     runtime = get_runtime()
+    quiet_since = time.monotonic()
     while True:
         ended, chunks = await runtime.acall(_raw_page, runtime, run_id, name, after)
         for chunk in chunks:
             yield chunk
             after = chunk.seq
+        if chunks:
+            quiet_since = time.monotonic()
         if len(chunks) == PAGE:
             continue
         if ended or not follow:
             return
+        if time.monotonic() - quiet_since >= idle:
+            yield None
+            quiet_since = time.monotonic()
         await anyio.sleep(poll)
 
 

@@ -8,9 +8,20 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
-from pyworkflow import get_result, start, step, workflow, write_stream
-from tests.server.conftest import TOKEN, ServerFactory
+from pyworkflow import (
+    RunStatus,
+    create_hook,
+    get_result,
+    resume_hook,
+    start,
+    step,
+    workflow,
+    write_stream,
+)
+from pyworkflow.server import streams_api
+from tests.server.conftest import TOKEN, ServerFactory, wait_status
 
 
 @step
@@ -93,3 +104,36 @@ def test_after_query_unknown_run_bad_seq_and_token(make_server: ServerFactory) -
             {"retry": "1000"},
             {"event": "end", "data": "{}"},
         ]
+
+
+@workflow
+async def quiet_between(token: str) -> str:
+    await write_stream("talk", "before")  # workflow code writes too
+    async for payload in create_hook(token=token):
+        await write_stream("talk", payload)
+        break
+    return "done"
+
+
+def test_a_quiet_stream_gets_keep_alive_comments_until_it_ends(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams_api, "KEEPALIVE", 0.05)
+    base = make_server()
+    run_id = start(quiet_between, "quiet-hook")
+    wait_status(run_id, RunStatus.SUSPENDED)  # its hook exists
+    lines: list[str] = []
+    resumed = False
+    with httpx.Client(timeout=30) as http:
+        with http.stream("GET", f"{base}/api/runs/{run_id}/streams/talk") as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if not resumed and lines.count(": keep-alive") == 2:
+                    resume_hook("quiet-hook", "after")  # the run writes again and ends
+                    resumed = True
+    data = [line for line in lines if line.startswith("data: ")]
+    assert data == ['data: "before"', 'data: "after"', "data: {}"]
+    first, second = lines.index('data: "before"'), lines.index('data: "after"')
+    assert lines[first:second].count(": keep-alive") >= 2  # sent while nothing came
+    assert "event: end" in lines[second:]
+    assert get_result(run_id, timeout=30) == "done"

@@ -3,7 +3,8 @@
 Each chunk is one event: ``id`` its seq, ``event: chunk``, ``data`` the chunk
 as the run's serializer stored it (JSON by default). The response follows the
 stream until the run has ended and every chunk is sent, then sends
-``event: end`` and closes. A client resumes after the last event it saw with
+``event: end`` and closes; while nothing new comes it sends a ``: keep-alive``
+comment every :data:`KEEPALIVE` seconds. A client resumes after the last event it saw with
 the ``Last-Event-ID`` header (browsers' ``EventSource`` sends it when it
 reconnects) or ``?after=SEQ``. See ``docs/streams.md``.
 """
@@ -22,7 +23,7 @@ from pyworkflow.models import StreamChunk
 from pyworkflow.server.wire import ApiError
 from pyworkflow.storage.stream_rules import check_read
 
-__all__ = ["MAX_SEQ", "POLL", "sse_event", "stream_routes"]
+__all__ = ["KEEPALIVE", "MAX_SEQ", "POLL", "sse_event", "stream_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -30,6 +31,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 POLL = 0.25
 #: The largest seq a client may name (storage integers are 64-bit).
 MAX_SEQ = 2**62
+#: Seconds without a chunk after which an SSE comment (``: keep-alive``) is sent, so that
+#: proxies and load balancers do not close a quiet stream as idle.
+KEEPALIVE = 15.0
 #: How long (ms) an ``EventSource`` waits before reconnecting.
 RETRY_MS = 1000
 
@@ -52,7 +56,7 @@ def _after(request: Request) -> int:
 
 def stream_routes(api: Callable[[Handler], Handler]) -> list[Route]:
     """The route, wrapped in ``api`` (the API token, when one is set)."""
-    from pyworkflow.streams import follow_chunks
+    from pyworkflow.streams import follow_chunks_idle
 
     async def stream(request: Request) -> Response:
         run_id, name = request.path_params["run_id"], request.path_params["name"]
@@ -68,8 +72,9 @@ def stream_routes(api: Callable[[Handler], Handler]) -> list[Route]:
 
         async def events() -> AsyncIterator[bytes]:
             yield f"retry: {RETRY_MS}\n\n".encode()
-            async for chunk in follow_chunks(run_id, name, after=after, poll=POLL):
-                yield sse_event(chunk)
+            chunks = follow_chunks_idle(run_id, name, after=after, poll=POLL, idle=KEEPALIVE)
+            async for chunk in chunks:
+                yield b": keep-alive\n\n" if chunk is None else sse_event(chunk)
             yield b"event: end\ndata: {}\n\n"
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
