@@ -34,6 +34,7 @@ from pyworkflow.storage.schema import (
     HookRow,
     RunRow,
     ScheduleRow,
+    StepCheckpointRow,
     StepLeaseRow,
     StepSlotRow,
     StreamChunkRow,
@@ -123,6 +124,7 @@ async def _metadata_schema(server: PostgresServer, schema: str) -> None:
             ScheduleRow,
             StepSlotRow,
             StreamChunkRow,
+            StepCheckpointRow,
         )
     ]
     engine = create_async_engine(
@@ -181,7 +183,7 @@ async def test_a_version_2_database_with_a_run_is_upgraded_to_what_a_fresh_one_i
             after_upgrade = await _fingerprint(c, old)
             after_fresh = await _fingerprint(c, fresh)
             from_metadata = await _fingerprint(c, reference)
-        assert sorted(applied) == list(range(1, LATEST + 1)) and LATEST == 5
+        assert sorted(applied) == list(range(1, LATEST + 1)) and LATEST == 6
         assert after_upgrade == after_fresh
         # the SQLModel tables, plus the partial indexes only PostgreSQL has
         dedup = [i for i in after_fresh["indexes"] if i[1] == _DEDUP_INDEX]

@@ -157,6 +157,24 @@ def _stream_chunks(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
+#: Migration 6's DDL (``StepCheckpointRow`` of ``schema.py`` as it was then): one
+#: checkpoint per step of a run, with the attempt that saved it.
+_STEP_CHECKPOINTS = (
+    "CREATE TABLE IF NOT EXISTS pyworkflow_step_checkpoints ("
+    "run_id VARCHAR NOT NULL, "
+    "step_id VARCHAR NOT NULL, "
+    "attempt INTEGER NOT NULL, "
+    "data VARCHAR NOT NULL, "
+    "saved_at FLOAT NOT NULL, "
+    "PRIMARY KEY (run_id, step_id))",
+)
+
+
+def _step_checkpoints(conn: Connection) -> None:
+    for statement in _STEP_CHECKPOINTS:
+        conn.execute(text(statement))
+
+
 #: Every migration, oldest first; append new ones, never edit old ones.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, events, hooks and step leases (pyworkflow.storage.schema)", _create_tables),
@@ -168,6 +186,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "the places of step queues (pyworkflow_step_slots)", _step_slots),
     Migration(5, "the chunks of durable streams (pyworkflow_stream_chunks)", _stream_chunks),
+    Migration(6, "step checkpoints (pyworkflow_step_checkpoints)", _step_checkpoints),
 )
 #: The schema version this code writes and reads.
 LATEST = MIGRATIONS[-1].version

@@ -42,6 +42,7 @@ __all__ = [
     "DUE_TIMERS",
     "EVENT_AT",
     "EXPIRED_STEP_LEASES",
+    "GET_CHECKPOINT",
     "GET_EVENTS",
     "GET_HOOK",
     "GET_RUN",
@@ -69,6 +70,7 @@ __all__ = [
     "QUEUE_STATS",
     "RELEASE_LEASE",
     "RENEW_LEASE",
+    "SAVE_CHECKPOINT",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_EXISTS",
     "SET_STEP_LEASE_IF_OWNER",
@@ -94,6 +96,7 @@ LEASES = "pyworkflow_step_leases"
 SCHEDULES = "pyworkflow_schedules"
 SLOTS = "pyworkflow_step_slots"
 CHUNKS = "pyworkflow_stream_chunks"
+CHECKPOINTS = "pyworkflow_step_checkpoints"
 
 _RUN = ", ".join(RUN_COLUMNS)
 _EVENT = ", ".join(EVENT_COLUMNS)
@@ -438,3 +441,15 @@ READ_CHUNKS = (
     "ORDER BY seq LIMIT $4"
 )
 STREAM_NAMES = f"SELECT DISTINCT stream FROM {CHUNKS} WHERE run_id = $1 ORDER BY stream"
+#: ``$1`` run, ``$2`` step, ``$3`` attempt, ``$4`` data, ``$5`` saved_at: the step's
+#: checkpoint, written only over an older or equal attempt's (``checkpoint_rules``);
+#: returns a row when written, none when a later attempt's is stored.
+SAVE_CHECKPOINT = (
+    f"INSERT INTO {CHECKPOINTS} AS c (run_id, step_id, attempt, data, saved_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+    "attempt = excluded.attempt, data = excluded.data, saved_at = excluded.saved_at "
+    "WHERE c.attempt <= excluded.attempt RETURNING 1"
+)
+GET_CHECKPOINT = (
+    f"SELECT attempt, data, saved_at FROM {CHECKPOINTS} WHERE run_id = $1 AND step_id = $2"
+)

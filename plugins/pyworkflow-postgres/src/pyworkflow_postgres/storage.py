@@ -54,6 +54,7 @@ from pyworkflow.models import (
     RunPatch,
     RunStatus,
     Schedule,
+    StepCheckpoint,
     StepLease,
     StreamChunk,
     utcnow,
@@ -61,8 +62,10 @@ from pyworkflow.models import (
 from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
+from pyworkflow.storage.checkpoint_rules import check_checkpoint, check_checkpoint_key
 from pyworkflow.storage.flow_rules import slot_memory
 from pyworkflow.storage.rows import (
+    checkpoint_from_row,
     chunk_from_row,
     dump_payload,
     event_from_row,
@@ -101,7 +104,7 @@ STATEMENT_CACHE_SIZE = 256
 IDLE_CONNECTION_SECONDS = 300.0
 #: The schema version this code needs: ``pyworkflow_postgres.migrations.LATEST``
 #: (a test keeps them equal), known without importing SQLAlchemy's migrations.
-SCHEMA_LATEST = 5
+SCHEMA_LATEST = 6
 
 
 async def _keep_session(conn: Conn) -> None:
@@ -884,6 +887,32 @@ class PostgresStorage(Storage):
             return [str(row[0]) for row in await conn.fetch(sql.STREAM_NAMES, run_id)]
 
         return await self._run_op(read, mode="read")
+
+    # ----- step checkpoints -----
+
+    async def save_step_checkpoint(
+        self, run_id: str, step_id: str, attempt: int, data: str
+    ) -> bool:
+        check_checkpoint(run_id, step_id, attempt, data, self.max_payload_bytes)
+        now = utcnow().timestamp()
+
+        async def write(conn: Conn) -> bool:
+            if await conn.fetchval(sql.RUN_EXISTS, run_id) is None:
+                raise RunNotFoundError(f"no run with id {run_id!r} in {self.log_url}")
+            written = await conn.fetchval(sql.SAVE_CHECKPOINT, run_id, step_id, attempt, data, now)
+            return written is not None
+
+        # rerun after a commit that may have landed: the same attempt writes again
+        return await self._run_op(write)
+
+    async def get_step_checkpoint(self, run_id: str, step_id: str) -> StepCheckpoint | None:
+        check_checkpoint_key(run_id, step_id)
+
+        async def read(conn: Conn) -> Any:
+            return await conn.fetchrow(sql.GET_CHECKPOINT, run_id, step_id)
+
+        row = await self._run_op(read, mode="read")
+        return None if row is None else checkpoint_from_row((run_id, step_id, *tuple(row)))
 
     # ----- schedules -----
 
