@@ -18,7 +18,7 @@ EXPECTED = {
     "patched", "deprecate_patch",
     "WorkflowTimeoutError",
     "start_child", "ChildHandle", "ChildWorkflowError",
-    "Cron", "create_schedule", "acreate_schedule", "scheduled_at", "ScheduleNotFoundError",
+    "Cron", "Every", "create_schedule", "acreate_schedule", "scheduled_at", "ScheduleNotFoundError",
     "ScheduleExistsError",
     "StreamItem", "read_stream", "read_stream_sync", "write_stream", "write_stream_sync",
 }  # fmt: skip

@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from pyworkflow.models import Event, EventType, RunPage, RunStatus
     from pyworkflow.runtime import configure, shutdown
     from pyworkflow.schedules.api import acreate_schedule, create_schedule
-    from pyworkflow.schedules.spec import Cron
+    from pyworkflow.schedules.spec import Cron, Every
     from pyworkflow.step import Step, step
     from pyworkflow.streams import (
         StreamItem,
@@ -94,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "Cron": "pyworkflow.schedules.spec",
     "Event": "pyworkflow.models",
     "EventType": "pyworkflow.models",
+    "Every": "pyworkflow.schedules.spec",
     "FatalError": "pyworkflow.errors",
     "Hook": "pyworkflow.hooks",
     "HookNotFoundError": "pyworkflow.errors",
@@ -226,6 +227,7 @@ __all__ = [
     "Cron",
     "Event",
     "EventType",
+    "Every",
     "FatalError",
     "Hook",
     "HookNotFoundError",

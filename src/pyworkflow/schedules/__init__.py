@@ -1,4 +1,4 @@
-"""Schedules: start a workflow at each tick of a cron expression (docs/schedules.md).
+"""Schedules: start a workflow at each tick of a cron expression or interval (docs/schedules.md).
 
 The names below are imported on first use, so that a worker that fires no
 schedule never loads the cron parser.
@@ -26,10 +26,11 @@ if TYPE_CHECKING:
         resume_schedule,
         trigger_schedule,
     )
-    from pyworkflow.schedules.spec import Cron
+    from pyworkflow.schedules.spec import Cron, Every
 
 __all__ = [
     "Cron",
+    "Every",
     "acreate_schedule",
     "adelete_schedule",
     "aget_schedule",
@@ -50,8 +51,8 @@ __all__ = [
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> Any:
-        if name == "Cron":
-            return importlib.import_module("pyworkflow.schedules.spec").Cron
+        if name in ("Cron", "Every"):
+            return getattr(importlib.import_module("pyworkflow.schedules.spec"), name)
         if name in __all__:
             return getattr(importlib.import_module("pyworkflow.schedules.api"), name)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

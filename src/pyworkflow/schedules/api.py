@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -12,14 +13,15 @@ from pyworkflow.durations import Duration
 from pyworkflow.errors import ScheduleExistsError
 from pyworkflow.models import CatchupPolicy, OverlapPolicy, Schedule, utcnow
 from pyworkflow.runtime import Runtime, get_runtime
-from pyworkflow.schedules.cron import CronSpec
 from pyworkflow.schedules.spec import (
     DEFAULT_CATCHUP,
     DEFAULT_CATCHUP_WINDOW,
     DEFAULT_GRACE,
     DEFAULT_OVERLAP,
+    Timing,
     check_policies,
     check_schedule_name,
+    parse_timing,
 )
 from pyworkflow.serialization import dumps_limited
 from pyworkflow.workflow import definition_of
@@ -33,6 +35,7 @@ __all__ = [
     "aresume_schedule",
     "atrigger_schedule",
     "build_schedule",
+    "check_timing",
     "create_schedule",
     "delete_schedule",
     "get_schedule",
@@ -43,12 +46,49 @@ __all__ = [
 ]
 
 
+def check_timing(
+    cron: str | None, every: Duration | None, anchor: datetime | None, timezone: str
+) -> Timing:
+    """The timing given by exactly one of ``cron`` and ``every`` (with ``anchor``), checked.
+
+    Raises ``TypeError`` when both or neither is given and for values of the wrong type, and
+    ``ValueError`` naming a bad expression, interval, anchor or time zone.
+    """
+    from pyworkflow.schedules.interval import IntervalSpec
+
+    if not isinstance(timezone, str):
+        raise TypeError(f"timezone must be a string, got {type(timezone).__name__}")
+    if cron is not None and every is not None:
+        raise TypeError(
+            "give either cron (a cron expression) or every (an interval such as '15m'), not both"
+        )
+    if cron is None and every is None:
+        raise TypeError(
+            "a schedule needs its ticks: give cron (a cron expression such as '0 * * * *') or "
+            "every (an interval such as '15m')"
+        )
+    if every is not None:
+        if timezone != "UTC":
+            raise ValueError(
+                f"an interval schedule takes no time zone (got {timezone!r}): it is elapsed "
+                "time; give the anchor as an aware datetime in that zone instead"
+            )
+        return IntervalSpec.of(every, anchor)
+    if not isinstance(cron, str):
+        raise TypeError(f"cron must be a string, got {type(cron).__name__}")
+    if anchor is not None:
+        raise TypeError("anchor applies to an interval schedule (every=...), not to a cron one")
+    return parse_timing(cron, timezone)
+
+
 def build_schedule(
     runtime: Runtime,
     name: str,
     workflow: Any,
-    cron: str,
+    cron: str | None = None,
     *,
+    every: Duration | None = None,
+    anchor: datetime | None = None,
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     timezone: str = "UTC",
@@ -69,11 +109,7 @@ def build_schedule(
 
     check_schedule_name(name)
     definition = definition_of(workflow)
-    if not isinstance(cron, str):
-        raise TypeError(f"cron must be a string, got {type(cron).__name__}")
-    if not isinstance(timezone, str):
-        raise TypeError(f"timezone must be a string, got {type(timezone).__name__}")
-    spec = CronSpec.parse(cron, timezone)
+    spec = check_timing(cron, every, anchor, timezone)
     overlap_p, catchup_p, grace_s, window_s = check_policies(
         overlap, catchup, grace, catchup_window
     )
@@ -113,7 +149,7 @@ def build_schedule(
 async def _create(runtime: Runtime, schedule: Schedule, replace: bool) -> Schedule:
     # timed again here, on the runtime's loop: its clock (virtual under the test harness)
     now = utcnow()
-    first = CronSpec.parse(schedule.cron, schedule.timezone).next_after(now)
+    first = parse_timing(schedule.cron, schedule.timezone).next_after(now)
     schedule = attrs.evolve(schedule, created_at=now, updated_at=now, next_fire_at=first)
     storage = runtime.storage
     if replace:
@@ -140,8 +176,10 @@ def _wake_firer(runtime: Runtime) -> None:
 async def acreate_schedule(
     name: str,
     workflow: Any,
-    cron: str,
+    cron: str | None = None,
     *,
+    every: Duration | None = None,
+    anchor: datetime | None = None,
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     timezone: str = "UTC",
@@ -153,14 +191,18 @@ async def acreate_schedule(
     paused: bool = False,
     replace: bool = False,
 ) -> Schedule:
-    """Create a schedule that starts a run of ``workflow`` at each tick of ``cron``.
+    """Create a schedule that starts a run of ``workflow`` at each tick of ``cron`` or ``every``.
 
-    ``cron`` has 5 fields (minute hour day month weekday), or 6 with seconds
-    first, or is ``@hourly``/``@daily``/...; it is read in ``timezone`` (an
-    IANA name). ``overlap`` (``skip``, ``allow``, ``cancel_previous``) says what
-    a tick does while the previous tick's run is still running; ``catchup``
-    (``none``, ``latest``, ``all`` within ``catchup_window``) what happens to
-    ticks missed by more than ``grace`` (docs/schedules.md). Each tick starts
+    Give exactly one of them. ``cron`` has 5 fields (minute hour day month
+    weekday), or 6 with seconds first, or is ``@hourly``/``@daily``/...; it is
+    read in ``timezone`` (an IANA name). ``every`` is an interval (``"15m"``,
+    seconds or a timedelta; whole seconds, at least 1 s): ticks at ``anchor``
+    + k * ``every`` (k = 0, 1, ...; an aware datetime; default the Unix epoch,
+    so ``"15m"`` ticks at :00, :15, :30, :45 UTC). ``overlap`` (``skip``,
+    ``allow``, ``cancel_previous``) says what a tick does while the previous
+    tick's run is still running; ``catchup`` (``none``, ``latest``, ``all``
+    within ``catchup_window``) what happens to ticks missed by more than
+    ``grace`` (docs/schedules.md). Each tick starts
     exactly one run, whatever the number of workers. Raises
     :class:`~pyworkflow.errors.ScheduleExistsError` if ``name`` is taken,
     unless ``replace``.
@@ -171,6 +213,8 @@ async def acreate_schedule(
         name,
         workflow,
         cron,
+        every=every,
+        anchor=anchor,
         args=args,
         kwargs=kwargs,
         timezone=timezone,
@@ -187,8 +231,10 @@ async def acreate_schedule(
 def create_schedule(
     name: str,
     workflow: Any,
-    cron: str,
+    cron: str | None = None,
     *,
+    every: Duration | None = None,
+    anchor: datetime | None = None,
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     timezone: str = "UTC",
@@ -207,6 +253,8 @@ def create_schedule(
         name,
         workflow,
         cron,
+        every=every,
+        anchor=anchor,
         args=args,
         kwargs=kwargs,
         timezone=timezone,
@@ -259,7 +307,7 @@ async def _set_paused(runtime: Runtime, name: str, paused: bool) -> Schedule:
     now = utcnow()
     changes: dict[str, Any] = {"paused": paused, "updated_at": now}
     if not paused:  # resumed: the ticks of the pause are not caught up
-        changes["next_fire_at"] = CronSpec.parse(schedule.cron, schedule.timezone).next_after(now)
+        changes["next_fire_at"] = parse_timing(schedule.cron, schedule.timezone).next_after(now)
     schedule = attrs.evolve(schedule, **changes)
     await runtime.storage.put_schedule(schedule)
     _wake_firer(runtime)

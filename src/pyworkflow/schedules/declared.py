@@ -45,6 +45,7 @@ def declared_schedule(runtime: Runtime, definition: WorkflowDefinition) -> Sched
     if spec is None:
         return None
     from pyworkflow.schedules.api import build_schedule  # croniter: only for a declared one
+
     return build_schedule(
         runtime,
         spec.name or definition.name,

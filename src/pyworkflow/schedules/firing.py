@@ -20,7 +20,7 @@ from pyworkflow.models import CatchupPolicy, OverlapPolicy, Run, Schedule, utcno
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
-    from pyworkflow.schedules.cron import CronSpec
+    from pyworkflow.schedules.spec import Timing
     from pyworkflow.workflow import WorkflowDefinition
 
 __all__ = ["ScheduleFirer", "fire_schedule", "select_ticks", "start_scheduled_run", "tick_run_id"]
@@ -44,7 +44,7 @@ def tick_key(name: str, tick: datetime) -> str:
     return f"schedule:{name}:{tick.isoformat()}"
 
 
-def _last_before(spec: CronSpec, before: datetime, floor: datetime) -> datetime | None:
+def _last_before(spec: Timing, before: datetime, floor: datetime) -> datetime | None:
     """The latest tick ``t`` with ``floor <= t < before`` (None: none), by widening windows."""
     width = timedelta(seconds=1)
     while True:
@@ -57,7 +57,7 @@ def _last_before(spec: CronSpec, before: datetime, floor: datetime) -> datetime 
         width *= 8
 
 
-def select_ticks(schedule: Schedule, spec: CronSpec, now: datetime) -> list[datetime]:
+def select_ticks(schedule: Schedule, spec: Timing, now: datetime) -> list[datetime]:
     """The ticks due at ``now`` (from ``next_fire_at``) that this firing starts runs for.
 
     A tick is *on time* when ``now - tick <= grace``: those are always fired.
@@ -98,15 +98,15 @@ async def fire_schedule(
     schedule whose workflow this process does not know is left for a worker
     that does (its lease dropped, nothing advanced).
     """
-    from pyworkflow.schedules.cron import CronSpec  # croniter: loaded once a schedule is due
+    from pyworkflow.schedules.spec import parse_timing  # croniter: once a cron one is due
 
     log = logger.bind(schedule=schedule.name)
     expected = schedule.next_fire_at
     assert expected is not None  # claimed schedules are due
     try:
-        spec = CronSpec.parse(schedule.cron, schedule.timezone)
+        spec = parse_timing(schedule.cron, schedule.timezone)
     except ValueError as exc:  # stored by hand or by an older version: pause it, say why
-        log.error("schedule has an invalid cron expression; it is not fired: {}", exc)
+        log.error("schedule has an invalid cron expression or interval; it is not fired: {}", exc)
         await runtime.storage.advance_schedule(
             schedule.name, owner, expected, None, schedule.last_fire_at, schedule.last_run_id
         )
