@@ -27,6 +27,7 @@ EXPECTED = {
     "queues.py": "sent to vip\nvip went before the runs waiting with it: True",
     "schedules.py": "one per tick: True",
     "streaming.py": "[########] 8/8 documents, 108 words\nindexed words: 108",
+    "transient.py": "quote for 3 items: 36.0 (priced after 2 attempts)",
 }
 
 

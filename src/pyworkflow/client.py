@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 import time
 import uuid
@@ -43,6 +45,8 @@ __all__ = [
     "RunInfo",
     "acancel",
     "adeliver_hook",
+    "aexecute",
+    "aexecute_workflow",
     "aget_events",
     "aget_hook",
     "aget_result",
@@ -55,6 +59,8 @@ __all__ = [
     "cancel",
     "check_delivery_id",
     "check_replay",
+    "execute",
+    "execute_workflow",
     "get_events",
     "get_result",
     "get_run",
@@ -181,6 +187,8 @@ async def _create(
     flow: FlowOptions | None = None,
 ) -> str:
     definition = definition_of(target)
+    if not definition.durable:
+        raise _not_startable(definition.name)
     runtime.executor.check_startable(definition)  # e.g. __main__ workflows on Celery
     data = dumps_limited(
         runtime.serializer,
@@ -319,6 +327,109 @@ async def astart(workflow: Any, *args: Any, **kwargs: Any) -> str:
 def start(workflow: Any, *args: Any, **kwargs: Any) -> str:
     """Start a run of ``workflow`` from sync code; returns the run id at once."""
     return start_workflow(workflow, args, kwargs)
+
+
+def _not_startable(name: str) -> TypeError:
+    return TypeError(
+        f"workflow {name!r} is transient (durable=False): its runs leave no record to start "
+        f"and look up later; run it with `await pyworkflow.aexecute({name}, ...)` (or "
+        "`execute(...)` in sync code), which returns its result"
+    )
+
+
+async def aexecute_workflow(
+    workflow: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    durable: bool | None = None,
+    timeout: Duration | None = None,
+) -> Any:
+    """Run ``workflow`` to its end and return its result (or raise its error).
+
+    A transient workflow (``@workflow(durable=False)``), or any workflow with
+    ``durable=False`` here, runs right here, in the calling task, with no
+    storage writes (docs/transient.md): its result is the body's return value
+    and its error the very exception raised, with its traceback. A durable
+    workflow is started as with :func:`astart_workflow` and awaited as with
+    :func:`aget_result`. ``timeout`` bounds the run as ``start_workflow``'s
+    does (:class:`~pyworkflow.errors.WorkflowTimeoutError`). ``durable=True``
+    for a workflow declared transient is a ``ValueError``.
+    """
+    definition = definition_of(workflow)
+    transient = _transient(definition.name, definition.durable, durable)
+    limit = workflow_timeout(timeout)
+    if transient:
+        from pyworkflow.transient import run_transient
+
+        definition.check_arguments(args, kwargs or {})
+        return await run_transient(definition, tuple(args), dict(kwargs or {}), timeout=limit)
+    run_id = await astart_workflow(workflow, args, kwargs, timeout=limit)
+    return await aget_result(run_id)
+
+
+def execute_workflow(
+    workflow: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    durable: bool | None = None,
+    timeout: Duration | None = None,
+) -> Any:
+    """Sync form of :func:`aexecute_workflow`.
+
+    A transient run runs on an event loop of its own in the calling thread
+    (``RuntimeError`` if that thread already runs one: await
+    :func:`aexecute_workflow` there).
+    """
+    definition = definition_of(workflow)
+    transient = _transient(definition.name, definition.durable, durable)
+    limit = workflow_timeout(timeout)
+    if transient:
+        from pyworkflow.transient import run_transient
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "execute() was called from async code; await aexecute() (or "
+                "aexecute_workflow()) there instead"
+            )
+        definition.check_arguments(args, kwargs or {})
+        call = functools.partial(
+            run_transient, definition, tuple(args), dict(kwargs or {}), timeout=limit
+        )
+        return anyio.run(call)
+    run_id = start_workflow(workflow, args, kwargs, timeout=limit)
+    return get_result(run_id)
+
+
+def _transient(name: str, declared: bool, durable: bool | None) -> bool:
+    if durable is None:
+        return not declared
+    if not isinstance(durable, bool):
+        raise TypeError(f"durable must be True, False or None, got {durable!r}")
+    if durable and not declared:
+        raise ValueError(
+            f"workflow {name!r} is declared transient (durable=False): it cannot run durably; "
+            "remove durable=False from its declaration to start durable runs of it"
+        )
+    return not durable
+
+
+async def aexecute(workflow: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``workflow`` to its end and return its result: a transient workflow in-process.
+
+    :func:`aexecute_workflow` with these arguments (docs/transient.md).
+    """
+    return await aexecute_workflow(workflow, args, kwargs)
+
+
+def execute(workflow: Any, *args: Any, **kwargs: Any) -> Any:
+    """Sync form of :func:`aexecute`."""
+    return execute_workflow(workflow, args, kwargs)
 
 
 async def _get_run(runtime: Runtime, run_id: str) -> RunInfo:

@@ -44,6 +44,8 @@ class WorkflowDefinition:
     queue: str | None = None
     #: The schedule declared with it (``@workflow(schedule=...)``), None: none.
     schedule: Cron | None = None
+    #: False: its runs are transient (``@workflow(durable=False)``, docs/transient.md).
+    durable: bool = True
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise ``TypeError`` naming the signature unless the arguments bind to the workflow.
@@ -126,12 +128,20 @@ class WorkflowFunction(Generic[P, R]):
         timeout: Duration | None = None,
         queue: str | None = None,
         schedule: str | Cron | None = None,
+        durable: bool = True,
     ) -> None:
         self.fn = fn
         origin = f"{fn.__module__}.{fn.__qualname__}"
         limit = workflow_timeout(timeout, what=f"timeout of workflow {name!r}")
         self.definition = WorkflowDefinition(
-            name, version, lambda: fn, origin, limit, _queue(queue, name), _schedule(schedule, name)
+            name,
+            version,
+            lambda: fn,
+            origin,
+            limit,
+            _queue(queue, name),
+            _schedule(schedule, name),
+            _durable(durable, name, queue, schedule),
         )
         functools.update_wrapper(self, fn)
         _register(self.definition)
@@ -165,6 +175,7 @@ def workflow(
     timeout: Duration | None = None,
     queue: str | None = None,
     schedule: str | Cron | None = None,
+    durable: bool = True,
 ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
 
 
@@ -177,6 +188,7 @@ def workflow(
     timeout: Duration | None = None,
     queue: str | None = None,
     schedule: str | Cron | None = None,
+    durable: bool = True,
 ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
     """Declare a durable workflow: ``@workflow`` or ``@workflow(name=..., version=...)``.
 
@@ -188,10 +200,15 @@ def workflow(
     ``queue`` is the queue its runs go to by default (docs/queues.md);
     ``schedule`` a cron expression or a :class:`~pyworkflow.Cron` that starts
     runs on its own (docs/schedules.md).
+    ``durable=False`` makes its runs **transient**: ``execute()`` runs them
+    in the caller's process with no storage writes, nothing to resume after
+    a crash, and no hooks (docs/transient.md).
     """
 
     def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
-        return WorkflowFunction(func, name or func.__name__, version, timeout, queue, schedule)
+        return WorkflowFunction(
+            func, name or func.__name__, version, timeout, queue, schedule, durable
+        )
 
     if fn is not None:
         return decorate(fn)
@@ -213,6 +230,8 @@ class Workflow:
     queue: ClassVar[str | None] = None
     #: A cron expression or :class:`~pyworkflow.Cron` that starts runs on its own.
     schedule: ClassVar[str | Cron | None] = None
+    #: False: its runs are transient, run in-process by ``execute()`` (docs/transient.md).
+    durable: ClassVar[bool] = True
     definition: ClassVar[WorkflowDefinition]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -230,6 +249,7 @@ class Workflow:
             limit,
             _queue(cls.queue, name),
             _schedule(cls.schedule, name),
+            _durable(cls.durable, name, cls.queue, cls.schedule),
         )
         _register(cls.definition)
 
@@ -260,6 +280,21 @@ class Workflow:
 
         return start(type(self), *args, **kwargs)
 
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Run this workflow and return its result (a transient one in-process, at once).
+
+        See :func:`pyworkflow.aexecute`.
+        """
+        from pyworkflow.client import aexecute
+
+        return await aexecute(type(self), *args, **kwargs)
+
+    def execute_sync(self, *args: Any, **kwargs: Any) -> Any:
+        """``execute`` for synchronous code."""
+        from pyworkflow.client import execute
+
+        return execute(type(self), *args, **kwargs)
+
 
 def _queue(queue: object, name: str) -> str | None:
     if queue is None:
@@ -267,6 +302,23 @@ def _queue(queue: object, name: str) -> str | None:
     from pyworkflow.queues import check_queue_name
 
     return check_queue_name(queue, f"queue of workflow {name!r}")
+
+
+def _durable(durable: object, name: str, queue: object, schedule: object) -> bool:
+    """``durable`` checked: a bool; a transient workflow has no run queue and no schedule."""
+    if not isinstance(durable, bool):
+        raise TypeError(f"durable of workflow {name!r} must be True or False, got {durable!r}")
+    if not durable and queue is not None:
+        raise ValueError(
+            f"workflow {name!r} is transient (durable=False) and has queue={queue!r}: a transient "
+            "run is never queued (it runs at once, in the caller's process); drop one of them"
+        )
+    if not durable and schedule is not None:
+        raise ValueError(
+            f"workflow {name!r} is transient (durable=False) and has a schedule: a schedule "
+            "starts stored runs from a worker; drop one of them"
+        )
+    return durable
 
 
 def _schedule(schedule: object, name: str) -> Cron | None:
