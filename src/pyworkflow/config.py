@@ -69,6 +69,11 @@ class Settings:
     embedded_worker: bool = True
     #: Seconds in-flight activations get to finish on shutdown.
     drain_timeout: float = 10.0
+    #: Seconds between two writes of a step's checkpoints (``docs/checkpoints.md``); a
+    #: checkpoint made sooner is kept in memory and written later (0: every one is written).
+    checkpoint_interval: float = 1.0
+    #: Largest serialized step checkpoint, in bytes.
+    checkpoint_max_bytes: int = 256 * 1024
     #: SQLite ``PRAGMA synchronous``: ``FULL`` (durable) or ``NORMAL`` (faster).
     sqlite_synchronous: str = attrs.field(default="FULL", validator=_check_sqlite_synchronous)
     #: Base URL where the HTTP server is reachable (for hook URLs).
@@ -189,6 +194,8 @@ _PARSERS: dict[str, _Parser] = {
     "serializer": _parse_str,
     "modules": _parse_modules,
     "max_payload_bytes": _parse_positive_int,
+    "checkpoint_interval": _parse_nonnegative_float,
+    "checkpoint_max_bytes": _parse_positive_int,
     "lease_seconds": _parse_positive_float,
     "poll_interval": _parse_positive_float,
     "worker_concurrency": _parse_positive_int,
