@@ -131,7 +131,8 @@ def test_unknown_key_in_env(tmp_path: Path) -> None:
 
 
 def test_unknown_key_in_overrides(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"'nope' passed to configure\(\).*valid keys: .*drain_timeout"):
+    match = r"'nope' passed to configure\(\).*valid keys: .*drain_timeout"
+    with pytest.raises(ConfigError, match=match):
         load_settings({"nope": 1}, cwd=tmp_path, environ={})
 
 
