@@ -362,7 +362,6 @@ async def aexecute_workflow(
     if transient:
         from pyworkflow.transient import run_transient
 
-        definition.check_arguments(args, kwargs or {})
         return await run_transient(definition, tuple(args), dict(kwargs or {}), timeout=limit)
     run_id = await astart_workflow(workflow, args, kwargs, timeout=limit)
     return await aget_result(run_id)
@@ -397,7 +396,6 @@ def execute_workflow(
                 "execute() was called from async code; await aexecute() (or "
                 "aexecute_workflow()) there instead"
             )
-        definition.check_arguments(args, kwargs or {})
         call = functools.partial(
             run_transient, definition, tuple(args), dict(kwargs or {}), timeout=limit
         )

@@ -40,7 +40,7 @@ import anyio.to_thread
 from loguru import logger
 
 from pyworkflow import context as ctxmod
-from pyworkflow import stepexec
+from pyworkflow import plugins, stepexec
 from pyworkflow.context import ContinueAsNew
 from pyworkflow.errors import (
     ChildWorkflowError,
@@ -81,8 +81,6 @@ class _Continue(ContinueAsNew):
 
 def _observed() -> bool:
     """Whether any plugin observes events (tracing, metrics): then events are built."""
-    from pyworkflow import plugins
-
     return plugins.has_event_observers()
 
 
@@ -129,16 +127,12 @@ class TransientRun:
 
     def emit(self, kind: EventType, cid: str | None, payload: Mapping[str, Any]) -> None:
         """Tell observer plugins about an event a durable run would append (nothing is stored)."""
-        from pyworkflow import plugins
-
         self.seq += 1
         event = Event(self.run_id, self.seq, kind, cid, utcnow(), payload)
         plugins.notify_events_appended(self.run_id, [event])
 
     def status(self, status: RunStatus) -> None:
         """Tell observer plugins the run's status changed."""
-        from pyworkflow import plugins
-
         plugins.notify_run_status_changed(self.run_id, self.workflow_name, status)
 
     # ----- steps -----
@@ -443,12 +437,12 @@ async def run_transient(
     step_token = _step_var.set(None)
     try:
         while True:
-            body = definition.make_body()
+            coro = _begin(definition, args, kwargs)
             try:
                 if limit is None:
-                    result = await body(*args, **kwargs)
+                    result = await coro
                 else:
-                    result = await _within(run, body(*args, **kwargs), limit)
+                    result = await _within(run, coro, limit)
             except _Continue as again:
                 args, kwargs = again.call_args, again.call_kwargs
                 await run.end_children()
@@ -483,6 +477,28 @@ async def run_transient(
             await run.end_children()
         _step_var.reset(step_token)
         _workflow_var.reset(workflow_token)
+
+
+def _begin(
+    definition: WorkflowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Awaitable[Any]:
+    """The body's coroutine; ``TypeError`` naming the signature when the arguments do not fit.
+
+    Calling an ``async def`` body binds its arguments and runs none of its
+    code, so a ``TypeError`` here is the arguments' (checked only then: a
+    signature costs more than the rest of a short run).
+    """
+    body = definition.make_body()
+    if not inspect.iscoroutinefunction(body):
+        definition.check_arguments(args, kwargs)
+        coro: Awaitable[Any] = body(*args, **kwargs)
+        return coro
+    try:
+        coro = body(*args, **kwargs)
+    except TypeError:
+        definition.check_arguments(args, kwargs)
+        raise
+    return coro
 
 
 async def _within(run: TransientRun, coro: Awaitable[Any], limit: timedelta) -> Any:
