@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pyworkflow import FatalError, continue_as_new, create_hook, sleep, step, workflow
 from pyworkflow.cli import live_view as live_view_module
 from pyworkflow.cli.app import app
-from pyworkflow.cli.live_view import build_model, live_enabled, live_view
+from pyworkflow.cli.live_view import LiveRender, build_model, countdown, live_enabled, live_view
 from pyworkflow.models import Event
 from pyworkflow.testing import WorkflowEnvironment
 
@@ -80,6 +80,31 @@ def shown(events: list[Event]) -> str:
     return console.export_text()
 
 
+def shown_at(events: list[Event], now: datetime) -> str:
+    console = Console(record=True, width=120, force_terminal=True, file=io.StringIO())
+    console.print(live_view(events, now))
+    return console.export_text()
+
+
+def test_countdowns_read_like_durations() -> None:
+    due = "2030-01-01 00:00:00"
+    assert countdown(due, START - timedelta(days=2, hours=3, minutes=4)) == "in 2d 3h"
+    assert countdown(due, START - timedelta(hours=3, minutes=4)) == "in 3h 04m"
+    assert countdown(due, START - timedelta(minutes=4, seconds=7)) == "in 4m 07s"
+    assert countdown(due, START - timedelta(seconds=9)) == "in 9s"
+    assert countdown(due, START) == "due now"
+    assert countdown(due, START + timedelta(days=1)) == "due now"
+    assert countdown("not a time", START) == ""
+
+
+def test_the_live_render_draws_with_the_time_of_each_refresh() -> None:
+    model = build_model([])
+    model.sleeps["1"] = "2999-01-01 00:00:00"
+    console = Console(record=True, width=100, force_terminal=True, file=io.StringIO())
+    console.print(LiveRender(model))
+    assert re.search(r"sleeping until 2999-01-01 00:00:00 \(in \d+d \d+h\)", console.export_text())
+
+
 @pytest.mark.anyio
 async def test_the_view_follows_sleeps_retries_hooks_and_the_end() -> None:
     failures = 0
@@ -107,6 +132,9 @@ async def test_the_view_follows_sleeps_retries_hooks_and_the_end() -> None:
 
     text = shown(asleep)
     assert "sleeping until 2030-01-01 01:00:00" in text, text
+    assert "(in " not in text  # no clock given, no countdown
+    ticking = shown_at(asleep, START + timedelta(minutes=12, seconds=3))
+    assert "sleeping until 2030-01-01 01:00:00 (in 47m 57s)" in ticking, ticking
     assert f"run {run_id} suspended" in text, text
 
     model = build_model(retrying)
@@ -116,6 +144,10 @@ async def test_the_view_follows_sleeps_retries_hooks_and_the_end() -> None:
     retry = r"lv_charge\s+│\s+retrying\s+│\s+2\s+│\s+retry at 2030-01-01 01:00:03"
     assert re.search(retry, text), text
     assert "declined 2" in text, text
+    ticking = shown_at(retrying, START + timedelta(hours=1, seconds=2))
+    assert "retry at 2030-01-01 01:00:03 (in 1s)" in ticking, ticking
+    late = shown_at(retrying, START + timedelta(hours=1, seconds=9))
+    assert "retry at 2030-01-01 01:00:03 (due now)" in late, late
 
     text = shown(waiting)
     assert re.search(r"lv_charge\s+│\s+completed\s+│\s+3\s+│", text), text
@@ -277,3 +309,70 @@ def test_runs_list_walks_pages_with_a_progress_bar_on_a_terminal_only(
     assert "listing runs" in raw and "5/1000" in raw, raw  # the bar, as it was drawn
     text = terminal.export_text()
     assert text.count("lv_plain") == 5 and "│" in text, text  # then the table
+
+
+# ----- runs retry --wait follows the retried run like run --wait -----
+
+
+@step(max_retries=0)
+async def lv_maybe(flag: str) -> str:
+    if not Path(flag).exists():
+        raise FatalError("the flag file is missing")
+    return "found"
+
+
+@workflow
+async def lv_retried(flag: str) -> str:
+    shipped = await lv_ship(1)
+    return f"{shipped}, {await lv_maybe(flag)}"
+
+
+def test_runs_retry_wait_follows_the_retried_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyworkflow.cli import render
+
+    storage = ["--storage", f"sqlite:///{tmp_path / 'pw.db'}"]
+    flag = tmp_path / "flag"
+    failed = CliRunner().invoke(
+        app, [*storage, "run", f"{__name__}:lv_retried", str(flag), "--wait"]
+    )
+    assert failed.exit_code == 1, failed.output
+    run_id = re.match(r"started run (\w+)", failed.output)
+    assert run_id is not None
+    flag.touch()  # the fix
+    retried = CliRunner().invoke(
+        app, [*storage, "runs", "retry", run_id.group(1), "--wait", "-m", __name__]
+    )
+    assert retried.exit_code == 0, retried.output
+    lines = retried.output.splitlines()
+    assert lines[0] == f"retried run {run_id.group(1)}; following it (Ctrl-C to stop)"
+    events = [re.sub(r"^\d\d:\d\d:\d\d\.\d{3}  ", "", line) for line in lines[1:-2]]
+    assert events == [  # only what the retry added: lv_ship is not run again
+        "workflow_retried",
+        "step_started lv_maybe attempt 2",
+        "step_completed lv_maybe",
+        "workflow_completed",
+    ], retried.output
+    assert lines[-2:] == [f"run {run_id.group(1)} completed", "result: 'shipped 1, found'"]
+
+    # on a terminal the view shows the whole run, the retried step on its second attempt
+    flag.unlink()
+    again = CliRunner().invoke(
+        app, [*storage, "run", f"{__name__}:lv_retried", str(flag), "--wait"]
+    )
+    second = re.match(r"started run (\w+)", again.output)
+    assert again.exit_code == 1 and second is not None
+    flag.touch()
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    terminal = Console(record=True, width=100, force_terminal=True, file=io.StringIO())
+    monkeypatch.setattr(render, "console", terminal)
+    drawn = CliRunner().invoke(
+        app, [*storage, "runs", "retry", second.group(1), "--wait", "-m", __name__]
+    )
+    assert drawn.exit_code == 0, drawn.output
+    text = terminal.export_text()
+    assert re.search(r"lv_ship\s+│\s+completed\s+│\s+1\s+│", text), text
+    assert re.search(r"lv_maybe\s+│\s+completed\s+│\s+2\s+│", text), text
+    assert text.rstrip().endswith("result: 'shipped 1, found'"), text

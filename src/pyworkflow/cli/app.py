@@ -328,14 +328,11 @@ def run(
     left to workers): without --wait up to its first suspension, with --wait
     until it ends.
     """
-    from rich.live import Live
-
     import pyworkflow
-    from pyworkflow.cli.drive import RunDriver, drive, drives_here, follow, owner_name
-    from pyworkflow.cli.live_view import live_enabled, live_view
+    from pyworkflow.cli.drive import drive, drives_here, owner_name
+    from pyworkflow.cli.watch import report_end, watch_run
     from pyworkflow.client import FlowOptions
     from pyworkflow.executors.local import import_modules
-    from pyworkflow.models import Event, RunStatus
     from pyworkflow.runtime import current_settings, get_runtime
 
     workflow = load_target(target)
@@ -368,51 +365,8 @@ def run(
     if not as_json:
         render.console.print(f"started run [bold]{run_id}[/]; following it (Ctrl-C to stop)")
 
-    live = None if as_json or not live_enabled(render.console) else Live(console=render.console)
-    seen: list[Event] = []  # the followed run's events, for the live view
-
-    def show(event: Event) -> None:
-        if live is not None:
-            seen.append(event)
-            live.update(live_view(seen), refresh=True)
-        elif not as_json:
-            stamp = event.timestamp.strftime("%H:%M:%S.%f")[:-3]
-            render.print_line(f"{stamp}  {render.event_line(event)}")
-
-    current = run_id
-    while True:  # a run that continues as new is followed into the next run of its chain
-        driver = RunDriver(runtime, current) if local else None
-        if driver is not None:
-            runtime.call(driver.start)
-        seen.clear()
-        if live is not None:
-            live.start()
-        try:
-            info = follow(current, show, driver=driver)
-        finally:
-            if live is not None:
-                live.stop()
-            if driver is not None:
-                runtime.call(driver.stop)
-        if info.status != RunStatus.CONTINUED or info.continued_to is None:
-            break
-        if not as_json:
-            render.console.print(f"run {current} continued as [bold]{info.continued_to}[/]")
-        current = info.continued_to
-    if as_json:
-        data = {"run_id": run_id, "status": info.status.value, "error": info.error_message}
-        if current != run_id:
-            data["last_run_id"] = current
-        render.print_json(data)
-    else:
-        style = render.STATUS_STYLE[info.status]
-        render.console.print(f"run {current} [{style}]{info.status.value}[/]")
-        if info.status == RunStatus.COMPLETED:
-            render.print_line(f"result: {info.result!r}")
-        elif info.error_message:
-            render.print_line(f"error: {info.error_message}")
-    if info.status != RunStatus.COMPLETED:
-        raise typer.Exit(1)
+    info, current = watch_run(runtime, run_id, local=local, as_json=as_json)
+    report_end(run_id, info, current, as_json=as_json)
 
 
 @app.command()

@@ -4,7 +4,8 @@ A pure function of the run's events: :func:`build_model` folds them into a
 :class:`LiveModel` (steps with their attempts, current sleeps, hooks waiting,
 children, retries and the run's status) and :func:`render_model` draws it as
 a Rich renderable. The command redraws it with ``rich.live.Live`` as events
-arrive; off a terminal (or with ``NO_COLOR`` / ``TERM=dumb``) it prints plain
+arrive, and between them (:class:`LiveRender`) so that the time left to each
+sleep and retry counts down; off a terminal (or with ``NO_COLOR`` / ``TERM=dumb``) it prints plain
 lines instead (:func:`live_enabled`).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ChildRow",
     "LiveModel",
+    "LiveRender",
     "StepRow",
     "build_model",
+    "countdown",
     "live_enabled",
     "live_view",
     "render_model",
@@ -93,6 +96,37 @@ def _when(value: Any) -> str:
         return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return str(value)
+
+
+_SHOWN = "%Y-%m-%d %H:%M:%S"
+
+
+def countdown(due: str, now: datetime) -> str:
+    """How long until ``due`` (as :func:`_when` shows it): ``in 4m 07s``, ``due now``."""
+    try:
+        at = datetime.strptime(due, _SHOWN).replace(tzinfo=UTC)
+    except ValueError:
+        return ""
+    left = int((at - now).total_seconds())
+    if left <= 0:
+        return "due now"
+    days, rest = divmod(left, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"in {days}d {hours}h"
+    if hours:
+        return f"in {hours}h {minutes:02d}m"
+    if minutes:
+        return f"in {minutes}m {seconds:02d}s"
+    return f"in {seconds}s"
+
+
+def _due(due: str | None, now: datetime | None) -> str:
+    if due is None or now is None:
+        return due or ""
+    left = countdown(due, now)
+    return f"{due} ({left})" if left else due
 
 
 def build_model(events: Iterable[Event]) -> LiveModel:
@@ -163,8 +197,11 @@ def _apply(model: LiveModel, event: Event) -> None:
         model.children[key].state = str(payload.get("status") or "failed")
 
 
-def render_model(model: LiveModel) -> RenderableType:
-    """The model as a Rich renderable: a steps table, the current waits, the status line."""
+def render_model(model: LiveModel, now: datetime | None = None) -> RenderableType:
+    """The model as a Rich renderable: a steps table, the current waits, the status line.
+
+    With ``now``, each due time (sleeps, retries) also says how long is left.
+    """
     from pyworkflow.cli.render import STATUS_STYLE
 
     parts: list[RenderableType] = []
@@ -173,7 +210,7 @@ def render_model(model: LiveModel) -> RenderableType:
         for row in model.steps.values():
             detail = ""
             if row.state == "retrying":
-                detail = f"retry at {row.retry_at}"
+                detail = f"retry at {_due(row.retry_at, now)}"
                 if row.error:
                     detail += f" ({row.error})"
             elif row.state == "failed" and row.error:
@@ -185,7 +222,9 @@ def render_model(model: LiveModel) -> RenderableType:
                 Text(detail),
             )
         parts.append(table)
-    waits = [Text(f"sleeping until {due}", style="blue") for due in model.sleeps.values()]
+    waits = [
+        Text(f"sleeping until {_due(due, now)}", style="blue") for due in model.sleeps.values()
+    ]
     waits += [Text(f"waiting for hook {token}", style="blue") for token in model.hooks.values()]
     waits += [
         Text(f"child {child.name} (run {child.run_id}) {child.state}")
@@ -206,9 +245,21 @@ def render_model(model: LiveModel) -> RenderableType:
     return Group(*parts)
 
 
-def live_view(events: Iterable[Event]) -> RenderableType:
+def live_view(events: Iterable[Event], now: datetime | None = None) -> RenderableType:
     """The live view of a run's events: :func:`render_model` of :func:`build_model`."""
-    return render_model(build_model(events))
+    return render_model(build_model(events), now)
+
+
+@attrs.frozen
+class LiveRender:
+    """The model drawn at each refresh with the time then, so countdowns tick between events."""
+
+    model: LiveModel
+
+    def __rich__(self) -> RenderableType:
+        from pyworkflow.models import utcnow
+
+        return render_model(self.model, utcnow())
 
 
 def live_enabled(console: Console) -> bool:

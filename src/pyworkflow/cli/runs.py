@@ -317,6 +317,7 @@ def retry(
 
     import pyworkflow
     from pyworkflow.cli.drive import drive, drives_here, owner_name
+    from pyworkflow.cli.watch import report_end, watch_run
     from pyworkflow.client import retry_run
     from pyworkflow.executors.local import import_modules
     from pyworkflow.runtime import current_settings, get_runtime
@@ -331,22 +332,22 @@ def retry(
             f"workflow {pyworkflow.get_run(run_id).workflow!r} is not imported here; "
             "pass -m MODULE or set 'modules'"
         )
+    skip = len(pyworkflow.get_events(run_id))  # the plain lines show what the retry adds
     if not retry_run(run_id):
         raise typer.BadParameter(f"run {run_id} is not failed; only failed runs can be retried")
+    if wait:
+        if not as_json:
+            render.console.print(f"retried run [bold]{run_id}[/]; following it (Ctrl-C to stop)")
+        info, current = watch_run(runtime, run_id, local=here and known, as_json=as_json, skip=skip)
+        report_end(run_id, info, current, as_json=as_json)
+        return
     if here and known:
-        runtime.call(partial(drive, runtime, run_id, owner_name(), until_end=wait))
-    elif wait:
-        try:  # another executor's workers run it
-            pyworkflow.get_result(run_id)
-        except Exception:
-            pass  # its status says how it ended
+        runtime.call(partial(drive, runtime, run_id, owner_name(), until_end=False))
     status = pyworkflow.get_run(run_id).status.value
     if as_json:
         render.print_json({"run_id": run_id, "status": status})
     else:
         render.console.print(f"run {run_id} retried; now {status}")
-    if wait and status != "completed":
-        raise typer.Exit(1)
 
 
 @runs_app.command()
