@@ -579,3 +579,64 @@ def test_the_example_runs(tmp_path: Path) -> None:
     assert "quote for 3 items: 36.0 (priced after 2 attempts)" in out.stdout
     assert "storage opened by the transient runs: False" in out.stdout
     assert "runs stored: 0" in out.stdout
+
+
+def test_tracing_sees_the_run(tmp_path: Path) -> None:
+    """With tracing on, a transient run has its spans; a user span in a step nests under it."""
+    if not os.environ.get("CI"):
+        pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from pyworkflow import tracing
+
+    tracing.shutdown_tracing()
+    runtime.configure(
+        storage=f"sqlite:///{tmp_path / 'pw.db'}",
+        tracing={"enabled": True, "exporter": "none"},
+        **FAST,
+    )
+    runtime.get_runtime()  # tracing is installed with the process's runtime
+    plugin = tracing.get_tracing()
+    assert plugin is not None
+    exporter = InMemorySpanExporter()
+    plugin.provider.add_span_processor(SimpleSpanProcessor(exporter))
+    previous = trace._TRACER_PROVIDER
+    trace._TRACER_PROVIDER = plugin.provider
+    try:
+        assert execute(traced) == "ok after 2"
+        runtime.shutdown()
+    finally:
+        trace._TRACER_PROVIDER = previous
+        runtime.reset()
+        tracing.shutdown_tracing()
+    spans = {
+        (s.name, (s.attributes or {}).get("pyworkflow.attempt")): s
+        for s in exporter.get_finished_spans()
+    }
+    run = spans[("workflow traced", None)]
+    first, second = spans[("step traced_step", 1)], spans[("step traced_step", 2)]
+    assert run.attributes is not None and run.attributes["pyworkflow.outcome"] == "completed"
+    assert first.attributes is not None and first.attributes["pyworkflow.outcome"] == "retrying"
+    assert first.parent is not None and first.parent.span_id == run.context.span_id
+    user = spans[("user-work", None)]
+    assert user.parent is not None and user.parent.span_id == second.context.span_id
+    assert user.context.trace_id == run.context.trace_id
+
+
+@step(max_retries=2, retry_delay="0s")
+async def traced_step() -> str:
+    attempt = _count("traced_step")
+    if attempt < 2:
+        raise ValueError("boom")
+    from opentelemetry import trace
+
+    with trace.get_tracer("user").start_as_current_span("user-work"):
+        pass
+    return f"ok after {attempt}"
+
+
+@workflow(durable=False)
+async def traced() -> str:
+    return await traced_step()
