@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyworkflow.cli import hooks_cmd, queues_cmd, replay_cmd, runs, schedules_cmd
+from pyworkflow.cli import hooks_cmd, queues_cmd, replay_cmd, runs, schedules_cmd, storage_cmd
 from pyworkflow.cli.app import app, main
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "replay_cmd",
     "runs",
     "schedules_cmd",
+    "storage_cmd",
 ]

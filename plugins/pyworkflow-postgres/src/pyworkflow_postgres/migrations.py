@@ -204,11 +204,16 @@ async def schema_version(conn: AsyncConnection) -> int:
     )
 
 
-async def migrate(conn: AsyncConnection, schema: str) -> list[int]:
+async def migrate(
+    conn: AsyncConnection,
+    schema: str,
+    on_applied: Callable[[Migration], None] | None = None,
+) -> list[int]:
     """Bring ``schema`` up to :data:`LATEST` inside the caller's transaction.
 
-    Returns the versions applied now (empty if already current). Raises
-    ConfigError if the database was migrated by a newer plugin version.
+    Returns the versions applied now (empty if already current), calling
+    ``on_applied`` after each. Raises ConfigError if the database was
+    migrated by a newer plugin version.
     """
     await conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"pyworkflow:{schema}"}
@@ -234,4 +239,6 @@ async def migrate(conn: AsyncConnection, schema: str) -> list[int]:
             )
         )
         applied.append(migration.version)
+        if on_applied is not None:
+            on_applied(migration)
     return applied

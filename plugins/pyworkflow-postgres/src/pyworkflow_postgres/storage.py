@@ -64,6 +64,7 @@ from pyworkflow.storage.background import BackgroundTasks
 from pyworkflow.storage.base import Storage, command_mode
 from pyworkflow.storage.checkpoint_rules import check_checkpoint, check_checkpoint_key
 from pyworkflow.storage.flow_rules import slot_memory
+from pyworkflow.storage.migration import SchemaStatus, SchemaStep
 from pyworkflow.storage.rows import (
     checkpoint_from_row,
     chunk_from_row,
@@ -181,6 +182,13 @@ class PostgresStorage(Storage):
         )
         return kwargs
 
+    def _set_patience(self) -> None:
+        if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
+            self._retry_for, self._retry_option = self.settings.command_timeout, "command_timeout"
+        else:
+            self._retry_for = self.settings.reconnect_timeout
+            self._retry_option = "reconnect_timeout"
+
     async def open(self, task_group: anyio.abc.TaskGroup | None = None) -> None:
         """Connect, create or check the schema, and LISTEN for wake-ups in ``task_group``.
 
@@ -192,11 +200,7 @@ class PostgresStorage(Storage):
 
         if self._pool is not None:
             return
-        if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
-            self._retry_for, self._retry_option = self.settings.command_timeout, "command_timeout"
-        else:
-            self._retry_for = self.settings.reconnect_timeout
-            self._retry_option = "reconnect_timeout"
+        self._set_patience()
         self._pool = await asyncpg.create_pool(
             min_size=0,
             max_size=self.settings.pool_size + self.settings.max_overflow,
@@ -237,16 +241,48 @@ class PostgresStorage(Storage):
             return
         raise ConfigError(
             f"the PyWorkflow tables in schema {self.schema!r} are at version {found}, "
-            f"this pyworkflow-postgres needs {SCHEMA_LATEST}; run it once with migrate = true "
-            "or apply the migration yourself"
+            f"this pyworkflow-postgres needs {SCHEMA_LATEST}; run `pyworkflow storage migrate` "
+            "or run it once with migrate = true"
         )
 
-    async def _migrate(self) -> None:
+    async def schema_status(self) -> SchemaStatus:
+        """The schema's version and the migrations pending (``pyworkflow storage status``).
+
+        Works without :meth:`open`: one connection of its own.
+        """
+        import asyncpg
+
+        from pyworkflow_postgres.migrations import LATEST, MIGRATIONS
+
+        self._set_patience()
+        conn = await self._retrying(lambda: asyncpg.connect(**self._connect_kwargs()))
+        try:
+            current = 0
+            if await conn.fetchval(sql.SCHEMA_VERSION_EXISTS):
+                current = int(await conn.fetchval(sql.SCHEMA_VERSION))
+        finally:
+            await conn.close()
+        pending = tuple(
+            SchemaStep(m.version, m.description) for m in MIGRATIONS if m.version > current
+        )
+        return SchemaStatus(current, LATEST, pending)
+
+    async def migrate_schema(
+        self, on_applied: Callable[[SchemaStep], None] | None = None
+    ) -> list[int]:
+        """Apply the pending migrations in one transaction (``pyworkflow storage migrate``).
+
+        Works without :meth:`open`, whatever the ``migrate`` option says.
+        """
+        self._set_patience()
+        return await self._retrying(lambda: self._migrate(on_applied))
+
+    async def _migrate(self, on_applied: Callable[[SchemaStep], None] | None = None) -> list[int]:
         """Create or upgrade the tables in one transaction (SQLAlchemy, one connection)."""
         from sqlalchemy.ext.asyncio import create_async_engine
         from sqlalchemy.pool import NullPool
 
-        from pyworkflow_postgres.migrations import migrate
+        from pyworkflow_postgres.migrations import Migration, migrate
 
         kwargs = self._connect_kwargs()
         engine = create_async_engine(
@@ -255,10 +291,16 @@ class PostgresStorage(Storage):
             connect_args={k: kwargs[k] for k in ("server_settings", "timeout")},
         )
         try:
+
+            def report(migration: Migration) -> None:
+                if on_applied is not None:
+                    on_applied(SchemaStep(migration.version, migration.description))
+
             async with engine.begin() as conn:
-                applied = await migrate(conn, self.schema)
+                applied = await migrate(conn, self.schema, report)
             if applied:
                 self.log.info("schema {!r} migrated to version {}", self.schema, applied[-1])
+            return applied
         finally:
             with anyio.CancelScope(shield=True):
                 await engine.dispose()
