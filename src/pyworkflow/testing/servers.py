@@ -1,4 +1,4 @@
-"""Real servers for tests and benchmarks: ``redis-server`` and PostgreSQL on 127.0.0.1.
+"""Real servers for tests and benchmarks: ``redis-server``, PostgreSQL and MariaDB on 127.0.0.1.
 
 Each server listens on a free loopback port with a throw-away data directory;
 stop what you start (``server.stop()``). A missing binary raises
@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 __all__ = [
+    "MariaDBServer",
     "PostgresServer",
     "RedisServer",
     "ServerMissingError",
@@ -253,3 +254,122 @@ class PostgresServer:
             self.stop("immediate")
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class MariaDBServer:
+    """A throw-away MariaDB server (``mariadbd``) on 127.0.0.1; ``restart()`` keeps port and data.
+
+    Runs as root with ``--user=root`` and no option files (``--no-defaults``).
+    ``root`` connects without a password (it may create databases); with
+    ``password``, a second account ``user`` with that password and every
+    privilege is created, and :attr:`url` carries it. ``durable=False`` writes
+    the InnoDB log at commit without flushing it (speed, for tests that do not
+    test durability).
+    """
+
+    def __init__(
+        self,
+        *,
+        durable: bool = True,
+        start: bool = True,
+        user: str = "root",
+        password: str | None = None,
+        database: str = "pyworkflow",
+    ) -> None:
+        binary = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin")
+        install = shutil.which("mariadb-install-db")
+        if binary is None or install is None:
+            raise ServerMissingError(
+                "MariaDB server binaries (mariadbd, mariadb-install-db) are not installed "
+                "(Debian: apt-get install -y mariadb-server)"
+            )
+        self.binary = binary
+        self.directory = Path(tempfile.mkdtemp(prefix="pyworkflow-mariadb-"))
+        self.data = self.directory / "data"
+        self.durable = durable
+        self.user = user
+        self.password = password
+        self.database = database
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        cmd = [install, "--no-defaults", f"--datadir={self.data}", "--user=root"]
+        cmd += ["--auth-root-authentication-method=normal", "--skip-test-db"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed ({out.returncode}): {out.stderr}")
+        init = [f"CREATE DATABASE IF NOT EXISTS `{database}`;"]
+        if password is not None:
+            escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+            init += [
+                f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{escaped}';",
+                f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%';",
+            ]
+        self.init_file = self.directory / "init.sql"
+        self.init_file.write_text("\n".join(init) + "\n")
+        if start:
+            self.start()
+
+    @property
+    def url(self) -> str:
+        """``mysql://user[:password]@127.0.0.1:port/database``."""
+        auth = quote(self.user, safe="")
+        if self.password is not None:
+            auth += ":" + quote(self.password, safe="")
+        return f"mysql://{auth}@127.0.0.1:{self.port}/{self.database}"
+
+    def start(self) -> None:
+        args = [self.binary, "--no-defaults", f"--datadir={self.data}", "--user=root"]
+        args += [f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve"]
+        args += [f"--socket={self.directory / 'mariadb.sock'}"]
+        args += [f"--pid-file={self.directory / 'mariadb.pid'}"]
+        args += [f"--log-error={self.directory / 'mariadb.log'}", "--skip-log-bin"]
+        args += [f"--init-file={self.init_file}", "--max-connections=400"]
+        args += ["--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M"]
+        if not self.durable:
+            args += ["--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = self.proc
+
+        def greets() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"mariadbd exited: see {self.directory / 'mariadb.log'}")
+            # the server speaks first: a handshake packet of protocol version 10
+            return _greeting(self.port)
+
+        wait_for(greets, 60, "mariadbd to accept connections")
+
+    def stop(self) -> None:
+        """Shut the server down cleanly (SIGTERM; clients are disconnected)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Stop the server like a crash (SIGKILL): InnoDB recovers at the next start."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=60)
+        self.proc = None
+
+    def restart(self, pause: float = 0.0) -> None:
+        self.stop()
+        time.sleep(pause)
+        self.start()
+
+    def destroy(self) -> None:
+        """Stop the server and delete its data directory."""
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _greeting(port: int) -> bool:
+    """Whether the server on ``port`` sends a MySQL handshake (protocol 10) on connect."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            head = sock.recv(5)
+            return len(head) == 5 and head[4] == 10
+    except OSError:
+        return False
