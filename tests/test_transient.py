@@ -640,3 +640,101 @@ async def traced_step() -> str:
 @workflow(durable=False)
 async def traced() -> str:
     return await traced_step()
+
+
+# ----- cancellation, task groups, first(), nesting in a durable step -----
+
+
+@step()
+async def waits_forever(started: anyio.Event) -> None:
+    started.set()
+    await anyio.sleep_forever()
+
+
+@workflow(durable=False)
+async def cancellable(started: anyio.Event) -> None:
+    await waits_forever(started)
+
+
+async def test_cancelling_the_caller_cancels_the_run() -> None:
+    observer = _Observer()
+    pm = get_plugin_manager()
+    pm.register(observer, name="transient-test-observer")
+    started = anyio.Event()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(aexecute, cancellable, started)
+            await started.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        pm.unregister(name="transient-test-observer")
+    assert [e.type for e in observer.events][-1] == EventType.WORKFLOW_CANCELLED
+    assert observer.statuses[-1] == ("cancellable", RunStatus.CANCELLED)
+
+
+@workflow(durable=False)
+async def grouped() -> list[int]:
+    results: list[int] = []
+
+    async def one(value: int) -> None:
+        results.append(await add(value, 0))
+
+    async with anyio.create_task_group() as tg:
+        for value in (3, 1, 2):
+            tg.start_soon(one, value)
+    return sorted(results)
+
+
+@workflow(durable=False)
+async def raced() -> tuple[int, Any]:
+    from pyworkflow import first
+
+    return await first(add(1, 1), sleep(5))
+
+
+async def test_task_groups_and_first() -> None:
+    assert await aexecute(grouped) == [1, 2, 3]
+    with anyio.fail_after(4):  # the losing 5 s sleep is cancelled
+        assert await aexecute(raced) == (0, 2)
+
+
+@workflow(durable=False)
+async def cancels_its_child() -> str:
+    from pyworkflow import start_child
+
+    handle = start_child(sleepy_child)
+    await sleep(0.01)
+    await handle.cancel()
+    try:
+        await handle
+    except ChildWorkflowError as exc:
+        return f"{exc.status}: {type(exc.__cause__).__name__}"
+    return "not raised"
+
+
+@workflow
+async def sleepy_child() -> None:
+    await sleep(5)
+
+
+async def test_a_child_cancelled_through_its_handle() -> None:
+    with anyio.fail_after(4):
+        assert await aexecute(cancels_its_child) == "cancelled: WorkflowCancelledError"
+
+
+@step()
+async def runs_a_transient_flow(x: int) -> tuple[int, int, int]:
+    result: tuple[int, int, int] = await aexecute(order, x)
+    return result
+
+
+@workflow
+async def durable_outer(x: int) -> tuple[int, int, int]:
+    return await runs_a_transient_flow(x)
+
+
+async def test_a_durable_step_runs_a_transient_workflow() -> None:
+    runtime.configure(storage="memory://", **FAST)
+    assert await aget_result(await astart(durable_outer, 1), timeout=30) == (2, 3, 4)
+    (run,) = (await alist_runs()).runs  # the transient run left no run of its own
+    assert run.workflow_name == "durable_outer"
