@@ -173,6 +173,16 @@ def test_unknown_schedule_fails_like_an_unknown_run(project: Path) -> None:
         (["greet", "@daily", "--kwargs", '["x"]'], "--kwargs must be an object in JSON, got an"),
         (["greet", "@daily"], "missing a required argument: 'name'"),
         (["greet", "@daily", "--args", '["x"]', "--kwargs", '{"loud": 1}'], "loud"),
+        (["greet", "@daily", "--every", "1m"], "give a CRON expression or --every, not both"),
+        (["greet"], "give a CRON expression (such as '0 * * * *') or --every DURATION"),
+        (["greet", "@daily", "--anchor", "2030-01-01T00:00:00Z"], "--anchor goes with --every"),
+        (["greet", "--every", "0s"], "must be positive"),
+        (["greet", "--every", "-1m"], "invalid interval (every) '-1m'"),
+        (["greet", "--every", "250ms"], "too small: the shortest interval is 1 second"),
+        (["greet", "--every", "soon"], "invalid interval (every) 'soon': not a duration"),
+        (["greet", "--every", "1m", "--anchor", "monday"], "--anchor 'monday' is not an ISO"),
+        (["greet", "--every", "1m", "--anchor", "2030-01-01T09:00"], "naive"),
+        (["greet", "--every", "1m", "--timezone", "Europe/Paris"], "takes no time zone"),
     ],
 )
 def test_bad_options_are_usage_errors_and_create_nothing(
@@ -289,3 +299,44 @@ def test_run_refuses_bad_queue_options_before_a_run_exists(project: Path) -> Non
     out = cli(project, "run", "flows:napper", "--priority", "high", ok=False)
     assert out.returncode == 2
     assert as_json(project, "runs", "list") == []
+
+
+def test_interval_schedules_are_created_listed_and_shown(project: Path) -> None:
+    created = as_json(
+        project,
+        "schedules",
+        "create",
+        "quarter",
+        "flows:greet",
+        "--every",
+        "15m",
+        "--args",
+        '["a"]',
+    )
+    assert created["cron"] == "@every 15m" and created["every"] == 900.0
+    assert created["anchor"] == "1970-01-01T00:00:00+00:00" and created["timezone"] == "UTC"
+    assert int(created["next_fire_at"][14:16]) % 15 == 0
+    human = cli(
+        project,
+        "schedules",
+        "create",
+        "anchored",
+        "flows:greet",
+        "--every",
+        "1h30m",
+        "--anchor",
+        "2030-01-05T09:30:00+01:00",
+        "--args",
+        '["b"]',
+    ).stdout
+    assert "schedule anchored created: greet at '@every 1h30m from 2030-01-05T08:30:00+00:00'" in (
+        human
+    )
+    assert "next tick 2030-01-05 08:30:00" in human
+    listed = as_json(project, "schedules", "list")
+    assert [(s["name"], s["every"]) for s in listed] == [("anchored", 5400.0), ("quarter", 900.0)]
+    table = cli(project, "schedules", "list").stdout
+    assert "@every 15m" in table and "@every 1h30m" in table
+    shown = cli(project, "schedules", "show", "anchored").stdout
+    assert "every" in shown and "1h30m from 2030-01-05T08:30:00+00:00" in shown
+    assert as_json(project, "schedules", "show", "quarter") == created

@@ -48,14 +48,19 @@ def schedule_json(runtime: Runtime, schedule: Schedule) -> dict[str, Any]:
     """A schedule as JSON (the ``Schedule`` schema of the OpenAPI document).
 
     ``grace`` and ``catchup_window`` are seconds; ``args``/``kwargs`` are the
-    decoded input (see :func:`schedule_input`).
+    decoded input (see :func:`schedule_input`). ``cron`` is the stored timing
+    text; for an interval (``@every ...``) ``every`` (seconds) and ``anchor``
+    say the same, and are null for a cron schedule.
     """
     args, kwargs = schedule_input(runtime, schedule)
+    every, anchor = _interval(schedule.cron)
     return {
         "name": schedule.name,
         "workflow": schedule.workflow_name,
         "cron": schedule.cron,
         "timezone": schedule.timezone,
+        "every": every,
+        "anchor": anchor,
         "args": args,
         "kwargs": kwargs,
         "overlap": schedule.overlap.value,
@@ -71,6 +76,19 @@ def schedule_json(runtime: Runtime, schedule: Schedule) -> dict[str, Any]:
         "created_at": _iso(schedule.created_at),
         "updated_at": _iso(schedule.updated_at),
     }
+
+
+def _interval(text: str) -> tuple[float | None, str | None]:
+    """``(every in seconds, anchor ISO)`` of an interval's text form; ``(None, None)`` otherwise."""
+    from pyworkflow.schedules.interval import IntervalSpec, is_interval
+
+    if not is_interval(text):
+        return None, None
+    try:
+        spec = IntervalSpec.parse(text)
+    except ValueError:  # a row stored by hand: shown as it is
+        return None, None
+    return spec.every.total_seconds(), spec.anchor.isoformat()
 
 
 def _rate_json(config: QueueConfig | None) -> dict[str, Any] | None:

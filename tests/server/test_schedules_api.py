@@ -101,6 +101,69 @@ def test_a_taken_name_is_409_and_replace_replaces_it(api: httpx.Client) -> None:
     assert replaced.status_code == 201 and replaced.json()["cron"] == "@hourly"
 
 
+def test_interval_schedules_are_created_shown_and_listed(api: httpx.Client) -> None:
+    body = {"name": "quarter", "workflow": "server_tests.greet", "args": ["bo"], "every": "15m"}
+    created = api.post("/api/schedules", json=body)
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert shown["cron"] == "@every 15m" and shown["timezone"] == "UTC"
+    assert shown["every"] == 900.0 and shown["anchor"] == "1970-01-01T00:00:00+00:00"
+    minute = int(shown["next_fire_at"][14:16])
+    assert minute % 15 == 0 and shown["next_fire_at"].endswith(":00+00:00")
+    anchored = api.post(
+        "/api/schedules",
+        json={**body, "name": "anchored", "every": 90, "anchor": "2030-01-05T09:30:00+01:00"},
+    )
+    assert anchored.status_code == 201, anchored.text
+    data = anchored.json()
+    assert data["cron"] == "@every 1m30s from 2030-01-05T08:30:00+00:00"
+    assert data["every"] == 90.0 and data["anchor"] == "2030-01-05T08:30:00+00:00"
+    assert data["next_fire_at"] == "2030-01-05T08:30:00+00:00"  # nothing before the anchor
+    assert api.get("/api/schedules/anchored").json() == data
+    assert sorted(created_here(api)) == ["anchored", "quarter"]
+    cron = api.post("/api/schedules", json=NIGHTLY).json()
+    assert cron["every"] is None and cron["anchor"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"every": "15m"}, "not both"),
+        ({"cron": None}, "cron: must be a string"),
+        ({"anchor": "2030-01-05T09:30:00+00:00"}, "anchor applies to an interval"),
+    ],
+)
+def test_cron_and_every_together_or_anchor_without_every_are_422(
+    api: httpx.Client, change: dict[str, Any], said: str
+) -> None:
+    response = api.post("/api/schedules", json={**NIGHTLY, **change})
+    assert response.status_code == 422, response.text
+    assert said in response.text
+    assert created_here(api) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"every": 0}, "must be positive"),
+        ({"every": -60}, "must not be negative"),
+        ({"every": "500ms"}, "too small"),
+        ({"every": 1.5}, "whole number of seconds"),
+        ({"every": "soon"}, "not a duration"),
+        ({"every": "1m", "anchor": "2030-01-05T09:30:00"}, "naive"),
+        ({"every": "1m", "timezone": "Europe/Paris"}, "takes no time zone"),
+    ],
+)
+def test_bad_intervals_are_422_naming_the_problem(
+    api: httpx.Client, change: dict[str, Any], said: str
+) -> None:
+    body = {"name": "i", "workflow": "server_tests.greet", "args": ["x"], **change}
+    response = api.post("/api/schedules", json=body)
+    assert response.status_code == 422, response.text
+    assert said in response.json()["detail"]
+    assert created_here(api) == []
+
+
 def test_unknown_workflow_is_404(api: httpx.Client) -> None:
     response = api.post("/api/schedules", json={**NIGHTLY, "workflow": "nope"})
     assert response.status_code == 404
@@ -151,7 +214,11 @@ def test_bad_values_are_422_naming_the_problem(
         ({**NIGHTLY, "name": ""}, ["name: must be a non-empty string"]),
         ({**NIGHTLY, "name": 7}, ["name: must be a non-empty string"]),
         ({**NIGHTLY, "when": "now"}, ["when: unknown field"]),
-        ({"name": "x"}, ["cron: required", "workflow: required"]),
+        ({"name": "x"}, ["cron or every: required", "workflow: required"]),
+        ({**NIGHTLY, "every": True}, ["every: must be a duration"]),
+        ({**NIGHTLY, "every": ["1m"]}, ["every: must be a duration"]),
+        ({**NIGHTLY, "anchor": 0}, ["anchor: must be an ISO 8601 date-time"]),
+        ({**NIGHTLY, "anchor": "tomorrow"}, ["anchor: must be an ISO 8601 date-time"]),
     ],
 )
 def test_wrong_json_types_are_refused_not_coerced(
@@ -350,6 +417,21 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
         " ".join
     )
     | json_values,
+    "every": st.sampled_from(["15m", "0s", "500ms", "1.5s", "-1m", "1000000w", "1d"])
+    | st.floats()
+    | st.integers()
+    | json_values,
+    "anchor": st.sampled_from(
+        [
+            "2030-01-01T00:00:00+00:00",
+            "2030-01-01T00:00:00",
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-12:00",
+            "1999-01-01T00:00:00Z",
+            "x",
+        ]
+    )
+    | json_values,
     "timezone": st.sampled_from(["UTC", "Europe/Paris", "Mars/Base", "", "../etc"]) | json_values,
     "args": st.just(["ana"]) | json_values,
     "kwargs": st.just({}) | json_values,
@@ -372,6 +454,9 @@ def schedule_bodies(draw: st.DrawFn) -> dict[str, Any]:
         "cron": "* * * * *",
         "args": ["ana"],
     }
+    if draw(st.integers(0, 2)) == 0:  # an interval schedule instead of a cron one
+        del body["cron"]
+        body["every"] = "1m"
     for field in draw(st.sets(st.sampled_from(sorted(FIELDS)), max_size=3)):
         body[field] = draw(FIELDS[field])
     if draw(st.integers(0, 9)) == 0:

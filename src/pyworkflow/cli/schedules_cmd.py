@@ -12,7 +12,7 @@ from pyworkflow.cli.app import App, app
 if TYPE_CHECKING:
     from pyworkflow.models import Schedule
 
-schedules_app = App(help="Create and manage cron schedules.", no_args_is_help=True)
+schedules_app = App(help="Create and manage cron and interval schedules.", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -129,8 +129,28 @@ def create(
         typer.Argument(help="A workflow name, MODULE:WORKFLOW or path/to/file.py:WORKFLOW."),
     ],
     cron: Annotated[
-        str, typer.Argument(help="Cron expression: 5 fields, 6 with seconds first, or @daily...")
-    ],
+        str | None,
+        typer.Argument(
+            help="Cron expression: 5 fields, 6 with seconds first, or @daily... "
+            "(or give --every instead)",
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="An interval instead of a cron: 30s, 15m, 1h30m, 1d (whole seconds, at least 1s).",
+        ),
+    ] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DATETIME",
+            help="With --every: the first tick, ISO 8601 with an offset "
+            "(2026-01-05T09:30:00+01:00); default the Unix epoch (ticks aligned in UTC).",
+        ),
+    ] = None,
     timezone: Annotated[
         str, typer.Option(metavar="TZ", help="IANA time zone the cron is read in.")
     ] = "UTC",
@@ -165,9 +185,10 @@ def create(
     module: ModuleOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a schedule that starts a run of WORKFLOW at each tick of CRON.
+    """Create a schedule that starts a run of WORKFLOW at each tick of CRON or --every.
 
-    Its arguments are checked against the workflow's signature now. Workers
+    Give a CRON expression or --every DURATION (with --anchor DATETIME), not
+    both. Its arguments are checked against the workflow's signature now. Workers
     (`pyworkflow worker`) fire it; each tick starts exactly one run.
     """
     import pyworkflow.schedules as schedules
@@ -176,11 +197,21 @@ def create(
     _import(module)
     target = _workflow(workflow)
     values = _load_json(args, "--args", list), _load_json(kwargs, "--kwargs", dict)
+    if cron is not None and every is not None:
+        raise typer.BadParameter("give a CRON expression or --every, not both")
+    if cron is None and every is None:
+        raise typer.BadParameter(
+            "give a CRON expression (such as '0 * * * *') or --every DURATION (such as 15m)"
+        )
+    if anchor is not None and every is None:
+        raise typer.BadParameter("--anchor goes with --every (an interval), not with a cron")
     try:
         schedule = schedules.create_schedule(
             name,
             target,
             cron,
+            every=every,
+            anchor=_anchor(anchor),
             args=values[0],
             kwargs=values[1],
             timezone=timezone,
@@ -211,6 +242,20 @@ def create(
         )
 
 
+def _anchor(text: str | None) -> Any:
+    """``--anchor``: an ISO 8601 date-time with an offset (a naive one is refused later)."""
+    from datetime import datetime
+
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"--anchor {text!r} is not an ISO 8601 date-time such as 2026-01-05T09:30:00+00:00"
+        ) from None
+
+
 @schedules_app.command()
 def show(name: str, as_json: JsonOption = False) -> None:
     """One schedule: its workflow, input, policies, state and ticks."""
@@ -222,7 +267,7 @@ def show(name: str, as_json: JsonOption = False) -> None:
         return
     rows = [
         ("workflow", data["workflow"]),
-        ("cron", f"{data['cron']} ({data['timezone']})"),
+        _timing_row(data),
         ("state", "paused" if data["paused"] else "active"),
         ("args", _dumps(data["args"])),
         ("kwargs", _dumps(data["kwargs"])),
@@ -240,6 +285,16 @@ def show(name: str, as_json: JsonOption = False) -> None:
     ]
     render.print_line(f"schedule {data['name']}")
     render.print_table(("field", "value"), [[k, v] for k, v in rows])
+
+
+def _timing_row(data: dict[str, Any]) -> tuple[str, str]:
+    """``cron  0 * * * * (UTC)`` or ``every  15m from 1970-01-01T00:00:00+00:00``."""
+    from pyworkflow.schedules.interval import is_interval
+
+    if not is_interval(data["cron"]):
+        return "cron", f"{data['cron']} ({data['timezone']})"
+    every = data["cron"].strip()[len("@every") :].split(" from ")[0].strip()
+    return "every", f"{every} from {data['anchor']}"
 
 
 def _dumps(value: Any) -> str:

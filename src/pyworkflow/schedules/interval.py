@@ -87,7 +87,10 @@ def _check_anchor(anchor: object) -> datetime:
             f"anchor must be an aware datetime (with a tzinfo), got the naive "
             f"{anchor.isoformat()}: pass tzinfo=UTC or a ZoneInfo"
         )
-    return anchor.astimezone(UTC)
+    try:
+        return anchor.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 with a positive offset, 9999-12-31 with a negative one
+        raise ValueError(f"anchor {anchor.isoformat()} is out of range in UTC") from None
 
 
 def _require_aware(value: object, name: str) -> datetime:

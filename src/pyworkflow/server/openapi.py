@@ -33,6 +33,8 @@ _SCHEDULE_FIELDS = (
     "workflow",
     "cron",
     "timezone",
+    "every",
+    "anchor",
     "args",
     "kwargs",
     "overlap",
@@ -262,8 +264,21 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"},
             "workflow": {"type": "string"},
-            "cron": {"type": "string"},
+            "cron": {
+                "type": "string",
+                "description": "The cron expression, or an interval's text: '@every 15m "
+                "[from <anchor>]'.",
+            },
             "timezone": {"type": "string"},
+            "every": {
+                "type": "number",
+                "nullable": True,
+                "description": "An interval schedule's interval, in seconds (null: a cron one).",
+            },
+            "anchor": {
+                **_NULLABLE_TIME,
+                "description": "An interval schedule's first tick (null: a cron one).",
+            },
             "args": {
                 "type": "array",
                 "items": {},
@@ -295,8 +310,9 @@ _SCHEMAS: dict[str, Any] = {
     },
     "CreateSchedule": {
         "type": "object",
-        "required": ["name", "workflow", "cron"],
+        "required": ["name", "workflow"],
         "additionalProperties": False,
+        "description": "Give exactly one of `cron` and `every`.",
         "properties": {
             "name": {
                 "type": "string",
@@ -311,7 +327,19 @@ _SCHEMAS: dict[str, Any] = {
             },
             "cron": {
                 "type": "string",
-                "description": "5 fields, 6 with seconds first, or @hourly, @daily...",
+                "description": "5 fields, 6 with seconds first, or @hourly, @daily... "
+                "(or give `every`).",
+            },
+            "every": {
+                **_DURATION,
+                "description": "An interval instead of a cron: '15m', '1h30m' or seconds "
+                "(whole seconds, at least 1).",
+            },
+            "anchor": {
+                "type": "string",
+                "format": "date-time",
+                "description": "With `every`: the first tick, with an offset; default the "
+                "Unix epoch.",
             },
             "timezone": {"type": "string", "default": "UTC", "description": "An IANA name."},
             "args": {"type": "array", "items": {}, "default": []},

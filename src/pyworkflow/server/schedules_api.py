@@ -8,6 +8,7 @@ value coerced from another type); a name that cannot be a schedule's is a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from loguru import logger
@@ -38,6 +39,8 @@ CREATE_FIELDS: dict[str, str] = {
     "name": "a non-empty string",
     "workflow": "a non-empty string",
     "cron": "a string",
+    "every": "a duration: a string such as '15m' or a number of seconds",
+    "anchor": "an ISO 8601 date-time string with an offset",
     "timezone": "a string",
     "args": "an array",
     "kwargs": "an object",
@@ -49,7 +52,7 @@ CREATE_FIELDS: dict[str, str] = {
     "paused": "a boolean",
     "replace": "a boolean",
 }
-_REQUIRED = ("name", "workflow", "cron")
+_REQUIRED = ("name", "workflow")
 
 
 def _fits(field: str, value: Any) -> bool:
@@ -57,15 +60,24 @@ def _fits(field: str, value: Any) -> bool:
         return isinstance(value, str) and bool(value)
     if field in ("cron", "timezone", "overlap", "catchup"):
         return isinstance(value, str)
+    if field == "anchor":
+        return isinstance(value, str) and _iso(value) is not None
     if field == "args":
         return isinstance(value, list)
     if field == "kwargs":
         return isinstance(value, dict)
-    if field in ("grace", "catchup_window"):
+    if field in ("grace", "catchup_window", "every"):
         return isinstance(value, str | int | float) and not isinstance(value, bool)
     if field == "queue":
         return value is None or isinstance(value, str)
     return isinstance(value, bool)  # paused, replace
+
+
+def _iso(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _create_options(body: Any) -> dict[str, Any]:
@@ -78,9 +90,16 @@ def _create_options(body: Any) -> dict[str, Any]:
             errors.append(f"{field}: unknown field")
         elif not _fits(field, value):
             errors.append(f"{field}: must be {CREATE_FIELDS[field]}")
+    if "cron" not in body and "every" not in body:
+        errors.append(
+            f"cron or every: required, {CREATE_FIELDS['cron']} or {CREATE_FIELDS['every']}"
+        )
     if errors:
         raise ApiError(422, "invalid request body", sorted(errors))
-    return dict(body)
+    options = dict(body)
+    if "anchor" in options:
+        options["anchor"] = _iso(options["anchor"])
+    return options
 
 
 def check_flow_fields(body: dict[str, Any]) -> list[str]:
@@ -157,7 +176,11 @@ def schedule_routes(api: Callable[[Handler], Handler], max_body: Callable[[], in
 
     async def create_schedule(request: Request) -> Response:
         options = _create_options(parse_json(await read_body(request, max_body())))
-        name, workflow, cron = options.pop("name"), options.pop("workflow"), options.pop("cron")
+        name, workflow, cron = (
+            options.pop("name"),
+            options.pop("workflow"),
+            options.pop("cron", None),
+        )
         try:
             schedule = await schedules.acreate_schedule(name, workflow, cron, **options)
         except WorkflowNotFoundError as exc:
