@@ -198,14 +198,19 @@ async def schema_version(execute: Execute) -> int:
     return int(str(rows[0][0]))
 
 
-async def migrate(execute: Execute, database: str, collation: str) -> list[int]:
+async def migrate(
+    execute: Execute,
+    database: str,
+    collation: str,
+    on_applied: Callable[[Migration], None] | None = None,
+) -> list[int]:
     """Bring ``database`` (the connection's) up to :data:`LATEST` under a named lock.
 
     ``execute`` runs one statement in autocommit on one connection (DDL commits
     itself in MySQL). Returns the versions applied now (empty if already
-    current). Raises ConfigError if the database was migrated by a newer
-    plugin version, or if another process held the lock for
-    :data:`MIGRATION_LOCK_SECONDS`.
+    current), calling ``on_applied`` after each. Raises ConfigError if the
+    database was migrated by a newer plugin version, or if another process
+    held the lock for :data:`MIGRATION_LOCK_SECONDS`.
     """
     lock = f"pyworkflow:migrate:{database}"[:64]
     rows = await execute("SELECT GET_LOCK(%s, %s)", (lock, MIGRATION_LOCK_SECONDS))
@@ -234,6 +239,8 @@ async def migrate(execute: Execute, database: str, collation: str) -> list[int]:
                 (migration.version, migration.description, time.time()),
             )
             applied.append(migration.version)
+            if on_applied is not None:
+                on_applied(migration)
         return applied
     finally:
         await execute("SELECT RELEASE_LOCK(%s)", (lock,))

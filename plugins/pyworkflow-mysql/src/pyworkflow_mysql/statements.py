@@ -121,9 +121,11 @@ HOOK_PAYLOAD_LANDED = (
 
 # ----- claims and leases -----
 
-#: Due runs with a free or expired lease, locked, skipping rows other claimers hold.
+#: Due runs with a free or expired lease, locked, skipping rows other claimers hold. The
+#: scan walks the ``wake_at`` index in order and stops at the limit: a filesort would
+#: lock every due row before the LIMIT applies, and other claimers would find none.
 DUE_RUNS_LOCKED = (
-    f"SELECT run_id FROM {RUNS} "
+    f"SELECT run_id FROM {RUNS} FORCE INDEX (ix_pyworkflow_runs_wake_at) "
     "WHERE wake_at <= %s AND (lease_owner IS NULL OR lease_expires_at < %s) "
     "ORDER BY wake_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
@@ -256,9 +258,11 @@ PUT_SCHEDULE = (
 GET_SCHEDULE = f"SELECT data FROM {SCHEDULES} WHERE name = %s"
 LIST_SCHEDULES = f"SELECT data FROM {SCHEDULES}"
 DELETE_SCHEDULE = f"DELETE FROM {SCHEDULES} WHERE name = %s"
-#: Due schedules (``now`` twice, limit), locked, skipping rows others hold.
+#: Due schedules (``now`` twice, limit), locked, skipping rows others hold; in the order
+#: of the ``next_fire_at`` index (InnoDB appends the primary key, ``name``), no filesort.
 DUE_SCHEDULES_LOCKED = (
-    f"SELECT name FROM {SCHEDULES} WHERE paused = 0 AND next_fire_at <= %s "
+    f"SELECT name FROM {SCHEDULES} FORCE INDEX (ix_pyworkflow_schedules_next) "
+    "WHERE paused = 0 AND next_fire_at <= %s "
     "AND (lease_expires_at IS NULL OR lease_expires_at < %s) "
     "ORDER BY next_fire_at, name LIMIT %s FOR UPDATE SKIP LOCKED"
 )

@@ -74,6 +74,7 @@ from pyworkflow.redaction import redact_text, redact_url
 from pyworkflow.storage.base import Storage, command_mode
 from pyworkflow.storage.checkpoint_rules import check_checkpoint, check_checkpoint_key
 from pyworkflow.storage.flow_rules import slot_memory
+from pyworkflow.storage.migration import SchemaStatus, SchemaStep
 from pyworkflow.storage.rows import (
     checkpoint_from_row,
     chunk_from_row,
@@ -267,11 +268,7 @@ class MySQLStorage(Storage):
         """
         if self._engine is not None:
             return
-        if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
-            self._retry_for, self._retry_option = self.settings.command_timeout, "command_timeout"
-        else:
-            self._retry_for = self.settings.reconnect_timeout
-            self._retry_option = "reconnect_timeout"
+        self._set_patience()
         self._engine = self._make_engine(self.sa_url)
         try:
             await self._prepare_schema()
@@ -337,9 +334,68 @@ class MySQLStorage(Storage):
             with anyio.CancelScope(shield=True):
                 await engine.dispose()
 
-    async def _migrate(self) -> None:
+    def _set_patience(self) -> None:
+        if command_mode():  # a CLI command: fail in seconds, not after a worker's patience
+            self._retry_for, self._retry_option = self.settings.command_timeout, "command_timeout"
+        else:
+            self._retry_for = self.settings.reconnect_timeout
+            self._retry_option = "reconnect_timeout"
+
+    async def schema_status(self) -> SchemaStatus:
+        """The schema's version and the migrations pending (``pyworkflow storage status``).
+
+        Works without :meth:`open`: one connection of its own. A database that
+        does not exist yet is at version 0.
+        """
+        from pyworkflow_mysql.migrations import LATEST, MIGRATIONS
+
+        self._set_patience()
+
+        async def read() -> int:
+            engine = self._make_engine(self.sa_url, pooled=False)
+            try:
+                async with engine.connect() as raw:
+                    conn = _Conn(raw)
+                    if not await conn.scalar(sql.SCHEMA_VERSION_EXISTS):
+                        return 0
+                    return int(await conn.scalar(sql.SCHEMA_VERSION))
+            except DBAPIError as exc:
+                if error_code(exc) == _UNKNOWN_DATABASE:
+                    return 0
+                if is_retryable(exc):
+                    raise
+                raise self._config_error(exc) from None
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await engine.dispose()
+
+        current = await self._retrying(read)
+        pending = tuple(
+            SchemaStep(m.version, m.description) for m in MIGRATIONS if m.version > current
+        )
+        return SchemaStatus(current, LATEST, pending)
+
+    async def migrate_schema(
+        self, on_applied: Callable[[SchemaStep], None] | None = None
+    ) -> list[int]:
+        """Create the database if missing and apply the pending migrations
+        (``pyworkflow storage migrate``).
+
+        Works without :meth:`open`, whatever the ``migrate`` option says.
+        """
+        self._set_patience()
+        status = await self.schema_status()
+        if status.current == 0:
+            await self._retrying(self._create_database)
+        return await self._retrying(lambda: self._migrate(on_applied))
+
+    async def _migrate(self, on_applied: Callable[[SchemaStep], None] | None = None) -> list[int]:
         """Create or upgrade the tables on one autocommit connection, under a named lock."""
-        from pyworkflow_mysql.migrations import migrate
+        from pyworkflow_mysql.migrations import Migration, migrate
+
+        def report(migration: Migration) -> None:
+            if on_applied is not None:
+                on_applied(SchemaStep(migration.version, migration.description))
 
         engine = self._make_engine(self.sa_url, pooled=False)
         try:
@@ -351,9 +407,10 @@ class MySQLStorage(Storage):
                     result = await raw.exec_driver_sql(statement, tuple(args))
                     return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
 
-                applied = await migrate(execute, self.database, product.collation)
+                applied = await migrate(execute, self.database, product.collation, report)
             if applied:
                 self.log.info("database {!r} migrated to version {}", self.database, applied[-1])
+            return applied
         finally:
             with anyio.CancelScope(shield=True):
                 await engine.dispose()
