@@ -28,6 +28,7 @@ EXPECTED = {
     "schedules.py": "one per tick: True",
     "streaming.py": "[########] 8/8 documents, 108 words\nindexed words: 108",
     "transient.py": "quote for 3 items: 36.0 (priced after 2 attempts)",
+    "shield.py": "released hotel-rome\nreleased flight-rome\nrun cancelled after 2 compensations",
 }
 
 

@@ -21,6 +21,7 @@ EXPECTED = {
     "Cron", "Every", "create_schedule", "acreate_schedule", "scheduled_at", "ScheduleNotFoundError",
     "ScheduleExistsError",
     "StreamItem", "read_stream", "read_stream_sync", "write_stream", "write_stream_sync",
+    "HookTimeoutError", "shield", "EventLimitError",
     "execute", "aexecute", "execute_workflow", "aexecute_workflow",
 }  # fmt: skip
 

@@ -56,8 +56,10 @@ if TYPE_CHECKING:
     from pyworkflow.errors import (
         ChildWorkflowError,
         ConfigError,
+        EventLimitError,
         FatalError,
         HookNotFoundError,
+        HookTimeoutError,
         NonDeterminismError,
         PayloadTooLargeError,
         PayloadValidationError,
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from pyworkflow.runtime import configure, shutdown
     from pyworkflow.schedules.api import acreate_schedule, create_schedule
     from pyworkflow.schedules.spec import Cron, Every
+    from pyworkflow.shielding import shield
     from pyworkflow.step import Step, step
     from pyworkflow.streams import (
         StreamItem,
@@ -95,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "ChildHandle": "pyworkflow.children",
     "ChildWorkflowError": "pyworkflow.errors",
     "ConfigError": "pyworkflow.errors",
+    "EventLimitError": "pyworkflow.errors",
     "Cron": "pyworkflow.schedules.spec",
     "Event": "pyworkflow.models",
     "EventType": "pyworkflow.models",
@@ -102,6 +106,7 @@ _EXPORTS: dict[str, str] = {
     "FatalError": "pyworkflow.errors",
     "Hook": "pyworkflow.hooks",
     "HookNotFoundError": "pyworkflow.errors",
+    "HookTimeoutError": "pyworkflow.errors",
     "NonDeterminismError": "pyworkflow.errors",
     "PayloadTooLargeError": "pyworkflow.errors",
     "PayloadValidationError": "pyworkflow.errors",
@@ -158,6 +163,7 @@ _EXPORTS: dict[str, str] = {
     "random": "pyworkflow.context",
     "resume_hook": "pyworkflow.client",
     "scheduled_at": "pyworkflow.context",
+    "shield": "pyworkflow.shielding",
     "shutdown": "pyworkflow.runtime",
     "sleep": "pyworkflow.context",
     "start": "pyworkflow.client",
@@ -234,11 +240,13 @@ __all__ = [
     "ConfigError",
     "Cron",
     "Event",
+    "EventLimitError",
     "EventType",
     "Every",
     "FatalError",
     "Hook",
     "HookNotFoundError",
+    "HookTimeoutError",
     "NonDeterminismError",
     "PayloadTooLargeError",
     "PayloadValidationError",
@@ -294,6 +302,7 @@ __all__ = [
     "read_stream_sync",
     "resume_hook",
     "scheduled_at",
+    "shield",
     "shutdown",
     "sleep",
     "start",

@@ -76,6 +76,10 @@ class Settings:
     checkpoint_max_bytes: int = 256 * 1024
     #: SQLite ``PRAGMA synchronous``: ``FULL`` (durable) or ``NORMAL`` (faster).
     sqlite_synchronous: str = attrs.field(default="FULL", validator=_check_sqlite_synchronous)
+    #: Events in one run's log past which a warning suggests ``continue_as_new`` (once per run).
+    event_soft_limit: int = 10_000
+    #: Events in one run's log past which the run fails with ``EventLimitError``.
+    event_hard_limit: int = 50_000
     #: Base URL where the HTTP server is reachable (for hook URLs).
     public_url: str | None = None
     #: Log level for the CLI and server; ``None`` leaves logging to the caller.
@@ -196,6 +200,8 @@ _PARSERS: dict[str, _Parser] = {
     "max_payload_bytes": _parse_positive_int,
     "checkpoint_interval": _parse_nonnegative_float,
     "checkpoint_max_bytes": _parse_positive_int,
+    "event_soft_limit": _parse_positive_int,
+    "event_hard_limit": _parse_positive_int,
     "lease_seconds": _parse_positive_float,
     "poll_interval": _parse_positive_float,
     "worker_concurrency": _parse_positive_int,
@@ -354,4 +360,18 @@ def load_settings(
                 "; pass plugin options as a mapping, e.g. configure(celery={...})",
             )
 
+    _check_event_limits(values, sources)
     return Settings(**values, plugin_tables=plugin_tables, sources=sources)
+
+
+def _check_event_limits(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """``event_soft_limit`` must be below ``event_hard_limit`` (each from any layer)."""
+    fields = attrs.fields(Settings)
+    soft = values.get("event_soft_limit", fields.event_soft_limit.default)
+    hard = values.get("event_hard_limit", fields.event_hard_limit.default)
+    if soft >= hard:
+        raise ConfigError(
+            f"config key 'event_soft_limit' ({soft}, from {sources['event_soft_limit']}) must be "
+            f"below 'event_hard_limit' ({hard}, from {sources['event_hard_limit']}): the soft "
+            "limit warns before the hard limit fails the run"
+        )

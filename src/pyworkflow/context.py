@@ -70,7 +70,7 @@ class WorkflowContext(Protocol):
     def continue_as_new(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> NoReturn: ...
 
     def create_hook(
-        self, token: str | None, schema: Any, secret: str | None
+        self, token: str | None, schema: Any, secret: str | None, timeout: timedelta | None = None
     ) -> tuple[str, str]: ...
 
     def hook_receive(self, cid: str) -> Awaitable[Any]: ...
@@ -334,7 +334,11 @@ def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
 
 
 def create_hook(
-    token: str | None = None, schema: Any = None, *, secret: str | None = None
+    token: str | None = None,
+    schema: Any = None,
+    *,
+    secret: str | None = None,
+    timeout: Duration | None = None,
 ) -> Hook[Any]:
     """Create a hook the outside world can send payloads to (inside a workflow).
 
@@ -344,14 +348,21 @@ def create_hook(
     type such as ``list[str]``) payloads are validated strictly, without
     coercion, before they are recorded. With ``secret`` the HTTP server requires an
     HMAC-SHA256 signature of the body in ``X-PyWorkflow-Signature``.
-    ``hook.url`` is set when the ``public_url`` config key is.
+    ``hook.url`` is set when the ``public_url`` config key is. With
+    ``timeout`` (``"2d"``, seconds, a timedelta) the hook lives that long, a
+    durable timer recorded at creation: then it is disposed and ``await hook``
+    raises :class:`~pyworkflow.errors.HookTimeoutError` (``async for`` ends).
     """
     from pyworkflow.hooks import Hook
 
     ctx = _workflow.get()
     if ctx is None:
         raise RuntimeError("create_hook() can only be called inside a workflow")
-    cid, actual = ctx.create_hook(token, schema, secret)
+    delta = None if timeout is None else parse_duration(timeout, what="hook timeout")
+    if delta is None:  # a context without hook timeouts keeps its three-argument call
+        cid, actual = ctx.create_hook(token, schema, secret)
+    else:
+        cid, actual = ctx.create_hook(token, schema, secret, delta)
     base = ctx.public_url
     url = f"{base.rstrip('/')}/hooks/{actual}" if base else None
     return Hook(ctx, cid, actual, url)

@@ -9,8 +9,10 @@ __all__ = [
     "ConcurrencyError",
     "ConfigError",
     "CorruptDataError",
+    "EventLimitError",
     "FatalError",
     "HookNotFoundError",
+    "HookTimeoutError",
     "HookTokenConflictError",
     "NonDeterminismError",
     "PayloadTooLargeError",
@@ -218,6 +220,64 @@ class PluginError(PyWorkflowError):
 
 class HookNotFoundError(PyWorkflowError, LookupError):
     """No live hook has this token (never created, or already disposed)."""
+
+
+class HookTimeoutError(PyWorkflowError, TimeoutError):
+    """Raised in a workflow that awaits a hook whose ``timeout`` ran out.
+
+    ``create_hook(timeout="2d")`` gives the hook a deadline, its creation time
+    plus the timeout, recorded when the hook is created. When it passes, the
+    hook is disposed (later payloads are refused as for any disposed hook) and
+    ``await hook`` raises this error once the payloads recorded before the
+    deadline are taken; ``async for`` over the hook ends instead. ``token`` is
+    the hook's token, ``timeout`` the timeout in seconds, ``deadline`` when it
+    ran out.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        token: str = "",
+        timeout: float | None = None,
+        deadline: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.token = token
+        self.timeout = timeout
+        self.deadline = deadline
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_hook_timeout, (str(self), self.token, self.timeout, self.deadline))
+
+
+def _rebuild_hook_timeout(
+    message: str, token: str, timeout: float | None, deadline: datetime | None
+) -> HookTimeoutError:
+    return HookTimeoutError(message, token=token, timeout=timeout, deadline=deadline)
+
+
+class EventLimitError(PyWorkflowError):
+    """A run's event log reached the hard limit (``event_hard_limit``): the run failed.
+
+    ``run_id`` is the run, ``limit`` the hard limit and ``events`` how many
+    events the log held when the limit stopped it. ``get_result`` raises it.
+    Retrying the run fails it again at once unless the limit is raised; a
+    workflow that loops for ever should call ``continue_as_new``.
+    """
+
+    def __init__(self, message: str, *, run_id: str = "", limit: int = 0, events: int = 0) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.limit = limit
+        self.events = events
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_event_limit, (str(self), self.run_id, self.limit, self.events))
+
+
+def _rebuild_event_limit(message: str, run_id: str, limit: int, events: int) -> EventLimitError:
+    return EventLimitError(message, run_id=run_id, limit=limit, events=events)
 
 
 class HookTokenConflictError(PyWorkflowError):

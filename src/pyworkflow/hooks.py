@@ -6,6 +6,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pyworkflow.errors import HookTimeoutError
 from pyworkflow.jsoninput import is_text
 
 if TYPE_CHECKING:
@@ -24,6 +25,11 @@ class Hook(Generic[T]):
     recorded; ``async with create_hook() as hook`` disposes it on exit, after
     which posting to its token is a not-found error. Hooks still live when
     the run ends are disposed then.
+
+    A hook created with ``timeout`` lives that long: at its deadline it is
+    disposed, ``await hook`` (once the payloads recorded before the deadline
+    are taken) raises :class:`~pyworkflow.errors.HookTimeoutError`, and
+    ``async for`` ends.
     """
 
     def __init__(self, ctx: WorkflowContext, cid: str, token: str, url: str | None) -> None:
@@ -36,7 +42,11 @@ class Hook(Generic[T]):
         return f"<Hook {self.token!r}>"
 
     async def receive(self) -> T:
-        """The next payload; suspends the run until one arrives."""
+        """The next payload; suspends the run until one arrives.
+
+        Raises :class:`~pyworkflow.errors.HookTimeoutError` when the hook's
+        ``timeout`` ran out and no payload recorded before it is left.
+        """
         value: T = await self._ctx.hook_receive(self._cid)
         return value
 
@@ -49,7 +59,10 @@ class Hook(Generic[T]):
     async def __anext__(self) -> T:
         if self._ctx.hook_disposed(self._cid):
             raise StopAsyncIteration
-        return await self.receive()
+        try:
+            return await self.receive()
+        except HookTimeoutError:  # a hook with a timeout: iteration ends at its deadline
+            raise StopAsyncIteration from None
 
     def dispose(self) -> None:
         """Stop accepting payloads (records ``hook_disposed``)."""

@@ -103,6 +103,7 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
 
     import pyworkflow
     from pyworkflow.jsonshape import event_json, run_json
+    from pyworkflow.runtime import get_runtime
     from pyworkflow.unknown_workflow import describe, unknown_notes
 
     run = pyworkflow.get_run(run_id)
@@ -124,6 +125,12 @@ def show(run_id: str, as_json: JsonOption = False) -> None:
         render.print_line(f"wakes at {run.wake_at.isoformat()}")
     if run.error_message:
         render.print_line(f"error: {run.error_message}")
+    soft = get_runtime().settings.event_soft_limit
+    if len(events) > soft:  # engine/limits.py: the run warned once; the operator sees it here
+        render.print_line(
+            f"events: {len(events)}, past event_soft_limit ({soft}); a workflow that loops "
+            "should call continue_as_new()"
+        )
     if run.continued_from:
         render.print_line(f"continues run {run.continued_from}")
     if run.continued_to:

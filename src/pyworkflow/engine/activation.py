@@ -12,9 +12,11 @@ from pyworkflow.engine.children import Children
 from pyworkflow.engine.context import WorkflowCalls
 from pyworkflow.engine.continuation import Continuation
 from pyworkflow.engine.deadline import Deadline
+from pyworkflow.engine.hook_timeouts import HookTimeouts
 from pyworkflow.engine.live import Live
 from pyworkflow.engine.markers import Markers
 from pyworkflow.engine.replay import ReplayReport
+from pyworkflow.engine.shielding import Shielding
 from pyworkflow.engine.state import _LostOwnership, _Restart
 from pyworkflow.errors import CorruptDataError, SerializationError, WorkflowNotFoundError
 from pyworkflow.models import Event, EventType, NewEvent, Run, RunPatch, RunStatus, utcnow
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
 
-class Activation(Children, Markers, Deadline, Continuation, WorkflowCalls, Live):
+class Activation(
+    Shielding, HookTimeouts, Children, Markers, Deadline, Continuation, WorkflowCalls, Live
+):
     """One activation of one run: replay, then live work until suspension or the end."""
 
 

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyworkflow.engine.state import (
     _STEP_CALLS,
@@ -23,6 +23,9 @@ from pyworkflow.serialization import dumps_call_limited, dumps_limited
 from pyworkflow.step import StepDefinition, check_dispatchable
 from pyworkflow.validation import schema_ref
 
+if TYPE_CHECKING:
+    from pyworkflow.errors import HookTimeoutError
+
 _Future = asyncio.Future
 
 
@@ -33,6 +36,13 @@ class WorkflowCalls(ActivationState):
     (divergence is a :class:`NonDeterminismError`), and either returns the
     recorded outcome or buffers the event that records the new operation.
     """
+
+    if TYPE_CHECKING:  # engine/hook_timeouts.py (a mixin of the same activation)
+
+        def _hook_timer(self, state: _HookState, timeout: timedelta) -> None: ...
+        def _cancel_hook_timer(self, hook_cid: str) -> None: ...
+        def _hook_timed_out(self, hook_cid: str) -> bool: ...
+        def _hook_timeout_error(self, hook_cid: str) -> HookTimeoutError: ...
 
     @property
     def is_replaying(self) -> bool:
@@ -169,7 +179,9 @@ class WorkflowCalls(ActivationState):
     def public_url(self) -> str | None:
         return self.runtime.settings.public_url
 
-    def create_hook(self, token: str | None, schema: Any, secret: str | None) -> tuple[str, str]:
+    def create_hook(
+        self, token: str | None, schema: Any, secret: str | None, timeout: timedelta | None = None
+    ) -> tuple[str, str]:
         cid, recorded = self._next("hook", "hook", frozenset({EventType.HOOK_CREATED}))
         if recorded:
             state = _HookState(cid, str(recorded[0].payload["token"]), durable=True)
@@ -183,6 +195,8 @@ class WorkflowCalls(ActivationState):
             self.buffer.append(event)
             state = _HookState(cid, actual, created=event)
         self.hooks[cid] = state
+        if timeout is not None:  # engine/hook_timeouts.py: its timer is the next operation
+            self._hook_timer(state, timeout)
         return cid, state.token
 
     def hook_receive(self, cid: str) -> asyncio.Future[Any]:
@@ -192,12 +206,16 @@ class WorkflowCalls(ActivationState):
         future: asyncio.Future[Any] = self.loop.create_future()
         if state.buffer:
             future.set_result(state.buffer.popleft())
+        elif self._hook_timed_out(cid):
+            future.set_exception(self._hook_timeout_error(cid))
         else:
             state.waiters.append(future)
         return future
 
     def hook_disposed(self, cid: str) -> bool:
-        return self.hooks[cid].disposed
+        state = self.hooks[cid]
+        # a timed-out hook still hands out the payloads recorded before its deadline
+        return state.disposed and not (state.buffer and self._hook_timed_out(cid))
 
     def hook_dispose(self, cid: str) -> None:
         if self.discarded:
@@ -206,6 +224,7 @@ class WorkflowCalls(ActivationState):
         if state.disposed:
             return
         state.disposed = True
+        self._cancel_hook_timer(cid)
         recorded = self.by_cid.get(cid, [])
         if not any(e.type == EventType.HOOK_DISPOSED for e in recorded):
             self.buffer.append(

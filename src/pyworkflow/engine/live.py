@@ -13,6 +13,8 @@ import attrs
 
 from pyworkflow.engine.continuation import signal_of
 from pyworkflow.engine.deadline import TimedOut
+from pyworkflow.engine.hook_timeouts import TIMERS
+from pyworkflow.engine.limits import EventLimitReached
 from pyworkflow.engine.sequential import SequentialSteps
 from pyworkflow.engine.state import _STEP_FACTS, _BadInput, _Diverged, _Op
 from pyworkflow.engine.step_leases import StepLeases
@@ -72,6 +74,8 @@ class Live(SequentialSteps, StepLeases):
             await self._finish()
         except TimedOut:  # its running steps were cancelled with the task group above
             await self._end(*self._timed_out())
+        except EventLimitReached as reached:  # engine/limits.py: nothing of the batch appended
+            await self._end(*self._limit_failure(reached))
         except NonDeterminismError as exc:
             self.log.error("non-determinism: {}", exc)
             await self._fail(exc)
@@ -87,8 +91,8 @@ class Live(SequentialSteps, StepLeases):
             self._check_deadline()
             fired, launch, next_due = self._advance()
             if fired:
-                for op in fired:
-                    event = NewEvent(EventType.WAIT_COMPLETED, op.cid, {"name": "sleep"})
+                for op in fired:  # sleeps, and hook timeouts (engine/hook_timeouts.py)
+                    event = NewEvent(EventType.WAIT_COMPLETED, op.cid, {"name": op.kind})
                     self.buffer.append(event)
                     self._deliver(event)
                     self._step_ready()
@@ -170,7 +174,7 @@ class Live(SequentialSteps, StepLeases):
                 if op.due > now:
                     next_due = op.due if next_due is None else min(next_due, op.due)
                     continue
-            if op.kind == "sleep":
+            if op.kind in TIMERS:
                 fired.append(op)
                 continue
             assert op.definition is not None

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
+from pyworkflow.engine.limits import EventLimits
 from pyworkflow.engine.state import (
     _RUN_ENDS,
     _STEP_FACTS,
-    ActivationState,
     _LostOwnership,
     _Restart,
     is_external,
@@ -19,7 +19,7 @@ from pyworkflow.errors import ConcurrencyError
 from pyworkflow.models import EventType, NewEvent, RunPatch
 
 
-class Recording(ActivationState):
+class Recording(EventLimits):
     """Flushes the activation's buffered events to the log; handles append conflicts."""
 
     if TYPE_CHECKING:  # engine/children.py (a mixin of the same activation)
@@ -36,13 +36,18 @@ class Recording(ActivationState):
             await self._store_chunks()
         if not self.buffer and patch is None:
             return
+        if patch is None or patch.status is None or not patch.status.is_terminal:
+            self._check_event_limit(len(self.buffer))  # engine/limits.py; an end is never refused
         events, self.buffer = self.buffer, []
+        before = self.seq
         try:
             self.seq = await self.journal.append(
                 self.run_id, self.seq, events, patch, owner=self.owner, workflow=self.workflow_name
             )
         except ConcurrencyError:
             await self._rebase(events)
+        if self.seq > self.event_soft_limit:
+            self._note_event_count(before)
         if self.to_create or self.to_cancel:  # engine/children.py: after their record
             with anyio.CancelScope(shield=True):  # a flush that released the lease is no stop
                 await self._children_recorded(events)

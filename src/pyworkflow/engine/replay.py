@@ -61,8 +61,7 @@ class Replay(ActivationState):
         kind = event.type
         if kind == _CANCEL_REQUESTED:
             if not self.root.done():
-                self.log.info("cancellation delivered into the workflow")
-                self.root.cancel()
+                self._cancel_workflow()  # engine/shielding.py: deferred while shielded
             return
         cid = event.correlation_id or ""
         if kind == _HOOK_RECEIVED:
@@ -95,6 +94,12 @@ class Replay(ActivationState):
             op.future.set_result(self._load_event(event, "result"))
         elif kind == EventType.CHILD_WORKFLOW_FAILED:
             op.future.set_exception(self._child_error(event))
+
+    def _cancel_workflow(self) -> None:
+        """Deliver the run's cancellation into the workflow (overridden by ``Shielding``)."""
+        assert self.root is not None
+        self.log.info("cancellation delivered into the workflow")
+        self.root.cancel()
 
     def _child_error(self, event: Event | NewEvent) -> ChildWorkflowError:
         """The :class:`ChildWorkflowError` of a failed child, caused by the child's error."""

@@ -139,7 +139,12 @@ class SequentialSteps(Replay, Recording):
                 )
             )
             # Recording._flush, inline (no run patch is pending once the run is live)
-            if self.pending_patch is not None or self.to_create or self.chunks:
+            if (
+                self.pending_patch is not None
+                or self.to_create
+                or self.chunks
+                or self.seq + len(self.buffer) > self.event_soft_limit  # engine/limits.py
+            ):
                 await self._flush()
                 continue
             events, self.buffer = self.buffer, []

@@ -52,7 +52,9 @@ from pyworkflow.models import Event
 from pyworkflow.storage.memory import MemoryStorage
 from pyworkflow.testing.suite_children import ChildrenCases
 from pyworkflow.testing.suite_continuation import ContinueAsNewCases
+from pyworkflow.testing.suite_hook_timeouts import HookTimeoutCases
 from pyworkflow.testing.suite_patching import PatchingCases
+from pyworkflow.testing.suite_shield import ShieldCases
 from pyworkflow.testing.suite_timeouts import TimeoutCases
 
 calls: dict[str, list[Any]] = {}
@@ -349,7 +351,9 @@ def _assert_ran_together(events: Sequence[Event], first: str, second: str) -> No
         assert started[a].timestamp < done[b].timestamp, f"{a} started after {b} completed"
 
 
-class EngineConformance(ChildrenCases, PatchingCases, TimeoutCases, ContinueAsNewCases):
+class EngineConformance(
+    ChildrenCases, PatchingCases, TimeoutCases, ContinueAsNewCases, HookTimeoutCases, ShieldCases
+):
     """Subclass it and implement :meth:`make_storage_url`; pytest collects every check."""
 
     #: Extra settings for every test (an executor plugin sets ``executor`` here).
