@@ -245,8 +245,12 @@ def schedule_ticks(
     seconds: float = 10.0,
     kill_after: float = 5.0,
     name: str = "every-second",
+    interval: bool = False,
 ) -> FlowReport:
     """A 1-second cron fired by ``workers`` processes, one SIGKILLed after ``kill_after`` s.
+
+    With ``interval`` the schedule is the interval ``every="1s"`` instead of the
+    cron ``* * * * * *``: the same ticks, the same guarantee.
 
     The schedule (overlap ``allow``: each run is short) is created here, then
     fires for ``seconds``; the worker that logged the latest firing is
@@ -265,7 +269,10 @@ def schedule_ticks(
         for i in range(workers):
             pool.start(f"w{i + 1}")
         _client(storage_url)
-        create_schedule(name, flowflows.flow_tick, EVERY_SECOND, overlap="allow")
+        if interval:
+            create_schedule(name, flowflows.flow_tick, every="1s", overlap="allow")
+        else:
+            create_schedule(name, flowflows.flow_tick, EVERY_SECOND, overlap="allow")
         time.sleep(kill_after)
         # just after a tick, when a worker may be firing it (claimed, run created or not,
         # schedule not yet advanced): its lease must expire before another fires the tick

@@ -46,6 +46,17 @@ class FlowProcessCases:
         assert report.problems == []
         assert report.figures["ticks"] == report.figures["runs"]
 
+    def test_a_one_second_interval_starts_one_run_per_tick_across_a_worker_kill(
+        self, flow_url: str, tmp_path: Path
+    ) -> None:
+        """``every="1s"``: the interval schedules' once-per-tick guarantee, as the cron one's."""
+        report = schedule_ticks(
+            flow_url, tmp_path, workers=3, seconds=10.0, kill_after=5.0, interval=True
+        )
+        print(report)
+        assert report.problems == []
+        assert report.figures["ticks"] == report.figures["runs"]
+
     def test_catchup_policies_after_20s_of_downtime(self, flow_url: str, tmp_path: Path) -> None:
         """``none`` starts no missed tick, ``latest`` one, ``all`` each of them (grace 2 s).
 

@@ -283,6 +283,37 @@ class ScheduleStorageCases:
         with pytest.raises(ScheduleNotFoundError):
             await storage.get_schedule("missing")
 
+    async def test_interval_schedules_round_trip(self, storage: Storage) -> None:
+        """An interval's spec is the text of its ``cron`` field: kept exactly, anchor and all."""
+        from pyworkflow.schedules.interval import IntervalSpec
+
+        anchor = datetime(2026, 1, 5, 9, 30, 15, 250000, tzinfo=UTC)
+        spec = IntervalSpec.of("1h30m", anchor)
+        rows = [
+            schedule("aligned", cron="@every 15m", timezone="UTC", next_fire_at=anchor),
+            schedule(
+                "anchored",
+                cron=spec.expression,
+                timezone="UTC",
+                next_fire_at=spec.next_after(anchor),
+            ),
+        ]
+        for row in rows:
+            stored, created = await storage.create_schedule(row)
+            assert created and stored == row
+        listed = await storage.list_schedules()
+        assert listed == rows
+        got = await storage.get_schedule("anchored")
+        assert got.cron == "@every 1h30m from 2026-01-05T09:30:15.250000+00:00"
+        assert IntervalSpec.parse(got.cron) == spec
+        assert got.next_fire_at == anchor + timedelta(minutes=90)
+        (claimed,) = await storage.claim_schedules("w1", anchor, 10, _LEASE)
+        assert claimed == rows[0]
+        nxt = IntervalSpec.parse(claimed.cron).next_after(anchor)
+        assert await storage.advance_schedule("aligned", "w1", anchor, nxt, anchor, "r1")
+        advanced = await storage.get_schedule("aligned")
+        assert (advanced.cron, advanced.next_fire_at) == ("@every 15m", nxt)
+
     async def test_create_keeps_the_existing_schedule(self, storage: Storage) -> None:
         first = schedule("s", cron="0 * * * *")
         await storage.create_schedule(first)
