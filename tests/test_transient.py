@@ -738,3 +738,83 @@ async def test_a_durable_step_runs_a_transient_workflow() -> None:
     assert await aget_result(await astart(durable_outer, 1), timeout=30) == (2, 3, 4)
     (run,) = (await alist_runs()).runs  # the transient run left no run of its own
     assert run.workflow_name == "durable_outer"
+
+
+# ----- on the test harness: virtual time and step overrides -----
+
+
+@step(max_retries=3, retry_delay="exponential", retry_base="1h", max_retry_delay="1d", jitter=0)
+async def charge(customer: str) -> str:
+    raise RuntimeError("tests never reach the payment API")
+
+
+@workflow(durable=False)
+async def reminder(customer: str) -> dict[str, Any]:
+    began = now()
+    await sleep("30d")
+    payment = await charge(customer)
+    return {"payment": payment, "waited": now() - began}
+
+
+@workflow(durable=False)
+async def two_sleeps() -> list[tuple[str, Any]]:
+    began = now()
+    seen: list[tuple[str, Any]] = []
+
+    async def branch(label: str, duration: str) -> None:
+        await sleep(duration)
+        await add(1, 1)
+        seen.append((label, now() - began))
+
+    await asyncio.gather(branch("two hours", "2h"), branch("one hour", "1h"))
+    return seen
+
+
+@workflow(durable=False, timeout="1h")
+async def overdue_virtual() -> None:
+    await sleep("1d")
+
+
+async def test_on_the_harness_time_skips_and_overrides_apply() -> None:
+    from datetime import timedelta
+
+    from pyworkflow.testing import WorkflowEnvironment
+
+    outages = [ConnectionError("payment API unreachable")] * 2
+
+    def flaky_charge(customer: str) -> str:
+        if outages:
+            raise outages.pop()
+        return f"pay-{customer}"
+
+    async with WorkflowEnvironment() as env:
+        charges = env.override_step(charge, flaky_charge)
+        began = env.now()
+        with anyio.fail_after(10):  # 30 days and two back-offs of virtual time
+            result = await env.run(reminder, "ana")
+        # 30 days, then back-offs of 1h and 2h (exponential, no jitter) before the third attempt
+        assert result == {"payment": "pay-ana", "waited": timedelta(days=30, hours=3)}
+        assert env.now() - began == timedelta(days=30, hours=3)
+        assert [call.attempt for call in charges.calls] == [1, 2, 3]
+
+        # concurrent sleeps end in due order, each at its own virtual time
+        assert await env.run(two_sleeps) == [
+            ("one hour", timedelta(hours=1)),
+            ("two hours", timedelta(hours=2)),
+        ]
+
+        began = env.now()
+        with pytest.raises(WorkflowTimeoutError):
+            await env.run(overdue_virtual)
+        assert env.now() - began == timedelta(hours=1)
+
+        with pytest.raises(TypeError, match="transient"):
+            await env.start(reminder, "bo")  # a transient run has nothing to start
+
+
+def test_on_the_sync_harness() -> None:
+    from pyworkflow.testing import WorkflowEnvironment
+
+    with WorkflowEnvironment() as env:
+        env.override_step(charge, lambda customer: "pay-sync")
+        assert env.sync.run(reminder, "bo")["payment"] == "pay-sync"

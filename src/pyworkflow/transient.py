@@ -10,7 +10,8 @@ operation does its work directly, with nothing recorded and nothing replayed:
   (:meth:`~pyworkflow.step.RetryPolicy.should_retry`, ``delay_for``: the same
   ``FatalError``/``RetryableError`` rules and back-off as a durable run, waited
   in real time), its ``timeout``, and ``get_step_context()``;
-* ``sleep()`` is an ordinary ``anyio.sleep``; ``now()``, ``random()``,
+* ``sleep()`` is an ordinary ``anyio.sleep`` (on the test harness's virtual
+  clock, :class:`VirtualTime`: time skips); ``now()``, ``random()``,
   ``uuid4()`` return fresh values; ``patched()`` is True (nothing to replay);
 * a child workflow runs as a transient run of its own in this process;
   ``continue_as_new`` runs the body again with the new arguments (the run
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import inspect
 import types
 import uuid
@@ -41,6 +43,7 @@ from loguru import logger
 
 from pyworkflow import context as ctxmod
 from pyworkflow import plugins, stepexec
+from pyworkflow.clock import Clock, installed_clock
 from pyworkflow.context import ContinueAsNew
 from pyworkflow.errors import (
     ChildWorkflowError,
@@ -55,7 +58,7 @@ if TYPE_CHECKING:
     from pyworkflow.step import StepDefinition
     from pyworkflow.workflow import WorkflowDefinition
 
-__all__ = ["TransientRun", "TransientRunError", "is_transient", "run_transient"]
+__all__ = ["TransientRun", "TransientRunError", "VirtualTime", "is_transient", "run_transient"]
 
 
 class TransientRunError(PyWorkflowError, RuntimeError):
@@ -84,6 +87,91 @@ def _observed() -> bool:
     return plugins.has_event_observers()
 
 
+class VirtualTime:
+    """Waits of a transient run tree on a clock that can be moved (the test harness's).
+
+    A run on :class:`~pyworkflow.testing.WorkflowEnvironment`'s loop sleeps
+    and backs off in virtual time, as its durable runs do: a wait ends when
+    the clock reaches its due time, and the clock jumps to the earliest wait
+    once the run has nothing else to do (no step body running, and nothing of
+    the run became runnable for a few turns of the event loop). Waits due at
+    the same time end in the order they began.
+    """
+
+    #: Turns of the loop with no activity of the run before the clock moves.
+    IDLE_TURNS = 3
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._set: Callable[[datetime], None] = clock.set  # type: ignore[attr-defined]  # checked by for_clock
+        self.waits: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self.count = 0
+        #: Step bodies running now: time stands still while one runs.
+        self.busy = 0
+        self.activity = 0
+        self.mover: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_clock(cls, clock: Clock | None) -> VirtualTime | None:
+        """Virtual time on ``clock`` (the clock installed on this loop) if it can be moved."""
+        if clock is None or not callable(getattr(clock, "set", None)):
+            return None
+        return cls(clock)
+
+    def add(self, seconds: float) -> asyncio.Future[None]:
+        """A future set when the clock reaches now + ``seconds``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.count += 1
+        due = self.clock.now() + timedelta(seconds=seconds)
+        heapq.heappush(self.waits, (due, self.count, future))
+        self.touch()
+        return future
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of virtual time."""
+        future = self.add(seconds)
+        try:
+            await future
+        finally:
+            future.cancel()  # a cancelled wait is dropped when it comes first
+
+    def touch(self) -> None:
+        """Note activity of the run; make sure the clock mover looks again."""
+        self.activity += 1
+        if self.mover is None or self.mover.done():
+            self.mover = asyncio.ensure_future(self._move())
+
+    async def _move(self) -> None:
+        idle = 0
+        while True:
+            seen = self.activity
+            await asyncio.sleep(0)
+            waits = self.waits
+            while waits and waits[0][2].done():
+                heapq.heappop(waits)
+            if not waits or self.busy:
+                return  # the next wait, or the step body's end, looks again
+            if self.activity != seen:
+                idle = 0
+                continue
+            idle += 1
+            if idle < self.IDLE_TURNS:
+                continue
+            due, _, future = heapq.heappop(waits)
+            if due > self.clock.now():
+                self._set(due)
+            future.set_result(None)
+            idle = 0
+
+    def close(self) -> None:
+        """Stop moving the clock (the run tree ended)."""
+        if self.mover is not None:
+            self.mover.cancel()
+        for _, _, future in self.waits:
+            future.cancel()
+        self.waits.clear()
+
+
 class TransientRun:
     """The :class:`~pyworkflow.context.WorkflowContext` of one transient run.
 
@@ -97,6 +185,8 @@ class TransientRun:
         run_id: str,
         *,
         parent: tuple[str, str] | None = None,
+        overrides: Mapping[str, Callable[..., Any]] | None = None,
+        time: VirtualTime | None = None,
     ) -> None:
         self.run_id = run_id
         self.workflow_name = definition.name
@@ -108,6 +198,16 @@ class TransientRun:
         self.observed = _observed()
         self.children: dict[str, asyncio.Task[Any]] = {}
         self._cancelled_children: set[str] = set()
+        #: Step bodies replaced by name (the test harness's ``override_step``).
+        self.overrides = overrides
+        #: Virtual time on the test harness's clock; None: waits are real.
+        self.time = time
+
+    def wait(self, seconds: float) -> Awaitable[None]:
+        """A wait of ``seconds``: real, or virtual on the test harness's clock."""
+        if self.time is not None:
+            return self.time.sleep(seconds)
+        return anyio.sleep(seconds)
 
     # ----- what workflow code reads -----
 
@@ -145,6 +245,8 @@ class TransientRun:
         kwargs: dict[str, Any],
     ) -> Coroutine[Any, Any, Any]:
         self.counter += 1
+        if self.overrides:  # the test harness replaced some step bodies
+            body = self.overrides.get(definition.name, body)
         if definition.queue is not None and definition.name not in _unqueued:
             _unqueued.add(definition.name)
             logger.bind(run_id=self.run_id, workflow=self.workflow_name).warning(
@@ -173,6 +275,7 @@ class TransientRun:
             and bool(body.__code__.co_flags & _CO_COROUTINE)
         )
         observed = self.observed
+        time = self.time
         attempt = 0
         while True:
             attempt += 1
@@ -183,6 +286,8 @@ class TransientRun:
             # calls run plainly (as on a worker); workflow code resumes with its own context
             step_token = _step_var.set(ids)
             workflow_token = _workflow_var.set(None)
+            if time is not None:
+                time.busy += 1
             try:
                 if direct:
                     result = await body(*args, **kwargs)
@@ -202,6 +307,9 @@ class TransientRun:
             finally:
                 _workflow_var.reset(workflow_token)
                 _step_var.reset(step_token)
+                if time is not None:
+                    time.busy -= 1
+                    time.touch()
             bound = logger.bind(run_id=self.run_id, step_id=cid, step=name, attempt=attempt)
             message = f"{type(error).__name__}: {error}"
             if not policy.should_retry(error, attempt):
@@ -217,7 +325,7 @@ class TransientRun:
                 due = (utcnow() + delay).isoformat()
                 detail = {"name": name, "attempt": attempt, "error_message": message}
                 self.emit(EventType.STEP_RETRYING, cid, {**detail, "delay": seconds, "due_at": due})
-            await anyio.sleep(seconds)
+            await self.wait(seconds)
 
     @staticmethod
     async def _attempt(
@@ -254,12 +362,12 @@ class TransientRun:
             seconds = delta.total_seconds() if delta is not None else 0.0
         if self.observed:
             return self._observed_sleep(str(self.counter), max(0.0, seconds))
-        return anyio.sleep(max(0.0, seconds))
+        return self.wait(max(0.0, seconds))
 
     async def _observed_sleep(self, cid: str, seconds: float) -> None:
         due = (utcnow() + timedelta(seconds=seconds)).isoformat()
         self.emit(EventType.WAIT_CREATED, cid, {"name": "sleep", "due_at": due})
-        await anyio.sleep(seconds)
+        await self.wait(seconds)
         self.emit(EventType.WAIT_COMPLETED, cid, {"name": "sleep"})
 
     def record_value(self, kind: str, produce: Callable[[], Any]) -> Any:
@@ -346,7 +454,13 @@ class TransientRun:
         name = definition.name
         try:
             return await run_transient(
-                definition, args, kwargs, run_id=child_id, parent=(self.run_id, cid)
+                definition,
+                args,
+                kwargs,
+                run_id=child_id,
+                parent=(self.run_id, cid),
+                overrides=self.overrides,
+                time=self.time,
             )
         except asyncio.CancelledError:
             if cid not in self._cancelled_children:
@@ -404,6 +518,8 @@ async def run_transient(
     run_id: str | None = None,
     timeout: timedelta | None = None,
     parent: tuple[str, str] | None = None,
+    overrides: Mapping[str, Callable[..., Any]] | None = None,
+    time: VirtualTime | None = None,
 ) -> Any:
     """Run ``definition`` with these arguments as a transient run here; its result.
 
@@ -411,7 +527,9 @@ async def run_transient(
     (a step's error after its last attempt, with its traceback), a
     ``timeout`` (default: the workflow's) that runs out raises
     :class:`~pyworkflow.errors.WorkflowTimeoutError`, and cancelling the
-    caller cancels the run.
+    caller cancels the run. ``overrides`` replaces step bodies by step name
+    (the test harness's). On a loop whose clock can be moved (the test
+    harness's virtual clock) waits are in virtual time (:class:`VirtualTime`).
     """
     current = _workflow_var.get()
     if current is not None and _step_var.get() is None and not is_transient(current):
@@ -420,7 +538,14 @@ async def run_transient(
             f"durable workflow {current.workflow_name!r}: call it as a child workflow, or run it "
             "from a step"
         )
-    run = TransientRun(definition, run_id or uuid.uuid4().hex, parent=parent)
+    own_time = None
+    if time is None and parent is None:
+        clock = installed_clock()
+        if clock is not None:  # a runtime's own clock, e.g. the test harness's virtual one
+            time = own_time = VirtualTime.for_clock(clock)
+    run = TransientRun(
+        definition, run_id or uuid.uuid4().hex, parent=parent, overrides=overrides, time=time
+    )
     limit = timeout if timeout is not None else definition.timeout
     observed = run.observed
     if observed:
@@ -441,6 +566,8 @@ async def run_transient(
             try:
                 if limit is None:
                     result = await coro
+                elif time is not None:
+                    result = await _within_virtual(run, time, coro, limit)
                 else:
                     result = await _within(run, coro, limit)
             except _Continue as again:
@@ -475,6 +602,8 @@ async def run_transient(
     finally:
         if run.children:
             await run.end_children()
+        if own_time is not None:
+            own_time.close()
         _step_var.reset(step_token)
         _workflow_var.reset(workflow_token)
 
@@ -501,6 +630,37 @@ def _begin(
     return coro
 
 
+async def _within_virtual(
+    run: TransientRun, time: VirtualTime, coro: Awaitable[Any], limit: timedelta
+) -> Any:
+    """:func:`_within` in virtual time: the deadline is a wait of the run's own."""
+    deadline = time.clock.now() + limit
+    with time.clock.move_on_until(deadline, cap=_NEVER) as scope:
+        marker = time.add(limit.total_seconds())  # the clock moves to the deadline in its turn
+        try:
+            return await coro
+        finally:
+            marker.cancel()
+    if scope.cancelled_caught:
+        raise _timed_out(run, limit, deadline)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: A cap on waits in virtual time that never comes (a year, in real seconds).
+_NEVER = 365 * 86400.0
+
+
+def _timed_out(run: TransientRun, limit: timedelta, deadline: datetime) -> WorkflowTimeoutError:
+    seconds = limit.total_seconds()
+    return WorkflowTimeoutError(
+        f"run {run.run_id} of workflow {run.workflow_name!r} timed out: its timeout of "
+        f"{seconds:g}s ran out at {deadline.isoformat()}",
+        run_id=run.run_id,
+        timeout=seconds,
+        deadline=deadline,
+    )
+
+
 async def _within(run: TransientRun, coro: Awaitable[Any], limit: timedelta) -> Any:
     """``coro``'s result, or :class:`WorkflowTimeoutError` once ``limit`` has passed."""
     seconds = limit.total_seconds()
@@ -508,11 +668,5 @@ async def _within(run: TransientRun, coro: Awaitable[Any], limit: timedelta) -> 
     with anyio.move_on_after(seconds) as scope:
         return await coro
     if scope.cancelled_caught:
-        raise WorkflowTimeoutError(
-            f"run {run.run_id} of workflow {run.workflow_name!r} timed out: its timeout of "
-            f"{seconds:g}s ran out at {deadline.isoformat()}",
-            run_id=run.run_id,
-            timeout=seconds,
-            deadline=deadline,
-        )
+        raise _timed_out(run, limit, deadline)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -32,7 +32,7 @@ from pyworkflow.runtime import Runtime
 from pyworkflow.testing.clock import VirtualClock
 from pyworkflow.testing.driver import TestDriver
 from pyworkflow.testing.overrides import StepOverride, step_name
-from pyworkflow.workflow import workflow_timeout
+from pyworkflow.workflow import definition_of, workflow_timeout
 
 __all__ = ["SyncWorkflowEnvironment", "WorkflowBlockedError", "WorkflowEnvironment"]
 
@@ -176,8 +176,12 @@ class WorkflowEnvironment:
 
         A failed run raises its error, a cancelled one ``WorkflowCancelledError``,
         and one that waits for a hook payload only the test can send
-        :class:`WorkflowBlockedError`.
+        :class:`WorkflowBlockedError`. A transient workflow (``durable=False``)
+        runs as a transient run on the environment's clock and step overrides
+        (docs/transient.md).
         """
+        if not definition_of(workflow).durable:
+            return await self.runtime.acall(self._execute, workflow, args, kwargs)
         run_id = await self.start(workflow, *args, **kwargs)
         return await self.result(run_id)
 
@@ -257,6 +261,13 @@ class WorkflowEnvironment:
 
     async def _settle(self) -> None:
         await self._driver.settle()
+
+    async def _execute(self, workflow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from pyworkflow.transient import run_transient
+
+        definition = definition_of(workflow)
+        overrides = self.runtime.step_overrides
+        return await run_transient(definition, args, kwargs, overrides=overrides)
 
     async def _start(
         self,
@@ -461,6 +472,9 @@ class SyncWorkflowEnvironment:
 
     def run(self, workflow: Any, *args: Any, **kwargs: Any) -> Any:
         """Blocking :meth:`WorkflowEnvironment.run`."""
+        env = self._env
+        if not definition_of(workflow).durable:
+            return env.runtime.call(env._execute, workflow, args, kwargs)
         return self.result(self.start(workflow, *args, **kwargs))
 
     def result(self, run_id: str) -> Any:
