@@ -818,3 +818,37 @@ def test_on_the_sync_harness() -> None:
     with WorkflowEnvironment() as env:
         env.override_step(charge, lambda customer: "pay-sync")
         assert env.sync.run(reminder, "bo")["payment"] == "pay-sync"
+
+
+# ----- streams: refused, never retried -----
+
+
+@step(max_retries=3, retry_base=0.001)
+async def streams_from_step() -> None:
+    from pyworkflow import write_stream
+
+    _count("streams_from_step")
+    await write_stream("out", "chunk")
+
+
+@workflow(durable=False)
+async def stream_in_step() -> None:
+    await streams_from_step()
+
+
+@workflow(durable=False)
+async def stream_in_workflow() -> None:
+    from pyworkflow import write_stream
+
+    await write_stream("out", "chunk")
+
+
+async def test_streams_are_refused() -> None:
+    runtime.configure(storage="memory://", **FAST)
+    with pytest.raises(
+        TransientRunError, match=r"write_stream\('out'\) in a step of transient run"
+    ):
+        await aexecute(stream_in_step)
+    assert calls["streams_from_step"] == 1  # a FatalError: not retried
+    with pytest.raises(TransientRunError, match=r"'stream_in_workflow'.*no streams"):
+        await aexecute(stream_in_workflow)

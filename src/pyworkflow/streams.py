@@ -30,6 +30,7 @@ from pyworkflow.context import current_step_ids, current_workflow
 from pyworkflow.models import StreamChunk
 from pyworkflow.runtime import Runtime, get_runtime
 from pyworkflow.serialization import Serializer, dumps_limited
+from pyworkflow.transient import check_stream_write
 
 __all__ = [
     "StreamItem",
@@ -140,6 +141,7 @@ async def write_stream(name: str, chunk: Any) -> int | None:
         _workflow_write(name, chunk)
         return None
     run_id, step_id, _, attempt = ids
+    check_stream_write(run_id, name)  # a transient run has no streams
     index = _next_index(ids, name)
     runtime = get_runtime()
     return await runtime.acall(_append, runtime, run_id, name, chunk, step_id, attempt, index)
@@ -152,6 +154,7 @@ def write_stream_sync(name: str, chunk: Any) -> int | None:
         _workflow_write(name, chunk)
         return None
     run_id, step_id, _, attempt = ids
+    check_stream_write(run_id, name)  # a transient run has no streams
     index = _next_index(ids, name)
     runtime = get_runtime()
     return runtime.call(_append, runtime, run_id, name, chunk, step_id, attempt, index)

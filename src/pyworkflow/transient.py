@@ -47,7 +47,7 @@ from pyworkflow.clock import Clock, installed_clock
 from pyworkflow.context import ContinueAsNew
 from pyworkflow.errors import (
     ChildWorkflowError,
-    PyWorkflowError,
+    FatalError,
     WorkflowCancelledError,
     WorkflowTimeoutError,
 )
@@ -58,11 +58,18 @@ if TYPE_CHECKING:
     from pyworkflow.step import StepDefinition
     from pyworkflow.workflow import WorkflowDefinition
 
-__all__ = ["TransientRun", "TransientRunError", "VirtualTime", "is_transient", "run_transient"]
+__all__ = [
+    "TransientRun",
+    "TransientRunError",
+    "VirtualTime",
+    "check_stream_write",
+    "is_transient",
+    "run_transient",
+]
 
 
-class TransientRunError(PyWorkflowError, RuntimeError):
-    """An operation a transient run cannot offer (a hook), or a misuse of one."""
+class TransientRunError(FatalError, RuntimeError):
+    """An operation a transient run cannot offer (a hook, a stream); never retried."""
 
 
 _workflow_var = ctxmod._workflow
@@ -71,6 +78,18 @@ _FunctionType = types.FunctionType
 _CO_COROUTINE = inspect.CO_COROUTINE
 #: Step names whose queue limits were reported as not applied (warned once each).
 _unqueued: set[str] = set()
+#: Ids of the transient runs in progress in this process.
+_live: set[str] = set()
+
+
+def check_stream_write(run_id: str, name: str) -> None:
+    """Raise :class:`TransientRunError` if ``run_id`` is a transient run (it has no streams)."""
+    if run_id in _live:
+        raise TransientRunError(
+            f"write_stream({name!r}) in a step of transient run {run_id}: a transient run "
+            "(durable=False) stores nothing, so it has no streams; return the data instead, or "
+            "make the workflow durable"
+        )
 
 
 class _Continue(ContinueAsNew):
@@ -560,6 +579,7 @@ async def run_transient(
         logger.debug("transient run started", run_id=run.run_id, workflow=definition.name)
     workflow_token = _workflow_var.set(run)
     step_token = _step_var.set(None)
+    _live.add(run.run_id)
     try:
         while True:
             coro = _begin(definition, args, kwargs)
@@ -602,6 +622,7 @@ async def run_transient(
     finally:
         if run.children:
             await run.end_children()
+        _live.discard(run.run_id)
         if own_time is not None:
             own_time.close()
         _step_var.reset(step_token)
