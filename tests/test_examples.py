@@ -25,7 +25,7 @@ EXPECTED = {
     "fanout.py": "charged: book:1200, pen:150\nfailed: nothing to charge for gift\n"
     "audit: audit-fee:1\n4 child runs of ",
     "queues.py": "sent to vip\nvip went before the runs waiting with it: True",
-    "schedules.py": "one per tick: True",
+    "schedules.py": "one per tick: True\npulses distinct and on even seconds: True",
     "streaming.py": "[########] 8/8 documents, 108 words\nindexed words: 108",
     "transient.py": "quote for 3 items: 36.0 (priced after 2 attempts)",
     "shield.py": "released hotel-rome\nreleased flight-rome\nrun cancelled after 2 compensations",
