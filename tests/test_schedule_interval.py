@@ -223,6 +223,18 @@ def test_interval_overlap_skip_keeps_one_run_at_a_time() -> None:
         assert scheduled == [(T0 + timedelta(minutes=m)).isoformat() for m in (1, 4)]
 
 
+@pytest.mark.anyio
+async def test_the_environment_creates_interval_schedules() -> None:
+    async with WorkflowEnvironment(start=T0) as env:
+        stored = await env.create_schedule("env", tick, every="20m", anchor=T0 + timedelta(hours=1))
+        assert stored.next_fire_at == T0 + timedelta(hours=1)
+        await env.advance("2h")  # 13:00, 13:20, 13:40, 14:00
+        page = await env.runtime.acall(env.runtime.storage.list_runs)
+        assert len([r for r in page.runs if r.workflow_name == "interval.tick"]) == 4
+        (schedule,) = await env.schedules()
+        assert schedule.cron == "@every 20m from 2026-06-01T13:00:00+00:00"
+
+
 def test_pause_and_resume_an_interval_schedule() -> None:
     from pyworkflow.schedules import api
 

@@ -214,9 +214,11 @@ class WorkflowEnvironment:
     # ----- schedules -----
 
     async def create_schedule(
-        self, name: str, workflow: Any, cron: str, **options: Any
+        self, name: str, workflow: Any, cron: str | None = None, **options: Any
     ) -> Schedule:
         """Create a schedule in the environment (as ``pyworkflow.create_schedule``).
+
+        Give a cron expression or ``every=`` (an interval, with ``anchor=``).
 
         Its ticks follow the virtual clock: :meth:`advance` fires each tick on
         its way. Schedules declared with ``@workflow(schedule=...)`` exist in
