@@ -205,3 +205,32 @@ async def test_shield_outside_a_workflow_does_nothing() -> None:
     async with shield():
         value = 1
     assert value == 1
+
+
+@workflow
+async def sh_child(n: int) -> int:
+    await sleep("2h")
+    return await sh_do(f"child {n}") and n
+
+
+@workflow
+async def sh_parent() -> Any:
+    async with shield():
+        first_child = await sh_child(1)  # awaited inside the shield: it runs to its end
+    second = await sh_child(2)  # never reached: the cancel is delivered as the block exits
+    return [first_child, second]
+
+
+async def test_a_child_awaited_in_a_shield_completes_then_the_parent_is_cancelled(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    env = workflow_env
+    run_id = await env.start(sh_parent)
+    await env.cancel(run_id)
+    events = await cancelled(env, run_id)
+    kinds = [e.type for e in events]
+    assert kinds.count(EventType.CHILD_WORKFLOW_STARTED) == 1
+    assert EventType.CHILD_WORKFLOW_COMPLETED in kinds
+    (started,) = [e for e in events if e.type == EventType.CHILD_WORKFLOW_STARTED]
+    child = await env.get_run(started.payload["child_run_id"])
+    assert child.status == RunStatus.COMPLETED and child.result == 1
