@@ -9,6 +9,9 @@ one mixin per job over :class:`~pyworkflow.engine.state.ActivationState`:
 - :mod:`~pyworkflow.engine.live`: live scheduling after replay, suspension and the end;
 - :mod:`~pyworkflow.engine.recording`: flushing buffered events, rebasing after a conflict;
 - :mod:`~pyworkflow.engine.step_leases`: dispatched steps and their leases;
+- :mod:`~pyworkflow.engine.hook_timeouts`: hooks created with a ``timeout`` (their timers);
+- :mod:`~pyworkflow.engine.shielding`: ``shield()`` blocks, which defer the run's cancellation;
+- :mod:`~pyworkflow.engine.limits`: the run's event limits, checked at each flush;
 - :mod:`~pyworkflow.engine.activation`: the entry points workers call.
 
 Every write to a run's log, by the engine, the client or :mod:`pyworkflow.dispatch`,
