@@ -109,6 +109,8 @@ class StepContext:
 
     ``idempotency_key`` is stable across retries and recoveries of the same
     step call: pass it to external APIs so a repeated attempt is deduplicated.
+    :meth:`checkpoint` saves the attempt's progress; :attr:`last_checkpoint`
+    gives a later attempt what an earlier one saved (``docs/checkpoints.md``).
     """
 
     run_id: str
@@ -116,6 +118,45 @@ class StepContext:
     step_name: str
     attempt: int
     idempotency_key: str
+
+    @property
+    def last_checkpoint(self) -> Any:
+        """The state an earlier attempt of this step saved last (decoded), or None.
+
+        Read when the attempt began: None on a first attempt, or when no
+        earlier attempt (before an exception, a crash, a lost lease) saved a
+        checkpoint. This attempt's own :meth:`checkpoint` calls do not change it.
+        """
+        from pyworkflow import checkpoints  # lazily: most steps never checkpoint
+
+        return checkpoints.last_checkpoint(
+            (self.run_id, self.step_id, self.step_name, self.attempt)
+        )
+
+    async def checkpoint(self, state: Any) -> None:
+        """Save ``state`` as this attempt's progress, for a later attempt to resume from.
+
+        ``state`` is serialized with the run's serializer (at most
+        ``checkpoint_max_bytes``, else
+        :class:`~pyworkflow.errors.PayloadTooLargeError`). At most one
+        checkpoint per ``checkpoint_interval`` seconds is written; one made
+        sooner is kept (the latest only) and written by the next call after
+        the interval or when the attempt ends, with a result or an exception.
+        A save by an attempt that a later attempt superseded is dropped.
+        """
+        from pyworkflow import checkpoints
+
+        await checkpoints.save_checkpoint(
+            (self.run_id, self.step_id, self.step_name, self.attempt), state
+        )
+
+    def checkpoint_sync(self, state: Any) -> None:
+        """:meth:`checkpoint` for a synchronous step body (one that runs in a thread)."""
+        from pyworkflow import checkpoints
+
+        checkpoints.save_checkpoint_sync(
+            (self.run_id, self.step_id, self.step_name, self.attempt), state
+        )
 
 
 _workflow: ContextVar[WorkflowContext | None] = ContextVar("pyworkflow_workflow", default=None)
@@ -155,12 +196,20 @@ def report_step_worker(name: str) -> None:
 
 @contextlib.contextmanager
 def step_ids_entered(ids: tuple[str, str, str, int] | None) -> Iterator[None]:
-    """Run a step body sent from another process with the ids of its attempt."""
+    """Run a step body sent from another process with the ids of its attempt.
+
+    On the way out, a checkpoint the body made within its last
+    ``checkpoint_interval`` is written (:func:`pyworkflow.checkpoints.finish_sync`).
+    """
     token = _step.set(ids)
     try:
         yield
     finally:
         _step.reset(token)
+        if ids is not None:
+            from pyworkflow import checkpoints
+
+            checkpoints.finish_sync(ids)
 
 
 def get_step_context() -> StepContext:

@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from pyworkflow.queues import QueueConfig
     from pyworkflow.storage.base import Storage
 
-__all__ = ["Runtime", "configure", "current_settings", "get_runtime", "shutdown"]
+__all__ = [
+    "Runtime",
+    "configure",
+    "current_runtime",
+    "current_settings",
+    "get_runtime",
+    "shutdown",
+]
 
 T = TypeVar("T")
 
@@ -111,6 +118,7 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._stop = anyio.Event()
         install_clock(self.clock)  # before any task starts: they all inherit it
+        _current.set(self)  # likewise: current_runtime() on this loop and its step threads
         try:
             async with BlockingPortal() as portal, anyio.create_task_group() as tg:
                 self.task_group = tg
@@ -334,6 +342,22 @@ class Runtime:
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None
+#: The runtime whose loop the calling code runs on (set in its loop's context, so its
+#: tasks and the threads of its sync step bodies see it); None elsewhere.
+_current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "pyworkflow_runtime", default=None
+)
+
+
+def current_runtime() -> Runtime:
+    """The runtime running the calling code (a step body's), else :func:`get_runtime`.
+
+    A runtime with storage of its own, such as the test harness's
+    (:class:`~pyworkflow.testing.WorkflowEnvironment`), is the one its step
+    bodies see here, not the process's global runtime.
+    """
+    return _current.get() or get_runtime()
+
 _overrides: dict[str, Any] = {}
 
 

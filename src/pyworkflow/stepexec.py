@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 from loguru import logger
 
+from pyworkflow import checkpoints
 from pyworkflow import context as ctxmod
 from pyworkflow.errors import PayloadTooLargeError, SerializationError, StepFailedError
 from pyworkflow.logs import debug_enabled
@@ -214,6 +215,9 @@ def _warn_blocked(ids: _Ids, held: float) -> None:
 _CoroutineType = types.CoroutineType
 _CO_COROUTINE = inspect.CO_COROUTINE
 _step_ids = ctxmod._step
+#: Attempts with checkpoint state (:mod:`pyworkflow.checkpoints`); empty unless a body
+#: checkpoints, so an attempt's end costs one truth test here.
+_open_checkpoints = checkpoints.open_attempts
 _step_worker = ctxmod._step_worker
 _STEP_COMPLETED = EventType.STEP_COMPLETED
 _FunctionType = types.FunctionType
@@ -275,6 +279,8 @@ async def run_step_attempt(
     timeout = definition.timeout.total_seconds() if definition.timeout else None
     wrappers = await _enter_body_contexts(ids) if _wrapping else None
     try:
+        if attempt > 1:  # read the checkpoint it may resume from (the body cannot wait)
+            await checkpoints.prepare(ids)
         if (
             timeout is None
             and type(body) is _FunctionType
@@ -290,9 +296,15 @@ async def run_step_attempt(
         error = raised
         if isinstance(raised, TimeoutError) and timeout is not None:
             error = TimeoutError(f"step {name!r} timed out after {timeout:g}s")
+        if _open_checkpoints:  # the last state before the exception is kept
+            await checkpoints.finish(ids)
     else:
+        if _open_checkpoints:
+            await checkpoints.finish(ids)
         return _finished(definition, ids, retry_base, serializer, limit, base, result)
     finally:
+        if _open_checkpoints:  # cancelled (a lost lease): nothing more is written
+            checkpoints.discard(ids)
         if wrappers is not None:
             await wrappers.aclose()
     return _failed(definition, ids, retry_base, serializer, limit, base, error, True)
@@ -425,7 +437,9 @@ def start_attempt(
     returned, to be awaited. The events are those :func:`run_step_attempt`
     writes.
     """
-    if _wrapping:  # a plugin wraps bodies: the attempt runs (wrapped) as a coroutine
+    if _wrapping or ids[3] > 1:
+        # a plugin wraps bodies, or a retry reads its checkpoint first: the attempt runs
+        # as a coroutine
         return run_step_attempt(
             definition,
             body,
@@ -440,6 +454,7 @@ def start_attempt(
         )
     _step_ids.set(ids)  # get_step_context() builds its record from them
     error: Exception | None = None
+    result: Any = None
     try:
         coro = body(*args, **kwargs)
         stretch: list[Any] = [_monotonic(), False, ids]
@@ -458,6 +473,10 @@ def start_attempt(
         error = raised
     else:
         return _rest_of_attempt(coro, yielded, definition, ids, retry_base, serializer, limit)
+    if _open_checkpoints and ids in _open_checkpoints:  # a checkpoint waits to be written
+        return _flushed(
+            ids, _finished_or_failed(definition, ids, retry_base, serializer, limit, result, error)
+        )
     if error is not None:
         return _failed(definition, ids, retry_base, serializer, limit, None, error, True)
     # _finished, inline for the common outcome
@@ -471,6 +490,26 @@ def start_attempt(
     return NewEvent(
         _STEP_COMPLETED, ids[1], {"name": name, "attempt": ids[3], "result": data}, utcnow()
     )
+
+
+def _finished_or_failed(
+    definition: StepDefinition,
+    ids: _Ids,
+    retry_base: int,
+    serializer: Serializer,
+    limit: int,
+    result: Any,
+    error: Exception | None,
+) -> NewEvent:
+    if error is not None:
+        return _failed(definition, ids, retry_base, serializer, limit, None, error, True)
+    return _finished(definition, ids, retry_base, serializer, limit, None, result)
+
+
+async def _flushed(ids: _Ids, event: NewEvent) -> NewEvent:
+    """``event``, once the attempt's pending checkpoint is written."""
+    await checkpoints.finish(ids)
+    return event
 
 
 async def _rest_of_attempt(
@@ -487,6 +526,13 @@ async def _rest_of_attempt(
         result = await _timed(coro, ids, yielded)
     except Exception as raised:
         error = raised
+        if _open_checkpoints:  # the last state before the exception is kept
+            await checkpoints.finish(ids)
     else:
+        if _open_checkpoints:
+            await checkpoints.finish(ids)
         return _finished(definition, ids, retry_base, serializer, limit, None, result)
+    finally:
+        if _open_checkpoints:  # cancelled (a lost lease): nothing more is written
+            checkpoints.discard(ids)
     return _failed(definition, ids, retry_base, serializer, limit, None, error, True)
