@@ -20,6 +20,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     missing+=(postgresql)
 fi
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
@@ -32,7 +33,7 @@ fi
 
 PIP=("$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
 "${PIP[@]}" -e ".[dev]"
-PLUGINS=(pyworkflow-celery pyworkflow-redis pyworkflow-postgres pyworkflow-ray)
+PLUGINS=(pyworkflow-celery pyworkflow-redis pyworkflow-postgres pyworkflow-mysql pyworkflow-ray)
 for plugin in "${PLUGINS[@]}"; do
     "${PIP[@]}" -e "./plugins/$plugin"
 done

@@ -5,29 +5,14 @@ With ``CI=true`` a missing ``mariadbd`` fails the tests instead of skipping.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from mysql_support import fresh_database_url, start_mariadb
 
 from pyworkflow import runtime
-from pyworkflow.testing.fixtures import (
-    isolated_runtime,  # noqa: F401  (autouse)
-    require_server,
-)
+from pyworkflow.testing.fixtures import isolated_runtime  # noqa: F401  (autouse)
 from pyworkflow.testing.servers import MariaDBServer
-
-
-def start_mariadb(*, durable: bool = False, password: str | None = None) -> MariaDBServer:
-    if password is None:
-        return require_server(lambda: MariaDBServer(durable=durable))
-    return require_server(lambda: MariaDBServer(durable=durable, user="app", password=password))
-
-
-def fresh_database_url(server: MariaDBServer) -> str:
-    """The server's URL with a database no other test uses (the storage creates it)."""
-    base = server.url.rsplit("/", 1)[0]
-    return f"{base}/t_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import fresh_database_url
+from mysql_support import fresh_database_url
 from pymysql.err import OperationalError
 from pyworkflow_mysql import MySQLSettings, MySQLStorage
 from pyworkflow_mysql.migrations import LATEST

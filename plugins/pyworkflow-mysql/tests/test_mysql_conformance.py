@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import fresh_database_url
+from mysql_support import fresh_database_url
 from pyworkflow_mysql import MySQLStorage
 
 from pyworkflow.storage.base import Storage

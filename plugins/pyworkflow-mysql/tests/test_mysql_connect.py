@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import start_mariadb
 from loguru import logger
+from mysql_support import start_mariadb
 from pyworkflow_mysql import MySQLSettings, MySQLStorage
 from pyworkflow_mysql.migrations import LATEST, MIGRATIONS
 from typer.testing import CliRunner
