@@ -27,6 +27,8 @@ EXPECTED = {
     "queues.py": "sent to vip\nvip went before the runs waiting with it: True",
     "schedules.py": "one per tick: True\npulses distinct and on even seconds: True",
     "streaming.py": "[########] 8/8 documents, 108 words\nindexed words: 108",
+    "checkpoints.py": "attempt 1: starting at record 0\nattempt 2: starting at record 300\n"
+    "imported 500 records, total 124750, the retry resumed at record 300",
     "transient.py": "quote for 3 items: 36.0 (priced after 2 attempts)",
     "shield.py": "released hotel-rome\nreleased flight-rome\nrun cancelled after 2 compensations",
 }
