@@ -295,3 +295,16 @@ async def test_later_activations_replay_the_timeout_from_the_log(
     assert len(of_type(events, EventType.STEP_RETRYING)) == 2
     report = await env.runtime.acall(engine.check_replay, env.runtime, run_id)
     assert report.deterministic, report.message
+
+
+async def test_the_ui_timeline_shows_the_timeout(workflow_env: WorkflowEnvironment) -> None:
+    from pyworkflow.ui.timeline import build_timeline
+
+    env = workflow_env
+    run_id = await env.start(ht_approval, "o-12")
+    await env.result(run_id)
+    bars = build_timeline(await env.events(run_id), env.now()).bars
+    hook = next(b for b in bars if b.kind == "hook")
+    timer = next(b for b in bars if b.name == "hook_timeout")
+    assert (hook.outcome, hook.detail) == ("cancelled", "timed out without a payload")
+    assert timer.end == START + 2 * DAY and timer.outcome == "completed"

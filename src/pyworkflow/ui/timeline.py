@@ -292,7 +292,9 @@ def _other_event(builder: _Builder, event: Event) -> None:
             return
         builder.received[cid] = (count + 1, event.timestamp)
     elif kind == EventType.HOOK_DISPOSED:
-        builder.close(("hook", cid), event.timestamp, "cancelled", "disposed without a payload")
+        timed_out = payload.get("reason") == "timeout"  # create_hook(timeout=...) ran out
+        why = "timed out without a payload" if timed_out else "disposed without a payload"
+        builder.close(("hook", cid), event.timestamp, "cancelled", why)
     elif kind == EventType.CHILD_WORKFLOW_STARTED:
         name = _text(payload.get("name")) or "child"
         child = _text(payload.get("child_run_id"))
