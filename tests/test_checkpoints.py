@@ -382,3 +382,75 @@ def test_outside_a_step_there_is_no_step_context() -> None:
 async def test_checkpoints_module_imports_cheaply() -> None:
     await anyio.sleep(0)
     assert ckpt.last_checkpoint(("r", "s", "n", 1)) is None  # a first attempt reads nothing
+
+
+# ----- transient runs: checkpoints kept in the process -----
+
+
+@step(max_retries=2, retry_delay=0.01)
+async def transient_batch(total: int) -> int:
+    ctx = get_step_context()
+    last = ctx.last_checkpoint
+    SEEN.append((ctx.attempt, ("resumed from", last)))
+    for item in range(last or 0, total):
+        await ctx.checkpoint(item + 1)
+        SEEN.append((ctx.attempt, ("after own checkpoint", ctx.last_checkpoint)))
+        if ctx.attempt == 1 and item == 2:
+            raise RuntimeError("breaks after item 2")
+    return total
+
+
+@workflow(durable=False)
+async def transient_flow(total: int) -> int:
+    return await transient_batch(total)
+
+
+def test_a_transient_run_resumes_from_checkpoints_kept_in_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyworkflow
+
+    monkeypatch.chdir(tmp_path)
+    runtime.reset()
+    assert pyworkflow.execute(transient_flow, 5) == 5
+    assert [entry for entry in SEEN if entry[1][0] == "resumed from"] == [
+        (1, ("resumed from", None)),
+        (2, ("resumed from", 3)),
+    ]
+    # an attempt's own checkpoints do not change what it resumed from
+    assert {entry for entry in SEEN if entry[1][0] == "after own checkpoint"} == {
+        (1, ("after own checkpoint", None)),
+        (2, ("after own checkpoint", 3)),
+    }
+    assert not (tmp_path / ".pyworkflow").exists()  # no storage was opened
+
+
+# ----- runs retry: a failed run retried resumes its step from the checkpoint -----
+
+
+@step(max_retries=0)
+async def fails_until_retried(total: int) -> int:
+    ctx = get_step_context()
+    last = ctx.last_checkpoint
+    SEEN.append((ctx.attempt, ("resumed from", last)))
+    for item in range(last or 0, total):
+        if ctx.attempt == 1 and item == 4:
+            raise FatalError("the upstream is down: the run fails")
+        await ctx.checkpoint(item + 1)
+    return total
+
+
+@workflow
+async def retried_run_flow(total: int) -> int:
+    return await fails_until_retried(total)
+
+
+def test_a_retried_run_resumes_its_step_from_the_checkpoint(pw: str) -> None:
+    from pyworkflow.client import retry_run
+
+    run_id = start(retried_run_flow, 8)
+    with pytest.raises(FatalError):
+        get_result(run_id, timeout=30)
+    assert retry_run(run_id)
+    assert get_result(run_id, timeout=30) == 8
+    assert SEEN == [(1, ("resumed from", None)), (2, ("resumed from", 4))]

@@ -34,11 +34,13 @@ its first use to the attempt's end (:func:`finish`, which the code running
 the attempt calls: :mod:`pyworkflow.stepexec`, or
 :func:`pyworkflow.context.step_ids_entered` for a body an executor runs in
 another process). A run that storage does not know (a transient run) keeps
-its checkpoints in this process only.
+its checkpoints in this process only, written at once (no throttle: it costs
+no storage write), so a retry within the run resumes from them.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -92,6 +94,8 @@ class _Attempt:
     refused: bool = False
     #: the run is not in storage (a transient run): checkpoints stay in this process
     local: bool = False
+    #: a transient run's ``checkpoint_max_bytes``
+    limit: int = 0
 
 
 #: Attempts with checkpoint state in this process, by ids (empty for most: read by
@@ -119,6 +123,63 @@ def _runtime() -> Runtime:
     from pyworkflow.runtime import current_runtime  # lazily: the runtime imports a lot
 
     return current_runtime()
+
+
+def _transient(run_id: str) -> bool:
+    """Whether ``run_id`` is a transient run in progress here (it has no storage)."""
+    module = sys.modules.get("pyworkflow.transient")  # loaded by any transient run
+    return module is not None and run_id in getattr(module, "_live", ())
+
+
+def _encode(serializer: Serializer, limit: int, ids: _Ids, value: Any) -> str:
+    """``value`` serialized; over ``limit`` bytes :class:`PayloadTooLargeError` naming the step."""
+    run_id, step_id, name, _ = ids
+    data = serializer.dumps(value)
+    size = len(data) if data.isascii() else len(data.encode())
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"checkpoint of step {name!r} (step id {step_id}, run {run_id}) is {size} bytes, "
+            f"over the checkpoint limit of {limit} bytes (config key 'checkpoint_max_bytes'): "
+            "save a smaller state, such as a position or the id of data stored elsewhere"
+        )
+    return data
+
+
+def _bind_transient(state: _Attempt, ids: _Ids) -> Serializer:
+    """A transient run's checkpoints: the configured serializer, kept in this process.
+
+    The checkpoint an earlier attempt saved is taken aside at the attempt's
+    first touch (before any save of its own).
+    """
+    if state.serializer is None:
+        earlier = _local.get((ids[0], ids[1]))
+        state.record = earlier if earlier is not None and earlier.attempt < ids[3] else None
+        from pyworkflow import plugins
+        from pyworkflow.runtime import _current, current_settings
+
+        running = _current.get()
+        settings = running.settings if running is not None else current_settings()
+        state.serializer = plugins.get_serializer(settings.serializer)
+        state.limit = settings.checkpoint_max_bytes
+        state.local = state.loaded = True
+    return state.serializer
+
+
+def _save_transient(ids: _Ids, value: Any) -> None:
+    state = _state(ids)
+    serializer = _bind_transient(state, ids)
+    if not state.refused:
+        state.refused = not _store_locally(ids, _encode(serializer, state.limit, ids, value))
+
+
+def _last_transient(ids: _Ids) -> Any:
+    state = _state(ids)
+    serializer = _bind_transient(state, ids)
+    if state.record is None:
+        return None
+    if state.value is _UNDECODED:
+        state.value = serializer.loads(state.record.data)
+    return state.value
 
 
 async def _bind(runtime: Runtime, ids: _Ids, state: _Attempt) -> Serializer:
@@ -163,6 +224,8 @@ async def prepare(ids: _Ids) -> None:
 
 def last_checkpoint(ids: _Ids) -> Any:
     """The state an earlier attempt of the step saved last, decoded; None if there is none."""
+    if ids[3] > 1 and _transient(ids[0]):
+        return _last_transient(ids)
     state = _attempts.get(ids)
     if state is None or not state.loaded:
         if ids[3] <= 1:
@@ -183,18 +246,9 @@ def last_checkpoint(ids: _Ids) -> Any:
 
 async def _save(runtime: Runtime, ids: _Ids, value: Any) -> None:
     """Serialize ``value`` and write it now, or keep it for later (throttled)."""
-    run_id, step_id, name, _ = ids
     state = _state(ids)
     serializer = await _bind(runtime, ids, state)
-    data = serializer.dumps(value)
-    limit = runtime.settings.checkpoint_max_bytes
-    size = len(data) if data.isascii() else len(data.encode())
-    if size > limit:
-        raise PayloadTooLargeError(
-            f"checkpoint of step {name!r} (step id {step_id}, run {run_id}) is {size} bytes, "
-            f"over the checkpoint limit of {limit} bytes (config key 'checkpoint_max_bytes'): "
-            "save a smaller state, such as a position or the id of data stored elsewhere"
-        )
+    data = _encode(serializer, runtime.settings.checkpoint_max_bytes, ids, value)
     if state.refused:
         return
     now = utcnow()
@@ -238,12 +292,18 @@ async def _write(runtime: Runtime, ids: _Ids, state: _Attempt, data: str) -> Non
 
 async def save_checkpoint(ids: _Ids, value: Any) -> None:
     """``StepContext.checkpoint``: save ``value`` as attempt ``ids``'s progress."""
+    if _transient(ids[0]):
+        _save_transient(ids, value)
+        return
     runtime = _runtime()
     await runtime.acall(_save, runtime, ids, value)
 
 
 def save_checkpoint_sync(ids: _Ids, value: Any) -> None:
     """``StepContext.checkpoint_sync``: :func:`save_checkpoint` from a thread."""
+    if _transient(ids[0]):
+        _save_transient(ids, value)
+        return
     runtime = _runtime()
     if runtime.in_loop:
         raise RuntimeError(
