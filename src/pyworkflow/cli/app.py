@@ -457,4 +457,5 @@ def main() -> None:
         sys.exit(1)
 
 
+from pyworkflow.cli import init_cmd as _init_cmd  # noqa: E402, F401  (registers `init`)
 from pyworkflow.cli import serve as _serve  # noqa: E402, F401  (registers `serve`)
