@@ -316,12 +316,12 @@ def init(
     ] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Scaffold a project here: [tool.pyworkflow], workflows.py and its test.
+    """Scaffold a project here: workflows.py, its test and the pyworkflow config table.
 
-    The [tool.pyworkflow] table is appended to pyproject.toml (created if
+    The tool.pyworkflow table is appended to pyproject.toml (created if
     there is none). Nothing is overwritten: if a file is in the way, or
-    pyproject.toml has [tool.pyworkflow] already, it says which and writes
-    nothing.
+    pyproject.toml has a tool.pyworkflow table already, it says which and
+    writes nothing.
     """
     try:
         scaffold = plan_scaffold(Path.cwd(), storage, executor)
