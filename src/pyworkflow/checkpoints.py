@@ -235,7 +235,10 @@ def last_checkpoint(ids: _Ids) -> Any:
         if runtime.in_loop:  # not read before the body started (it cannot wait here)
             local = _local.get((ids[0], ids[1]))
             return None if local is None else runtime.serializer.loads(local.data)
-        runtime.call(_load, runtime, ids, state)
+        # from a thread that is not the runtime's: a sync body's, or one running an event
+        # loop of its own (an async body an executor runs in its worker process, as Ray
+        # does), which waits for this one read; check_sync_call() would refuse the latter
+        runtime._call_from_thread(_load, (runtime, ids, state))
     if state.record is None:
         return None
     if state.value is _UNDECODED:
