@@ -336,7 +336,11 @@ class MariaDBServer:
             # the server speaks first: a handshake packet of protocol version 10
             return _greeting(self.port)
 
-        wait_for(greets, 60, "mariadbd to accept connections")
+        try:
+            wait_for(greets, 60, "mariadbd to accept connections")
+        except BaseException:
+            self.kill()  # no server left running behind a failed start
+            raise
 
     def stop(self) -> None:
         """Shut the server down cleanly (SIGTERM; clients are disconnected)."""
