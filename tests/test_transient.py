@@ -138,7 +138,7 @@ def sync_step(value: int) -> tuple[str, int, int, str]:
 
 
 @workflow(durable=False)
-async def order(x: int) -> tuple[int, int, int]:
+async def quote_order(x: int) -> tuple[int, int, int]:
     a = await add(x, 1)
     b, c = await asyncio.gather(add(a, 1), add(a, 2))
     return a, b, c
@@ -229,7 +229,7 @@ async def child_fails(item: str) -> None:
 
 
 @workflow(durable=False)
-async def parent(x: int) -> int:
+async def parent_of_double(x: int) -> int:
     return await child_double(x) + 1
 
 
@@ -303,19 +303,19 @@ class Greeting(Workflow):
 
 
 async def test_result_comes_back_from_the_awaited_call() -> None:
-    assert await aexecute(order, 1) == (2, 3, 4)
-    assert await aexecute_workflow(order, (1,)) == (2, 3, 4)
+    assert await aexecute(quote_order, 1) == (2, 3, 4)
+    assert await aexecute_workflow(quote_order, (1,)) == (2, 3, 4)
 
 
 def test_sync_execute_runs_it_on_a_loop_of_its_own() -> None:
-    assert execute(order, 5) == (6, 7, 8)
+    assert execute(quote_order, 5) == (6, 7, 8)
     assert execute_workflow(durable_order, (5,), durable=False) == (6, 7, 8)
     assert runtime._runtime is None
 
 
 async def test_sync_execute_from_async_code_is_refused() -> None:
     with pytest.raises(RuntimeError, match="await aexecute"):
-        execute(order, 5)
+        execute(quote_order, 5)
 
 
 async def test_a_workflow_class_declared_transient() -> None:
@@ -339,13 +339,13 @@ async def test_a_durable_workflow_can_run_transiently_per_call() -> None:
 
 async def test_durable_true_for_a_transient_workflow_is_refused() -> None:
     with pytest.raises(ValueError, match="declared transient"):
-        await aexecute_workflow(order, (1,), durable=True)
+        await aexecute_workflow(quote_order, (1,), durable=True)
 
 
 async def test_start_refuses_a_transient_workflow_and_names_the_alternative() -> None:
     runtime.configure(storage="memory://", **FAST)
-    with pytest.raises(TypeError, match=r"'order' is transient.*aexecute"):
-        await astart(order, 1)
+    with pytest.raises(TypeError, match=r"'quote_order' is transient.*aexecute"):
+        await astart(quote_order, 1)
     with pytest.raises(TypeError, match="transient"):
         await Greeting().start("Ana")
 
@@ -353,12 +353,12 @@ async def test_start_refuses_a_transient_workflow_and_names_the_alternative() ->
 def test_sync_start_refuses_a_transient_workflow() -> None:
     runtime.configure(storage="memory://", **FAST)
     with pytest.raises(TypeError, match="transient"):
-        start(order, 1)
+        start(quote_order, 1)
 
 
 async def test_bad_arguments_fail_before_anything_runs() -> None:
-    with pytest.raises(TypeError, match="arguments do not fit workflow order"):
-        await aexecute(order, 1, 2)
+    with pytest.raises(TypeError, match="arguments do not fit workflow quote_order"):
+        await aexecute(quote_order, 1, 2)
 
 
 # ----- retries -----
@@ -460,7 +460,7 @@ async def test_continue_as_new_runs_the_body_again() -> None:
 
 async def test_children_run_transiently_in_process() -> None:
     runtime.configure(storage="memory://", **FAST)
-    assert await aexecute(parent, 4) == 9
+    assert await aexecute(parent_of_double, 4) == 9
     assert await aexecute(parent_of_failure) == "failed: OutOfStock: no pen left"
     assert (await alist_runs()).runs == []
 
@@ -724,7 +724,7 @@ async def test_a_child_cancelled_through_its_handle() -> None:
 
 @step()
 async def runs_a_transient_flow(x: int) -> tuple[int, int, int]:
-    result: tuple[int, int, int] = await aexecute(order, x)
+    result: tuple[int, int, int] = await aexecute(quote_order, x)
     return result
 
 
@@ -749,7 +749,7 @@ async def charge(customer: str) -> str:
 
 
 @workflow(durable=False)
-async def reminder(customer: str) -> dict[str, Any]:
+async def transient_reminder(customer: str) -> dict[str, Any]:
     began = now()
     await sleep("30d")
     payment = await charge(customer)
@@ -791,7 +791,7 @@ async def test_on_the_harness_time_skips_and_overrides_apply() -> None:
         charges = env.override_step(charge, flaky_charge)
         began = env.now()
         with anyio.fail_after(10):  # 30 days and two back-offs of virtual time
-            result = await env.run(reminder, "ana")
+            result = await env.run(transient_reminder, "ana")
         # 30 days, then back-offs of 1h and 2h (exponential, no jitter) before the third attempt
         assert result == {"payment": "pay-ana", "waited": timedelta(days=30, hours=3)}
         assert env.now() - began == timedelta(days=30, hours=3)
@@ -809,7 +809,7 @@ async def test_on_the_harness_time_skips_and_overrides_apply() -> None:
         assert env.now() - began == timedelta(hours=1)
 
         with pytest.raises(TypeError, match="transient"):
-            await env.start(reminder, "bo")  # a transient run has nothing to start
+            await env.start(transient_reminder, "bo")  # a transient run has nothing to start
 
 
 def test_on_the_sync_harness() -> None:
@@ -817,7 +817,7 @@ def test_on_the_sync_harness() -> None:
 
     with WorkflowEnvironment() as env:
         env.override_step(charge, lambda customer: "pay-sync")
-        assert env.sync.run(reminder, "bo")["payment"] == "pay-sync"
+        assert env.sync.run(transient_reminder, "bo")["payment"] == "pay-sync"
 
 
 # ----- streams: refused, never retried -----
