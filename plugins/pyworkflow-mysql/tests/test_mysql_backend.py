@@ -355,3 +355,45 @@ async def test_an_unreachable_database_fails_after_the_reconnect_timeout() -> No
     assert f"host 127.0.0.1, port {url.split(':')[3].split('/')[0]}" in message
     assert "user app" in message and "reconnect_timeout" in message
     assert "pw-unreachable-7" not in message and "***" in message
+
+
+async def test_a_lock_wait_timeout_is_rolled_back_and_run_again(database_url: str) -> None:
+    # another session holds the run row for longer than lock_wait_timeout (1 s): the append's
+    # statement times out (1205), its transaction is rolled back and run again until it gets in
+    async with MySQLStorage(database_url, MySQLSettings(lock_wait_timeout=1)) as store:
+        await store.create_run(make_run("held"), [])
+        assert store._engine is not None
+        async with store._engine.connect() as other:
+            await other.exec_driver_sql(
+                "SELECT run_id FROM pyworkflow_runs WHERE run_id = 'held' FOR UPDATE"
+            )
+            events = [NewEvent(EventType.STEP_COMPLETED, "1", {"result": "1"})]
+            async with anyio.create_task_group() as tg:
+                done: list[int] = []
+
+                async def append() -> None:
+                    done.append(await store.append_events("held", 0, events))
+
+                tg.start_soon(append)
+                await anyio.sleep(2.5)  # past two lock waits
+                assert done == []
+                await other.commit()
+        assert done == [1]
+        assert [e.seq for e in await store.get_events("held")] == [1]
+
+
+async def test_an_old_server_is_refused_at_open_naming_its_version(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyworkflow_mysql import storage as module
+
+    real = module._Conn.scalar
+
+    async def old_server(self: Any, statement: str, args: Any = ()) -> Any:
+        if statement == "SELECT VERSION()":
+            return "10.5.23-MariaDB-0+deb11u1"
+        return await real(self, statement, args)
+
+    monkeypatch.setattr(module._Conn, "scalar", old_server)
+    with pytest.raises(ConfigError, match=r"this server is MariaDB 10\.5\.23"):
+        await MySQLStorage(database_url).open()
