@@ -45,7 +45,7 @@ def _clear() -> None:
 
 
 @step(max_retries=3, retry_delay=0.01)
-async def batch(total: int, fail_at: int) -> int:
+async def ckpt_batch(total: int, fail_at: int) -> int:
     ctx = get_step_context()
     last = ctx.last_checkpoint
     SEEN.append((ctx.attempt, ("resumed from", last)))
@@ -61,13 +61,13 @@ async def batch(total: int, fail_at: int) -> int:
 
 
 @workflow
-async def batch_flow(total: int, fail_at: int) -> int:
-    return await batch(total, fail_at)
+async def ckpt_batch_flow(total: int, fail_at: int) -> int:
+    return await ckpt_batch(total, fail_at)
 
 
 def test_a_retry_after_an_exception_resumes_after_the_last_checkpoint(pw: str) -> None:
     runtime.configure(storage=pw, checkpoint_interval=0, **FAST)
-    run_id = start(batch_flow, 20, 12)
+    run_id = start(ckpt_batch_flow, 20, 12)
     assert get_result(run_id, timeout=30) == sum(range(20))
     first = [item for attempt, item in SEEN if attempt == 1 and isinstance(item, int)]
     second = [item for attempt, item in SEEN if attempt == 2 and isinstance(item, int)]
@@ -78,7 +78,7 @@ def test_a_retry_after_an_exception_resumes_after_the_last_checkpoint(pw: str) -
 
 
 @step(max_retries=2, retry_delay=0.01)
-async def throttled_batch(total: int) -> int:
+async def ckpt_throttled_batch(total: int) -> int:
     ctx = get_step_context()
     last = ctx.last_checkpoint
     SEEN.append((ctx.attempt, last))
@@ -91,15 +91,15 @@ async def throttled_batch(total: int) -> int:
 
 
 @workflow
-async def throttled_flow(total: int) -> int:
-    return await throttled_batch(total)
+async def ckpt_throttled_flow(total: int) -> int:
+    return await ckpt_throttled_batch(total)
 
 
 def test_the_last_state_before_an_exception_is_kept_though_throttled(pw: str) -> None:
     # an hour between writes: only the first checkpoint is written during attempt 1;
     # the latest one (7) is written when the attempt ends with its exception
     runtime.configure(storage=pw, checkpoint_interval=3600, **FAST)
-    run_id = start(throttled_flow, 10)
+    run_id = start(ckpt_throttled_flow, 10)
     assert get_result(run_id, timeout=30) == 10
     assert SEEN == [(1, None), (2, 7)]
 
@@ -108,7 +108,7 @@ def test_the_last_state_before_an_exception_is_kept_though_throttled(pw: str) ->
 
 
 @step(max_retries=2, retry_delay=0.01)
-async def typed_state() -> str:
+async def ckpt_typed_state() -> str:
     ctx = get_step_context()
     if ctx.attempt == 1:
         state = (datetime(2030, 1, 2, tzinfo=UTC), Decimal("1.50"), {"a", "b"}, b"\x00\x01")
@@ -119,12 +119,12 @@ async def typed_state() -> str:
 
 
 @workflow
-async def typed_flow() -> str:
-    return await typed_state()
+async def ckpt_typed_flow() -> str:
+    return await ckpt_typed_state()
 
 
 def test_the_state_round_trips_with_its_types(pw: str) -> None:
-    run_id = start(typed_flow)
+    run_id = start(ckpt_typed_flow)
     assert get_result(run_id, timeout=30) == "ok"
     ((attempt, state),) = SEEN
     assert attempt == 2
@@ -136,7 +136,7 @@ def test_the_state_round_trips_with_its_types(pw: str) -> None:
 
 
 @step(max_retries=2, retry_delay=0.01)
-def sync_batch(total: int) -> int:
+def ckpt_sync_batch(total: int) -> int:
     ctx = get_step_context()
     last = ctx.last_checkpoint
     SEEN.append((ctx.attempt, ("resumed from", last)))
@@ -149,13 +149,13 @@ def sync_batch(total: int) -> int:
 
 
 @workflow
-async def sync_flow(total: int) -> int:
-    return await sync_batch(total)
+async def ckpt_sync_flow(total: int) -> int:
+    return await ckpt_sync_batch(total)
 
 
 def test_a_sync_step_body_checkpoints_and_resumes(pw: str) -> None:
     runtime.configure(storage=pw, checkpoint_interval=0, **FAST)
-    run_id = start(sync_flow, 6)
+    run_id = start(ckpt_sync_flow, 6)
     assert get_result(run_id, timeout=30) == 6
     assert SEEN == [
         (1, ("resumed from", None)),
@@ -170,7 +170,7 @@ def test_a_sync_step_body_checkpoints_and_resumes(pw: str) -> None:
 
 
 @step
-async def async_calls_sync_spelling() -> str:
+async def ckpt_async_calls_sync_spelling() -> str:
     try:
         get_step_context().checkpoint_sync(1)
     except RuntimeError as exc:
@@ -179,12 +179,12 @@ async def async_calls_sync_spelling() -> str:
 
 
 @workflow
-async def wrong_spelling_flow() -> str:
-    return await async_calls_sync_spelling()
+async def ckpt_wrong_spelling_flow() -> str:
+    return await ckpt_async_calls_sync_spelling()
 
 
 def test_checkpoint_sync_on_the_event_loop_says_what_to_use(pw: str) -> None:
-    run_id = start(wrong_spelling_flow)
+    run_id = start(ckpt_wrong_spelling_flow)
     assert "await get_step_context().checkpoint(state)" in get_result(run_id, timeout=30)
 
 
@@ -192,7 +192,7 @@ def test_checkpoint_sync_on_the_event_loop_says_what_to_use(pw: str) -> None:
 
 
 @step(max_retries=0)
-async def big_state() -> str:
+async def ckpt_big_state() -> str:
     ctx = get_step_context()
     await ctx.checkpoint("x" * 10)
     try:
@@ -203,15 +203,15 @@ async def big_state() -> str:
 
 
 @workflow
-async def big_flow() -> str:
-    return await big_state()
+async def ckpt_big_flow() -> str:
+    return await ckpt_big_state()
 
 
 def test_a_checkpoint_over_the_limit_fails_naming_the_step(pw: str) -> None:
     runtime.configure(storage=pw, checkpoint_max_bytes=100, **FAST)
-    run_id = start(big_flow)
+    run_id = start(ckpt_big_flow)
     message = get_result(run_id, timeout=30)
-    assert "checkpoint of step 'big_state'" in message
+    assert "checkpoint of step 'ckpt_big_state'" in message
     assert "over the checkpoint limit of 100 bytes" in message
     assert "'checkpoint_max_bytes'" in message
 
@@ -220,7 +220,7 @@ def test_a_checkpoint_over_the_limit_fails_naming_the_step(pw: str) -> None:
 
 
 @step(max_retries=2, retry_delay=0.01)
-async def superseded() -> str:
+async def ckpt_superseded() -> str:
     ctx = get_step_context()
     if ctx.attempt == 1:
         await ctx.checkpoint("from attempt 1")
@@ -230,8 +230,8 @@ async def superseded() -> str:
 
 
 @workflow
-async def superseded_flow() -> str:
-    return await superseded()
+async def ckpt_superseded_flow() -> str:
+    return await ckpt_superseded()
 
 
 def _step_id(run_id: str, kind: EventType = EventType.STEP_COMPLETED) -> str:
@@ -239,14 +239,14 @@ def _step_id(run_id: str, kind: EventType = EventType.STEP_COMPLETED) -> str:
 
 
 def test_a_stale_attempt_cannot_overwrite_a_newer_attempts_checkpoint(pw: str) -> None:
-    run_id = start(superseded_flow)
+    run_id = start(ckpt_superseded_flow)
     assert get_result(run_id, timeout=30) == "ok"
     step_id = _step_id(run_id)
     rt = runtime.get_runtime()
     stored = rt.call(rt.storage.get_step_checkpoint, run_id, step_id)
     assert stored is not None and stored.attempt == 2
     # attempt 1 comes back to life (a zombie whose lease was taken over) and saves
-    zombie = (run_id, step_id, "superseded", 1)
+    zombie = (run_id, step_id, "ckpt_superseded", 1)
     writes: list[int] = []
     save = rt.storage.save_step_checkpoint
 
@@ -271,7 +271,7 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_attempts_checkpoint(pw: str) -
 
 
 @step(max_retries=0)
-async def ticking(clock_name: str) -> str:
+async def ckpt_ticking(clock_name: str) -> str:
     env_clock = CLOCKS[clock_name]
     ctx = get_step_context()
     for state in (1, 2, 3):
@@ -283,8 +283,8 @@ async def ticking(clock_name: str) -> str:
 
 
 @workflow
-async def ticking_flow(clock_name: str) -> str:
-    return await ticking(clock_name)
+async def ckpt_ticking_flow(clock_name: str) -> str:
+    return await ckpt_ticking(clock_name)
 
 
 #: The environment's clock by name (a step's argument must be serializable).
@@ -305,7 +305,7 @@ async def test_checkpoints_are_written_at_most_once_per_interval(tmp_path: Path)
         storage.save_step_checkpoint = spy  # type: ignore[method-assign]  # a spy
         CLOCKS["env"] = env.clock
         try:
-            assert await env.run(ticking_flow, "env") == "done"
+            assert await env.run(ckpt_ticking_flow, "env") == "done"
         finally:
             CLOCKS.clear()
         serializer = env.runtime.serializer
@@ -324,7 +324,7 @@ def test_a_dispatched_step_resumes_from_its_checkpoint(tmp_path: Path, executor:
         checkpoint_interval=0,
         **FAST,
     )
-    run_id = start(batch_flow, 10, 4)
+    run_id = start(ckpt_batch_flow, 10, 4)
     assert get_result(run_id, timeout=30) == sum(range(10))
     second = [item for attempt, item in SEEN if attempt == 2 and isinstance(item, int)]
     assert second == list(range(4, 10))
@@ -334,36 +334,36 @@ def test_a_dispatched_step_resumes_from_its_checkpoint(tmp_path: Path, executor:
 
 
 @step
-async def first_attempt() -> Any:
+async def ckpt_first_attempt() -> Any:
     return get_step_context().last_checkpoint
 
 
 @workflow
-async def first_flow() -> Any:
-    return await first_attempt()
+async def ckpt_first_flow() -> Any:
+    return await ckpt_first_attempt()
 
 
 def test_a_first_attempt_has_no_checkpoint(pw: str) -> None:
-    assert get_result(start(first_flow), timeout=30) is None
+    assert get_result(start(ckpt_first_flow), timeout=30) is None
 
 
 @step(max_retries=1, retry_delay=0.01)
-async def fatal_then_nothing() -> str:
+async def ckpt_fatal_then_nothing() -> str:
     ctx = get_step_context()
     await ctx.checkpoint({"at": ctx.attempt})
     raise FatalError("no retry")
 
 
 @workflow
-async def fatal_flow() -> str:
+async def ckpt_fatal_flow() -> str:
     try:
-        return await fatal_then_nothing()
+        return await ckpt_fatal_then_nothing()
     except FatalError:
         return "caught"
 
 
 def test_the_checkpoint_of_a_failed_step_stays_stored(pw: str) -> None:
-    run_id = start(fatal_flow)
+    run_id = start(ckpt_fatal_flow)
     assert get_result(run_id, timeout=30) == "caught"
     rt = runtime.get_runtime()
     step_id = _step_id(run_id, EventType.STEP_FAILED)
@@ -388,7 +388,7 @@ async def test_checkpoints_module_imports_cheaply() -> None:
 
 
 @step(max_retries=2, retry_delay=0.01)
-async def transient_batch(total: int) -> int:
+async def ckpt_transient_batch(total: int) -> int:
     ctx = get_step_context()
     last = ctx.last_checkpoint
     SEEN.append((ctx.attempt, ("resumed from", last)))
@@ -401,8 +401,8 @@ async def transient_batch(total: int) -> int:
 
 
 @workflow(durable=False)
-async def transient_flow(total: int) -> int:
-    return await transient_batch(total)
+async def ckpt_transient_flow(total: int) -> int:
+    return await ckpt_transient_batch(total)
 
 
 def test_a_transient_run_resumes_from_checkpoints_kept_in_the_process(
@@ -412,7 +412,7 @@ def test_a_transient_run_resumes_from_checkpoints_kept_in_the_process(
 
     monkeypatch.chdir(tmp_path)
     runtime.reset()
-    assert pyworkflow.execute(transient_flow, 5) == 5
+    assert pyworkflow.execute(ckpt_transient_flow, 5) == 5
     assert [entry for entry in SEEN if entry[1][0] == "resumed from"] == [
         (1, ("resumed from", None)),
         (2, ("resumed from", 3)),
@@ -429,7 +429,7 @@ def test_a_transient_run_resumes_from_checkpoints_kept_in_the_process(
 
 
 @step(max_retries=0)
-async def fails_until_retried(total: int) -> int:
+async def ckpt_fails_until_retried(total: int) -> int:
     ctx = get_step_context()
     last = ctx.last_checkpoint
     SEEN.append((ctx.attempt, ("resumed from", last)))
@@ -441,14 +441,14 @@ async def fails_until_retried(total: int) -> int:
 
 
 @workflow
-async def retried_run_flow(total: int) -> int:
-    return await fails_until_retried(total)
+async def ckpt_retried_run_flow(total: int) -> int:
+    return await ckpt_fails_until_retried(total)
 
 
 def test_a_retried_run_resumes_its_step_from_the_checkpoint(pw: str) -> None:
     from pyworkflow.client import retry_run
 
-    run_id = start(retried_run_flow, 8)
+    run_id = start(ckpt_retried_run_flow, 8)
     with pytest.raises(FatalError):
         get_result(run_id, timeout=30)
     assert retry_run(run_id)
