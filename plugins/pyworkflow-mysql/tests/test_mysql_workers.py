@@ -10,6 +10,7 @@ import pytest
 
 import pyworkflow
 from pyworkflow import EventType, RunStatus, get_events, get_result, get_run
+from pyworkflow.models import utcnow
 from pyworkflow.testing import loadflows
 from pyworkflow.testing.servers import MariaDBServer, wait_for
 from pyworkflow.testing.workers import WorkerProcesses, check_runs, drain
@@ -42,17 +43,20 @@ def test_runs_in_flight_survive_a_server_restart(
         run_ids = [pyworkflow.start(loadflows.load_five_steps, i) for i in range(200)]
 
         def some_done() -> bool:
-            return get_run(run_ids[20]).status == RunStatus.COMPLETED
+            return get_run(run_ids[5]).status == RunStatus.COMPLETED
 
         wait_for(some_done, 120, "the first runs to complete")
-        in_flight = sum(get_run(r).status != RunStatus.COMPLETED for r in run_ids)
         durable_server.stop()  # clients are cut off mid-transaction
+        stopped_at = utcnow()
         time.sleep(1.0)
         durable_server.start()  # same port, same data dir
         results = [get_result(r, timeout=180) for r in run_ids]
+        ended = [get_run(r).completed_at for r in run_ids]
     finally:
         pool.stop_all()
-    assert in_flight > 0
+    # every run was started before the stop; these were still running and ended after it
+    in_flight = [at for at in ended if at is not None and at > stopped_at]
+    assert len(in_flight) > 0
     assert results == [i + loadflows.STEPS for i in range(200)]
     by_worker, problems = check_runs(run_ids, loadflows.STEPS)
     assert problems == []
