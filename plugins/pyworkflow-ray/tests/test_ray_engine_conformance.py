@@ -24,6 +24,7 @@ SUITE_MODULES = [
     "pyworkflow.testing.suite_patching",
     "pyworkflow.testing.suite_timeouts",
     "pyworkflow.testing.suite_continuation",
+    "pyworkflow.testing.suite_checkpoint_engine",
 ]
 
 #: A step body that appends to the suite's in-process ``calls`` list runs in a Ray

@@ -50,6 +50,7 @@ from pyworkflow import (
 from pyworkflow import plugins as pw_plugins
 from pyworkflow.models import Event
 from pyworkflow.storage.memory import MemoryStorage
+from pyworkflow.testing.suite_checkpoint_engine import CheckpointEngineCases
 from pyworkflow.testing.suite_children import ChildrenCases
 from pyworkflow.testing.suite_continuation import ContinueAsNewCases
 from pyworkflow.testing.suite_hook_timeouts import HookTimeoutCases
@@ -352,7 +353,13 @@ def _assert_ran_together(events: Sequence[Event], first: str, second: str) -> No
 
 
 class EngineConformance(
-    ChildrenCases, PatchingCases, TimeoutCases, ContinueAsNewCases, HookTimeoutCases, ShieldCases
+    ChildrenCases,
+    PatchingCases,
+    TimeoutCases,
+    ContinueAsNewCases,
+    HookTimeoutCases,
+    ShieldCases,
+    CheckpointEngineCases,
 ):
     """Subclass it and implement :meth:`make_storage_url`; pytest collects every check."""
 
