@@ -219,7 +219,7 @@ class PluginError(PyWorkflowError):
 
 
 class HookNotFoundError(PyWorkflowError, LookupError):
-    """No live hook has this token (never created, or already disposed)."""
+    """No live hook has this token (never created, already disposed, or timed out)."""
 
 
 class HookTimeoutError(PyWorkflowError, TimeoutError):
