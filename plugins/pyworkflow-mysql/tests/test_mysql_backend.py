@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -397,3 +398,15 @@ async def test_an_old_server_is_refused_at_open_naming_its_version(
     monkeypatch.setattr(module._Conn, "scalar", old_server)
     with pytest.raises(ConfigError, match=r"this server is MariaDB 10\.5\.23"):
         await MySQLStorage(database_url).open()
+
+
+async def test_a_database_the_user_may_not_create_is_a_clear_error(
+    storage: MySQLStorage, mariadb_server: MariaDBServer
+) -> None:
+    user = f"ro_{uuid.uuid4().hex[:8]}"
+    await _rows(storage, f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'ro-secret-31'")
+    await _rows(storage, f"GRANT SELECT ON *.* TO '{user}'@'%%'")
+    url = f"mysql://{user}:ro-secret-31@127.0.0.1:{mariadb_server.port}/not_there"
+    with pytest.raises(ConfigError, match="does not exist and could not be created") as info:
+        await MySQLStorage(url).open()
+    assert "CREATE privilege" in str(info.value) and "ro-secret-31" not in str(info.value)

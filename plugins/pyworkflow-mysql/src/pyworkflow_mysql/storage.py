@@ -292,7 +292,14 @@ class MySQLStorage(Storage):
         except DBAPIError as exc:
             if error_code(exc) != _UNKNOWN_DATABASE or not self.settings.migrate:
                 raise self._config_error(exc) from None
-            await self._retrying(self._create_database)
+            try:
+                await self._retrying(self._create_database)
+            except DBAPIError as denied:  # no CREATE privilege, for one
+                raise ConfigError(
+                    f"MySQL storage {self.log_url}: database {self.database!r} does not exist "
+                    f"and could not be created ({redact_text(str(denied.orig))}); create it "
+                    "(CHARACTER SET utf8mb4) or give the user the CREATE privilege"
+                ) from None
             text, found = await self._run_op(probe, write=False)
         self.server = server_version(text)
         self.server.check()
