@@ -454,3 +454,50 @@ def test_a_retried_run_resumes_its_step_from_the_checkpoint(pw: str) -> None:
     assert retry_run(run_id)
     assert get_result(run_id, timeout=30) == 8
     assert SEEN == [(1, ("resumed from", None)), (2, ("resumed from", 4))]
+
+
+# ----- a step run alone by the test harness (run_step): checkpoints kept in the process -----
+
+
+@step(max_retries=2)
+async def ckpt_alone(total: int) -> list[int]:
+    ctx = get_step_context()
+    begin = ctx.last_checkpoint or 0
+    done = []
+    for item in range(begin, total):
+        if ctx.attempt == 1 and item == 3:
+            raise RuntimeError("breaks at 3")
+        done.append(item)
+        await ctx.checkpoint(item + 1)
+    return done
+
+
+@step(max_retries=2)
+def ckpt_alone_sync(total: int) -> list[int]:
+    ctx = get_step_context()
+    begin = ctx.last_checkpoint or 0
+    for item in range(begin, total):
+        if ctx.attempt == 1 and item == 2:
+            raise RuntimeError("breaks at 2")
+        ctx.checkpoint_sync(item + 1)
+    return [begin]
+
+
+def test_run_step_keeps_checkpoints_for_the_next_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyworkflow.testing import run_step
+
+    monkeypatch.chdir(tmp_path)
+    runtime.reset()
+    with pytest.raises(RuntimeError, match="breaks at 3"):
+        run_step(ckpt_alone, 6)
+    assert run_step(ckpt_alone, 6, attempt=2) == [3, 4, 5]
+    with pytest.raises(RuntimeError, match="breaks at 2"):
+        run_step(ckpt_alone_sync, 5, run_id="other")
+    assert run_step(ckpt_alone_sync, 5, run_id="other", attempt=2) == [2]
+    # a first attempt starts from nothing, whatever an earlier test left
+    with pytest.raises(RuntimeError):
+        run_step(ckpt_alone, 6)
+    assert not (tmp_path / ".pyworkflow").exists()  # no runtime, no storage
+    assert ckpt.open_attempts == {}

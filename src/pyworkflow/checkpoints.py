@@ -33,7 +33,8 @@ The attempt's state lives in this process, keyed by the attempt's ids, from
 its first use to the attempt's end (:func:`finish`, which the code running
 the attempt calls: :mod:`pyworkflow.stepexec`, or
 :func:`pyworkflow.context.step_ids_entered` for a body an executor runs in
-another process). A run that storage does not know (a transient run) keeps
+another process). A run that storage does not know (a transient run, a step run
+alone by ``pyworkflow.testing.run_step``) keeps
 its checkpoints in this process only, written at once (no throttle: it costs
 no storage write), so a retry within the run resumes from them.
 """
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "discard",
+    "enter_alone",
+    "exit_alone",
     "finish",
     "finish_sync",
     "last_checkpoint",
@@ -107,15 +110,20 @@ _lock = threading.Lock()
 _local: dict[tuple[str, str], StepCheckpoint] = {}
 
 
-def _state(ids: _Ids) -> _Attempt:
-    state = _attempts.get(ids)
+#: Attempts of runs without storage (transient runs, steps run alone), by ids: apart, so
+#: that :data:`open_attempts` stays empty where no stored run checkpoints.
+_local_attempts: dict[_Ids, _Attempt] = {}
+
+
+def _state(ids: _Ids, table: dict[_Ids, _Attempt] = _attempts) -> _Attempt:
+    state = table.get(ids)
     if state is None:
         with _lock:
-            state = _attempts.get(ids)
+            state = table.get(ids)
             if state is None:
-                while len(_attempts) >= _MAX_ATTEMPTS:
-                    del _attempts[next(iter(_attempts))]
-                state = _attempts[ids] = _Attempt()
+                while len(table) >= _MAX_ATTEMPTS:
+                    del table[next(iter(table))]
+                state = table[ids] = _Attempt()
     return state
 
 
@@ -126,9 +134,40 @@ def _runtime() -> Runtime:
 
 
 def _transient(run_id: str) -> bool:
-    """Whether ``run_id`` is a transient run in progress here (it has no storage)."""
+    """Whether ``run_id`` has no storage: a transient run, or a step run alone, in progress here."""
+    if run_id in _alone:
+        return True
     module = sys.modules.get("pyworkflow.transient")  # loaded by any transient run
     return module is not None and run_id in getattr(module, "_live", ())
+
+
+#: Run ids of steps run alone by the test harness (``pyworkflow.testing.run_step``), with
+#: how many such calls are in progress for each.
+_alone: dict[str, int] = {}
+
+
+def enter_alone(ids: _Ids) -> None:
+    """A step body runs alone (``pyworkflow.testing.run_step``): its checkpoints stay here.
+
+    A first attempt starts from no checkpoint (one left by an earlier test is
+    dropped); a later attempt of the same run id and step id reads what an
+    earlier call saved.
+    """
+    with _lock:
+        _alone[ids[0]] = _alone.get(ids[0], 0) + 1
+        if ids[3] <= 1:
+            _local.pop((ids[0], ids[1]), None)
+
+
+def exit_alone(ids: _Ids) -> None:
+    """The step body :func:`enter_alone` announced has returned or raised."""
+    with _lock:
+        left = _alone.get(ids[0], 1) - 1
+        if left:
+            _alone[ids[0]] = left
+        else:
+            _alone.pop(ids[0], None)
+        _local_attempts.pop(ids, None)
 
 
 def _encode(serializer: Serializer, limit: int, ids: _Ids, value: Any) -> str:
@@ -166,14 +205,14 @@ def _bind_transient(state: _Attempt, ids: _Ids) -> Serializer:
 
 
 def _save_transient(ids: _Ids, value: Any) -> None:
-    state = _state(ids)
+    state = _state(ids, _local_attempts)
     serializer = _bind_transient(state, ids)
     if not state.refused:
         state.refused = not _store_locally(ids, _encode(serializer, state.limit, ids, value))
 
 
 def _last_transient(ids: _Ids) -> Any:
-    state = _state(ids)
+    state = _state(ids, _local_attempts)
     serializer = _bind_transient(state, ids)
     if state.record is None:
         return None

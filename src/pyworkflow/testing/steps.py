@@ -5,7 +5,9 @@ call the body of a ``@step`` function or a :class:`~pyworkflow.step.Step`
 subclass directly, with :func:`~pyworkflow.get_step_context` returning the
 run id, step id, attempt and idempotency key the test chose. No storage,
 runtime or worker is started, no retry policy or timeout is applied, and an
-exception raised by the body propagates unchanged.
+exception raised by the body propagates unchanged. Step checkpoints are kept in
+the process: a call with ``attempt=2`` resumes from what the ``attempt=1`` call
+of the same ``run_id`` and ``step_id`` saved (a first attempt starts from none).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from pyworkflow import checkpoints
 from pyworkflow import context as _ctx
 from pyworkflow.step import Step, StepFunction
 
@@ -56,9 +59,11 @@ def _call_in_context(
 ) -> Any:
     ids_token = _ctx._step.set(ids)
     key_token = _ctx._step_key.set(key)
+    checkpoints.enter_alone(ids)
     try:
         return call()
     finally:
+        checkpoints.exit_alone(ids)
         _ctx._step_key.reset(key_token)
         _ctx._step.reset(ids_token)
 
@@ -86,12 +91,14 @@ async def arun_step(
     body, ids, key = _bind(step, run_id, step_id, attempt, idempotency_key)
     ids_token = _ctx._step.set(ids)
     key_token = _ctx._step_key.set(key)
+    checkpoints.enter_alone(ids)
     try:
         result = body(*args, **kwargs)
         if inspect.isawaitable(result):
             result = await result
         return result
     finally:
+        checkpoints.exit_alone(ids)
         _ctx._step_key.reset(key_token)
         _ctx._step.reset(ids_token)
 
