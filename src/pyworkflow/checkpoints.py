@@ -385,7 +385,12 @@ def finish_sync(ids: _Ids) -> None:
     if state.runtime.in_loop:  # cannot wait for storage here; a caller on the loop awaits finish
         _attempts[ids] = state
         return
-    state.runtime.call(_flush, state.runtime, ids, state)
+    try:
+        state.runtime.call(_flush, state.runtime, ids, state)
+    except RuntimeError as exc:  # the runtime stopped: the body's own outcome stands
+        logger.bind(run_id=ids[0], step_id=ids[1], step=ids[2], attempt=ids[3]).warning(
+            "the last checkpoint of step {!r} could not be written: {}", ids[2], exc
+        )
 
 
 def discard(ids: _Ids) -> None:
