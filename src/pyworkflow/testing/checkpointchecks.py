@@ -22,7 +22,7 @@ import attrs
 from pyworkflow.testing.servers import wait_for
 from pyworkflow.testing.workers import WorkerProcesses
 
-__all__ = ["CheckpointReport", "checkpoint_across_kill"]
+__all__ = ["CheckpointReport", "checkpoint_across_kill", "checkpoint_across_lease_loss"]
 
 
 @attrs.frozen
@@ -104,6 +104,78 @@ def checkpoint_across_kill(
         }
         if redone:
             problems.append(f"{redone} items were processed twice")
+        if problems:
+            problems.append(pool.log_text())
+        return CheckpointReport(figures, problems)
+    finally:
+        pool.stop_all()
+
+
+def checkpoint_across_lease_loss(
+    storage_url: str, directory: Path, *, total: int = 200, stop_at: int = 120
+) -> CheckpointReport:
+    """A worker paused (SIGSTOP) mid-step loses its lease; another takes the step over.
+
+    The step's next attempt, on the other worker, resumes at the checkpoint
+    (``stop_at``) and finishes. Then the paused worker is resumed (SIGCONT)
+    and its step goes on as a zombie: it must not change the stored
+    checkpoint, which stays the newer attempt's last one (``total``).
+    """
+    import signal
+
+    import pyworkflow
+    from pyworkflow.runtime import get_runtime
+    from pyworkflow.testing import checkpointflows
+
+    work = directory / "items"
+    work.mkdir()
+    pool = WorkerProcesses(
+        storage_url,
+        directory,
+        modules="pyworkflow.testing.checkpointflows",
+        settings={
+            "PYWORKFLOW_LEASE_SECONDS": "2",
+            "PYWORKFLOW_POLL_INTERVAL": "0.2",
+            "PYWORKFLOW_CHECKPOINT_INTERVAL": "0",
+        },
+    )
+    problems: list[str] = []
+    began = time.monotonic()
+    try:
+        paused = pool.start("w1")
+        pyworkflow.configure(storage=storage_url, embedded_worker=False)
+        run_id = pyworkflow.start(checkpointflows.checkpointed_batch, str(work), total, stop_at)
+        wait_for(lambda: (work / "stopped").exists(), 60, f"the step to reach {stop_at}")
+        paused.send_signal(signal.SIGSTOP)  # a long pause: its leases lapse
+        (work / "killed").write_text("")  # later attempts do not stop
+        pool.start("w2")
+        result = pyworkflow.get_result(run_id, timeout=60)
+        if result != total:
+            problems.append(f"run {run_id}: result {result!r}, expected {total}")
+        (work / "resume").write_text("")
+        paused.send_signal(signal.SIGCONT)  # the zombie wakes up and goes on
+        time.sleep(1.0)  # let it try (nothing to wait for: it must change nothing)
+        resumed = {
+            int(p.stem.split("-")[1]): int(p.read_text()) for p in work.glob("resumed-*.txt")
+        }
+        rt = get_runtime()
+        step_id = next(
+            str(e.correlation_id)
+            for e in pyworkflow.get_events(run_id)
+            if e.type == "step_completed"
+        )
+        stored = rt.call(rt.storage.get_step_checkpoint, run_id, step_id)
+        last = max(resumed)
+        if resumed.get(last) != stop_at or last < 2:
+            problems.append(f"the attempt after the take-over resumed at {resumed}")
+        if stored is None or stored.attempt != last or stored.data != str(total):
+            problems.append(f"the stored checkpoint is {stored}, not attempt {last}'s {total}")
+        figures = {
+            "resumed_at": resumed,
+            "stored": None if stored is None else (stored.attempt, stored.data),
+            "zombie_refused": "refused" in pool.logs["w1"].read_text(),
+            "seconds": round(time.monotonic() - began, 2),
+        }
         if problems:
             problems.append(pool.log_text())
         return CheckpointReport(figures, problems)

@@ -23,8 +23,8 @@ async def batch_items(directory: str, total: int, stop_at: int) -> int:
 
     Each attempt appends the items it processes to ``attempt-<n>.txt`` in
     ``directory`` and writes where it resumed to ``resumed-<n>.txt``. At item
-    ``stop_at``, until a file ``killed`` exists, it writes ``stopped`` (the item)
-    and waits there to be killed.
+    ``stop_at``, unless a file ``killed`` exists, it writes ``stopped`` (the item)
+    and waits there, to be killed, or until a file ``resume`` appears.
     """
     ctx = get_step_context()
     folder = Path(directory)
@@ -35,7 +35,8 @@ async def batch_items(directory: str, total: int, stop_at: int) -> int:
         for item in range(begin, total):
             if item == stop_at and not (folder / "killed").exists():
                 (folder / "stopped").write_text(str(item))
-                await anyio.sleep(3600)  # the test SIGKILLs this worker now
+                while not (folder / "resume").exists():  # the test kills or pauses it now
+                    await anyio.sleep(0.05)
             out.write(f"{item}\n")
             out.flush()
             await ctx.checkpoint(item + 1)

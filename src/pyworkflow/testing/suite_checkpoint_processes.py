@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pyworkflow.testing.checkpointchecks import checkpoint_across_kill
+from pyworkflow.testing.checkpointchecks import checkpoint_across_kill, checkpoint_across_lease_loss
 
 __all__ = ["CheckpointProcessCases"]
 
@@ -37,3 +37,9 @@ class CheckpointProcessCases:
         assert report.figures["redone"] == 0
         resumed = report.figures["resumed_at"]
         assert resumed[min(resumed)] == 0 and resumed[max(resumed)] == 600
+
+    def test_a_worker_that_lost_its_lease_cannot_roll_the_checkpoint_back(
+        self, flow_url: str, tmp_path: Path
+    ) -> None:
+        report = checkpoint_across_lease_loss(flow_url, tmp_path, total=200, stop_at=120)
+        assert report.problems == []
