@@ -109,6 +109,11 @@ def test_schedules_and_queues_pages(signed_in: Page, client: Client) -> None:
     row = page.locator('[data-testid="schedule-row"][data-schedule="ui-yearly"]')
     expect(row).to_contain_text("ui_tests.parent")
     expect(row).to_contain_text("0 0 1 1 *")
+    client.call(_create_schedule, "ui-quarter", ui_flows.parent, every="15m", args=[1], paused=True)
+    page.goto("/ui/schedules")
+    interval = page.locator('[data-testid="schedule-row"][data-schedule="ui-quarter"]')
+    expect(interval).to_contain_text("@every 15m")
+    expect(interval.locator("td").nth(1)).to_have_text("@every 15m")  # no time zone under it
     before = len(client.list(workflow="ui_tests.parent").runs)
     dialogs: list[str] = []
 
