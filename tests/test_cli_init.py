@@ -115,6 +115,19 @@ def test_an_existing_pyproject_gets_the_table_and_keeps_every_byte(tmp_path: Pat
     assert data["tool"]["pyworkflow"]["executor"] == "ray"
 
 
+def test_crlf_line_endings_are_kept(tmp_path: Path) -> None:
+    original = b'[project]\r\nname = "shop"\r\n'
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_bytes(original)
+    out = init(tmp_path)
+    assert out.returncode == 0, out.stderr
+    raw = pyproject.read_bytes()
+    assert raw.startswith(original + b"\r\n[tool.pyworkflow]\r\n")
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # no bare LF
+    settings = load_settings(cwd=tmp_path, environ={})
+    assert settings.modules == ("workflows",)
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [

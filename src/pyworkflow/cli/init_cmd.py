@@ -239,9 +239,13 @@ def plan_scaffold(directory: Path, storage: str, executor: str) -> Scaffold:
 
 
 def _append_to(pyproject: Path, table: str, in_the_way: list[str]) -> str | None:
-    """The text to append to ``pyproject``, checked to change nothing but ``[tool.pyworkflow]``."""
+    """The text to append to ``pyproject``, checked to change nothing but ``[tool.pyworkflow]``.
+
+    It follows the file's line endings (CRLF or LF).
+    """
     try:
-        text = pyproject.read_text(encoding="utf-8")
+        raw = pyproject.read_bytes()
+        text = raw.decode("utf-8")
         before = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         in_the_way.append(f"{PYPROJECT} cannot be read as TOML ({exc})")
@@ -251,6 +255,8 @@ def _append_to(pyproject: Path, table: str, in_the_way: list[str]) -> str | None
         in_the_way.append(f"{PYPROJECT} has a [tool.pyworkflow] table already")
         return None
     addition = ("" if not text or text.endswith("\n") else "\n") + ("\n" if text else "") + table
+    if b"\r\n" in raw:
+        addition = addition.replace("\n", "\r\n")
     try:
         after = tomllib.loads(text + addition)
     except tomllib.TOMLDecodeError as exc:  # e.g. tool = {...} as an inline table
@@ -272,7 +278,7 @@ def write_scaffold(scaffold: Scaffold) -> None:
         with (scaffold.directory / name).open("x", encoding="utf-8") as fh:
             fh.write(text)
     if scaffold.appended is not None:
-        with (scaffold.directory / PYPROJECT).open("a", encoding="utf-8") as fh:
+        with (scaffold.directory / PYPROJECT).open("a", encoding="utf-8", newline="") as fh:
             fh.write(scaffold.appended)
 
 
