@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -304,3 +308,35 @@ def test_build_schedule_errors() -> None:
         with pytest.raises(TypeError, match="not list"):
             _create_in(env, "x", tick, every=["1m"])
         assert env.runtime.call(env.runtime.storage.list_schedules) == []
+
+
+def test_a_process_with_only_interval_schedules_never_loads_the_cron_parser(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "only_intervals.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pyworkflow import Every, list_runs, workflow\n"
+        "from pyworkflow.schedules import create_schedule, delete_schedule\n"
+        "@workflow(schedule=Every('1s', name='declared'))\n"
+        "async def ping() -> str:\n"
+        "    return 'pong'\n"
+        "create_schedule('created', ping, every='1s', anchor=None)\n"
+        "deadline = time.monotonic() + 30\n"
+        "while len(list_runs(workflow='ping').runs) < 3 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "delete_schedule('declared'); delete_schedule('created')\n"
+        "print(len(list_runs(workflow='ping').runs) >= 3)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('croniter', 'dateutil'))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["True", "[]"]
