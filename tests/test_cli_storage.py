@@ -1,4 +1,4 @@
-"""``pyworkflow storage`` on backends without a versioned schema (PostgreSQL's are in its plugin)."""
+"""``pyworkflow storage`` on backends without a versioned schema (PostgreSQL: its plugin)."""
 
 from __future__ import annotations
 

@@ -48,8 +48,8 @@ def test_status_and_migrate_walk_a_new_schema_up_to_the_latest(
 def test_migrate_on_a_terminal_shows_a_progress_bar_from_where_the_schema_is(
     postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncpg  # the schema is taken back to version 2 by hand
     import anyio
+    import asyncpg  # the schema is taken back to version 2 by hand
 
     url = f"{postgres_server.url}?schema=t_{uuid.uuid4().hex[:12]}"
     code, out = storage_cli(url, "migrate", "--json")
