@@ -80,12 +80,12 @@ def _count(name: str) -> int:
 
 
 @step()
-async def add(a: int, b: int) -> int:
+async def tr_add(a: int, b: int) -> int:
     return a + b
 
 
 @step(max_retries=3, retry_delay="fixed", retry_base=0.001, jitter=0)
-async def flaky(name: str, failures: int) -> str:
+async def tr_flaky(name: str, failures: int) -> str:
     attempt = _count(name)
     if attempt <= failures:
         raise ConnectionError(f"{name}: attempt {attempt} failed")
@@ -93,7 +93,7 @@ async def flaky(name: str, failures: int) -> str:
 
 
 @step(max_retries=5, retry_base="1h", jitter=0)
-async def retry_soon(name: str) -> int:
+async def tr_retry_soon(name: str) -> int:
     attempt = _count(name)
     if attempt < 3:
         raise RetryableError("busy", retry_after=0.001)  # overrides the hour-long back-off
@@ -101,7 +101,7 @@ async def retry_soon(name: str) -> int:
 
 
 @step(max_retries=5, retry_base=0.001)
-async def fatal(name: str) -> None:
+async def tr_fatal(name: str) -> None:
     _count(name)
     raise FatalError("card declined")
 
@@ -111,13 +111,13 @@ class OutOfStock(Exception):
 
 
 @step(max_retries=1, retry_base=0.001, jitter=0)
-async def failing_step(item: str) -> None:
+async def tr_failing_step(item: str) -> None:
     _count("failing_step")
     raise OutOfStock(f"no {item} left")
 
 
 @step()
-async def timed(name: str, rendezvous: anyio.Event, partner: anyio.Event) -> str:
+async def tr_timed(name: str, rendezvous: anyio.Event, partner: anyio.Event) -> str:
     began = time.monotonic()
     rendezvous.set()
     with anyio.fail_after(5):  # only if the partner never runs: the test fails, not hangs
@@ -127,42 +127,42 @@ async def timed(name: str, rendezvous: anyio.Event, partner: anyio.Event) -> str
 
 
 @step(timeout=0.05, max_retries=0)
-async def too_slow() -> None:
+async def tr_too_slow() -> None:
     await anyio.sleep(5)
 
 
 @step()
-def sync_step(value: int) -> tuple[str, int, int, str]:
+def tr_sync_step(value: int) -> tuple[str, int, int, str]:
     ctx = get_step_context()
     return ctx.step_id, ctx.attempt, value * 2, ctx.idempotency_key
 
 
 @workflow(durable=False)
 async def quote_order(x: int) -> tuple[int, int, int]:
-    a = await add(x, 1)
-    b, c = await asyncio.gather(add(a, 1), add(a, 2))
+    a = await tr_add(x, 1)
+    b, c = await asyncio.gather(tr_add(a, 1), tr_add(a, 2))
     return a, b, c
 
 
 @workflow(durable=False)
 async def retrying(failures: int) -> str:
-    return await flaky("flaky", failures)
+    return await tr_flaky("flaky", failures)
 
 
 @workflow(durable=False)
 async def retry_after_wf() -> int:
-    return await retry_soon("retry_soon")
+    return await tr_retry_soon("retry_soon")
 
 
 @workflow(durable=False)
 async def fatal_wf() -> None:
-    await fatal("fatal")
+    await tr_fatal("fatal")
 
 
 @workflow(durable=False)
 async def overlap() -> list[str]:
     a, b = anyio.Event(), anyio.Event()
-    return list(await asyncio.gather(timed("a", a, b), timed("b", b, a)))
+    return list(await asyncio.gather(tr_timed("a", a, b), tr_timed("b", b, a)))
 
 
 @workflow(durable=False)
@@ -179,7 +179,7 @@ async def sleeper() -> list[str]:
         order_seen.append("slept")
 
     async def quick() -> None:
-        await add(1, 1)
+        await tr_add(1, 1)
         order_seen.append("step")
 
     order_seen.append("start")
@@ -197,9 +197,9 @@ def timedelta_small() -> Any:
 
 @workflow(durable=False)
 async def step_ids() -> list[Any]:
-    first = await sync_step(21)
+    first = await tr_sync_step(21)
     seen_ids.append(get_step_context_outside())
-    second = await add(1, 2)
+    second = await tr_add(1, 2)
     return [first, second]
 
 
@@ -220,12 +220,12 @@ async def countdown(n: int, seen: int = 0) -> int:
 
 @workflow
 async def child_double(x: int) -> int:
-    return await add(x, x)
+    return await tr_add(x, x)
 
 
 @workflow
 async def child_fails(item: str) -> None:
-    await failing_step(item)
+    await tr_failing_step(item)
 
 
 @workflow(durable=False)
@@ -254,7 +254,7 @@ async def sleeps_long() -> None:
 
 @workflow(durable=False)
 async def timing_out_step() -> None:
-    await too_slow()
+    await tr_too_slow()
 
 
 @workflow(durable=False)
@@ -266,7 +266,7 @@ async def misc() -> tuple[bool, bool]:
 # the same workflow code, durable, to compare outcomes with
 @workflow
 async def durable_failing(item: str) -> None:
-    await failing_step(item)
+    await tr_failing_step(item)
 
 
 @workflow
@@ -276,7 +276,7 @@ async def durable_raises() -> None:
 
 @workflow(durable=False)
 async def transient_failing(item: str) -> None:
-    await failing_step(item)
+    await tr_failing_step(item)
 
 
 @workflow(durable=False)
@@ -286,8 +286,8 @@ async def transient_raises() -> None:
 
 @workflow
 async def durable_order(x: int) -> tuple[int, int, int]:
-    a = await add(x, 1)
-    b, c = await asyncio.gather(add(a, 1), add(a, 2))
+    a = await tr_add(x, 1)
+    b, c = await asyncio.gather(tr_add(a, 1), tr_add(a, 2))
     return a, b, c
 
 
@@ -296,7 +296,7 @@ class Greeting(Workflow):
     durable = False
 
     async def run(self, who: str) -> str:
-        return f"Hello, {await add(len(who), 0)} letters of {who}!"
+        return f"Hello, {await tr_add(len(who), 0)} letters of {who}!"
 
 
 # ----- results -----
@@ -412,12 +412,12 @@ async def test_a_step_exception_keeps_its_traceback() -> None:
     with pytest.raises(OutOfStock) as caught:
         await aexecute(transient_failing, "ink")
     frames = [frame.name for frame in traceback.extract_tb(caught.value.__traceback__)]
-    assert "failing_step" in frames  # the step body's own frame, where it was raised
+    assert "tr_failing_step" in frames  # the step body's own frame, where it was raised
     assert "transient_failing" in frames
 
 
 async def test_step_timeout() -> None:
-    with pytest.raises(TimeoutError, match=r"step 'too_slow' timed out after 0\.05s"):
+    with pytest.raises(TimeoutError, match=r"step 'tr_too_slow' timed out after 0\.05s"):
         await aexecute(timing_out_step)
 
 
@@ -556,7 +556,7 @@ async def test_logs_are_bound_with_run_and_step_ids() -> None:
         disable_logging()
     records = [json.loads(line)["record"] for line in sink.getvalue().splitlines()]
     retry = next(r for r in records if "retrying in" in r["message"])
-    assert retry["extra"]["step_id"] == "1" and retry["extra"]["step"] == "flaky"
+    assert retry["extra"]["step_id"] == "1" and retry["extra"]["step"] == "tr_flaky"
     assert len(retry["extra"]["run_id"]) == 32
     hello = next(r for r in records if r["message"] == "hello from workflow code")
     assert hello["extra"]["workflow"] == "misc" and len(hello["extra"]["run_id"]) == 32
@@ -616,7 +616,7 @@ def test_tracing_sees_the_run(tmp_path: Path) -> None:
         for s in exporter.get_finished_spans()
     }
     run = spans[("workflow traced", None)]
-    first, second = spans[("step traced_step", 1)], spans[("step traced_step", 2)]
+    first, second = spans[("step tr_traced_step", 1)], spans[("step tr_traced_step", 2)]
     assert run.attributes is not None and run.attributes["pyworkflow.outcome"] == "completed"
     assert first.attributes is not None and first.attributes["pyworkflow.outcome"] == "retrying"
     assert first.parent is not None and first.parent.span_id == run.context.span_id
@@ -626,7 +626,7 @@ def test_tracing_sees_the_run(tmp_path: Path) -> None:
 
 
 @step(max_retries=2, retry_delay="0s")
-async def traced_step() -> str:
+async def tr_traced_step() -> str:
     attempt = _count("traced_step")
     if attempt < 2:
         raise ValueError("boom")
@@ -639,21 +639,21 @@ async def traced_step() -> str:
 
 @workflow(durable=False)
 async def traced() -> str:
-    return await traced_step()
+    return await tr_traced_step()
 
 
 # ----- cancellation, task groups, first(), nesting in a durable step -----
 
 
 @step()
-async def waits_forever(started: anyio.Event) -> None:
+async def tr_waits_forever(started: anyio.Event) -> None:
     started.set()
     await anyio.sleep_forever()
 
 
 @workflow(durable=False)
 async def cancellable(started: anyio.Event) -> None:
-    await waits_forever(started)
+    await tr_waits_forever(started)
 
 
 async def test_cancelling_the_caller_cancels_the_run() -> None:
@@ -677,7 +677,7 @@ async def grouped() -> list[int]:
     results: list[int] = []
 
     async def one(value: int) -> None:
-        results.append(await add(value, 0))
+        results.append(await tr_add(value, 0))
 
     async with anyio.create_task_group() as tg:
         for value in (3, 1, 2):
@@ -689,7 +689,7 @@ async def grouped() -> list[int]:
 async def raced() -> tuple[int, Any]:
     from pyworkflow import first
 
-    return await first(add(1, 1), sleep(5))
+    return await first(tr_add(1, 1), sleep(5))
 
 
 async def test_task_groups_and_first() -> None:
@@ -723,14 +723,14 @@ async def test_a_child_cancelled_through_its_handle() -> None:
 
 
 @step()
-async def runs_a_transient_flow(x: int) -> tuple[int, int, int]:
+async def tr_runs_a_transient_flow(x: int) -> tuple[int, int, int]:
     result: tuple[int, int, int] = await aexecute(quote_order, x)
     return result
 
 
 @workflow
 async def durable_outer(x: int) -> tuple[int, int, int]:
-    return await runs_a_transient_flow(x)
+    return await tr_runs_a_transient_flow(x)
 
 
 async def test_a_durable_step_runs_a_transient_workflow() -> None:
@@ -744,7 +744,7 @@ async def test_a_durable_step_runs_a_transient_workflow() -> None:
 
 
 @step(max_retries=3, retry_delay="exponential", retry_base="1h", max_retry_delay="1d", jitter=0)
-async def charge(customer: str) -> str:
+async def tr_charge(customer: str) -> str:
     raise RuntimeError("tests never reach the payment API")
 
 
@@ -752,7 +752,7 @@ async def charge(customer: str) -> str:
 async def transient_reminder(customer: str) -> dict[str, Any]:
     began = now()
     await sleep("30d")
-    payment = await charge(customer)
+    payment = await tr_charge(customer)
     return {"payment": payment, "waited": now() - began}
 
 
@@ -763,7 +763,7 @@ async def two_sleeps() -> list[tuple[str, Any]]:
 
     async def branch(label: str, duration: str) -> None:
         await sleep(duration)
-        await add(1, 1)
+        await tr_add(1, 1)
         seen.append((label, now() - began))
 
     await asyncio.gather(branch("two hours", "2h"), branch("one hour", "1h"))
@@ -788,7 +788,7 @@ async def test_on_the_harness_time_skips_and_overrides_apply() -> None:
         return f"pay-{customer}"
 
     async with WorkflowEnvironment() as env:
-        charges = env.override_step(charge, flaky_charge)
+        charges = env.override_step(tr_charge, flaky_charge)
         began = env.now()
         with anyio.fail_after(10):  # 30 days and two back-offs of virtual time
             result = await env.run(transient_reminder, "ana")
@@ -816,7 +816,7 @@ def test_on_the_sync_harness() -> None:
     from pyworkflow.testing import WorkflowEnvironment
 
     with WorkflowEnvironment() as env:
-        env.override_step(charge, lambda customer: "pay-sync")
+        env.override_step(tr_charge, lambda customer: "pay-sync")
         assert env.sync.run(transient_reminder, "bo")["payment"] == "pay-sync"
 
 
@@ -824,7 +824,7 @@ def test_on_the_sync_harness() -> None:
 
 
 @step(max_retries=3, retry_base=0.001)
-async def streams_from_step() -> None:
+async def tr_streams_from_step() -> None:
     from pyworkflow import write_stream
 
     _count("streams_from_step")
@@ -833,7 +833,7 @@ async def streams_from_step() -> None:
 
 @workflow(durable=False)
 async def stream_in_step() -> None:
-    await streams_from_step()
+    await tr_streams_from_step()
 
 
 @workflow(durable=False)
