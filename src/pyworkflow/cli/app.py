@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -334,6 +334,7 @@ def run(
     from pyworkflow.client import FlowOptions
     from pyworkflow.executors.local import import_modules
     from pyworkflow.runtime import current_settings, get_runtime
+    from pyworkflow.workflow import definition_of
 
     workflow = load_target(target)
     args, kwargs = parse_args(arguments or [])
@@ -343,6 +344,14 @@ def run(
         FlowOptions.checked(queue, priority, partition_key, dedup_key)
     except (TypeError, ValueError) as exc:
         raise click_errors.UsageError(str(exc)) from None
+    if not definition_of(workflow).durable:  # nothing to start: run it here, print the result
+        if any(option is not None for option in (queue, partition_key, dedup_key)) or priority:
+            raise click_errors.UsageError(
+                "queue options do not apply to a transient workflow (durable=False): it runs "
+                "at once, in this process"
+            )
+        _run_transient(workflow, args, kwargs, as_json=as_json)
+        return
     run_id = pyworkflow.start_workflow(
         workflow,
         args,
@@ -367,6 +376,31 @@ def run(
 
     info, current = watch_run(runtime, run_id, local=local, as_json=as_json)
     report_end(run_id, info, current, as_json=as_json)
+
+
+def _run_transient(
+    workflow: Any, args: Sequence[Any], kwargs: dict[str, Any], *, as_json: bool
+) -> None:
+    """``pyworkflow run`` of a transient workflow: run it in this process, print its outcome."""
+    import pyworkflow
+    from pyworkflow.workflow import definition_of
+
+    name = definition_of(workflow).name
+    try:
+        result = pyworkflow.execute_workflow(workflow, tuple(args), kwargs)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if as_json:
+            render.print_json({"transient": True, "status": "failed", "error": error})
+        else:
+            render.print_line(f"transient run of {name} failed (nothing was stored)")
+            render.print_line(f"error: {error}")
+        raise typer.Exit(1) from None
+    if as_json:
+        render.print_json({"transient": True, "status": "completed", "result": result})
+    else:
+        render.print_line(f"transient run of {name} completed (nothing was stored)")
+        render.print_line(f"result: {result!r}")
 
 
 @app.command()

@@ -109,6 +109,12 @@ def build_schedule(
 
     check_schedule_name(name)
     definition = definition_of(workflow)
+    if not definition.durable:
+        raise ValueError(
+            f"workflow {definition.name!r} is transient (durable=False): a schedule starts "
+            "stored runs from a worker, which a transient workflow never has; schedule a "
+            "durable workflow"
+        )
     spec = check_timing(cron, every, anchor, timezone)
     overlap_p, catchup_p, grace_s, window_s = check_policies(
         overlap, catchup, grace, catchup_window
