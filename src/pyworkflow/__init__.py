@@ -92,6 +92,7 @@ if TYPE_CHECKING:
     from pyworkflow.workflow import Workflow, workflow
 
 __version__ = "0.1.0"
+"""The version of this PyWorkflow package (also ``importlib.metadata.version("pyworkflow")``)."""
 
 #: Each public name and the module that defines it, imported on first access.
 _EXPORTS: dict[str, str] = {
