@@ -469,3 +469,26 @@ class _WorkflowLogger:
 
 
 workflow_logger = _WorkflowLogger()
+"""Logging for workflow code that prints each line once, not again on replay.
+
+Its methods ``debug``, ``info``, ``warning`` and ``error`` take a message and
+loguru's format arguments; inside a workflow each line is bound with
+``run_id`` and ``workflow``. A line logged before a ``sleep`` is printed when
+the run first gets there, not again when the run resumes and replays up to
+the sleep. Outside a workflow it logs like loguru's ``logger``. Step bodies
+run once per attempt and can use loguru's ``logger`` directly.
+
+```python
+from pyworkflow import sleep, workflow, workflow_logger
+
+@workflow
+async def onboarding(user_id: str) -> None:
+    workflow_logger.info("welcome mail for {}", user_id)
+    await sleep("1d")
+    workflow_logger.info("day-two reminder for {}", user_id)
+```
+
+Its lines are logged under your module's name, not ``pyworkflow``, so they
+reach your application's loguru sinks whether or not
+:func:`~pyworkflow.enable_logging` was called.
+"""
