@@ -37,14 +37,17 @@ PLUGINS=(pyworkflow-celery pyworkflow-redis pyworkflow-postgres pyworkflow-mysql
 for plugin in "${PLUGINS[@]}"; do
     "${PIP[@]}" -e "./plugins/$plugin"
 done
+SKELETON=examples/plugin-skeleton  # the plugin package docs/plugins.md walks through
+"${PIP[@]}" -e "./$SKELETON"
 
-echo "== ruff check src tests plugins bench"
-"$PYTHON" -m ruff check src tests plugins bench
+echo "== ruff check src tests plugins bench $SKELETON"
+"$PYTHON" -m ruff check src tests plugins bench "$SKELETON"
 echo "== mypy --strict src/ and plugin sources"
 "$PYTHON" -m mypy --strict src/
 for plugin in "${PLUGINS[@]}"; do
     (cd "plugins/$plugin" && "$PYTHON" -m mypy --strict src)
 done
+(cd "$SKELETON" && "$PYTHON" -m mypy --strict src)
 echo "== mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 "$PYTHON" -m mkdocs build --strict -q -d /tmp/pyworkflow-site
 echo "== pytest"
@@ -53,5 +56,6 @@ if [ "$#" -eq 0 ]; then
     for plugin in "${PLUGINS[@]}"; do
         set -- "$@" "plugins/$plugin/tests"
     done
+    set -- "$@" "$SKELETON/tests"
 fi
 "$PYTHON" -m pytest -q -p no:cacheprovider "$@"
