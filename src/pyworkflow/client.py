@@ -325,7 +325,20 @@ async def astart(workflow: Any, *args: Any, **kwargs: Any) -> str:
 
 
 def start(workflow: Any, *args: Any, **kwargs: Any) -> str:
-    """Start a run of ``workflow`` from sync code; returns the run id at once."""
+    """Start a run of ``workflow`` from sync code; returns the run id at once.
+
+    ``workflow`` is a ``@workflow`` function, a ``Workflow`` class or a
+    workflow's name; ``args`` and ``kwargs`` are its input (serialized now).
+    The async form is :func:`astart`; :func:`start_workflow` takes options
+    (``idempotency_key``, ``timeout``, ``queue``...).
+
+    ```python
+    from pyworkflow import get_result, start
+
+    run_id = start(checkout, "order-1")       # returns at once
+    print(get_result(run_id, timeout=600))     # waits for the end
+    ```
+    """
     return start_workflow(workflow, args, kwargs)
 
 
@@ -514,9 +527,26 @@ async def aget_result(run_id: str, timeout: float | None = None) -> Any:
 
 
 def get_result(run_id: str, timeout: float | None = None) -> Any:
-    """Sync form of :func:`aget_result`.
+    """Wait for the run's end; return its result or raise its error (sync :func:`aget_result`).
 
-    The calling thread waits itself (:meth:`Journal.watch_thread
+    ``timeout`` is in seconds (``None``: wait for ever); when it runs out,
+    ``TimeoutError``, and the run goes on. A failed run raises the
+    workflow's own exception where its type can be rebuilt, else
+    :class:`~pyworkflow.WorkflowFailedError`; a cancelled run
+    :class:`~pyworkflow.WorkflowCancelledError`.
+
+    ```python
+    from pyworkflow import WorkflowCancelledError, get_result
+
+    try:
+        receipt = get_result(run_id, timeout=30)
+    except TimeoutError:
+        receipt = None  # still running: ask again later
+    except WorkflowCancelledError:
+        receipt = None
+    ```
+
+    How it waits: the calling thread waits itself (:meth:`Journal.watch_thread
     <pyworkflow.engine.journal.Journal.watch_thread>`). While this process
     activates the run, the thread just waits: the append that ends the run
     wakes it with its outcome, with no trip to the runtime's loop or to
@@ -774,7 +804,15 @@ async def aresume_hook(token: str, payload: Any = None, *, delivery_id: str | No
 
 
 def resume_hook(token: str, payload: Any = None, *, delivery_id: str | None = None) -> str:
-    """Sync form of :func:`aresume_hook`."""
+    """Send ``payload`` to the live hook ``token``; sync form of :func:`aresume_hook`.
+
+    ```python
+    from pyworkflow import resume_hook
+
+    # e.g. in a web handler, once the manager clicked "approve":
+    run_id = resume_hook("approval:order-1", {"approved": True}, delivery_id="click-42")
+    ```
+    """
     runtime = get_runtime()
     keys = _delivery_keys(delivery_id)
     return runtime.call(_resume_hook, runtime, token, payload, keys)

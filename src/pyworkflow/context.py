@@ -401,6 +401,22 @@ def create_hook(
     ``timeout`` (``"2d"``, seconds, a timedelta) the hook lives that long, a
     durable timer recorded at creation: then it is disposed and ``await hook``
     raises :class:`~pyworkflow.errors.HookTimeoutError` (``async for`` ends).
+
+    ```python
+    from pyworkflow import HookTimeoutError, create_hook, workflow
+
+    @workflow
+    async def approval(order_id: str) -> bool:
+        hook = create_hook(token=f"approval:{order_id}", timeout="2d")
+        try:
+            decision = await hook  # the run suspends until a payload arrives
+        except HookTimeoutError:
+            return False
+        return bool(decision["approved"])
+    ```
+
+    The outside world sends the payload with :func:`~pyworkflow.resume_hook`,
+    ``pyworkflow hooks resume`` or ``POST /hooks/<token>`` on the HTTP server.
     """
     from pyworkflow.hooks import Hook
 

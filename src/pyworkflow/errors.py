@@ -46,6 +46,15 @@ class RetryableError(PyWorkflowError):
 
     ``retry_after`` is a duration string (``"30s"``), a number of seconds or a
     ``timedelta``; it overrides the step's backoff for this attempt.
+
+    ```python
+    from pyworkflow import RetryableError, step
+
+    @step(max_retries=10)
+    async def call_api(response_status: int) -> None:
+        if response_status == 429:
+            raise RetryableError("rate limited", retry_after="30s")
+    ```
     """
 
     def __init__(self, message: str = "", retry_after: str | float | timedelta | None = None):

@@ -367,6 +367,16 @@ def configure(**settings: Any) -> Settings:
     Restarts the runtime if one is running. Keys are those of
     ``[tool.pyworkflow]``: ``storage``, ``executor``, ``serializer``,
     ``modules``, ``max_payload_bytes``, ...; unknown keys are an error.
+    Returns the resulting :class:`~pyworkflow.config.Settings`.
+
+    ```python
+    import pyworkflow
+
+    pyworkflow.configure(
+        storage="sqlite:////var/lib/app/workflows.db",  # four slashes: an absolute path
+        max_payload_bytes=2_000_000,
+    )
+    ```
     """
     global _runtime
     with _lock:

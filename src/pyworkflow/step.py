@@ -287,6 +287,23 @@ def step(
     across all workers (docs/queues.md). ``resources`` (``{"num_cpus": 2,
     "num_gpus": 1, "memory": 2e9, "my_resource": 1}``) is what an attempt needs
     of the worker running it, for executors that place steps (Ray, docs/ray.md).
+
+    A step raises :class:`~pyworkflow.RetryableError` to ask for a retry
+    (optionally after ``retry_after``) or :class:`~pyworkflow.FatalError` to
+    fail at once; any other exception is retried by the policy, and once the
+    retries are spent the exception is raised in the workflow awaiting the step.
+
+    ```python
+    import httpx
+    from pyworkflow import step
+
+    @step(max_retries=5, retry_delay="exponential", timeout="30s")
+    async def fetch(url: str) -> str:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(url)
+            response.raise_for_status()
+            return response.text
+    ```
     """
     policy = _policy(max_retries, retry_delay, retry_base, max_retry_delay, jitter)
     limit = parse_duration(timeout, what="timeout") if timeout is not None else None
@@ -311,6 +328,20 @@ class Step:
     Retry policy via class attributes (``max_retries``, ``retry_delay``,
     ``retry_base``, ``max_retry_delay``, ``jitter``, ``timeout``); ``name``
     defaults to the class name. Inside a workflow: ``await MyStep()(args)``.
+
+    ```python
+    from pyworkflow import Step
+
+    class SendEmail(Step):
+        max_retries = 5
+        timeout = "30s"
+
+        async def execute(self, to: str, subject: str) -> str:
+            return f"sent {subject!r} to {to}"
+
+    # inside a workflow:
+    #     message_id = await SendEmail()("ana@example.com", "Welcome")
+    ```
     """
 
     name: ClassVar[str | None] = None

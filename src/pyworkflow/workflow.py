@@ -203,6 +203,20 @@ def workflow(
     ``durable=False`` makes its runs **transient**: ``execute()`` runs them
     in the caller's process with no storage writes, nothing to resume after
     a crash, and no hooks (docs/transient.md).
+
+    ```python
+    from pyworkflow import sleep, step, workflow
+
+    @step(max_retries=5)
+    async def charge(order_id: str) -> str:
+        return f"charged {order_id}"
+
+    @workflow(timeout="7d")
+    async def checkout(order_id: str) -> str:
+        receipt = await charge(order_id)
+        await sleep("1h")  # durable: the process may exit meanwhile
+        return receipt
+    ```
     """
 
     def decorate(func: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
@@ -220,6 +234,19 @@ class Workflow:
 
     ``run_id = await MyWorkflow().start(args)`` starts a run; a new instance
     is made for every activation, so keep state in local variables.
+
+    ```python
+    from pyworkflow import Workflow, sleep
+
+    class Onboarding(Workflow):
+        name = "onboarding"
+
+        async def run(self, user_id: str) -> str:
+            await sleep("1d")
+            return f"onboarded {user_id}"
+
+    run_id = Onboarding().start_sync("u-1")
+    ```
     """
 
     name: ClassVar[str | None] = None

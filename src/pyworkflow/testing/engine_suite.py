@@ -361,7 +361,22 @@ class EngineConformance(
     ShieldCases,
     CheckpointEngineCases,
 ):
-    """Subclass it and implement :meth:`make_storage_url`; pytest collects every check."""
+    """Subclass it and implement :meth:`make_storage_url`; pytest collects every check.
+
+    The checks run real workflows (steps, retries, sleeps, hooks, children,
+    cancellation, patching, timeouts, continue-as-new, checkpoints) on a
+    runtime whose ``storage`` is that URL, so they exercise a backend the way
+    the engine uses it. An executor plugin sets ``executor`` in
+    :attr:`extra_settings`.
+
+    ```python
+    from pyworkflow.testing import EngineConformance
+
+    class TestEngineOnMyStorage(EngineConformance):
+        def make_storage_url(self, tmp_path):
+            return f"sqlite:///{tmp_path}/runs.db"  # your backend's URL
+    ```
+    """
 
     #: Extra settings for every test (an executor plugin sets ``executor`` here).
     extra_settings: dict[str, Any] = {}

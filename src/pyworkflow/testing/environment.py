@@ -61,6 +61,22 @@ class WorkflowEnvironment:
     ``settings`` are ``configure()`` keys for the environment's runtime
     (``serializer``, ``max_payload_bytes``, ...; storage and executor are the
     environment's own).
+
+    ```python
+    import pytest
+    from pyworkflow import sleep, workflow
+    from pyworkflow.testing import WorkflowEnvironment
+
+    @workflow
+    async def reminder(user: str) -> str:
+        await sleep("30d")
+        return f"reminded {user}"
+
+    @pytest.mark.anyio
+    async def test_reminder() -> None:
+        async with WorkflowEnvironment() as env:
+            assert await env.run(reminder, "ana") == "reminded ana"  # 30 days, at once
+    ```
     """
 
     def __init__(self, *, start: datetime | None = None, **settings: Any) -> None:

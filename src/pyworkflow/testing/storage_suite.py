@@ -79,7 +79,22 @@ class StorageConformance(
     StreamStorageCases,
     CheckpointStorageCases,
 ):
-    """Subclass it and implement :meth:`make_storage`; pytest collects every check."""
+    """Subclass it and implement :meth:`make_storage`; pytest collects every check.
+
+    Every ``test_*`` method is one rule of the :class:`~pyworkflow.storage.base.Storage`
+    contract (appends and optimistic concurrency, claiming and leases, timers,
+    hooks, listing, queues, schedules, streams, checkpoints). A backend is
+    correct when the whole suite passes against it.
+
+    ```python
+    from pyworkflow.storage.memory import MemoryStorage
+    from pyworkflow.testing import StorageConformance
+
+    class TestMyStorage(StorageConformance):
+        def make_storage(self, tmp_path):
+            return MemoryStorage()  # your backend, fresh and empty
+    ```
+    """
 
     def make_storage(self, tmp_path: Path) -> Storage:
         """Return an unopened storage, fresh and empty for each test."""
