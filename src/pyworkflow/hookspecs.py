@@ -27,8 +27,21 @@ __all__ = [
 
 #: Marks a function of this module as a hook specification.
 hookspec = pluggy.HookspecMarker("pyworkflow")
-#: Marks a plugin's function as the implementation of a PyWorkflow hook.
 hookimpl = pluggy.HookimplMarker("pyworkflow")
+"""Marks a plugin's function as the implementation of a PyWorkflow hook.
+
+The function's name is the hook's (``pyworkflow_register_storage``...); its
+module is the one the distribution's ``pyworkflow`` entry point names.
+
+```python
+from pyworkflow.hookspecs import hookimpl
+
+@hookimpl
+def pyworkflow_run_status_changed(run_id, workflow, status):
+    if status == "failed":
+        alert_on_call(f"{workflow} run {run_id} failed")
+```
+"""
 
 
 class StorageFactory(Protocol):
@@ -90,6 +103,21 @@ def pyworkflow_register_storage(register: StorageRegister) -> None:
         returns an unopened :class:`~pyworkflow.storage.base.Storage`; the
         runtime calls its ``open()``. A scheme registered by two plugins is
         an error naming both.
+
+    The plugin module, named by the distribution's entry point
+    (``[project.entry-points.pyworkflow]`` ``mystore = "pyworkflow_mystore.plugin"``):
+
+    ```python
+    from pyworkflow.hookspecs import StorageRegister, hookimpl
+
+    @hookimpl
+    def pyworkflow_register_storage(register: StorageRegister) -> None:
+        from pyworkflow_mystore.storage import MyStorage
+
+        register("mystore", lambda url, settings: MyStorage(url))
+    ```
+
+    ``storage = "mystore://..."`` in ``[tool.pyworkflow]`` then selects it.
     """
 
 

@@ -72,6 +72,10 @@ class WorkflowEnvironment:
         await sleep("30d")
         return f"reminded {user}"
 
+    @pytest.fixture
+    def anyio_backend() -> str:
+        return "asyncio"  # PyWorkflow runs on asyncio (else anyio tries trio too)
+
     @pytest.mark.anyio
     async def test_reminder() -> None:
         async with WorkflowEnvironment() as env:
