@@ -121,6 +121,13 @@ def test_options_come_from_the_skeleton_table() -> None:
     assert any(m.startswith("skeleton: ") and "appended" in m for m in messages)
 
 
+def test_options_come_from_the_environment_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYWORKFLOW_SKELETON__LOG_WRITES", "yes")
+    pyworkflow.configure(storage="skeleton://")
+    storage = get_runtime().storage
+    assert isinstance(storage, SkeletonStorage) and storage.options.log_writes
+
+
 def test_a_bad_option_is_a_config_error_naming_it() -> None:
     pyworkflow.configure(storage="skeleton://", skeleton={"log_writes": "maybe"})
     with pytest.raises(ConfigError, match="log_writes"):
