@@ -69,7 +69,35 @@ _scan_once: Any = getattr(json.decoder.JSONDecoder(), "scan_once")  # noqa: B009
 
 @runtime_checkable
 class Serializer(Protocol):
-    """Turns values into text and back; ``name`` is recorded with every payload."""
+    """Turns values into text and back; ``name`` is recorded with every payload.
+
+    A plugin provides one through the ``pyworkflow_register_serializers``
+    hook; ``serializer = "<name>"`` in config selects it for new runs, and
+    every run keeps decoding with the serializer it started with.
+
+    ```python
+    import json
+
+    from pyworkflow.errors import SerializationError
+    from pyworkflow.hookspecs import SerializerRegister, hookimpl
+
+    class PlainJson:
+        name = "plain-json"
+
+        def dumps(self, value):
+            try:
+                return json.dumps(value)
+            except TypeError as exc:
+                raise SerializationError(str(exc)) from exc
+
+        def loads(self, data):
+            return json.loads(data)
+
+    @hookimpl
+    def pyworkflow_register_serializers(register: SerializerRegister) -> None:
+        register("plain-json", PlainJson())
+    ```
+    """
 
     name: str
 
