@@ -26,7 +26,7 @@ from pyworkflow import client
 from pyworkflow.config import load_settings
 from pyworkflow.durations import Duration, parse_duration
 from pyworkflow.errors import PyWorkflowError
-from pyworkflow.models import Event, EventType, RunStatus, Schedule
+from pyworkflow.models import Event, EventType, RunPage, RunStatus, Schedule
 from pyworkflow.plugins import create_storage
 from pyworkflow.runtime import Runtime
 from pyworkflow.testing.clock import VirtualClock
@@ -216,6 +216,25 @@ class WorkflowEnvironment:
     async def events(self, run_id: str) -> list[Event]:
         """The run's event log, in order."""
         return await self.runtime.acall(self.runtime.storage.get_events, run_id)
+
+    async def list_runs(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        parent: str | None = None,
+    ) -> RunPage:
+        """The environment's runs, newest first (as ``pyworkflow.list_runs``).
+
+        For example the runs a schedule started: ``(await env.list_runs(workflow="nightly")).runs``.
+        """
+        wanted = RunStatus(status) if status is not None else None
+        runtime = self.runtime
+        return await runtime.acall(
+            client._list_runs, runtime, wanted, workflow, limit, cursor, parent
+        )
 
     async def resume_hook(
         self, token: str, payload: Any = None, *, delivery_id: str | None = None
@@ -526,6 +545,36 @@ class SyncWorkflowEnvironment:
         """Blocking :meth:`WorkflowEnvironment.cancel`."""
         env = self._env
         return env.runtime.call(env._cancel, run_id, reason)
+
+    def list_runs(
+        self,
+        *,
+        status: RunStatus | str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        parent: str | None = None,
+    ) -> RunPage:
+        """Blocking :meth:`WorkflowEnvironment.list_runs`."""
+        wanted = RunStatus(status) if status is not None else None
+        runtime = self._env.runtime
+        return runtime.call(client._list_runs, runtime, wanted, workflow, limit, cursor, parent)
+
+    def create_schedule(
+        self, name: str, workflow: Any, cron: str | None = None, **options: Any
+    ) -> Schedule:
+        """Blocking :meth:`WorkflowEnvironment.create_schedule`."""
+        from pyworkflow.schedules.api import _create, build_schedule
+
+        env = self._env
+        replace = bool(options.pop("replace", False))
+        schedule = build_schedule(env.runtime, name, workflow, cron, **options)
+        return env.runtime.call(env._create_schedule, _create, schedule, replace)
+
+    def schedules(self) -> list[Schedule]:
+        """Blocking :meth:`WorkflowEnvironment.schedules`."""
+        runtime = self._env.runtime
+        return runtime.call(runtime.storage.list_schedules)
 
     def override_step(self, step: Any, fake: Callable[..., Any]) -> StepOverride:
         """:meth:`WorkflowEnvironment.override_step` (the same, it does not block)."""
