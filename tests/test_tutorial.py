@@ -65,7 +65,7 @@ READ_ONLY = re.compile(
     r"^(pyworkflow runs (list|show|events)\b|curl (?!.*(-X|--request|-d|--data)\b))"
 )
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
 # --------------------------------------------------------------------------- parsing the pages
@@ -224,13 +224,12 @@ class Job:
     def expect(self, expected: list[str], ids: dict[str, str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            finished = self.proc.poll() is not None and not self.reader.is_alive()
             end = match_lines(expected, list(self.lines), self.cursor, ids)
             if end >= 0:
                 self.cursor = end
                 return
-            if time.monotonic() > deadline or (
-                self.proc.poll() is not None and not self.reader.is_alive()
-            ):
+            if finished or time.monotonic() > deadline:
                 raise AssertionError(
                     f"background job `{self.command}` did not print {expected!r}; it printed:\n"
                     + "\n".join(self.lines)
@@ -389,6 +388,7 @@ def test_tutorial_page(page: str, tmp_path: Path) -> None:
     run_tutorial_page(page, tmp_path, {})
 
 
+@pytest.mark.redis
 def test_tutorial_page_06_distributed(tmp_path: Path, redis_port: str) -> None:
     """Page 6: Redis storage shared by two ``pyworkflow worker`` processes and a client."""
     run_tutorial_page(PAGES[5], tmp_path, {"6379": redis_port})
