@@ -106,6 +106,19 @@ def start_child(
     (the child ends ``cancelled`` at once, running no more code) or
     ``"abandon"`` (it runs on). ``RuntimeError`` outside a workflow or in a
     step body; ``TypeError`` when the arguments do not fit a known workflow.
+
+    ```python
+    from pyworkflow import start_child, workflow
+
+    @workflow
+    async def ship(order_id: str) -> str:
+        return f"shipped {order_id}"
+
+    @workflow
+    async def ship_all(order_ids: list[str]) -> list[str]:
+        handles = [start_child(ship, order_id) for order_id in order_ids]  # run in parallel
+        return [await handle for handle in handles]
+    ```
     """
     return spawn(workflow, args, kwargs, parent_close_policy)
 

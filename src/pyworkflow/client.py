@@ -454,7 +454,18 @@ async def aget_run(run_id: str) -> RunInfo:
 
 
 def get_run(run_id: str) -> RunInfo:
-    """Sync form of :func:`aget_run`."""
+    """Sync form of :func:`aget_run`.
+
+    ```python
+    from pyworkflow import RunStatus, get_run
+
+    info = get_run(run_id)
+    if info.status == RunStatus.COMPLETED:
+        print(info.result)
+    elif info.status == RunStatus.FAILED:
+        print(info.error_message)
+    ```
+    """
     runtime = get_runtime()
     return runtime.call(_get_run, runtime, run_id)
 
@@ -866,7 +877,20 @@ def list_runs(
     cursor: str | None = None,
     parent: str | None = None,
 ) -> RunPage:
-    """Sync form of :func:`alist_runs`."""
+    """Sync form of :func:`alist_runs`.
+
+    ```python
+    from pyworkflow import RunStatus, list_runs
+
+    page = list_runs(status=RunStatus.FAILED, limit=20)
+    while True:
+        for run in page.runs:
+            print(run.run_id, run.workflow_name, run.created_at)
+        if page.next_cursor is None:
+            break
+        page = list_runs(status=RunStatus.FAILED, limit=20, cursor=page.next_cursor)
+    ```
+    """
     runtime = get_runtime()
     wanted = RunStatus(status) if status is not None else None
     return runtime.call(_list_runs, runtime, wanted, workflow, limit, cursor, parent)

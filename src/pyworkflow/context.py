@@ -213,7 +213,18 @@ def step_ids_entered(ids: tuple[str, str, str, int] | None) -> Iterator[None]:
 
 
 def get_step_context() -> StepContext:
-    """The context of the step whose body is running; error outside a step."""
+    """The context of the step whose body is running; error outside a step.
+
+    ```python
+    from pyworkflow import get_step_context, step
+
+    @step(max_retries=5)
+    async def charge(order_id: str, cents: int) -> str:
+        ctx = get_step_context()
+        # the same key on every attempt: the provider charges once (payments: your client)
+        return await payments.charge(order_id, cents, idempotency_key=ctx.idempotency_key)
+    ```
+    """
     ids = _step.get()
     if ids is None:
         raise RuntimeError("get_step_context() called outside a step body")
@@ -306,6 +317,16 @@ def patched(patch_id: str) -> bool:
 
     ``TypeError``/``ValueError`` for an id that is not 1-200 characters of
     printable characters; ``RuntimeError`` outside a workflow or inside a step body.
+
+    ```python
+    from pyworkflow import patched, workflow
+
+    @workflow
+    async def checkout(order_id: str) -> float:
+        if patched("fix-discount"):
+            return await price_with_discount(order_id)  # runs that reach here after the deploy
+        return await price(order_id)  # runs recorded before it replay the old step
+    ```
     """
     _check_patch_id(patch_id, "patched()")
     return _marker_context("patched()").patched(patch_id)
@@ -370,6 +391,21 @@ def continue_as_new(*args: Any, **kwargs: Any) -> NoReturn:
     limit (a ``SerializationError`` or ``TypeError`` raised here, in the
     workflow). It raises :class:`ContinueAsNew`, a ``BaseException``: let it
     propagate. ``RuntimeError`` outside a workflow or inside a step body.
+
+    ```python
+    from pyworkflow import continue_as_new, sleep, step, workflow
+
+    @step
+    async def poll_inbox(cursor: int) -> int:
+        return cursor + 1  # process new messages; return the next cursor
+
+    @workflow
+    async def inbox_poller(cursor: int = 0) -> None:
+        for _ in range(100):
+            cursor = await poll_inbox(cursor)
+            await sleep("1m")
+        continue_as_new(cursor)  # the same workflow goes on in a new run, with a new log
+    ```
     """
     if _step.get() is not None:
         raise RuntimeError(

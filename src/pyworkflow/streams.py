@@ -132,6 +132,16 @@ async def write_stream(name: str, chunk: Any) -> int | None:
     wrote in an earlier attempt is not stored again (its seq is returned), so
     a retried step duplicates nothing it already wrote.
 
+    ```python
+    from pyworkflow import step, write_stream
+
+    @step
+    async def translate(lines: list[str]) -> int:
+        for line in lines:
+            await write_stream("progress", line.upper())  # readers see it at once
+        return len(lines)
+    ```
+
     From workflow code it returns None: the chunk is stored with the
     workflow's next record (before the step, sleep or outcome that follows
     it is written), and a replay of the workflow does not write it again.
@@ -261,7 +271,15 @@ async def read_stream(
 def read_stream_sync(
     run_id: str, name: str, *, after: int = 0, follow: bool = True, poll: float = DEFAULT_POLL
 ) -> Iterator[StreamItem]:
-    """:func:`read_stream` for synchronous code: a plain iterator."""
+    """:func:`read_stream` for synchronous code: a plain iterator.
+
+    ```python
+    from pyworkflow import read_stream_sync
+
+    for item in read_stream_sync(run_id, "progress"):  # until the run ends
+        print(item.seq, item.value)
+    ```
+    """
     runtime = get_runtime()
     while True:
         ended, items = runtime.call(_page, runtime, run_id, name, after)
