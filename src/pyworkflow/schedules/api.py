@@ -252,7 +252,15 @@ def create_schedule(
     paused: bool = False,
     replace: bool = False,
 ) -> Schedule:
-    """Sync form of :func:`acreate_schedule`."""
+    """Sync form of :func:`acreate_schedule`.
+
+    ```python
+    from pyworkflow import create_schedule
+
+    create_schedule("nightly-report", nightly_report, "0 3 * * *", timezone="Europe/Paris")
+    create_schedule("sync-crm", sync_contacts, every="15m", kwargs={"source": "crm"}, replace=True)
+    ```
+    """
     runtime = get_runtime()
     schedule = build_schedule(
         runtime,

@@ -114,6 +114,14 @@ class Cron:
     create the schedule in storage when they start (named after the
     workflow unless ``name`` is given) and keep it in step with the code.
     ``args``/``kwargs`` are the input of every run it starts.
+
+    ```python
+    from pyworkflow import Cron, scheduled_at, workflow
+
+    @workflow(schedule=Cron("0 3 * * *", timezone="Europe/Paris", overlap="skip"))
+    async def nightly_report() -> str:
+        return f"report for {scheduled_at():%Y-%m-%d}"  # the tick, even when run late
+    ```
     """
 
     expression: str
@@ -152,6 +160,13 @@ class Every(Cron):
     whole number of seconds, at least one; ``anchor`` an aware datetime. The other options are
     :class:`Cron`'s. It is stored as the text ``@every 15m [from <anchor>]``, and the schedule it
     declares behaves like a cron one: one run per tick, the same overlap and catch-up policies.
+
+    ```python
+    from pyworkflow import Every, workflow
+
+    @workflow(schedule=Every("15m", kwargs={"source": "crm"}))
+    async def sync_contacts(source: str) -> None: ...
+    ```
     """
 
     def __init__(
