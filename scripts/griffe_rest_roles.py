@@ -9,7 +9,10 @@ those would show up verbatim, so this extension rewrites them when griffe loads 
   in the reference, plain code otherwise, and never a build warning. Relative names
   (``:func:`acancel```, ``:meth:`set```) are resolved against the enclosing class and module;
 - ``:pep:`N``` becomes "PEP N" (no link: the build stays offline);
-- a paragraph ending in ``::`` followed by an indented block becomes a fenced ``python`` block.
+- a paragraph ending in ``::`` followed by an indented block becomes a fenced ``python`` block;
+- a mention of a docs page (``docs/queues.md``) becomes an optional cross-reference to that
+  page's title heading, shown as the title ("Queues and flow control"), when that heading's id
+  is unique in the site (else the mention stays as it is).
 
 Loaded by mkdocs.yml (``extensions: [scripts/griffe_rest_roles.py]``, relative to the repository
 root where ``mkdocs build`` runs). Nothing here changes the docstrings at runtime.
@@ -20,9 +23,12 @@ from __future__ import annotations
 import html
 import re
 import textwrap
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import griffe
+from markdown.extensions.toc import slugify  # type: ignore[import-untyped]  # no Markdown stubs
 
 _ROLE = re.compile(
     r":(?P<role>func|class|meth|attr|mod|data|exc|obj|const|pep|rfc):`(?P<text>[^`]+)`"
@@ -94,13 +100,49 @@ def _literal_blocks(text: str) -> str:
     return "\n".join(out)
 
 
-def _rewrite(obj: griffe.Object) -> None:
+_DOCS_PAGE = re.compile(r"(?P<code>``)?docs/(?P<path>[\w/.-]+?\.md)(?:#[\w-]+)?(?(code)``)")
+
+
+_HEADING = re.compile(r"^(?P<level>#{1,6}) +(?P<title>.+?) *#* *$")
+
+
+def _page_titles(docs: Path) -> dict[str, tuple[str, str]]:
+    """Each page (path under ``docs/``) -> (its title heading's id, its title).
+
+    Only pages whose title's id is no other heading's id anywhere in ``docs/`` (lines
+    starting with ``#`` inside code blocks count too: a false clash only loses a link).
+    """
+    found: dict[str, tuple[str, str]] = {}
+    ids: Counter[str] = Counter()
+    for page in sorted(docs.rglob("*.md")):
+        for line in page.read_text(encoding="utf-8").splitlines():
+            heading = _HEADING.match(line)
+            if heading is None:
+                continue
+            anchor = slugify(heading["title"].strip(), "-")
+            ids[anchor] += 1
+            path = page.relative_to(docs).as_posix()
+            if heading["level"] == "#" and path not in found:
+                found[path] = (anchor, heading["title"].strip())
+    return {path: (anchor, title) for path, (anchor, title) in found.items() if ids[anchor] == 1}
+
+
+def _docs_link(match: re.Match[str], titles: dict[str, tuple[str, str]]) -> str:
+    known = titles.get(match["path"])
+    if known is None:
+        return match[0]
+    anchor, title = known
+    return f'<autoref identifier="{html.escape(anchor)}" optional>{html.escape(title)}</autoref>'
+
+
+def _rewrite(obj: griffe.Object, titles: dict[str, tuple[str, str]]) -> None:
     if obj.docstring is not None:
         text = _literal_blocks(obj.docstring.value)
-        obj.docstring.value = _ROLE.sub(lambda m: _role(m, obj), text)
+        text = _ROLE.sub(lambda m: _role(m, obj), text)
+        obj.docstring.value = _DOCS_PAGE.sub(lambda m: _docs_link(m, titles), text)
     for member in obj.members.values():
         if not member.is_alias:
-            _rewrite(member)  # type: ignore[arg-type]  # not an alias, so an Object
+            _rewrite(member, titles)  # type: ignore[arg-type]  # not an alias, so an Object
 
 
 class RestRoles(griffe.Extension):
@@ -108,4 +150,5 @@ class RestRoles(griffe.Extension):
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         """Called by griffe once a package and its submodules are loaded."""
-        _rewrite(pkg)
+        docs = Path("docs")  # mkdocs runs in the repository root
+        _rewrite(pkg, _page_titles(docs) if docs.is_dir() else {})
