@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import re
 import textwrap
@@ -264,3 +265,47 @@ def test_coverage_needs_a_directive_or_a_members_entry() -> None:
         covered("pyworkflow.hookspecs", "pyworkflow_register_executors", other, {"x.md": members})
         == []
     )
+
+
+# ----- the griffe extension that renders our reST docstrings as Markdown -----
+
+
+def _extension() -> Any:
+    path = ROOT / "scripts" / "griffe_rest_roles.py"
+    spec = importlib.util.spec_from_file_location("griffe_rest_roles", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extension_turns_roles_blocks_and_page_mentions_into_markdown(tmp_path: Path) -> None:
+    ext = _extension()
+    (tmp_path / "queues.md").write_text("# Queues and flow control\n\n## Limits\n")
+    (tmp_path / "other.md").write_text("# Other\n\n## Limits\n")
+    source = '''
+def acancel():
+    """Cancel."""
+
+def cancel():
+    """Sync form of :func:`acancel`; see :class:`~pyworkflow.storage.base.Storage`.
+
+    :pep:`562` and docs/queues.md (limits). Use it like this::
+
+        cancel()
+
+    Done.
+    """
+'''
+    with griffe.temporary_visited_module(source, module_name="mod") as module:
+        ext._rewrite(module, ext._page_titles(tmp_path))
+        text = module["cancel"].docstring.value
+    assert '<autoref identifier="mod.acancel" optional><code>acancel()</code></autoref>' in text
+    assert 'identifier="pyworkflow.storage.base.Storage" optional><code>Storage</code>' in text
+    assert "PEP 562" in text
+    assert '<autoref identifier="queues-and-flow-control" optional>' in text
+    assert "Use it like this:\n\n```python\ncancel()\n```\n" in text
+    assert ":func:" not in text and "::" not in text
+    # a title whose id another heading shares is left as it is (it could link to the wrong page)
+    (tmp_path / "dup.md").write_text("# X\n\n## Queues and flow control\n")
+    assert "queues.md" not in ext._page_titles(tmp_path)
