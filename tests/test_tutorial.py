@@ -266,15 +266,15 @@ class Reader:
             shim = shims / name
             shim.write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
             shim.chmod(0o755)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PYWORKFLOW_")}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PYWORKFLOW_", "PYTEST_"))
+        }
         self.env.update(
             PATH=f"{shims}{os.pathsep}{os.environ.get('PATH', '')}",
             PYTHONUNBUFFERED="1",
             NO_COLOR="1",
             COLUMNS="200",
         )
-        self.env.pop("PYTEST_CURRENT_TEST", None)
-        self.env.pop("PYTEST_ADDOPTS", None)
 
     def substitute(self, text: str) -> str:
         for shown, real in self.ports.items():  # host:PORT, --port PORT
