@@ -80,6 +80,7 @@ class Page:
     prose: tuple[tuple[int, str], ...]  #: (line number, line) outside fences
     stray_markers: tuple[int, ...]  #: fragment markers not right above a fence
     pytest: bool  #: first line ``<!-- run-with: pytest -->``: the script is a pytest module
+    total_lines: int
 
 
 def _dedent(line: str, indent: str) -> str:
@@ -91,8 +92,12 @@ def _dedent(line: str, indent: str) -> str:
 
 
 def parse_page(path: str) -> Page:
-    """Split a Markdown page into its fenced blocks (CommonMark fences, any indent)."""
-    text = (ROOT / path).read_text(encoding="utf-8")
+    """Split a Markdown page of the repository into its fenced blocks."""
+    return parse_text(path, (ROOT / path).read_text(encoding="utf-8"))
+
+
+def parse_text(path: str, text: str) -> Page:
+    """Split Markdown text into its fenced blocks (CommonMark fences, any indent)."""
     lines = text.split("\n")
     blocks: list[Block] = []
     prose: list[tuple[int, str]] = []
@@ -132,6 +137,7 @@ def parse_page(path: str) -> Page:
         tuple(prose),
         tuple(sorted(marker_lines - used_markers)),
         bool(lines) and _RUN_WITH_PYTEST.match(lines[0].strip()) is not None,
+        len(lines),
     )
 
 
@@ -144,8 +150,7 @@ def runnable(page: Page) -> list[Block]:
 
 def script_of(page: Page) -> str:
     """The page's runnable blocks as one script, each line at its line number in the page."""
-    total = len((ROOT / page.path).read_text(encoding="utf-8").split("\n"))
-    out = [""] * total
+    out = [""] * page.total_lines
     for block in runnable(page):
         for offset, code in enumerate(block.lines):
             out[block.line + offset] = code
@@ -351,3 +356,66 @@ def test_relative_links_resolve(path: str) -> None:
             elif anchor and dest.suffix == ".md" and not _has_anchor(dest, anchor):
                 problems.append(f"{path}:{number}: {target}: no heading with that anchor")
     assert not problems, "\n".join(problems)
+
+
+SAMPLE = """\
+# A page
+
+<!-- fragment: shell command -->
+```bash
+pyworkflow worker
+```
+
+!!! note
+    <!-- fragment: -->
+    ```console
+    $ echo hi
+    ```
+
+1. A list item:
+
+    ```python
+    def f() -> int:
+        return 1
+    ```
+
+<!-- fragment: a stray marker, a blank line above the fence -->
+
+````python title="x.py"
+print(f())  # a ``` inside a longer fence is content
+````
+
+```text
+unmarked
+```
+
+~~~toml
+[tool.pyworkflow]
+colour = "blue"
+~~~
+"""
+
+
+def test_the_checker_reads_fences_markers_and_line_numbers() -> None:
+    """The rules themselves, on a page made for it."""
+    page = parse_text("docs/sample.md", SAMPLE)
+    assert [(b.line, b.lang, b.fragment) for b in page.blocks] == [
+        (4, "bash", "shell command"),
+        (10, "console", ""),
+        (16, "python", None),
+        (23, "python", None),
+        (27, "text", None),
+        (31, "toml", None),
+    ]
+    # The indented block is dedented by its fence's indent, and keeps its line numbers.
+    script = script_of(page).split("\n")
+    assert script[16:18] == ["def f() -> int:", "    return 1"]
+    assert script[23] == "print(f())  # a ``` inside a longer fence is content"
+    assert "".join(script[:16]) == ""
+    problems = static_problems(page)
+    assert problems[0] == ("docs/sample.md:21: a fragment marker must be on the line above a fence")
+    assert problems[1] == "docs/sample.md:10: the fragment marker gives no reason"
+    assert problems[2].startswith("docs/sample.md:27: a text block must be marked")
+    assert problems[3].startswith("docs/sample.md:31: [tool.pyworkflow] refused by load_settings")
+    assert "colour" in problems[3]
+    assert len(problems) == 4
