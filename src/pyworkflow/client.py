@@ -439,7 +439,14 @@ async def aexecute(workflow: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def execute(workflow: Any, *args: Any, **kwargs: Any) -> Any:
-    """Sync form of :func:`aexecute`."""
+    """Run ``workflow`` to its end and return its result; sync form of :func:`aexecute`.
+
+    ```python
+    from pyworkflow import execute
+
+    receipt = execute(checkout, "order-1")  # blocks until the run has ended
+    ```
+    """
     return execute_workflow(workflow, args, kwargs)
 
 
@@ -718,7 +725,15 @@ async def acancel(run_id: str, reason: str | None = None) -> bool:
 
 
 def cancel(run_id: str, reason: str | None = None) -> bool:
-    """Sync form of :func:`acancel`."""
+    """Ask the run to stop; sync form of :func:`acancel`.
+
+    ```python
+    from pyworkflow import cancel
+
+    if not cancel(run_id, reason="customer asked"):
+        print("the run had already ended")
+    ```
+    """
     runtime = get_runtime()
     return runtime.call(_cancel, runtime, run_id, reason)
 

@@ -477,6 +477,18 @@ async def first(*awaitables: Awaitable[Any]) -> tuple[int, Any]:
     ``index, payload = await first(hook, sleep("1d"))`` is a hook with a
     timeout; on replay the same one wins, because outcomes are delivered in
     log order.
+
+    ```python
+    from pyworkflow import create_hook, first, sleep, workflow
+
+    @workflow
+    async def approval(order_id: str) -> str:
+        hook = create_hook(token=f"approval:{order_id}")
+        index, payload = await first(hook, sleep("2d"))
+        if index == 1:
+            return "expired"  # the sleep won: nobody answered within two days
+        return "approved" if payload["approved"] else "rejected"
+    ```
     """
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:

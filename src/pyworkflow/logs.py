@@ -124,6 +124,14 @@ def enable_logging(level: str = "INFO", *, json: bool = False, sink: Any = sys.s
     secret-named bound fields are replaced by ``***`` in messages, extras
     and (for stream sinks) exception texts, and tracebacks do not show
     variable values (``diagnose=False``); see :mod:`pyworkflow.redaction`.
+
+    ```python
+    import pyworkflow
+
+    handler = pyworkflow.enable_logging("DEBUG", json=True)  # one JSON object per line
+    ...
+    pyworkflow.disable_logging(handler)
+    ```
     """
     global _default_removed
     with _lock:
