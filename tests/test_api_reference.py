@@ -208,6 +208,16 @@ def test_every_directive_names_an_importable_object() -> None:
         assert _import(ident) is not None, f"{page}: ::: {ident}"
 
 
+def test_each_object_is_rendered_once() -> None:
+    # two headings for one object would make its cross-references ambiguous
+    seen: dict[int, str] = {}
+    for page, ident, _ in directives(reference_pages()):
+        obj = _import(ident)
+        if inspect.isclass(obj) or inspect.isroutine(obj) or inspect.ismodule(obj):
+            assert id(obj) not in seen, f"{page}: ::: {ident} is also rendered by {seen[id(obj)]}"
+            seen[id(obj)] = f"{page} (::: {ident})"
+
+
 def test_reference_pages_are_in_the_nav() -> None:
     nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     for page in reference_pages():
