@@ -249,15 +249,24 @@ def _run_page(path: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, script.name]
         if page.pytest:
             command[1:1] = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
-        return subprocess.run(
-            command,
-            cwd=tmp,
-            env=_clean_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=PAGE_TIMEOUT,
-        )
+        try:
+            return subprocess.run(
+                command,
+                cwd=tmp,
+                env=_clean_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=PAGE_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired as exc:  # killed: report what it printed meanwhile
+            out, err = (
+                part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                for part in (exc.stdout, exc.stderr)
+            )
+            return subprocess.CompletedProcess(
+                command, -9, out, f"{err}\nkilled after {PAGE_TIMEOUT} s (the page's timeout)"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
