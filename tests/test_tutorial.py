@@ -11,8 +11,10 @@ Each page is run in a fresh temporary project directory:
   decimal numbers in them match any value of their kind (a run id the page shows stands for the one
   the reader gets, and is replaced by it in later commands). ``...`` lines only say "more here".
 - ``COMMAND &`` starts a long-running process (a worker, the server) in the background, as a shell
-  would; the output lines after it are waited for. ``kill %N`` stops job N with SIGTERM; the lines
-  after it are looked for in that job's output.
+  would; the output lines after it are waited for. ``kill %N`` stops job N with SIGTERM
+  (``kill -9 %N``: SIGKILL, a crash); the lines after it are looked for in that job's output.
+  Jobs are numbered as bash does: one above the highest job not yet killed.
+- ``export NAME=VALUE`` sets an environment variable for the commands after it.
 - A command whose expected output has a line starting with ``error:`` may exit non-zero; every
   other command must exit 0. A read-only command (``pyworkflow runs list/show/events``, a ``curl``
   GET) is run again until its output matches, as a reader checking on a run would, for up to 20 s.
@@ -236,9 +238,9 @@ class Job:
                 )
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -255,7 +257,8 @@ class Reader:
         self.workdir = workdir
         self.ports = ports
         self.ids: dict[str, str] = {}
-        self.jobs: list[Job] = []
+        self.jobs: dict[int, Job] = {}  # bash's job numbers, of the jobs not killed
+        self.all_jobs: list[Job] = []
         shims = workdir.parent / "bin"
         shims.mkdir(exist_ok=True)
         for name, argv in {
@@ -311,19 +314,26 @@ class Reader:
         text = self.substitute(command.text)
         expected = [self.substitute(line) for line in command.expected]
         if text.endswith("&"):
+            # bash numbers a new job one above the highest job still there
+            number = max(self.jobs, default=0) + 1
             job = Job(text[:-1].strip(), self.workdir, self.env)
-            self.jobs.append(job)
+            self.jobs[number] = job
+            self.all_jobs.append(job)
             job.expect(expected, self.ids, WAIT_SECONDS)
             return
-        kill = re.fullmatch(r"kill((?:\s+%\d+)+)", text)
+        kill = re.fullmatch(r"kill(\s+-9)?((?:\s+%\d+)+)", text)
         if kill:
-            numbers = [int(n) for n in re.findall(r"%(\d+)", kill.group(1))]
-            for number in numbers:
-                self.jobs[number - 1].stop()
-            for number in numbers:
-                job = self.jobs[number - 1]
+            numbers = [int(n) for n in re.findall(r"%(\d+)", kill.group(2))]
+            stopped = [self.jobs.pop(number) for number in numbers]
+            for job in stopped:
+                job.stop(signal.SIGKILL if kill.group(1) else signal.SIGTERM)
+            for job in stopped:
                 if expected:
                     job.expect(expected, self.ids, 0)
+            return
+        export = re.fullmatch(r"export ([A-Z_][A-Z0-9_]*)=(\S*)", text)
+        if export:
+            self.env[export.group(1)] = export.group(2)
             return
         may_fail = any(line.startswith("error:") for line in expected)
         deadline = time.monotonic() + (20.0 if READ_ONLY.match(command.text) else 0.0)
@@ -352,8 +362,8 @@ class Reader:
         )
 
     def close(self) -> None:
-        for job in self.jobs:
-            job.stop()
+        for job in self.all_jobs:
+            job.stop(signal.SIGTERM)
 
 
 # --------------------------------------------------------------------------- the tests
