@@ -428,3 +428,48 @@ def test_the_checker_reads_fences_markers_and_line_numbers() -> None:
     assert problems[3].startswith("docs/sample.md:31: [tool.pyworkflow] refused by load_settings")
     assert "colour" in problems[3]
     assert len(problems) == 4
+
+
+def _nav_entries(node: object, section: str = "") -> list[tuple[str, str]]:
+    """(top-level section title, page) for every page of a mkdocs ``nav``."""
+    out: list[tuple[str, str]] = []
+    if isinstance(node, list):
+        for item in node:
+            out += _nav_entries(item, section)
+    elif isinstance(node, dict):
+        for title, value in node.items():
+            out += _nav_entries(value, section or str(title))
+    elif isinstance(node, str):
+        out.append((section, node))
+    return out
+
+
+def test_the_nav_lists_every_page_once_in_the_agreed_order() -> None:
+    """Every docs page is in the nav once; sections come in the order readers look for them."""
+
+    class Loader(yaml.SafeLoader):
+        """Reads mkdocs.yml's ``!!python/name:`` and ``!ENV`` tags as plain values."""
+
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    entries = _nav_entries(config["nav"])
+    listed = [page for _, page in entries]
+    duplicates = sorted({page for page in listed if listed.count(page) > 1})
+    assert not duplicates, duplicates
+    on_disk = {p.removeprefix("docs/") for p in PAGES if p.startswith("docs/")}
+    assert set(listed) == on_disk, (sorted(on_disk - set(listed)), sorted(set(listed) - on_disk))
+    sections = list(dict.fromkeys(section for section, _ in entries))
+    # Home, Tutorial, How-to guides, the concept and feature pages, Command line, Reference,
+    # Plugins, Migrating..., Changelog (docs-conventions of issue 21).
+    assert sections[:3] == ["Home", "Tutorial", "How-to guides"], sections
+    after = sections[sections.index("Command line") :]
+    assert after[:3] == ["Command line", "Reference", "Plugins"], sections
+    assert after[-1] == "Changelog", sections
+    assert all(s.startswith("Migrat") for s in after[3:-1]), sections
+    # The concept and feature pages sit between the how-to guides and the command line.
+    between = sections[sections.index("How-to guides") + 1 : sections.index("Command line")]
+    assert {page for section, page in entries if section in between} >= {
+        "concepts.md",
+        "workflows-and-steps.md",
+        "configuration.md",
+    }
