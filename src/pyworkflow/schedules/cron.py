@@ -53,6 +53,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 from croniter import croniter as _croniter  # typed by types-croniter (a dev dependency)
 
+from pyworkflow.schedules.interval import require_aware
+
 __all__ = ["SHORTCUTS", "CronSpec"]
 
 #: The accepted ``@`` shortcuts and the five-field expression each stands for.
@@ -149,17 +151,6 @@ def _compile(expression: str) -> tuple[str, bool]:
     return cron, seconds
 
 
-def _require_aware(value: object, name: str) -> datetime:
-    """`value` as an aware UTC datetime; a :class:`TypeError` or :class:`ValueError` otherwise."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, not {type(value).__name__}: {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name} must be an aware datetime (with a tzinfo), got the naive {value.isoformat()}"
-        )
-    return value.astimezone(UTC)
-
-
 @attrs.frozen
 class CronSpec:
     """A cron expression read on the wall clock of an IANA time zone; see the module docstring.
@@ -201,7 +192,7 @@ class CronSpec:
 
     def next_after(self, after: datetime) -> datetime:
         """The first tick strictly after `after` (an aware datetime), as an aware UTC datetime."""
-        return next(self._iter_after(_require_aware(after, "after")))
+        return next(self._iter_after(require_aware(after, "after")))
 
     def ticks(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The ticks ``t`` with ``start <= t <= end``, oldest first, at most the `limit` oldest.
@@ -209,8 +200,8 @@ class CronSpec:
         `start` and `end` are aware datetimes; the ticks are aware UTC datetimes. An `end` before
         `start`, or a `limit` of 0, gives an empty list.
         """
-        start_utc = _require_aware(start, "start")
-        end_utc = _require_aware(end, "end")
+        start_utc = require_aware(start, "start")
+        end_utc = require_aware(end, "end")
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TypeError(f"limit must be an int, not {type(limit).__name__}: {limit!r}")
         if limit < 0:

@@ -24,7 +24,7 @@ import attrs
 
 from pyworkflow.durations import Duration, parse_duration
 
-__all__ = ["EPOCH", "MIN_EVERY", "IntervalSpec", "format_every", "is_interval"]
+__all__ = ["EPOCH", "MIN_EVERY", "IntervalSpec", "format_every", "is_interval", "require_aware"]
 
 #: The default anchor: ticks fall on whole multiples of ``every`` since the Unix epoch, in UTC.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -93,7 +93,11 @@ def _check_anchor(anchor: object) -> datetime:
         raise ValueError(f"anchor {anchor.isoformat()} is out of range in UTC") from None
 
 
-def _require_aware(value: object, name: str) -> datetime:
+def require_aware(value: object, name: str) -> datetime:
+    """``value`` as an aware UTC datetime; a :class:`TypeError` or :class:`ValueError` otherwise.
+
+    Shared with :mod:`pyworkflow.schedules.cron` (which imports croniter; this module does not).
+    """
     if not isinstance(value, datetime):
         raise TypeError(f"{name} must be a datetime, not {type(value).__name__}: {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -170,15 +174,15 @@ class IntervalSpec:
 
     def next_after(self, after: datetime) -> datetime:
         """The first tick strictly after ``after`` (an aware datetime), as an aware UTC datetime."""
-        after_utc = _require_aware(after, "after")
+        after_utc = require_aware(after, "after")
         if after_utc < self.anchor:
             return self.anchor
         return self.anchor + ((after_utc - self.anchor) // self.every + 1) * self.every
 
     def ticks(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """The ticks ``t`` with ``start <= t <= end``, oldest first, at most ``limit`` of them."""
-        start_utc = _require_aware(start, "start")
-        end_utc = _require_aware(end, "end")
+        start_utc = require_aware(start, "start")
+        end_utc = require_aware(end, "end")
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TypeError(f"limit must be an int, not {type(limit).__name__}: {limit!r}")
         if limit < 0:
