@@ -58,4 +58,4 @@ if [ "$#" -eq 0 ]; then
     done
     set -- "$@" "$SKELETON/tests"
 fi
-"$PYTHON" -m pytest -q -p no:cacheprovider "$@"
+"$PYTHON" -m pytest -q -p no:cacheprovider --durations=40 "$@"
