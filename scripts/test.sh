@@ -50,7 +50,7 @@ done
 (cd "$SKELETON" && "$PYTHON" -m mypy --strict src)
 echo "== mkdocs build --strict"
 NO_MKDOCS_2_WARNING=1 "$PYTHON" -m mkdocs build --strict -q -d /tmp/pyworkflow-site
-echo "== pytest"
+echo "== pytest (after ${SECONDS} s of set-up and checks)"
 if [ "$#" -eq 0 ]; then
     set -- tests
     for plugin in "${PLUGINS[@]}"; do
@@ -59,3 +59,4 @@ if [ "$#" -eq 0 ]; then
     set -- "$@" "$SKELETON/tests"
 fi
 "$PYTHON" -m pytest -q -p no:cacheprovider --durations=40 "$@"
+echo "== scripts/test.sh took ${SECONDS} s"
