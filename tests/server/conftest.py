@@ -25,6 +25,9 @@ ServerFactory = Callable[..., str]
 def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit TCP_NODELAY; without it a keep-alive request waits ~40 ms
+    # on Nagle and delayed ACKs (uvicorn sets it only on sockets it binds itself)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
