@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 import pluggy
@@ -37,6 +37,8 @@ class InProcessDispatch(Executor):
     dispatch_timeout = 3.0
     #: step messages to drop (to simulate lost messages); counted down
     drop_steps = 0
+    #: (step id, attempt) messages to drop once each
+    drop_once: ClassVar[set[tuple[str, int]]] = set()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -44,6 +46,8 @@ class InProcessDispatch(Executor):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.owner = dispatch.worker_id("inproc")
         self.step_runs: list[tuple[str, str, int, str]] = []
+        #: step messages delivered: (run id, step id, attempt)
+        self.messages: list[tuple[str, str, int]] = []
 
     async def start(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -102,6 +106,10 @@ class InProcessDispatch(Executor):
             if InProcessDispatch.drop_steps > 0:
                 InProcessDispatch.drop_steps -= 1
                 continue
+            if (step_id, attempt) in InProcessDispatch.drop_once:
+                InProcessDispatch.drop_once.discard((step_id, attempt))
+                continue
+            self.messages.append((run_id, step_id, attempt))
             self._spawn(self._step, run_id, step_id, attempt)
 
 

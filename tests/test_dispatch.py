@@ -59,9 +59,32 @@ def test_a_lost_step_message_is_dispatched_again_after_the_timeout() -> None:
         for e in events
         if e.type == EventType.STEP_SCHEDULED
     ]
-    assert ("slow_a", 2) in attempts  # the dropped first attempt was re-dispatched
+    # the message no worker took was sent again as the same attempt: nothing of the
+    # retry budget is spent on a step that never started
+    assert [a for name, a in attempts if name == "slow_a"] == [1]
+    started = [e.payload["attempt"] for e in events if e.type == EventType.STEP_STARTED]
+    assert started == [1, 1, 1]
     completed = [e.payload["name"] for e in events if e.type == EventType.STEP_COMPLETED]
     assert sorted(completed) == ["after_gather", "slow_a", "slow_b"]
+
+
+def test_a_lost_retry_message_is_sent_again_as_the_same_attempt() -> None:
+    runtime.configure(storage="memory://", executor="inprocess-dispatch", **FAST)
+    InProcessDispatch.drop_once = {("1", 2)}  # attempt 2 of the flaky step never arrives
+    try:
+        run_id = start(flaky_flow)
+        assert get_result(run_id, timeout=30) == "ok after 3"
+    finally:
+        InProcessDispatch.drop_once = set()
+    events = get_events(run_id)
+    scheduled = [e.payload["attempt"] for e in events if e.type == EventType.STEP_SCHEDULED]
+    started = [e.payload["attempt"] for e in events if e.type == EventType.STEP_STARTED]
+    assert scheduled == [1, 2, 3]
+    assert started == [1, 2, 3]  # attempt 2 ran (late), none was skipped
+    assert [e.type for e in events].count(EventType.STEP_RETRYING) == 2
+    executor = runtime.get_runtime().executor
+    assert isinstance(executor, InProcessDispatch)
+    assert [a for _, _, a in executor.messages] == [1, 2, 3]  # the dropped one not counted
 
 
 class TestEngineWithLoneStepsInlineOnMemory(EngineConformance):

@@ -101,9 +101,8 @@ class WorkflowCalls(ActivationState):
                 if attempt >= op.attempt:
                     op.attempt = attempt
                     op.due = None
-                    op.remote = event.type == EventType.STEP_SCHEDULED or bool(
-                        event.payload.get("dispatched")
-                    )
+                    op.started = event.type == EventType.STEP_STARTED
+                    op.remote = not op.started or bool(event.payload.get("dispatched"))
             elif event.type == EventType.STEP_RETRYING:
                 if int(event.payload.get("attempt", 0)) >= op.attempt:
                     op.due = datetime.fromisoformat(event.payload["due_at"])

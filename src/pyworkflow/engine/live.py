@@ -180,6 +180,7 @@ class Live(SequentialSteps, StepLeases):
             assert op.definition is not None
             op.attempt += 1
             op.due = None
+            op.started = False
             if self.dispatching and not self._lone_step_inline():
                 op.remote = True
                 self.buffer.append(

@@ -115,6 +115,8 @@ class _Op:
     running: bool = False
     #: dispatched to another worker and not settled yet
     remote: bool = False
+    #: a worker recorded ``step_started`` for the current attempt (it is not just scheduled)
+    started: bool = False
     #: a child workflow operation's child run id
     child_run_id: str | None = None
 

@@ -57,9 +57,20 @@ class StepLeases(ActivationState):
             current = leases.get(cid)
             if current is not None and current.until > now:
                 self.step_deadlines[cid] = current.until
+            elif not op.started:
+                # no worker took it (its message was lost, or no node has its resources
+                # yet): send the same attempt again; it spends nothing of the retry budget,
+                # and whichever message a worker takes first runs it (the lease decides)
+                self.log.bind(step_id=cid).warning(
+                    "dispatched step attempt {} was not started within the dispatch timeout;"
+                    " sending it again",
+                    op.attempt,
+                )
+                self.to_dispatch.append(op)
             else:
                 self.log.bind(step_id=cid).warning(
-                    "dispatched step attempt {} was lost (lease expired); dispatching it again",
+                    "dispatched step attempt {} was lost (its worker's lease expired);"
+                    " dispatching the next attempt",
                     op.attempt,
                 )
                 op.remote = False
