@@ -6,7 +6,8 @@ Run: ``python bench/ray_throughput.py [--runs 100] [--rounds 3] [--cpus 2]
 ``--rounds`` rounds of:
 
 1. ``--runs`` PyWorkflow runs of a 5-step workflow (``executor = "ray"``, SQLite
-   storage in the temp dir, this process's embedded worker activating), started
+   storage in the temp dir, this process's embedded worker sending the activations
+   to Ray), started
    at once, until all complete;
 2. the same number of plain chains of 5 Ray tasks (each task gets the previous
    one's ObjectRef), submitted at once, until all results are in. The tasks get

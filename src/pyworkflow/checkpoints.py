@@ -31,12 +31,10 @@ The rules, in one place:
 
 The attempt's state lives in this process, keyed by the attempt's ids, from
 its first use to the attempt's end (:func:`finish`, which the code running
-the attempt calls: :mod:`pyworkflow.stepexec`, or
-:func:`pyworkflow.context.step_ids_entered` for a body an executor runs in
-another process). A run that storage does not know (a transient run, a step run
-alone by ``pyworkflow.testing.run_step``) keeps
-its checkpoints in this process only, written at once (no throttle: it costs
-no storage write), so a retry within the run resumes from them.
+the attempt calls: :mod:`pyworkflow.stepexec`). A run that storage does not
+know (a transient run, a step run alone by ``pyworkflow.testing.run_step``)
+keeps its checkpoints in this process only, written at once (no throttle: it
+costs no storage write), so a retry within the run resumes from them.
 """
 
 from __future__ import annotations
@@ -61,7 +59,6 @@ __all__ = [
     "enter_alone",
     "exit_alone",
     "finish",
-    "finish_sync",
     "last_checkpoint",
     "open_attempts",
     "prepare",
@@ -375,22 +372,6 @@ async def finish(ids: _Ids) -> None:
     if state is None or state.pending is None or state.runtime is None:
         return
     await state.runtime.acall(_flush, state.runtime, ids, state)
-
-
-def finish_sync(ids: _Ids) -> None:
-    """:func:`finish` from a thread that is not the runtime's loop (an executor's worker)."""
-    state = _attempts.pop(ids, None)
-    if state is None or state.pending is None or state.runtime is None:
-        return
-    if state.runtime.in_loop:  # cannot wait for storage here; a caller on the loop awaits finish
-        _attempts[ids] = state
-        return
-    try:
-        state.runtime.call(_flush, state.runtime, ids, state)
-    except RuntimeError as exc:  # the runtime stopped: the body's own outcome stands
-        logger.bind(run_id=ids[0], step_id=ids[1], step=ids[2], attempt=ids[3]).warning(
-            "the last checkpoint of step {!r} could not be written: {}", ids[2], exc
-        )
 
 
 def discard(ids: _Ids) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random as _random
 import uuid as _uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -37,10 +36,8 @@ __all__ = [
     "now",
     "patched",
     "random",
-    "report_step_worker",
     "scheduled_at",
     "sleep",
-    "step_ids_entered",
     "uuid4",
     "workflow_logger",
 ]
@@ -163,8 +160,6 @@ _workflow: ContextVar[WorkflowContext | None] = ContextVar("pyworkflow_workflow"
 #: The running step's ids ``(run_id, step_id, step_name, attempt)``; its
 #: :class:`StepContext` is built when the body asks for it (most never do).
 _step: ContextVar[tuple[str, str, str, int] | None] = ContextVar("pyworkflow_step", default=None)
-#: Where the running attempt's body ran, when an executor ran it elsewhere (read once).
-_step_worker: ContextVar[str | None] = ContextVar("pyworkflow_step_worker", default=None)
 #: An idempotency key chosen by ``pyworkflow.testing.run_step``; None: derived from the ids.
 _step_key: ContextVar[str | None] = ContextVar("pyworkflow_step_key", default=None)
 
@@ -177,39 +172,9 @@ def current_workflow() -> WorkflowContext | None:
 def current_step_ids() -> tuple[str, str, str, int] | None:
     """``(run id, step id, step name, attempt)`` of the step attempt running here, or None.
 
-    For executors that run a body in another process (:meth:`Executor.inline_body
-    <pyworkflow.executors.base.Executor.inline_body>`): pass them along and run
-    the body there inside :func:`step_ids_entered`, so ``get_step_context()`` works.
+    Read by code running inside a step body (durable streams, checkpoints).
     """
     return _step.get()
-
-
-def report_step_worker(name: str) -> None:
-    """Name the process that ran the body of the attempt in progress (``ray:<node>:<pid>``).
-
-    For an executor's stand-in body (:meth:`Executor.inline_body
-    <pyworkflow.executors.base.Executor.inline_body>`): the attempt's outcome
-    event records it as ``worker``, as a dispatched step's does.
-    """
-    _step_worker.set(name)
-
-
-@contextlib.contextmanager
-def step_ids_entered(ids: tuple[str, str, str, int] | None) -> Iterator[None]:
-    """Run a step body sent from another process with the ids of its attempt.
-
-    On the way out, a checkpoint the body made within its last
-    ``checkpoint_interval`` is written (:func:`pyworkflow.checkpoints.finish_sync`).
-    """
-    token = _step.set(ids)
-    try:
-        yield
-    finally:
-        _step.reset(token)
-        if ids is not None:
-            from pyworkflow import checkpoints
-
-            checkpoints.finish_sync(ids)
 
 
 def get_step_context() -> StepContext:

@@ -218,7 +218,6 @@ _step_ids = ctxmod._step
 #: Attempts with checkpoint state (:mod:`pyworkflow.checkpoints`); empty unless a body
 #: checkpoints, so an attempt's end costs one truth test here.
 _open_checkpoints = checkpoints.open_attempts
-_step_worker = ctxmod._step_worker
 _STEP_COMPLETED = EventType.STEP_COMPLETED
 _FunctionType = types.FunctionType
 
@@ -337,15 +336,6 @@ async def _enter_body_contexts(ids: _Ids) -> AsyncExitStack:
     return stack
 
 
-def _with_worker(base: dict[str, Any] | None, name: str, attempt: int) -> dict[str, Any] | None:
-    """``base`` with ``worker`` added if a stand-in body reported where it ran (read once)."""
-    where = _step_worker.get()
-    if where is None:
-        return base
-    _step_worker.set(None)
-    return {**(base or {"name": name, "attempt": attempt}), "worker": where}
-
-
 def _finished(
     definition: StepDefinition,
     ids: _Ids,
@@ -358,7 +348,6 @@ def _finished(
     """The event of an attempt whose body returned ``result``: completed, or failed when
     ``result`` cannot be written."""
     run_id, step_id, name, attempt = ids
-    base = _with_worker(base, name, attempt)
     try:
         data = dumps_limited(serializer, result, limit=limit, what=f"result of step {name!r}")
     except SerializationError as unwritable:
@@ -393,7 +382,6 @@ def _failed(
     """The event of an attempt that failed with ``error``: retrying (if ``retry`` and the
     policy allows another attempt) or failed."""
     _, step_id, name, attempt = ids
-    base = _with_worker(base, name, attempt)
     if base is None:
         base = {"name": name, "attempt": attempt}
     data, error = dump_error(serializer, limit, error, f"error of step {name!r}")
@@ -485,7 +473,7 @@ def start_attempt(
         data = dumps_limited(serializer, result, limit=limit, what=f"result of step {name!r}")
     except SerializationError:
         data = None  # _finished writes the failure, outside this except block
-    if data is None or debug_enabled(__name__) or _step_worker.get() is not None:
+    if data is None or debug_enabled(__name__):
         return _finished(definition, ids, retry_base, serializer, limit, None, result)
     return NewEvent(
         _STEP_COMPLETED, ids[1], {"name": name, "attempt": ids[3], "result": data}, utcnow()

@@ -312,3 +312,13 @@ def trace_probe_dispatched() -> list[str]:
 @workflow(name="ray_trace_dispatched_flow")
 async def trace_dispatched_flow() -> list[str]:
     return await trace_probe_dispatched()
+
+
+# ----- a workflow timeout ends a run sleeping on Ray -----
+
+
+@workflow(name="ray_timed_sleeper", timeout="8s")
+async def timed_sleeper() -> str:
+    """Sleeps far past its workflow timeout."""
+    await sleep("10m")
+    return "woke"

@@ -79,19 +79,23 @@ def _crash_mid_step(
 def test_sigkill_of_the_ray_worker_running_an_inline_step(
     ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
-    """A lone step without resources: a Ray task the activation awaits; Ray runs it again."""
-    events, _, log = _crash_mid_step(
+    """A lone step without resources runs in its activation's Ray worker: killing that
+    process ends the activation; the worker lets the run go and the next activation
+    runs the step's next attempt in another process."""
+    events, victim, log = _crash_mid_step(
         ray_cluster, workers, tmp_path, flows.crash_flow, "ray_slow_record"
     )
-    # one attempt, recorded once by the activation; Ray ran its task a second time
     started = [
         e
         for e in events
         if e.type == EventType.STEP_STARTED and e.payload["name"] == "ray_slow_record"
     ]
-    assert [e.payload["attempt"] for e in started] == [1]
+    assert [e.payload["attempt"] for e in started] == [1, 2]
+    # step_started names the Ray worker process the activation ran in
+    assert parse_worker(started[0].payload["worker"])[1] == victim
+    assert parse_worker(started[1].payload["worker"])[1] != victim
     ran = [fields for fields in flows.lines(log) if fields[0] == "slow"]
-    assert [int(fields[1]) for fields in ran] == [1, 1]  # the same attempt, run again
+    assert [int(fields[1]) for fields in ran] == [1, 2]
     assert all(int(fields[2]) != os.getpid() for fields in flows.lines(log))
 
 

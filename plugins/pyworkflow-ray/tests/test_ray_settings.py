@@ -30,7 +30,7 @@ def test_forward_storage_false_keeps_the_url_out_of_the_runtime_env() -> None:
     env = worker_env(settings, options)
     assert "PYWORKFLOW_STORAGE" not in env
     assert all("hunter2" not in value for value in env.values())
-    assert env["PYWORKFLOW_EXECUTOR"] == "local"  # the rest still goes
+    assert env["PYWORKFLOW_EXECUTOR"] == "ray"  # the rest still goes
 
 
 @pytest.mark.parametrize("value", [1, "maybe", 0.0, []])

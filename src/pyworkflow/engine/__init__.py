@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pyworkflow.engine.activation import (
     Activation,
-    _back_off,
     _fail_corrupt,
     activate,
+    back_off,
     check_replay,
     run_activation,
 )
@@ -37,9 +37,9 @@ __all__ = [
     "Activation",
     "Journal",
     "ReplayReport",
-    "_back_off",
     "_fail_corrupt",
     "activate",
+    "back_off",
     "check_replay",
     "is_external",
     "queued_owner",

@@ -72,7 +72,7 @@ async def activate(
             from pyworkflow.unknown_workflow import note_unknown  # it imports this module
 
             await note_unknown(runtime, run, owner, exc)
-            await _back_off(runtime, run.run_id, owner)
+            await back_off(runtime, run.run_id, owner)
             return
         except (CorruptDataError, SerializationError) as exc:
             log.error("corrupt data: {}", exc)
@@ -96,7 +96,7 @@ async def run_activation(
     except Exception:
         logger.bind(run_id=run.run_id).exception("activation crashed; retrying it later")
         with anyio.CancelScope(shield=True):
-            await _back_off(runtime, run.run_id, owner)
+            await back_off(runtime, run.run_id, owner)
     finally:
         if not finished:
             with anyio.CancelScope(shield=True):
@@ -104,7 +104,9 @@ async def run_activation(
     return finished
 
 
-async def _back_off(runtime: Runtime, run_id: str, owner: str) -> None:
+async def back_off(runtime: Runtime, run_id: str, owner: str) -> None:
+    """Make ``run_id`` due again after a pause and release ``owner``'s lease (a crashed
+    activation is retried, not in a busy loop)."""
     retry_at = utcnow() + timedelta(seconds=max(5.0, runtime.settings.poll_interval))
     patch = RunPatch(set_wake=True, wake_at=retry_at, release_lease=True)
     try:

@@ -154,12 +154,12 @@ class Executor(abc.ABC):
     ) -> Callable[..., Any]:
         """What an inline attempt of a dispatching executor calls as the step's body.
 
-        The default is ``body`` itself, run in the activation's process. An
-        executor whose steps belong elsewhere returns an ``async`` stand-in
-        that runs the body there and returns its value or raises its
-        exception (the Ray executor: a Ray task, awaited); the activation
-        records the attempt as the local executor does. The stand-in can read
-        the attempt's ids with :func:`pyworkflow.context.current_step_ids`.
+        The default is ``body`` itself. An executor may wrap it in an
+        ``async`` stand-in that returns its value or raises its exception (the
+        Ray executor, in a Ray worker: a sync body in a thread that a step
+        timeout or cancelled run interrupts); the activation records the
+        attempt as the local executor does. The stand-in runs in the attempt's
+        context (:func:`pyworkflow.context.current_step_ids`, ``get_step_context()``).
         """
         return body
 

@@ -1,35 +1,44 @@
-"""The ``ray`` executor: activations in this process's worker, step bodies as Ray tasks.
+"""The ``ray`` executor: activations and dispatched steps as Ray tasks.
 
-See docs/ray.md for why activations stay out of Ray: they are short and
-bound by storage, and the durable timers they set must fire whether or not
-any Ray task runs.
+A worker (``pyworkflow worker``, or a script's embedded worker) claims due
+runs, holds their leases and fires timers; each activation runs as a Ray task
+(:func:`pyworkflow_ray.tasks.run_activation`), with its lone steps in the
+same Ray worker process, and steps awaited together or declaring resources run
+as Ray tasks of their own. docs/ray.md says why and what it measured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import json
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 from loguru import logger
 
 from pyworkflow.config import Settings
-from pyworkflow.context import current_step_ids, report_step_worker
+from pyworkflow.engine import back_off
 from pyworkflow.errors import ConfigError
 from pyworkflow.executors.local import LocalExecutor
 from pyworkflow.redaction import redact_text, redact_url
+from pyworkflow_ray.handoff import Handoff, current_handoff
 from pyworkflow_ray.settings import RaySettings
 
 if TYPE_CHECKING:
+    from pyworkflow.models import Event, Run
+    from pyworkflow.runtime import Runtime
     from pyworkflow.step import StepDefinition
 
-__all__ = ["RAY_OPTIONS", "RayExecutor", "RayStepLost", "connect", "step_options", "worker_env"]
+__all__ = ["RAY_OPTIONS", "RayExecutor", "connect", "step_options", "worker_env"]
 
 #: Resource names that are options of a Ray task; any other name is a custom resource.
 RAY_OPTIONS = frozenset({"num_cpus", "num_gpus", "memory"})
@@ -98,6 +107,14 @@ def _check_reachable(address: str) -> None:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc})") from exc
 
 
+def in_ray_worker() -> bool:
+    """Whether this process is a Ray worker (running Ray tasks), not a driver."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    return bool(ray.get_runtime_context().worker.mode == ray.WORKER_MODE)
+
+
 def step_options(definition: StepDefinition | None) -> dict[str, Any]:
     """Ray task options for a step: ``num_cpus``/``num_gpus``/``memory``, others as ``resources``.
 
@@ -141,15 +158,15 @@ def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
     """``PYWORKFLOW_*`` variables that make a Ray worker's runtime match this process's.
 
     Storage (absolute; unless ``forward_storage`` is off), modules,
-    serializer, lease and poll settings, the ``queues`` and ``tracing`` tables; the local
-    executor with no embedded worker (Ray workers run step bodies only;
-    activations and timers stay with ``pyworkflow worker``), so the Ray
-    workers need not know this plugin's entry point.
+    serializer, lease and poll settings, the ``queues`` and ``tracing`` tables,
+    and this executor with no embedded worker: a Ray worker runs the
+    activations and steps it is sent, and hands back what it would send
+    (:mod:`pyworkflow_ray.handoff`); claims and timers stay with ``pyworkflow worker``.
     """
     env = {
-        # the step body's process runs no activations: the local executor without a worker
-        "PYWORKFLOW_EXECUTOR": "local",
+        "PYWORKFLOW_EXECUTOR": "ray",
         "PYWORKFLOW_EMBEDDED_WORKER": "false",
+        "PYWORKFLOW_RAY__DISPATCH_TIMEOUT": repr(options.dispatch_timeout),
         "PYWORKFLOW_MODULES": ",".join(settings.modules),
         "PYWORKFLOW_SERIALIZER": settings.serializer,
         "PYWORKFLOW_LEASE_SECONDS": repr(settings.lease_seconds),
@@ -180,43 +197,23 @@ def _runtime_env(settings: Settings, options: RaySettings) -> dict[str, Any]:
     return runtime_env
 
 
-def _trace_headers() -> dict[str, str]:
-    """The current OpenTelemetry context (the step attempt's span) as W3C trace headers.
-
-    ``{}`` unless PyWorkflow's tracing is on: the Ray task makes it current around
-    the body, so the user's own spans there nest under the attempt (docs/observability.md).
-    """
-    from pyworkflow.tracing import get_tracing
-
-    if get_tracing() is None:
-        return {}
-    from opentelemetry import propagate
-
-    headers: dict[str, str] = {}
-    propagate.inject(headers)
-    return headers
-
-
-class RayStepLost(RuntimeError):
-    """The Ray worker process running a step's body died (more often than Ray retries)."""
-
-
 class RayExecutor(LocalExecutor):
-    """Activations in this process's worker; each dispatched step is one Ray task.
+    """Activations and dispatched steps as Ray tasks, sent by this process's worker.
 
     The worker is a script's embedded one or ``pyworkflow worker`` (with
-    ``executor = "ray"``): it claims due runs, replays them, fires timers and
-    hands the steps they schedule to Ray, fire-and-forget. A Ray task runs
-    :func:`pyworkflow.dispatch.run_dispatched_step` in its worker process
-    (which takes the step's lease: a duplicate is ignored); a step whose Ray
-    worker died is dispatched again when its lease runs out.
+    ``executor = "ray"``): it claims due runs and holds their leases, and runs
+    each activation as a Ray task (:meth:`activate`), where the workflow is
+    replayed and its lone steps run; it fires timers and submits the steps
+    an activation hands back (awaited together, or declaring resources or a
+    queue) as Ray tasks of their own, fire-and-forget. In a Ray worker
+    process the same executor runs the activation in-process and notes what
+    it would send in the activation's :class:`~pyworkflow_ray.handoff.Handoff`.
     """
 
     name = "ray"
     dispatches_steps = True
     wants_step_definitions = True
-    #: a lone step without resources or queue: a Ray task the activation awaits
-    #: (:meth:`inline_body`), recorded by the activation as the local executor does
+    #: a lone step without resources or queue runs in its activation's Ray worker process
     inline_lone_steps = True
     runs_workflows_elsewhere = True
 
@@ -226,11 +223,18 @@ class RayExecutor(LocalExecutor):
         if scheme in _REFUSED:
             raise ConfigError(
                 f"the 'ray' executor cannot use storage {redact_url(settings.storage)!r}: "
-                f"{_REFUSED[scheme]}, and Ray runs step bodies in other processes (maybe on "
-                "other hosts). Use SQLite (sqlite:///path.db, one host), Redis or PostgreSQL"
+                f"{_REFUSED[scheme]}, and Ray runs workflows and steps in other processes "
+                "(maybe on other hosts). Use SQLite (sqlite:///path.db, one host), Redis or "
+                "PostgreSQL"
             )
         self.options = RaySettings.from_settings(settings)
         self.dispatch_timeout = self.options.dispatch_timeout
+        #: whether this process is a Ray worker (it runs activations sent to it)
+        self.inside = in_ray_worker()
+        if self.inside:
+            from pyworkflow_ray.tasks import worker_name
+
+            self.worker_name = worker_name()  # step_started names the Ray worker
         self._runtime_env = _runtime_env(settings, self.options)
         self._sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pw-ray")
         self._pending: set[Any] = set()  # ObjectRefs in flight (their failures are logged)
@@ -253,7 +257,8 @@ class RayExecutor(LocalExecutor):
         return dict(self._runtime_env)
 
     def inlines(self, definition: StepDefinition) -> bool:
-        """A lone step runs inline unless it declares ``resources`` or a ``queue``.
+        """A lone step runs in its activation's process unless it declares ``resources`` or a
+        ``queue``.
 
         Such a step is dispatched: Ray places it by its resources, ``runs show``
         tells while it waits for a worker, and its queue's place is taken by the
@@ -264,49 +269,95 @@ class RayExecutor(LocalExecutor):
     def inline_body(
         self, definition: StepDefinition, body: Callable[..., Any]
     ) -> Callable[..., Any]:
-        """An ``async`` stand-in for ``body`` that runs it as a Ray task and awaits it."""
-        name = definition.name
+        """In a Ray worker, a sync body that a step timeout or cancelled run interrupts.
 
-        async def on_ray(*args: Any, **kwargs: Any) -> Any:
-            return await self._run_body(name, args, kwargs)
-
-        return on_ray
-
-    async def _run_body(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Submit ``run_body`` for step ``name``; its value, or the body's own exception.
-
-        A task cancelled here (the step timed out, the run was cancelled, the
-        lease was lost) is cancelled in Ray. A Ray worker that died more often
-        than Ray retries the task raises :class:`RayStepLost` (the step's retry
-        policy decides what follows).
+        A plain ``def`` body runs in a thread of its own, which gets a
+        ``KeyboardInterrupt`` when the attempt is cancelled, as ``ray.cancel`` does to a
+        task (:mod:`pyworkflow_ray.interrupt`); an ``async def`` body runs as it is.
         """
-        ids = current_step_ids()
+        if not self.inside or inspect.iscoroutinefunction(body):
+            return body
+        from pyworkflow_ray.interrupt import interruptible
+
+        return interruptible(body)
+
+    async def activate(
+        self, runtime: Runtime, run: Run, owner: str, history: list[Event] | None = None
+    ) -> bool:
+        """Run the activation as a Ray task (:func:`~pyworkflow_ray.tasks.run_activation`).
+
+        This worker keeps renewing the run's lease meanwhile; cancelled (lease
+        lost, shutdown), it cancels the task. A Ray worker that died mid-activation
+        (SIGKILL, OOM, node lost) leaves the run's lease released, so the run is
+        claimed and activated again at once; a task that failed otherwise (the
+        workflow modules do not import there) backs the run off.
+        """
+        if self.inside:  # a Ray worker's own runtime: the activation runs here
+            return await super().activate(runtime, run, owner, history)
         await self._connect()
         import ray
         from ray.exceptions import RayError, RayTaskError
 
-        from pyworkflow_ray.tasks import run_body
+        from pyworkflow_ray.tasks import run_activation
 
-        ref = self._remote(run_body, {}).remote((name, args, kwargs, ids, _trace_headers()))
+        log = logger.bind(run_id=run.run_id)
+        ref = self._remote(run_activation, {}).remote(run.run_id, owner)
         try:
-            worker, ok, value = await asyncio.wrap_future(ref.future())
-        except RayTaskError as exc:  # run_body itself failed (it returns the body's errors)
-            cause = exc.cause
-            if isinstance(cause, Exception):
-                raise cause from None
-            raise
+            handoff: Handoff = await asyncio.wrap_future(ref.future())
+        except RayTaskError as exc:
+            log.error("the activation's Ray task failed: {}", redact_text(str(exc)))
+            with anyio.CancelScope(shield=True):
+                await back_off(runtime, run.run_id, owner)
+            return False
         except RayError as exc:
-            raise RayStepLost(
-                f"the Ray worker running step {name!r} was lost ({type(exc).__name__}): "
-                f"{redact_text(str(exc))}"
-            ) from None
+            log.warning(
+                "the Ray worker running the activation was lost ({}); activating the run again",
+                type(exc).__name__,
+            )
+            with anyio.CancelScope(shield=True):
+                await runtime.storage.release_lease(run.run_id, owner)
+            return False
         except BaseException:
             ray.cancel(ref)
             raise
-        report_step_worker(worker)
-        if not ok:
-            raise value
-        return value
+        await self._take_handoff(handoff)
+        return handoff.finished
+
+    async def _take_handoff(self, handoff: Handoff) -> None:
+        """Do what a Ray activation left: submit its steps, wake runs, arm timers."""
+        by_run: dict[str, list[tuple[str, int, dict[str, Any]]]] = {}
+        for run_id, step_id, attempt, options in handoff.steps:
+            by_run.setdefault(run_id, []).append((step_id, attempt, options))
+        for run_id, jobs in by_run.items():
+            await self._submit_steps(run_id, jobs)
+        for run_id in handoff.due:
+            super().notify(run_id)
+        for run_id, at in handoff.timers:
+            super().schedule(run_id, at)
+
+    def activating(self, run_id: str) -> bool:
+        """False: activations run in Ray workers, whose appends this process does not see
+        (waiters here look at storage)."""
+        return False
+
+    def notify(self, run_id: str | None = None) -> None:
+        """Wake this process's worker; in a Ray worker, hand ``run_id`` back to the sender."""
+        if self.inside:
+            handoff = current_handoff()
+            if handoff is not None and run_id is not None:
+                handoff.due.append(run_id)
+            return
+        super().notify(run_id)
+
+    def schedule(self, run_id: str, at: datetime) -> None:
+        """A run suspended until ``at``: the worker wakes then (from a Ray worker, via the
+        handoff)."""
+        if self.inside:
+            handoff = current_handoff()
+            if handoff is not None:
+                handoff.timers.append((run_id, at))
+            return
+        super().schedule(run_id, at)
 
     async def stop(self) -> None:
         await super().stop()
@@ -319,14 +370,26 @@ class RayExecutor(LocalExecutor):
         *,
         definitions: Mapping[str, StepDefinition] | None = None,
     ) -> None:
-        """Submit one Ray task per step, placed by the step's resources; never waits for them.
+        """One Ray task per step, placed by the step's resources; never waits for them.
+
+        In a Ray worker (an activation sent here) the steps go into the
+        activation's handoff, for the sending worker to submit and watch.
+        """
+        found = definitions or {}
+        jobs = [(step_id, attempt, step_options(found.get(step_id))) for step_id, attempt in steps]
+        handoff = current_handoff() if self.inside else None
+        if handoff is not None:
+            handoff.steps.extend((run_id, step_id, a, options) for step_id, a, options in jobs)
+            return
+        await self._submit_steps(run_id, jobs)
+
+    async def _submit_steps(self, run_id: str, jobs: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Submit ``run_step`` for each ``(step id, attempt, options)``, from the sender thread.
 
         Submitting runs in a thread of its own (the first call connects to Ray).
         A step Ray could not take is left to its lease: it is dispatched again
         after ``dispatch_timeout``.
         """
-        found = definitions or {}
-        jobs = [(step_id, attempt, step_options(found.get(step_id))) for step_id, attempt in steps]
 
         def submit_all() -> None:
             connect(self.options)
