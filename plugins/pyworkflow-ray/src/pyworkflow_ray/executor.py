@@ -110,9 +110,14 @@ def _check_reachable(address: str) -> None:
 def in_ray_worker() -> bool:
     """Whether this process is a Ray worker (running Ray tasks), not a driver."""
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
+    if ray is None:
         return False
-    return bool(ray.get_runtime_context().worker.mode == ray.WORKER_MODE)
+    try:  # a Ray Client driver has no connected worker of its own: mode None
+        from ray._private.worker import global_worker
+
+        return bool(global_worker.mode == ray.WORKER_MODE)
+    except (ImportError, AttributeError):
+        return False
 
 
 def step_options(definition: StepDefinition | None) -> dict[str, Any]:
