@@ -230,11 +230,22 @@ class WorkflowEnvironment:
 
         For example the runs a schedule started: ``(await env.list_runs(workflow="nightly")).runs``.
         """
-        wanted = RunStatus(status) if status is not None else None
-        runtime = self.runtime
-        return await runtime.acall(
-            client._list_runs, runtime, wanted, workflow, limit, cursor, parent
+        page: RunPage = await self.runtime.acall(
+            *self._list_call(status, workflow, limit, cursor, parent)
         )
+        return page
+
+    def _list_call(
+        self,
+        status: RunStatus | str | None,
+        workflow: str | None,
+        limit: int,
+        cursor: str | None,
+        parent: str | None,
+    ) -> tuple[Any, ...]:
+        """The call (function, then arguments) that lists runs, for the runtime's loop."""
+        wanted = RunStatus(status) if status is not None else None
+        return (client._list_runs, self.runtime, wanted, workflow, limit, cursor, parent)
 
     async def resume_hook(
         self, token: str, payload: Any = None, *, delivery_id: str | None = None
@@ -263,11 +274,20 @@ class WorkflowEnvironment:
         its way. Schedules declared with ``@workflow(schedule=...)`` exist in
         the environment on their own.
         """
+        stored: Schedule = await self.runtime.acall(
+            *self._schedule_call(name, workflow, cron, options)
+        )
+        return stored
+
+    def _schedule_call(
+        self, name: str, workflow: Any, cron: str | None, options: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        """The call (function, then arguments) that creates the schedule, for the loop."""
         from pyworkflow.schedules.api import _create, build_schedule
 
         replace = bool(options.pop("replace", False))
         schedule = build_schedule(self.runtime, name, workflow, cron, **options)
-        return await self.runtime.acall(self._create_schedule, _create, schedule, replace)
+        return (self._create_schedule, _create, schedule, replace)
 
     async def _create_schedule(
         self, create: Callable[..., Awaitable[Schedule]], schedule: Schedule, replace: bool
@@ -556,20 +576,17 @@ class SyncWorkflowEnvironment:
         parent: str | None = None,
     ) -> RunPage:
         """Blocking :meth:`WorkflowEnvironment.list_runs`."""
-        wanted = RunStatus(status) if status is not None else None
-        runtime = self._env.runtime
-        return runtime.call(client._list_runs, runtime, wanted, workflow, limit, cursor, parent)
+        env = self._env
+        page: RunPage = env.runtime.call(*env._list_call(status, workflow, limit, cursor, parent))
+        return page
 
     def create_schedule(
         self, name: str, workflow: Any, cron: str | None = None, **options: Any
     ) -> Schedule:
         """Blocking :meth:`WorkflowEnvironment.create_schedule`."""
-        from pyworkflow.schedules.api import _create, build_schedule
-
         env = self._env
-        replace = bool(options.pop("replace", False))
-        schedule = build_schedule(env.runtime, name, workflow, cron, **options)
-        return env.runtime.call(env._create_schedule, _create, schedule, replace)
+        stored: Schedule = env.runtime.call(*env._schedule_call(name, workflow, cron, options))
+        return stored
 
     def schedules(self) -> list[Schedule]:
         """Blocking :meth:`WorkflowEnvironment.schedules`."""
