@@ -28,7 +28,7 @@ async def ray_resumable(log: str, name: str, total: int, fail_at: int) -> int:
 
 @workflow
 async def ray_resumables(log: str, total: int, fail_at: int) -> list[int]:
-    """A lone step (run inline, as a Ray task the activation awaits), then two gathered ones
+    """A lone step (run in its activation's Ray worker process), then two gathered ones
     (dispatched as Ray tasks of their own)."""
     first = await ray_resumable(log, "inline", total, fail_at)
     a, b = await asyncio.gather(

@@ -199,7 +199,7 @@ def slow_record_dispatched(log: str, pid_file: str) -> str:
 
 @workflow(name="ray_crash_flow")
 async def crash_flow(log: str, pid_file: str) -> list[str]:
-    """Lone steps without resources: inline, Ray tasks the activation awaits and records."""
+    """Lone steps without resources: run in the activation's Ray worker process."""
     first = await quick("first", log)
     middle = await slow_record(log, pid_file)
     last = await quick("last", log)

@@ -1,8 +1,8 @@
-"""Tracing on Ray: the step attempt's span context travels with its Ray task.
+"""Tracing on Ray: a step body in a Ray worker runs in its attempt's span context.
 
-This process's embedded worker (executor ``ray``, tracing on) runs the workflow;
-its lone step is an inline Ray task. The body, in a Ray worker process, finds
-the attempt's span (deterministic ids, docs/observability.md) as its current
+This process's embedded worker (executor ``ray``, tracing on) sends the
+activation to a Ray worker, where its lone step runs. The body finds the
+attempt's span (deterministic ids, docs/observability.md) as its current
 OpenTelemetry context, so spans a user opens there nest under the attempt.
 """
 
