@@ -32,11 +32,9 @@ def ray_workers(cluster: RayCluster, tmp_path: Path, storage_url: str) -> Worker
             **RAY_ENV,
             "PYWORKFLOW_EXECUTOR": "ray",
             "PYWORKFLOW_RAY__ADDRESS": cluster.address,
-            # a step whose Ray worker was killed is noticed when its run wakes at the
-            # dispatch timeout (its step lease has long run out by then); shorter than
-            # the default, but long enough for Ray to start a worker process for a new
-            # runtime_env on a busy 2-core machine (at 6 s, a retry's attempt was once
-            # taken for lost and dispatched again as the next attempt)
+            # a dispatched step no Ray worker has started is sent again after this
+            # (the same attempt); shorter than the default, longer than Ray takes to start
+            # a worker process for a new runtime_env on a busy 2-core machine
             "PYWORKFLOW_RAY__DISPATCH_TIMEOUT": "20",
         },
     )
