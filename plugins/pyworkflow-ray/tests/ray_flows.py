@@ -322,3 +322,24 @@ async def timed_sleeper() -> str:
     """Sleeps far past its workflow timeout."""
     await sleep("10m")
     return "woke"
+
+
+# ----- a cancelled activation stops its step -----
+
+
+@step(name="ray_long_haul", max_retries=0)
+def long_haul(log: str) -> str:
+    """Works for a minute; records the interruption a cancelled activation raises."""
+    mark(log, "haul")
+    try:
+        for _ in range(600):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        mark(log, "interrupted")
+        raise
+    return "hauled"
+
+
+@workflow(name="ray_haul_flow")
+async def haul_flow(log: str) -> str:
+    return await long_haul(log)

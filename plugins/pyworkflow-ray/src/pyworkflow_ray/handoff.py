@@ -10,6 +10,7 @@ everything it sends.
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from pyworkflow.errors import RunNotFoundError
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
 
-__all__ = ["Handoff", "activate_here", "current_handoff"]
+__all__ = ["Handoff", "activate_here", "cancel_here", "current_handoff"]
 
 
 @attrs.define
@@ -48,10 +49,17 @@ def current_handoff() -> Handoff | None:
     return _current.get()
 
 
+#: The activations running in this process: their loop and task, by run id (to cancel).
+_running: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+
+
 async def activate_here(runtime: Runtime, run_id: str, owner: str) -> Handoff:
     """Activate ``run_id`` (leased to ``owner``) in this process; what it hands back."""
     handoff = Handoff()
     token = _current.set(handoff)
+    task = asyncio.current_task()
+    if task is not None:
+        _running[run_id] = (asyncio.get_running_loop(), task)
     try:
         try:
             run = await runtime.storage.get_run(run_id)
@@ -60,4 +68,19 @@ async def activate_here(runtime: Runtime, run_id: str, owner: str) -> Handoff:
         handoff.finished = await run_activation(runtime, run, owner)
     finally:
         _current.reset(token)
+        if task is not None and _running.get(run_id, (None, None))[1] is task:
+            del _running[run_id]
     return handoff
+
+
+def cancel_here(run_id: str) -> None:
+    """Cancel the activation of ``run_id`` running in this process, if any (thread-safe).
+
+    Its running steps are cancelled (a sync body is interrupted, see
+    :mod:`pyworkflow_ray.interrupt`) and its lease released, as when a worker loses a
+    run's lease.
+    """
+    entry = _running.get(run_id)
+    if entry is not None:
+        loop, task = entry
+        loop.call_soon_threadsafe(task.cancel)

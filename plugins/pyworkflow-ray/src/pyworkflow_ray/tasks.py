@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 from functools import cache
 from typing import TYPE_CHECKING
@@ -9,7 +11,8 @@ from typing import TYPE_CHECKING
 import ray
 
 from pyworkflow import dispatch
-from pyworkflow_ray.handoff import Handoff, activate_here
+from pyworkflow_ray.handoff import Handoff, activate_here, cancel_here
+from pyworkflow_ray.interrupt import UNWIND_SECONDS
 
 if TYPE_CHECKING:
     from pyworkflow.runtime import Runtime
@@ -48,10 +51,22 @@ def run_activation(run_id: str, owner: str) -> Handoff:
     suspends or ends the run; what it leaves to the sending worker (steps
     to dispatch as Ray tasks, runs to wake, timers) is returned. Ray does not
     retry the task: a worker that dies leaves the run to the sending worker,
-    which lets it go at once.
+    which lets it go at once. Cancelled by the sender (``ray.cancel``: it lost
+    the run's lease, or it is stopping), the activation is cancelled here too.
     """
     runtime = _runtime()
-    return runtime.call(activate_here, runtime, run_id, owner)
+    call = runtime.submit(activate_here, runtime, run_id, owner)
+    try:
+        while True:  # in short waits: ray.cancel's KeyboardInterrupt lands between bytecodes
+            try:
+                return call.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+    except BaseException:  # ray.cancel (the sender lost the run's lease, or stops): stop it too
+        cancel_here(run_id)
+        with contextlib.suppress(BaseException):  # its steps unwound, its lease released
+            call.result(timeout=UNWIND_SECONDS)
+        raise
 
 
 @ray.remote(max_retries=0)
