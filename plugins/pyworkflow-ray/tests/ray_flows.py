@@ -25,6 +25,7 @@ from pyworkflow import (
     sleep,
     step,
     workflow,
+    workflow_logger,
 )
 
 
@@ -343,3 +344,12 @@ def long_haul(log: str) -> str:
 @workflow(name="ray_haul_flow")
 async def haul_flow(log: str) -> str:
     return await long_haul(log)
+
+
+# ----- logs of workflow code, from the Ray worker that ran it -----
+
+
+@workflow(name="ray_logging_flow")
+async def logging_flow(marker: str) -> str:
+    workflow_logger.warning("workflow says {}", marker)
+    return marker

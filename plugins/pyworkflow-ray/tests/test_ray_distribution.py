@@ -186,3 +186,38 @@ def test_a_step_timeout_cancels_its_ray_task(
     assert ran[0][2] == ran[1][2]  # interrupted in the process that ran it
     assert int(ran[0][2]) not in {p.pid for p in workers.procs.values()} | {os.getpid()}
     assert ran[0][3] in ray_cluster.nodes.values()
+
+
+def test_pyworkflow_logs_are_written_by_the_ray_worker_that_ran_the_activation(
+    ray_cluster: RayCluster, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    """Ray workers log PyWorkflow's own lines to their stderr (Ray's log files), at the
+    sending worker's ``log_level`` (here DEBUG; WARNING when unset), as workflow code's."""
+    workers.start("w1", PYWORKFLOW_LOG_LEVEL="DEBUG")
+    marker = f"probe-{tmp_path.name}"
+    run_id = start(flows.logging_flow, marker)
+    assert get_result(run_id, timeout=90) == marker
+
+    def logged(*parts: str) -> list[Path]:
+        """The Ray worker log files with a line holding every one of ``parts``."""
+        return [
+            path
+            for path in ray_cluster.temp_dir.rglob("worker-*.err")
+            if any(
+                all(part in line for part in parts)
+                for line in path.read_text(errors="replace").splitlines()
+            )
+        ]
+
+    # the workflow's own line, once (not repeated by a replay, not lost)
+    found = wait_for(lambda: logged(f"workflow says {marker}"), 30, "the workflow's line")
+    assert len(found) == 1
+    # and the library's (INFO, allowed by the forwarded level), bound with the run id, in
+    # the same Ray worker process
+    ended = wait_for(
+        lambda: logged("pyworkflow.engine", "workflow completed", f"run_id={run_id}"),
+        30,
+        "the library's line",
+    )
+    assert found == ended
+    assert f"workflow says {marker}" not in workers.log_text()  # not the claiming worker

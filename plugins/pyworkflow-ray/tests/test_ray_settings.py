@@ -62,3 +62,14 @@ def test_the_tracing_table_goes_to_the_ray_tasks() -> None:
         "enabled": "true",
         "endpoint": "http://otel:4318/v1/traces",
     }
+
+
+def test_the_log_level_goes_to_the_ray_workers_when_set() -> None:
+    settings, options = _settings()
+    assert "PYWORKFLOW_LOG_LEVEL" not in worker_env(settings, options)  # their default: WARNING
+    settings = load_settings(
+        overrides={"storage": SECRET_URL, "log_level": "DEBUG"}, environ={}
+    )
+    assert worker_env(settings, RaySettings.from_settings(settings))["PYWORKFLOW_LOG_LEVEL"] == (
+        "DEBUG"
+    )

@@ -163,8 +163,8 @@ def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
     """``PYWORKFLOW_*`` variables that make a Ray worker's runtime match this process's.
 
     Storage (absolute; unless ``forward_storage`` is off), modules,
-    serializer, lease and poll settings, the ``queues`` and ``tracing`` tables,
-    and this executor with no embedded worker: a Ray worker runs the
+    serializer, lease and poll settings, ``log_level``, the ``queues`` and ``tracing``
+    tables, and this executor with no embedded worker: a Ray worker runs the
     activations and steps it is sent, and hands back what it would send
     (:mod:`pyworkflow_ray.handoff`); claims and timers stay with ``pyworkflow worker``.
     """
@@ -188,6 +188,8 @@ def worker_env(settings: Settings, options: RaySettings) -> dict[str, str]:
     # tracing: a Ray worker emits the spans of the step attempts it records, in the run's trace
     for option, value in settings.plugin_tables.get("tracing", {}).items():
         env[f"PYWORKFLOW_TRACING__{str(option).upper()}"] = _env_text(value)
+    if settings.log_level:
+        env["PYWORKFLOW_LOG_LEVEL"] = settings.log_level
     if options.forward_storage:
         env["PYWORKFLOW_STORAGE"] = _absolute_storage(settings.storage)
     env.update(_RAY_DEFAULT_ENV)

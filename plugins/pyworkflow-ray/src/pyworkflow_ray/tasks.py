@@ -32,14 +32,24 @@ def _runtime() -> Runtime:
 
     It comes from the ``PYWORKFLOW_*`` variables the executor put in the task's
     ``runtime_env``: the ``ray`` executor (which finds itself inside a Ray
-    worker) and no embedded worker.
+    worker) and no embedded worker. PyWorkflow's logs go to stderr.
     """
     from pyworkflow.executors.local import import_modules
     from pyworkflow.runtime import get_runtime
 
     runtime = get_runtime()
     import_modules(runtime.settings.modules)
+    _enable_logging((runtime.settings.log_level or "WARNING").upper())
     return runtime
+
+
+@cache
+def _enable_logging(level: str) -> None:
+    """PyWorkflow's logs on this Ray worker's stderr (Ray's log files), as ``pyworkflow
+    worker`` has them: at ``log_level`` (``PYWORKFLOW_LOG_LEVEL``), else WARNING."""
+    from pyworkflow import enable_logging
+
+    enable_logging(level)
 
 
 @ray.remote(max_retries=0)
