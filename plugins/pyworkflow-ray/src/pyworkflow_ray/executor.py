@@ -295,15 +295,17 @@ class RayExecutor(LocalExecutor):
 
         This worker keeps renewing the run's lease meanwhile; cancelled (lease
         lost, shutdown), it cancels the task. A Ray worker that died mid-activation
-        (SIGKILL, OOM, node lost) leaves the run's lease released, so the run is
+        (SIGKILL, node lost) leaves the run's lease released, so the run is
         claimed and activated again at once; a task that failed otherwise (the
-        workflow modules do not import there) backs the run off.
+        workflow modules do not import there, its ``runtime_env`` cannot be set
+        up, Ray's memory monitor killed it) backs the run off: it is tried again
+        after a pause, not in a loop.
         """
         if self.inside:  # a Ray worker's own runtime: the activation runs here
             return await super().activate(runtime, run, owner, history)
         await self._connect()
         import ray
-        from ray.exceptions import RayError, RayTaskError
+        from ray.exceptions import NodeDiedError, RayError, WorkerCrashedError
 
         from pyworkflow_ray.tasks import run_activation
 
@@ -311,18 +313,22 @@ class RayExecutor(LocalExecutor):
         ref = self._remote(run_activation, {}).remote(run.run_id, owner)
         try:
             handoff: Handoff = await asyncio.wrap_future(ref.future())
-        except RayTaskError as exc:
-            log.error("the activation's Ray task failed: {}", redact_text(str(exc)))
-            with anyio.CancelScope(shield=True):
-                await back_off(runtime, run.run_id, owner)
-            return False
-        except RayError as exc:
+        except (WorkerCrashedError, NodeDiedError) as exc:
             log.warning(
                 "the Ray worker running the activation was lost ({}); activating the run again",
                 type(exc).__name__,
             )
             with anyio.CancelScope(shield=True):
                 await runtime.storage.release_lease(run.run_id, owner)
+            return False
+        except RayError as exc:  # the task failed (imports, runtime_env, memory): not at once
+            log.error(
+                "the activation's Ray task failed ({}): {}",
+                type(exc).__name__,
+                redact_text(str(exc)),
+            )
+            with anyio.CancelScope(shield=True):
+                await back_off(runtime, run.run_id, owner)
             return False
         except BaseException:
             ray.cancel(ref)

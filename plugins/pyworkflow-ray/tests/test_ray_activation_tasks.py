@@ -1,10 +1,11 @@
-"""Cancelling an activation's Ray task stops the activation in its Ray worker.
+"""An activation's Ray task cancelled, or failing, as the sending worker sees it.
 
 A worker cancels the task when it loses the run's lease or stops (drain timeout):
 ``ray.cancel`` interrupts the task, which cancels the activation running on the Ray
 worker's PyWorkflow loop, so its step is interrupted and the run's lease released,
 instead of the activation going on unseen. Here this process plays the worker: it
-claims the run, sends the task and cancels it.
+claims the run, sends the task and cancels it. A task that fails (here: the workflow
+modules do not import in the Ray worker) backs the run off instead of being sent again at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ray_flows as flows
 from ray_cluster import RAY_ENV, RayCluster, disconnect_from_ray
 
 from pyworkflow import EventType, get_events, runtime, start
-from pyworkflow.models import utcnow
+from pyworkflow.models import Run, utcnow
 from pyworkflow.testing.servers import wait_for
 
 
@@ -71,3 +72,52 @@ def test_cancelling_the_task_interrupts_the_step_and_releases_the_lease(
     started = [e for e in events if e.type == EventType.STEP_STARTED]
     assert len(started) == 1
     assert not [e for e in events if e.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED)]
+
+
+def test_an_activation_task_that_cannot_import_the_workflows_backs_the_run_off(
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module only this process can import: every Ray activation task fails. The run is
+    backed off (tried again after a pause), not sent again and again in a loop."""
+    import sys
+    import types
+
+    import pyworkflow
+
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
+    # in this process's sys.modules only: not a file on a path Ray could pass on
+    monkeypatch.setitem(sys.modules, "only_here", types.ModuleType("only_here"))
+    lines: list[str] = []
+    handler = pyworkflow.enable_logging("WARNING", sink=lines.append)
+    runtime.reset()
+    runtime.configure(
+        storage=f"sqlite:///{tmp_path / 'runs.db'}",
+        executor="ray",
+        modules=["ray_flows", "only_here"],  # the Ray workers cannot import only_here
+        ray={"address": ray_cluster.address},
+        poll_interval=0.1,
+    )
+    try:
+        run_id = start(flows.GreetWorkflow, "nobody")
+        wait_for(
+            lambda: any("activation's Ray task failed" in line for line in lines),
+            90,
+            "the failed activation task",
+        )
+        run = live_run(run_id)
+        assert run.status.value == "pending" and run.lease_owner is None
+        assert run.wake_at is not None and run.wake_at > utcnow()  # backed off: due later
+        failures = [line for line in lines if "activation's Ray task failed" in line]
+        assert "only_here" in failures[0]  # the error says what could not be imported
+        assert len(failures) == 1  # not sent again at once
+        assert "only_here" in sys.modules  # (this process could import it)
+    finally:
+        pyworkflow.disable_logging(handler)
+        runtime.reset()
+        disconnect_from_ray()
+
+
+def live_run(run_id: str) -> Run:
+    live = runtime.get_runtime()
+    return live.call(live.storage.get_run, run_id)
