@@ -47,7 +47,8 @@ _RAY_PLACES = (
 _CODE_SWAPPED = (
     "it replaces the workflow's code in this process between two activations (versioning, "
     "non-determinism); on Ray the activations run in Ray worker processes, which import the "
-    "workflow modules themselves, so the new code never reaches them"
+    "workflow modules themselves, so the new code never reaches them (versioning on Ray is "
+    "checked by test_ray_versioning: new code deployed while a run sleeps)"
 )
 _LOGS_ELSEWHERE = (
     "it captures the workflow logger's lines in this process; on Ray the workflow runs in a "
