@@ -5,7 +5,8 @@ The workflow module lives in the test's own directory, on the path of the
 A run of version 1 sleeps; the worker is stopped, version 2 (a ``patched()``
 branch after the sleep) written, every Ray worker process killed (so the next
 ones import version 2) and a new worker started. The run had not reached the
-patch, so it takes the new branch, and records the patch's marker. (The engine
+patch, so it takes the new branch, and records the patch's marker; code changed
+without a patch, whose calls no longer fit the log, fails the run. (The engine
 conformance cases of versioning swap code in the test process, which Ray
 workers never see; this is the deployment they stand for.)
 """
@@ -22,7 +23,16 @@ from pathlib import Path
 import pytest
 from ray_cluster import RAY_ENV, RayCluster
 
-from pyworkflow import EventType, RunStatus, get_events, get_result, get_run, runtime, start
+from pyworkflow import (
+    EventType,
+    NonDeterminismError,
+    RunStatus,
+    get_events,
+    get_result,
+    get_run,
+    runtime,
+    start,
+)
 from pyworkflow.testing.servers import wait_for
 from pyworkflow.testing.workers import WorkerProcesses
 
@@ -62,9 +72,20 @@ def _write(code: Path, text: str) -> None:
     shutil.rmtree(code / "__pycache__", ignore_errors=True)  # no stale bytecode
 
 
-def test_a_sleeping_run_takes_the_patched_branch_of_code_deployed_meanwhile(
-    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+VERSION_3 = _HEAD + '''
+@workflow(name="ray_versioned_flow")
+async def versioned(log: str) -> list[str]:
+    await sleep("2s")  # the step that came first is gone: the recorded log no longer fits
+    first = await mark(log, "first")
+    return [first, await mark(log, "old")]
+'''
+
+
+def _deploy_while_sleeping(
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_code: str
+) -> tuple[str, list[list[str]], set[int]]:
+    """Start a version 1 run, deploy ``new_code`` while it sleeps; once it has ended, its
+    id, the step executions (what, pid) and the pids of the Ray workers killed."""
     code = tmp_path / "code"
     code.mkdir()
     _write(code, VERSION_1)
@@ -100,22 +121,41 @@ def test_a_sleeping_run_takes_the_patched_branch_of_code_deployed_meanwhile(
         )
         workers.procs["v1"].send_signal(signal.SIGTERM)  # the deploy: old worker down...
         workers.procs["v1"].wait(timeout=60)
-        _write(code, VERSION_2)  # ...new code in place...
+        _write(code, new_code)  # ...new code in place...
         old = ray_cluster.worker_processes()
         for proc in old:  # ...and the Ray workers that imported version 1 gone
             proc.send_signal(signal.SIGKILL)
         gone = {p.pid for p in old}
         wait_for(lambda: not gone & {p.pid for p in ray_cluster.worker_processes()}, 30, "kill")
         workers.start("v2")
-
-        assert get_result(run_id, timeout=120) == ["first", "new"]
-        events = get_events(run_id)
-        markers = [e for e in events if e.type == EventType.MARKER_RECORDED]
-        assert len(markers) == 1 and "ray-new-step" in json.dumps(markers[0].payload)
+        wait_for(lambda: get_run(run_id).status.is_terminal, 120, "the run to end")
         ran = [line.split() for line in log.read_text().splitlines()]
-        assert [what for what, _ in ran] == ["first", "new"]  # the first step ran once
-        assert int(ran[1][1]) not in gone  # in a Ray worker started after the deploy
+        return run_id, ran, gone
     finally:
         runtime.reset()
         workers.stop_all()
         sys.modules.pop("ray_versioned", None)
+
+
+def test_a_sleeping_run_takes_the_patched_branch_of_code_deployed_meanwhile(
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, ran, gone = _deploy_while_sleeping(ray_cluster, tmp_path, monkeypatch, VERSION_2)
+    runtime.configure(storage=f"sqlite:///{tmp_path / 'pw.db'}", embedded_worker=False)
+    assert get_result(run_id, timeout=10) == ["first", "new"]
+    events = get_events(run_id)
+    markers = [e for e in events if e.type == EventType.MARKER_RECORDED]
+    assert len(markers) == 1 and "ray-new-step" in json.dumps(markers[0].payload)
+    assert [what for what, _ in ran] == ["first", "new"]  # the first step ran once
+    assert int(ran[1][1]) not in gone  # in a Ray worker started after the deploy
+
+
+def test_code_deployed_without_a_patch_that_no_longer_fits_the_log_fails_the_run(
+    ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, ran, _ = _deploy_while_sleeping(ray_cluster, tmp_path, monkeypatch, VERSION_3)
+    runtime.configure(storage=f"sqlite:///{tmp_path / 'pw.db'}", embedded_worker=False)
+    with pytest.raises(NonDeterminismError):
+        get_result(run_id, timeout=10)
+    assert get_run(run_id).status == RunStatus.FAILED
+    assert [what for what, _ in ran] == ["first"]  # nothing of the new code's steps ran
