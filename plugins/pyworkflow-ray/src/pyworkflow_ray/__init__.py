@@ -1,7 +1,8 @@
 """PyWorkflow on Ray: ``executor = "ray"`` in ``[tool.pyworkflow]``.
 
-Activations (replays) and timers run in ``pyworkflow worker`` (or a script's
-embedded worker); step bodies run as Ray tasks, placed by ``@step(resources=...)``.
+``pyworkflow worker`` (or a script's embedded worker) claims runs, holds their
+leases and fires timers; activations (replays, with their lone steps) and
+dispatched steps run as Ray tasks, steps placed by ``@step(resources=...)``.
 The cluster itself is Ray's: ``ray start --head`` and ``ray start --address``.
 """
 
