@@ -6,7 +6,8 @@ worker process belongs to the tasks it runs, so there the ``ray`` executor
 does what ``ray.cancel`` does to a task: it raises ``KeyboardInterrupt`` in
 the body's thread, at its next Python bytecode (not inside a blocking C call
 such as one long ``time.sleep``), and the attempt ends once the body has
-unwound (its ``finally`` blocks ran).
+unwound (its ``finally`` blocks ran). Each attempt's body gets a thread of its
+own, so thread-local state does not carry over from one step to the next.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def interruptible(body: Callable[..., Any]) -> Callable[..., Any]:
         done: asyncio.Future[Any] = loop.create_future()
         context = contextvars.copy_context()  # the attempt's ids and step context
 
+        abandoned = False  # cancelled: nobody takes the outcome
+
         def settle(value: Any, error: BaseException | None) -> None:
-            if done.done():
+            if done.done() or abandoned:
                 return
             if error is not None:
                 done.set_exception(error)
@@ -54,11 +57,12 @@ def interruptible(body: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
+            abandoned = True
             _interrupt(thread)
-            try:  # the body's finally blocks run before the attempt ends
-                await asyncio.wait_for(asyncio.shield(done), UNWIND_SECONDS)
-            except BaseException:  # its own error, or it would not unwind
-                pass
+            # the attempt ends once the body has unwound (its finally blocks ran); joined,
+            # not awaited through ``done``: an interrupt landing just after the body
+            # returned may keep the thread from handing over its outcome
+            await loop.run_in_executor(None, thread.join, UNWIND_SECONDS)
             raise
 
     return run
