@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from ray_cluster import HERE, RAY_ENV, RayCluster
+import pytest
+from ray_cluster import HERE, RAY_ENV, RayCluster, disconnect_from_ray
 
+from pyworkflow import runtime
 from pyworkflow.testing.workers import WorkerProcesses
 
 #: fast leases and polls, so recovery from a killed Ray worker takes seconds
@@ -45,3 +50,26 @@ def parse_worker(name: str) -> tuple[str, int]:
     kind, node, pid = name.split(":")
     assert kind == "ray", name
     return node, int(pid)
+
+
+@contextmanager
+def ray_driver(
+    cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> Iterator[None]:
+    """This process as a Ray driver of ``cluster`` (executor ``ray``, SQLite in ``tmp_path``,
+    the :mod:`ray_flows` module), with ``settings`` on top; disconnected afterwards."""
+    for key, value in RAY_ENV.items():
+        monkeypatch.setenv(key, value)
+    runtime.reset()
+    runtime.configure(
+        storage=f"sqlite:///{tmp_path / 'runs.db'}",
+        executor="ray",
+        modules=["ray_flows"],
+        ray={"address": cluster.address},
+        **settings,
+    )
+    try:
+        yield
+    finally:
+        runtime.reset()
+        disconnect_from_ray()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import ray_flows as flows
 from ray_cluster import RAY_ENV, RayCluster, disconnect_from_ray
+from ray_support import ray_driver
 
 from pyworkflow import EventType, get_events, runtime, start
 from pyworkflow.models import Run, utcnow
@@ -27,19 +28,9 @@ from pyworkflow.testing.servers import wait_for
 def driver(
     ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    for key, value in RAY_ENV.items():
-        monkeypatch.setenv(key, value)
-    runtime.reset()
-    runtime.configure(
-        storage=f"sqlite:///{tmp_path / 'runs.db'}",
-        executor="ray",
-        modules=["ray_flows"],
-        embedded_worker=False,  # nobody claims but the test
-        ray={"address": ray_cluster.address},
-    )
-    yield
-    runtime.reset()
-    disconnect_from_ray()
+    # no embedded worker: nobody claims but the test
+    with ray_driver(ray_cluster, tmp_path, monkeypatch, embedded_worker=False):
+        yield
 
 
 def test_cancelling_the_task_interrupts_the_step_and_releases_the_lease(

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import ray_flows as flows
-from ray_cluster import RAY_ENV, RayCluster, disconnect_from_ray
+from ray_cluster import RayCluster
+from ray_support import ray_driver
 
-from pyworkflow import EventType, get_events, get_result, runtime, start
+from pyworkflow import EventType, get_events, get_result, start
 from pyworkflow.tracing import span_id_for, trace_id_for
 
 pytest.importorskip("opentelemetry.sdk")
@@ -26,19 +27,9 @@ pytest.importorskip("opentelemetry.sdk")
 def traced(
     ray_cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
-    for key, value in RAY_ENV.items():
-        monkeypatch.setenv(key, value)
-    runtime.reset()
-    runtime.configure(
-        storage=f"sqlite:///{tmp_path / 'runs.db'}",
-        executor="ray",
-        modules=["ray_flows"],
-        ray={"address": ray_cluster.address},
-        tracing={"enabled": True, "exporter": "none"},
-    )
-    yield
-    runtime.reset()
-    disconnect_from_ray()
+    tracing = {"enabled": True, "exporter": "none"}
+    with ray_driver(ray_cluster, tmp_path, monkeypatch, tracing=tracing):
+        yield
 
 
 def test_a_ray_step_body_runs_in_its_attempt_span(traced: None) -> None:
