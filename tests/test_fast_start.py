@@ -580,11 +580,13 @@ def test_a_run_claimed_while_its_activation_ends_is_activated_again(
     is still ending; a claim pass leases the run to this worker then: once the activation
     has ended, the run is let go and claimed again (not left until its lease expires)."""
     runtime.configure(storage="memory://", **{**FAST, "lease_seconds": 60.0, "poll_interval": 60.0})
-    real = local.run_activation
+    real = LocalExecutor.activate
     raced: list[str] = []
 
-    async def racing(rt_: Runtime, run: Run, owner: str, history: Any = None) -> bool:
-        finished = await real(rt_, run, owner, history)
+    async def racing(
+        self: LocalExecutor, rt_: Runtime, run: Run, owner: str, history: Any = None
+    ) -> bool:
+        finished = await real(self, rt_, run, owner, history)
         if not raced and (await rt_.storage.get_run(run.run_id)).status == RunStatus.SUSPENDED:
             raced.append(run.run_id)
             from pyworkflow.client import _resume_hook
@@ -595,7 +597,7 @@ def test_a_run_claimed_while_its_activation_ends_is_activated_again(
                     await anyio.sleep(0.01)
         return finished
 
-    monkeypatch.setattr(local, "run_activation", racing)
+    monkeypatch.setattr(LocalExecutor, "activate", racing)
     run_id = start(hook_flow)
     assert get_result(run_id, timeout=20) == "payload"
     assert raced == [run_id]

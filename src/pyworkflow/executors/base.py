@@ -104,6 +104,20 @@ class Executor(abc.ABC):
     async def start(self, runtime: Runtime) -> None:
         """Called once when the process's runtime starts."""
 
+    async def activate(
+        self, runtime: Runtime, run: Run, owner: str, history: list[Event] | None = None
+    ) -> bool:
+        """Run one activation of ``run``, claimed by a worker of this process as ``owner``.
+
+        In this process by default (``history``: the run's log, when the worker
+        already has it). The worker holds the run's lease meanwhile and renews it;
+        cancelling the call (lease lost, shutdown) stops the activation. The Ray
+        executor runs it in a Ray worker process instead. True if it ran to its end.
+        """
+        from pyworkflow.engine import run_activation  # the engine imports this module
+
+        return await run_activation(runtime, run, owner, history)
+
     def reserve_start(self) -> StartSlot | None:
         """A slot to run a new run of this process at once, or None (default: None).
 

@@ -16,7 +16,6 @@ import anyio.abc
 from loguru import logger
 
 from pyworkflow.config import Settings
-from pyworkflow.engine import run_activation
 from pyworkflow.executors.base import Executor, StartSlot
 from pyworkflow.leases import LeaseKeeper, lease_keeper
 from pyworkflow.models import Event, Run, utcnow
@@ -407,11 +406,7 @@ class Worker:
         held = self._keeper.hold_run(run.run_id, self.owner, self.lease, lost)
         try:
             with scope:
-                executor = self.runtime.executor
-                if isinstance(executor, LocalExecutor):  # where the activation runs
-                    await executor.activate(self.runtime, run, self.owner, history)
-                else:
-                    await run_activation(self.runtime, run, self.owner, history)
+                await self.runtime.executor.activate(self.runtime, run, self.owner, history)
         except Exception:  # storage down even for the back-off: the lease expires, recovery
             log.exception("activation ended with a storage error")
         finally:
@@ -454,18 +449,6 @@ class LocalExecutor(Executor):
         Nothing by default; the Ray executor connects to Ray here, so a wrong
         address fails at start, not at the first step.
         """
-
-    async def activate(
-        self, runtime: Runtime, run: Run, owner: str, history: list[Event] | None = None
-    ) -> bool:
-        """Run one activation of ``run``, claimed by this process's worker as ``owner``.
-
-        In this process by default (``history``: the run's log, when the worker
-        already has it). The worker holds the run's lease meanwhile and renews it;
-        cancelling the call (lease lost, shutdown) stops the activation. The Ray
-        executor runs it in a Ray worker process instead. True if it ran to its end.
-        """
-        return await run_activation(runtime, run, owner, history)
 
     async def start(self, runtime: Runtime) -> None:
         if not self.settings.embedded_worker:
